@@ -1,0 +1,71 @@
+"""Metrics for ``fit``/``evaluate``: plain callables ``metric(outputs, targets)``.
+
+A metric returns either a number (averaged over batches, weighted by batch size) or a pair
+``(total, count)`` that is summed over batches and divided at the end (exact with padding/ignored labels).
+"""
+from __future__ import annotations
+
+import torch
+
+from .utils import choose
+
+
+def accuracy(outputs: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100):
+    """Share of argmax predictions equal to the label; labels equal to ``ignore_index`` are skipped."""
+    if outputs.dim() == targets.dim() + 1:
+        pred = outputs.argmax(1)
+    else:  # binary: one logit per example
+        pred = (outputs > 0).long()
+        targets = targets.long()
+    keep = targets != ignore_index
+    return (pred == targets)[keep].sum(), keep.sum()
+
+
+def top_k(k: int):
+    """Top-k accuracy: the label is among the k largest outputs."""
+    def metric(outputs, targets):
+        topk = outputs.topk(k, dim=1).indices
+        return (topk == targets.unsqueeze(1)).any(1).sum(), torch.tensor(targets.shape[0])
+    metric.__name__ = f"top{k}"
+    return metric
+
+
+METRICS = {"accuracy": accuracy, "acc": accuracy, "top5": top_k(5), "top3": top_k(3)}
+
+
+def make_metric(metric):
+    """A name from ``METRICS`` or a callable; returns ``(name, callable)``."""
+    if isinstance(metric, str):
+        fn = choose("metric", metric, METRICS)
+        return ("accuracy" if metric == "acc" else metric), fn
+    if not callable(metric):
+        raise TypeError(f"a metric is a name ({', '.join(METRICS)}) or a callable(outputs, targets), got {metric!r}")
+    return getattr(metric, "__name__", type(metric).__name__), metric
+
+
+class MetricTracker:
+    """Accumulates metrics over batches without a device sync per batch."""
+
+    def __init__(self, metrics):
+        self.metrics = [make_metric(m) for m in metrics]
+        self.reset()
+
+    def reset(self):
+        self.totals = {name: 0.0 for name, _ in self.metrics}
+        self.counts = {name: 0 for name, _ in self.metrics}
+
+    @torch.no_grad()
+    def update(self, outputs, targets):
+        for name, fn in self.metrics:
+            value = fn(outputs, targets)
+            if isinstance(value, tuple):
+                self.totals[name] = self.totals[name] + value[0]
+                self.counts[name] = self.counts[name] + value[1]
+            else:
+                n = targets.shape[0]
+                self.totals[name] = self.totals[name] + value * n
+                self.counts[name] = self.counts[name] + n
+
+    def compute(self, prefix: str = "") -> dict[str, float]:
+        return {prefix + name: float(self.totals[name]) / max(float(self.counts[name]), 1.0)
+                for name, _ in self.metrics}

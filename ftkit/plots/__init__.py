@@ -1,0 +1,2 @@
+"""Plotly figures shared by the notebooks, one submodule per topic."""
+from .training import *  # noqa: F401,F403

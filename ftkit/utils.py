@@ -1,0 +1,68 @@
+"""Small shared helpers: seeding, device choice and argument checks."""
+from __future__ import annotations
+
+import math
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
+    """Seed Python, NumPy and torch (CPU and every CUDA device) with one number.
+
+    ``deterministic=True`` also asks cuDNN/cuBLAS for deterministic kernels (slower on GPU);
+    on CPU the default kernels are already deterministic.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return seed
+
+
+def get_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks cuda → mps → cpu; anything else is passed to ``torch.device``."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
+    return dev
+
+
+def check_number(name: str, value, *, positive: bool = False, allow_zero: bool = True) -> float:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite, non-negative number."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if x < 0 or (x == 0 and (positive or not allow_zero)):
+        need = "> 0" if (positive or not allow_zero) else ">= 0"
+        raise ValueError(f"{name} must be {need}, got {value!r}")
+    return x
+
+
+def choose(kind: str, name: str, registry: dict):
+    """Look ``name`` up in ``registry`` or fail listing the choices (timm style)."""
+    key = name.lower().replace("-", "_") if isinstance(name, str) else name
+    if key not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
+    return registry[key]
