@@ -65,7 +65,7 @@ class History(Callback):
         self.steps.append({"epoch": state.epoch, "step": state.step, "loss": state.loss, "lr": state.lr})
 
     def on_epoch_end(self, state):
-        self.epochs.append(dict(state.logs))
+        self.epochs.append(state.logs)  # the live dict: later callbacks may still add columns
 
     def __getitem__(self, key):
         return [row.get(key) for row in self.epochs]
