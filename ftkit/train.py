@@ -257,11 +257,11 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
 
 
 def _restore_rng(rng):
-    torch.set_rng_state(rng["torch"])
+    torch.set_rng_state(rng["torch"].cpu())  # map_location may have moved the states to the GPU
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
     if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
 
 # --------------------------------------------------------------------------- fit

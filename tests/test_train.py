@@ -259,7 +259,7 @@ def test_grad_clip_bounds_the_update():
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
     ftkit.fit(model, [(x, y)], "cross_entropy", ftkit.make_optimizer("sgd", model, lr=1.0), grad_clip=0.01,
               progress=False)
-    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    after = torch.cat([p.detach().cpu().flatten() for p in model.parameters()])
     assert (after - before).norm() <= 0.01 + 1e-6
 
 
