@@ -8,17 +8,19 @@ integer labels :math:`y`, one-hot labels :math:`Y`.
   The *label* multiplies the *log of the prediction*. Articles that write :math:`-\sum_c p_c \log Y_c`
   have prediction and label swapped: :math:`\log 0 = -\infty` for every wrong class, so that version
   is not even finite.
-  With label smoothing ε the target becomes :math:`(1-ε)Y + ε/C`; with class weights :math:`w` the mean
-  is :math:`\sum_i w_{y_i}\ell_i / \sum_i w_{y_i}` (as ``torch.nn.functional.cross_entropy``).
+  With label smoothing ε the target becomes :math:`q = (1-ε)Y + ε/C`; with class weights :math:`w` too,
+  :math:`\ell_i = -\sum_c w_c q_{i,c}\log p_{i,c}` and the mean is :math:`\sum_i \ell_i / \sum_i w_{y_i}`
+  (as ``torch.nn.functional.cross_entropy``; rows whose label is ``ignore_index`` leave both sums).
 * BCE            :math:`-\frac1N\sum_i [y_i\log p_i + (1-y_i)\log(1-p_i)]` on probabilities
   :math:`p\in[0,1]` and labels :math:`y\in\{0,1\}` (or soft labels in [0, 1]). Labels such as
   {1,2,3,4} make it meaningless: that is a multi-class problem, use cross-entropy.
-  For a sigmoid model :math:`p=\sigma(w^\top x)` the gradient is :math:`\partial L/\partial w = (p-y)x`.
+  For a sigmoid model :math:`p=\sigma(w^\top x)` one example's gradient is :math:`\partial \ell/\partial w = (p-y)x`,
+  the batch mean's is :math:`X^\top(p-y)/N`.
 * BCE with logits :math:`\max(z,0) - zy + \log(1+e^{-|z|})`: the same loss, computed stably from logits.
 * NLL            :math:`-\frac1N\sum_i \log q_{i,y_i}` on log-probabilities :math:`\log q` (log-likelihood).
 * combined       :math:`α\,\mathrm{CE}(z,y) + β\,\mathrm{MSE}(\mathrm{softmax}(z), Y) + γ\,\mathrm{NLL}(\mathrm{log\_softmax}(z), y)`
   from one set of logits. Our choice: MSE compares the softmax *probabilities* with the one-hot labels
-  (the Brier score, bounded in [0, 2]), and NLL is taken on ``log_softmax`` so all three terms read the same
+  (mean over the N·C entries: the Brier score :math:`\sum_c (p_c - Y_c)^2 \in [0, 2]` divided by C), and NLL is taken on ``log_softmax`` so all three terms read the same
   logits. NLL on log-softmax equals CE without smoothing/weights, so γ adds to α there; with label smoothing or
   class weights on CE the two differ.
 * L2 penalty     :math:`\frac λ2 \sum_j θ_j^2` over weights (biases and norm-layer weights skipped by
@@ -46,10 +48,11 @@ def _check_class_targets(input: torch.Tensor, target: torch.Tensor, ignore_index
             f"{what} expects integer class labels (torch.long), got {target.dtype} targets of shape "
             f"{tuple(target.shape)}; convert them with targets.long(), or, for one-hot/soft labels, pass "
             f"float targets with the same shape as the {tuple(input.shape)} input")
-    if input.dim() < 1 or target.shape != input.shape[:1] + input.shape[2:]:
+    expected = input.shape[:1] + input.shape[2:] if input.dim() > 1 else torch.Size()  # (C,) input: one label
+    if input.dim() < 1 or target.shape != expected:
         raise ValueError(
             f"{what}: input of shape {tuple(input.shape)} (N, C, ...) needs targets of shape "
-            f"{tuple(input.shape[:1] + input.shape[2:])}, got {tuple(target.shape)}")
+            f"{tuple(expected)}, got {tuple(target.shape)}")
     n_classes = input.shape[1] if input.dim() > 1 else input.shape[0]
     valid = target[target != ignore_index]
     if valid.numel():
@@ -66,6 +69,21 @@ def _check_same_shape(input: torch.Tensor, target: torch.Tensor, what: str) -> N
     if input.shape != target.shape:
         raise ValueError(f"{what}: prediction shape {tuple(input.shape)} differs from target shape "
                          f"{tuple(target.shape)}; reshape one of them (e.g. pred.squeeze(-1))")
+
+
+def _check_class_weight(weight) -> torch.Tensor | None:
+    if weight is None:
+        return None
+    weight = torch.as_tensor(weight, dtype=torch.float32)
+    if weight.dim() != 1 or not torch.isfinite(weight).all() or (weight < 0).any():
+        raise ValueError(f"weight (class weights) must be a 1-D list of finite numbers >= 0, one per class, "
+                         f"got {weight.tolist()}")
+    return weight
+
+
+def _cast(weight: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """Class weights in the input's dtype (a float64 model gets float64 weights)."""
+    return None if weight is None else weight.to(like.dtype)
 
 
 def _check_probabilities(x: torch.Tensor, name: str, what: str, hint: str) -> None:
@@ -90,33 +108,29 @@ class CrossEntropyLoss(nn.CrossEntropyLoss):
         check_number("label_smoothing", label_smoothing)
         if label_smoothing > 1:
             raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing}")
-        if weight is not None:
-            weight = torch.as_tensor(weight, dtype=torch.float32)
-            if not torch.isfinite(weight).all() or (weight < 0).any():
-                raise ValueError("weight (class weights) must be finite and >= 0")
-        super().__init__(weight=weight, ignore_index=ignore_index, label_smoothing=label_smoothing,
-                         reduction=reduction)
+        super().__init__(weight=_check_class_weight(weight), ignore_index=ignore_index,
+                         label_smoothing=label_smoothing, reduction=reduction)
 
     def forward(self, input, target):
-        if target.is_floating_point() and target.shape == input.shape:
-            return super().forward(input, target)  # soft labels
-        _check_class_targets(input, target, self.ignore_index, "cross_entropy")
-        return super().forward(input, target)
+        if not (target.is_floating_point() and target.shape == input.shape):  # float, input-shaped: soft labels
+            _check_class_targets(input, target, self.ignore_index, "cross_entropy")
+        return F.cross_entropy(input, target, weight=_cast(self.weight, input), ignore_index=self.ignore_index,
+                               reduction=self.reduction, label_smoothing=self.label_smoothing)
 
 
 class NLLLoss(nn.NLLLoss):
     """Negative log-likelihood on log-probabilities (e.g. the output of ``log_softmax``)."""
 
     def __init__(self, weight=None, ignore_index: int = -100, reduction="mean"):
-        super().__init__(weight=None if weight is None else torch.as_tensor(weight, dtype=torch.float32),
-                         ignore_index=ignore_index, reduction=reduction)
+        super().__init__(weight=_check_class_weight(weight), ignore_index=ignore_index, reduction=reduction)
 
     def forward(self, input, target):
         _check_class_targets(input, target, self.ignore_index, "nll")
         if input.numel() and bool((input > 1e-6).any()):
             raise ValueError("nll expects log-probabilities (<= 0), got positive values; apply "
                              "torch.log_softmax to the logits first, or use make_loss('cross_entropy')")
-        return super().forward(input, target)
+        return F.nll_loss(input, target, weight=_cast(self.weight, input), ignore_index=self.ignore_index,
+                          reduction=self.reduction)
 
 
 class BCELoss(nn.BCELoss):
@@ -159,7 +173,7 @@ class CombinedLoss(nn.Module):
         loss = self.alpha * self.ce(input, target)
         if self.beta:
             probs = input.softmax(1)
-            onehot = F.one_hot(target.clamp_min(0), input.shape[1]).movedim(-1, 1).to(probs.dtype)
+            onehot = F.one_hot(torch.where(keep, target, 0), input.shape[1]).movedim(-1, 1).to(probs.dtype)
             keep_c = keep.unsqueeze(1).expand_as(probs)
             loss = loss + self.beta * F.mse_loss(probs[keep_c], onehot[keep_c])
         if self.gamma:
@@ -190,7 +204,11 @@ def make_loss(name, **options) -> nn.Module:
 
 
 def l2_penalty(model_or_params, lam: float, skip_bias_and_norm: bool = True) -> torch.Tensor:
-    r""":math:`\frac λ2\sum θ^2`. Add it to the loss; its gradient is :math:`λθ` (weight decay for SGD)."""
+    r""":math:`\frac λ2\sum θ^2`. Add it to the loss; its gradient is :math:`λθ` (weight decay for SGD).
+
+    Given a model, biases and norm-layer weights are skipped (see ``optim.split_decay_params``); a list of
+    parameters is taken as it is.
+    """
     lam = check_number("lam", lam)
     if isinstance(model_or_params, nn.Module):
         from .optim import split_decay_params  # one definition of "what decays"
@@ -199,7 +217,8 @@ def l2_penalty(model_or_params, lam: float, skip_bias_and_norm: bool = True) -> 
     else:
         params = list(model_or_params)
     if not params:
-        raise ValueError("l2_penalty got no parameters")
+        raise ValueError("l2_penalty got no parameters to penalize (an empty list, a model without weights, or "
+                         "only biases/norm weights; pass skip_bias_and_norm=False to include those)")
     return lam / 2 * sum(p.pow(2).sum() for p in params)
 
 
@@ -247,12 +266,13 @@ def scratch_nll(logq, y, ignore_index=-100):
     return -(logq.gather(1, safe.unsqueeze(1)).squeeze(1) * keep).sum() / keep.sum()
 
 
-def scratch_combined(logits, y, alpha=1.0, beta=0.0, gamma=0.0):
-    z = logits - logits.amax(1, keepdim=True)
-    probs = z.exp() / z.exp().sum(1, keepdim=True)
+def scratch_combined(logits, y, alpha=1.0, beta=0.0, gamma=0.0, ignore_index=-100, **ce_options):
+    keep = y != ignore_index
+    probs = _log_softmax(logits, 1).exp()
     onehot = (torch.arange(logits.shape[1], device=y.device) == y.unsqueeze(1)).to(logits.dtype)
-    return (alpha * scratch_cross_entropy(logits, y) + beta * scratch_mse(probs, onehot)
-            + gamma * scratch_nll(_log_softmax(logits, 1), y))
+    return (alpha * scratch_cross_entropy(logits, y, ignore_index=ignore_index, **ce_options)
+            + beta * scratch_mse(probs[keep], onehot[keep])
+            + gamma * scratch_nll(_log_softmax(logits, 1), y, ignore_index))
 
 
 SCRATCH_LOSSES = {

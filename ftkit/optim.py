@@ -5,19 +5,22 @@ Update rules (gradient :math:`g_t=\nabla L(θ_{t-1})`, learning rate :math:`η`,
 * GD / SGD        :math:`θ ← θ - η(g + λθ)`: L2 regularization is the ``- ηλθ`` term.
 * momentum        :math:`b ← μb + g;\; θ ← θ - ηb` (heavy ball; ``b₁ = g₁``).
 * Nesterov        :math:`b ← μb + g;\; θ ← θ - η(g + μb)` (look-ahead form used by torch).
-* RMSprop         :math:`v ← ρv + (1-ρ)g^2;\; θ ← θ - η\, g/(\sqrt v + ε)`.
-* Adagrad         :math:`s ← s + g^2;\; θ ← θ - η\, g/(\sqrt s + ε)`.
+* RMSprop         :math:`v ← ρv + (1-ρ)g^2;\; θ ← θ - η\, g/(\sqrt v + ε)`;
+  with momentum μ: :math:`b ← μb + g/(\sqrt v + ε);\; θ ← θ - ηb`.
+* Adagrad         :math:`s ← s + g^2;\; θ ← θ - η_t\, g/(\sqrt s + ε)`, :math:`η_t = η/(1 + (t-1)\,\mathrm{lr\_decay})`.
 * Adam            :math:`m ← β_1m + (1-β_1)g;\; v ← β_2v + (1-β_2)g^2;`
   :math:`\hat m = m/(1-β_1^t);\; \hat v = v/(1-β_2^t);\; θ ← θ - η\,\hat m/(\sqrt{\hat v} + ε)`.
   Two common article errors: writing the step with a **plus** sign (:math:`θ + α\,m/\sqrt v` climbs the
-  loss) and dropping the **bias correction** (the first steps are then ~10× too small with β₁=0.9, and the
-  ~1/√(1-β₂) mismatch of the two moments distorts them further).
+  loss) and dropping the **bias correction**: :math:`m/\sqrt v` is then :math:`\frac{1-β_1^t}{\sqrt{1-β_2^t}}`
+  times :math:`\hat m/\sqrt{\hat v}`, i.e. the early steps are ~3× (t=1) to ~6.5× (t≈10) too *large* with
+  β = (0.9, 0.999), and still ~1.3× at t=1000 (see docs/formulas.md).
   With ``weight_decay`` Adam adds :math:`λθ` to :math:`g` (L2, scaled by the adaptive denominator).
 * AdamW           Adam with *decoupled* decay: :math:`θ ← θ(1-ηλ)` before the Adam step (Loshchilov & Hutter).
 
 ``make_optimizer(name, model, lr, weight_decay=…)`` puts biases and normalization weights in a group with no
-weight decay (decaying them only hurts). ``scratch=True`` returns the twin, a real ``torch.optim.Optimizer``
-that runs the equations above in plain tensor math (tests check it against ``torch.optim`` to 1e-6).
+weight decay (common practice, as in nanoGPT and timm: they are few, and shrinking them toward 0 does not
+regularize). ``scratch=True`` returns the twin, a real ``torch.optim.Optimizer`` that runs the equations above
+in plain tensor math (tests check it against ``torch.optim`` to 1e-6).
 """
 from __future__ import annotations
 
@@ -141,8 +144,8 @@ class ScratchRMSprop(torch.optim.Optimizer):
 class ScratchAdagrad(torch.optim.Optimizer):
     """Adagrad: per-coordinate steps shrink with the running sum of squared gradients."""
 
-    def __init__(self, params, lr=1e-2, eps=1e-10, weight_decay=0.0):
-        super().__init__(params, dict(lr=lr, eps=eps, weight_decay=weight_decay))
+    def __init__(self, params, lr=1e-2, lr_decay=0.0, eps=1e-10, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -153,8 +156,12 @@ class ScratchAdagrad(torch.optim.Optimizer):
                     continue
                 g = p.grad + group["weight_decay"] * p if group["weight_decay"] else p.grad
                 state = self.state[p]
-                state["s"] = state.get("s", torch.zeros_like(p)) + g * g
-                p.sub_(group["lr"] * g / (state["s"].sqrt() + group["eps"]))
+                if not state:
+                    state.update(t=0, s=torch.zeros_like(p))
+                state["t"] += 1
+                state["s"] = state["s"] + g * g
+                lr = group["lr"] / (1 + (state["t"] - 1) * group["lr_decay"])
+                p.sub_(lr * g / (state["s"].sqrt() + group["eps"]))
         return loss
 
 
@@ -205,6 +212,9 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
         raise ValueError(f"momentum must be in [0, 1), got {opts['momentum']}")
 
     wd = opts.get("weight_decay", 0.0)
+    if isinstance(params_or_model, torch.Tensor):
+        raise TypeError(f"make_optimizer takes a model or an iterable of parameters, got one tensor; "
+                        f"wrap it in a list: make_optimizer({name!r}, [p], ...)")
     if isinstance(params_or_model, nn.Module):
         decay, no_decay = split_decay_params(params_or_model)
         if wd:
@@ -213,9 +223,11 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
             params = decay + no_decay
     else:
         params = list(params_or_model)
-        if params and isinstance(params[0], dict):
-            params = [g for g in params if list(g["params"])]
-    n = sum(len(list(g["params"])) if isinstance(g, dict) else 1 for g in params)
+        if params and isinstance(params[0], dict):  # param groups: read each group's iterable once
+            groups = [{**g, "params": [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])}
+                      for g in params]
+            params = [g for g in groups if g["params"]]
+    n = sum(len(g["params"]) if isinstance(g, dict) else 1 for g in params)
     if n == 0:
         raise ValueError(f"no parameters to optimize for {name!r}: the model or list has no parameters with "
                          "requires_grad=True (did you freeze everything, or pass model.parameters() twice?)")
@@ -227,12 +239,37 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
 
 
 # --------------------------------------------------------------------------- schedulers
+def _constant(optimizer, total_steps: int | None = None):
+    """lr stays put (``total_steps`` is accepted so every name works with ``fit``)."""
+    return lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def _step(optimizer, step_size: int, gamma: float = 0.1, total_steps: int | None = None):
+    r""":math:`η_s = η\,γ^{\lfloor s/\mathrm{step\_size}\rfloor}`."""
+    return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=check_number("gamma", gamma))
+
+
+def _cosine(optimizer, total_steps: int, eta_min: float = 0.0):
+    r""":math:`η_s = η_{min} + (η - η_{min})(1 + \cos(π s/T))/2`, T = ``total_steps``."""
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=check_number("eta_min", eta_min))
+
+
 def _linear_warmup(optimizer, total_steps: int, warmup_steps: int = 0, warmup_ratio: float | None = None,
                    final_factor: float = 0.0):
-    """Linear ramp 0 → lr over the warmup, then linear decay to ``final_factor``·lr at ``total_steps``."""
+    """Warmup then linear decay, as a factor on lr at step s (W warmup steps, T total, f final factor):
+
+    :math:`(s+1)/W` for s < W (lr/W at the first step, lr at step W-1: no step is wasted at lr 0),
+    then :math:`1 - (1-f)(s-W)/(T-W)`, which falls to f at s = T (and stays there after).
+    """
     if warmup_ratio is not None:
-        warmup_steps = int(round(check_number("warmup_ratio", warmup_ratio) * total_steps))
+        if not 0 <= check_number("warmup_ratio", warmup_ratio) <= 1:
+            raise ValueError(f"warmup_ratio must be in [0, 1], got {warmup_ratio}")
+        warmup_steps = int(round(warmup_ratio * total_steps))
     warmup_steps = int(check_number("warmup_steps", warmup_steps))
+    if warmup_steps > total_steps:
+        raise ValueError(f"warmup_steps={warmup_steps} exceeds total_steps={total_steps}; warm up for fewer steps")
+    if not 0 <= check_number("final_factor", final_factor) <= 1:
+        raise ValueError(f"final_factor must be in [0, 1] (a fraction of lr), got {final_factor}")
 
     def factor(step):
         if step < warmup_steps:
@@ -244,15 +281,22 @@ def _linear_warmup(optimizer, total_steps: int, warmup_steps: int = 0, warmup_ra
 
 
 def _one_cycle(optimizer, total_steps: int, max_lr: float | None = None, **options):
-    max_lr = max_lr if max_lr is not None else [g["lr"] for g in optimizer.param_groups]
+    """``torch.optim.lr_scheduler.OneCycleLR``: lr climbs from max_lr/25 to max_lr (default: each group's lr)
+    over 30% of the steps, then anneals (cosine) to max_lr/(25·10⁴). Momentum / β₁ cycles the other way,
+    but only for optimizers that already use it (plain SGD stays plain; Adagrad has none)."""
+    if max_lr is None:
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+    else:
+        check_number("max_lr", max_lr, positive=True)
+    options.setdefault("cycle_momentum", all(g.get("momentum", 0) > 0 or "betas" in g
+                                             for g in optimizer.param_groups))
     return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **options)
 
 
 SCHEDULERS = {
-    "constant": lambda opt, **kw: lr_scheduler.LambdaLR(opt, lambda step: 1.0),
-    "step": lambda opt, step_size, gamma=0.1, **kw: lr_scheduler.StepLR(opt, step_size=step_size, gamma=gamma),
-    "cosine": lambda opt, total_steps, eta_min=0.0, **kw: lr_scheduler.CosineAnnealingLR(
-        opt, T_max=total_steps, eta_min=eta_min),
+    "constant": _constant,
+    "step": _step,
+    "cosine": _cosine,
     "linear_warmup": _linear_warmup,
     "one_cycle": _one_cycle,
 }

@@ -1,0 +1,71 @@
+"""Seeding, device choice and the argument checks every factory uses."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from ftkit.utils import check_number, choose, get_device, seed_everything
+
+
+def draws():
+    return torch.randn(5), random.random(), np.random.rand()
+
+
+def test_seed_everything_makes_draws_repeatable():
+    assert seed_everything(123) == 123
+    first = draws()
+    seed_everything(123)
+    again = draws()
+    assert torch.equal(first[0], again[0]) and first[1:] == again[1:]
+    seed_everything(124)
+    assert not torch.equal(draws()[0], first[0])
+
+
+def test_get_device_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert get_device("auto").type == get_device().type == expected
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert get_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert get_device("auto") == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_device("auto") == torch.device("cuda")
+
+
+def test_get_device_explicit_and_errors(monkeypatch):
+    assert get_device("cpu") == torch.device("cpu")
+    dev = torch.device("cpu")
+    assert get_device(dev) is dev
+    with pytest.raises(ValueError, match=r"unknown device 'gpu'; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'"):
+        get_device("gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"device 'cuda:0' asked for, but CUDA is not available here; "
+                                         r"use device='auto' or 'cpu'"):
+        get_device("cuda:0")
+    with pytest.raises(ValueError, match=r"device 'mps' asked for, but MPS \(Apple GPU\) is not available"):
+        get_device("mps")
+
+
+def test_check_number_names_the_argument():
+    assert check_number("lr", 0.1) == 0.1 and check_number("lr", torch.tensor(2)) == 2.0
+    assert check_number("lr", 0) == 0.0
+    with pytest.raises(ValueError, match=r"lr must be a number, got 'fast'"):
+        check_number("lr", "fast")
+    with pytest.raises(ValueError, match=r"lr must be finite, got nan"):
+        check_number("lr", float("nan"))
+    with pytest.raises(ValueError, match=r"lr must be >= 0, got -1"):
+        check_number("lr", -1)
+    with pytest.raises(ValueError, match=r"kappa must be > 0, got 0"):
+        check_number("kappa", 0, positive=True)
+
+
+def test_choose_forgives_case_and_dashes_and_lists_choices():
+    registry = {"linear_warmup": 1, "cosine": 2}
+    assert choose("scheduler", "Linear-Warmup", registry) == 1
+    with pytest.raises(ValueError, match=r"unknown scheduler 'cos'; choose one of: cosine, linear_warmup"):
+        choose("scheduler", "cos", registry)
