@@ -11,9 +11,12 @@ from .utils import choose
 
 
 def accuracy(outputs: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100):
-    """Share of argmax predictions equal to the label; labels equal to ``ignore_index`` are skipped."""
+    """Share of argmax predictions equal to the label; labels equal to ``ignore_index`` are skipped.
+
+    Class scores sit on the last axis for sequences ((B, T, C) with (B, T) labels, as HF token classifiers
+    return them) and on axis 1 for images ((N, C, H, W) with (N, H, W) labels)."""
     if outputs.dim() == targets.dim() + 1:
-        pred = outputs.argmax(1)
+        pred = outputs.argmax(-1) if outputs.shape[:-1] == targets.shape else outputs.argmax(1)
     else:  # binary: one logit per example
         pred = (outputs > 0).long()
         targets = targets.long()

@@ -307,6 +307,17 @@ def test_metrics_accuracy_and_top_k_against_hand_counts():
         MetricTracker(["f1"])
 
 
+def test_accuracy_reads_classes_from_the_right_axis_for_sequences_and_images():
+    from ftkit.metrics import accuracy
+    tokens = torch.zeros(1, 4, 3)                       # (B, T, C) token logits, as HF returns them
+    tokens[0, torch.arange(4), torch.tensor([2, 0, 1, 1])] = 1
+    correct, count = accuracy(tokens, torch.tensor([[2, 0, 0, -100]]))
+    assert (int(correct), int(count)) == (2, 3)
+    pixels = tokens.permute(0, 2, 1).unsqueeze(-1)      # (N, C, H, W) with (N, H, W) labels
+    correct, count = accuracy(pixels, torch.tensor([[[2], [0], [0], [1]]]))
+    assert (int(correct), int(count)) == (3, 4)
+
+
 def test_amp_on_cpu_runs_in_bfloat16(blobs):
     train, _ = blobs
     model = mlp(classes=3)
