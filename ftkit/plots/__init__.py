@@ -1,2 +1,3 @@
 """Plotly figures shared by the notebooks, one submodule per topic."""
 from .training import *  # noqa: F401,F403
+from .surfaces import *  # noqa: F401,F403
