@@ -1,0 +1,413 @@
+r"""Named-entity recognition with a BERT-style encoder: tokenize and align labels, batch, score words, predict.
+
+Words are split into subwords; the first subword of each word carries the word's label and the others get
+:math:`-100`, which the cross-entropy skips:
+
+.. math:: L = -\frac{1}{|K|}\sum_{t\in K}\log p_\theta(y_{w(t)} \mid x)
+
+with :math:`K` the first-subword positions and :math:`w(t)` the word of token :math:`t`.
+
+Evaluation maps the first-subword predictions back to **words** and scores entities with seqeval in its
+default (conlleval) mode: an entity counts only if type and both boundaries match.
+
+    tagger = NerTagger.from_pretrained("bert-base-cased", label_list=data.label_list)
+    loader = tagger.loader(tagger.encode(data.train), 32, shuffle=True, sort_by_length=True)
+    ftkit.fit(tagger.model, loader, None, optimizer, epochs, metrics=[entity_f1(tagger.label_list)])
+    evaluate_ner(tagger.model, tagger.encode(data.test))["f1"]
+    tagger.predict(["Angela Merkel visited Paris ."])  # [[{'type': 'PER', 'text': 'Angela Merkel', ...}, ...]]
+
+Loading never runs code from a model repository (``trust_remote_code=False`` everywhere).
+"""
+from __future__ import annotations
+
+import html
+import os
+import warnings
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader, Dataset
+
+from .data.conll import Sentence, load_conll
+from .train import _autocast, _to_device
+from .utils import get_device
+
+__all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",
+           "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "NerTagger", "highlight_html",
+           "f1_figure", "wordpiece_vocab", "build_tiny_bert"]
+
+IGNORE = -100
+# files that hold a tokenizer's vocabulary (a folder with none of them has no usable tokenizer)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+ENTITY_COLORS = {"PER": "#fde68a", "LOC": "#bbf7d0", "ORG": "#bfdbfe", "MISC": "#fbcfe8"}
+
+
+class TruncationWarning(UserWarning):
+    """Some sentences were longer than ``max_length`` subwords and were cut."""
+
+
+# --------------------------------------------------------------------------- loading
+def _check_path(path: str) -> None:
+    """A string that looks like a path (``./x``, ``../x``, ``/x``, ``a/b/c``) must be an existing folder."""
+    if os.path.isdir(path):
+        return
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
+        raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}; build a small one offline with "
+                                "ftkit.ner.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
+
+
+def _hub_error(path: str, e: Exception) -> OSError:
+    return OSError(f"could not load {path!r} ({type(e).__name__}: {e}). Without internet, save it on a machine "
+                   f"that has it: `python -c \"from transformers import AutoModel, AutoTokenizer as T; "
+                   f"AutoModel.from_pretrained('{path}').save_pretrained('models/{path}'); "
+                   f"T.from_pretrained('{path}').save_pretrained('models/{path}')\"` and pass that folder")
+
+
+def load_tokenizer(model_name_or_path: str):
+    """A fast (Rust) tokenizer from a folder or Hub id: label alignment needs ``word_ids()``, which only they have."""
+    from transformers import AutoTokenizer
+    path = os.fspath(model_name_or_path)
+    _check_path(path)
+    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        raise FileNotFoundError(f"model folder {path!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                                "save it next to the weights with tokenizer.save_pretrained(folder)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except OSError as e:
+        raise _hub_error(path, e) from e
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"the tokenizer of {path!r} is not a fast tokenizer; label alignment needs word_ids(), "
+                         "so save a tokenizer.json with it (tokenizers library)")
+    return tokenizer
+
+
+def load_model(model_name_or_path: str, label_list: list[str] | None = None):
+    """``(model, label_list)``: a token-classification model whose head matches the labels.
+
+    A base model (no NER head) gets a fresh head for ``label_list``. A fine-tuned one keeps its own label order;
+    it must have the same labels as the data, else ``ValueError`` (its head would not fit).
+    """
+    from transformers import AutoConfig, AutoModelForTokenClassification
+    path = os.fspath(model_name_or_path)
+    _check_path(path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except OSError as e:
+        raise _hub_error(path, e) from e
+    has_head = any(a.endswith("ForTokenClassification") for a in (config.architectures or []))
+    if has_head:
+        model_labels = [config.id2label[i] for i in range(config.num_labels)]
+        if label_list is not None and model_labels == [f"LABEL_{i}" for i in range(len(label_list))]:
+            model_labels = list(label_list)  # a head saved without names: take the data's, if the count fits
+        if label_list is not None and sorted(model_labels) != sorted(label_list):
+            raise ValueError(f"{path!r} was fine-tuned for {len(model_labels)} labels {model_labels}, but the data "
+                             f"has {len(label_list)}: {label_list}; start from its base model (e.g. bert-base-cased) "
+                             "or evaluate it on data with the same entity types")
+        label_list = model_labels
+    elif label_list is None:
+        raise ValueError(f"{path!r} has no NER head yet; pass label_list= (e.g. load_conll(...).label_list)")
+    model = AutoModelForTokenClassification.from_pretrained(
+        path, num_labels=len(label_list), id2label=dict(enumerate(label_list)),
+        label2id={t: i for i, t in enumerate(label_list)}, trust_remote_code=False)
+    return model, list(label_list)
+
+
+# --------------------------------------------------------------------------- tokenize + align
+@dataclass
+class Encoded(Dataset):
+    """Tokenized sentences: ``features[i]`` holds the model inputs + ``labels`` as 1-D tensors.
+
+    ``word_ids[i][t]`` is the word of token ``t`` (``None`` for [CLS]/[SEP]); ``n_truncated`` counts the
+    sentences cut at ``max_length``.
+    """
+    sentences: list[Sentence]
+    features: list[dict]
+    word_ids: list[list[int | None]]
+    n_truncated: int
+    max_length: int
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return self.features[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
+
+
+def encode(sentences: list[Sentence], tokenizer, label_list: list[str], max_length: int = 256,
+           stacklevel: int = 2) -> Encoded:
+    """Subword inputs with word labels on first subwords (others ``-100``); warns with the count of cut sentences."""
+    label2id = {t: i for i, t in enumerate(label_list)}
+    unknown = sorted({t for s in sentences for t in s.labels} - set(label2id))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not among the model's labels {label_list}")
+    enc = tokenizer([s.words for s in sentences], is_split_into_words=True, truncation=True,
+                    max_length=max_length)
+    keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
+    features, all_word_ids, cut = [], [], []
+    for i, s in enumerate(sentences):
+        word_ids = enc.word_ids(i)
+        labels, prev = [], None
+        for w in word_ids:
+            labels.append(IGNORE if w is None or w == prev else label2id[s.labels[w]])
+            prev = w
+        last_word = max((w for w in word_ids if w is not None), default=-1)
+        if len(word_ids) >= max_length and last_word < len(s.words) - 1:
+            cut.append(i)
+        features.append({**{k: torch.tensor(enc[k][i]) for k in keys}, "labels": torch.tensor(labels)})
+        all_word_ids.append(word_ids)
+    if cut:
+        warnings.warn(f"{len(cut)} of {len(sentences)} sentences are longer than max_length={max_length} subwords "
+                      f"and were cut (first: sentence {cut[0] + 1}, {len(sentences[cut[0]].words)} words); their cut "
+                      "words are tagged 'O' (and scored so). Raise max_length to keep them.",
+                      TruncationWarning, stacklevel=stacklevel)
+    return Encoded(list(sentences), features, all_word_ids, len(cut), max_length)
+
+
+def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Dynamic padding: pad each key to the longest sequence in the batch (labels with -100, mask with 0)."""
+    pad = {"input_ids": pad_id, "labels": IGNORE}
+    return {k: pad_sequence([f[k] for f in features], batch_first=True, padding_value=pad.get(k, 0))
+            for k in features[0]}
+
+
+def make_loader(encoded: Encoded, batch_size: int = 32, *, shuffle: bool = False, sort_by_length: bool = False,
+                seed: int = 0, pad_id: int = 0) -> DataLoader:
+    """Batches of padded dicts. ``sort_by_length``: similar lengths share a batch (less padding, faster).
+
+    With ``shuffle`` the grouping is HF's ``LengthGroupedSampler`` (shuffle, then sort inside mega-batches of
+    50 batches); without, sentences go longest first. ``seed`` fixes the order of every epoch.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    lengths = encoded.lengths
+    sampler = None
+    if sort_by_length and shuffle:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
+    elif sort_by_length:
+        sampler = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    return DataLoader(encoded, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      generator=generator, collate_fn=partial(collate, pad_id=pad_id))
+
+
+# --------------------------------------------------------------------------- words back from tokens
+def words_from_tokens(token_tags: list[str], word_ids: list[int | None], n_words: int) -> list[str]:
+    """Word tags from token tags: each word takes its first subword's tag; words without tokens (cut) get ``O``."""
+    tags, prev = ["O"] * n_words, None
+    for tag, w in zip(token_tags, word_ids):
+        if w is not None and w != prev:
+            tags[w] = tag
+        prev = w
+    return tags
+
+
+@torch.no_grad()
+def predict_tags(model, encoded: Encoded, *, batch_size: int = 64, device="auto", amp: bool = False) -> list[list[str]]:
+    """Word-level IOB2 tags for every sentence of ``encoded`` (argmax of the first subword's logits)."""
+    device = get_device(device)
+    model.to(device)
+    id2label = model.config.id2label
+    loader = make_loader(encoded, batch_size, sort_by_length=True)  # longest first, no shuffle
+    order = list(loader.sampler)
+    was_training = model.training
+    model.eval()
+    token_preds = []
+    try:
+        for batch in loader:
+            batch = _to_device({k: v for k, v in batch.items() if k != "labels"}, device)
+            with _autocast(device, amp):
+                logits = model(**batch).logits
+            lengths = batch["attention_mask"].sum(1).tolist()
+            token_preds += [row[:n] for row, n in zip(logits.argmax(-1).tolist(), lengths)]
+    finally:
+        model.train(was_training)
+    tags = [None] * len(encoded)
+    for i, pred in zip(order, token_preds):
+        tags[i] = words_from_tokens([id2label[p] for p in pred], encoded.word_ids[i], len(encoded.sentences[i].words))
+    return tags
+
+
+def evaluate_ner(model, encoded: Encoded, *, batch_size: int = 64, device="auto", amp: bool = False,
+                 name: str | None = None) -> dict:
+    r"""Entity-level scores on words (seqeval, conlleval mode); prints the per-type report when ``name`` is given.
+
+    Micro :math:`P = TP/(TP+FP)`, :math:`R = TP/(TP+FN)`, :math:`F_1 = 2PR/(P+R)`; macro averages per-type F1.
+    """
+    from seqeval.metrics import classification_report
+    y_pred = predict_tags(model, encoded, batch_size=batch_size, device=device, amp=amp)
+    y_true = [s.labels for s in encoded.sentences]
+    report = classification_report(y_true, y_pred, digits=4, zero_division=0)
+    d = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
+    if name is not None:
+        print(f"{name}: {len(y_true)} sentences, {encoded.n_truncated} cut at max_length={encoded.max_length}")
+        print(report)
+
+    def row(r):
+        return {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]),
+                "support": int(r["support"])}
+    micro = row(d["micro avg"])
+    return {**{k: micro[k] for k in ("precision", "recall", "f1")}, "macro_f1": float(d["macro avg"]["f1-score"]),
+            "per_type": {k: row(v) for k, v in d.items() if not k.endswith(" avg")},
+            "n_sentences": len(y_true), "n_truncated": encoded.n_truncated, "report": report}
+
+
+def entity_f1(label_list: list[str]):
+    r"""A ``fit`` metric: micro entity F1 over the first-subword tokens of each batch.
+
+    Returns :math:`(2\,TP,\; n_{pred} + n_{true})`; summed over batches the ratio is the exact micro F1
+    :math:`2TP/(2TP+FP+FN)` (entities never cross sentences). Cut words are not in the batch, so they do not count.
+    """
+    from seqeval.metrics.sequence_labeling import get_entities
+
+    def f1(outputs, targets):
+        pred, targets = outputs.argmax(-1).tolist(), targets.tolist()
+        tp = total = 0
+        for p_row, t_row in zip(pred, targets):
+            keep = [(label_list[p], label_list[t]) for p, t in zip(p_row, t_row) if t != IGNORE]
+            p_ents = set(get_entities([p for p, _ in keep]))
+            t_ents = set(get_entities([t for _, t in keep]))
+            tp, total = tp + len(p_ents & t_ents), total + len(p_ents) + len(t_ents)
+        return torch.tensor(2 * tp), torch.tensor(total)
+    return f1
+
+
+# --------------------------------------------------------------------------- the tagger
+class NerTagger:
+    """Model + tokenizer + label list: ``encode`` sentences, ``tag``/``predict`` raw text, ``save`` to a folder."""
+
+    def __init__(self, model, tokenizer, label_list: list[str], max_length: int = 256):
+        if model.config.num_labels != len(label_list):
+            raise ValueError(f"the model has {model.config.num_labels} output labels but label_list has "
+                             f"{len(label_list)}: {label_list}")
+        limit = getattr(model.config, "max_position_embeddings", None)
+        if limit is not None and max_length > limit:
+            raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
+                             f"use max_length <= {limit}")
+        self.model, self.tokenizer, self.label_list, self.max_length = model, tokenizer, list(label_list), max_length
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, label_list: list[str] | None = None, max_length: int = 256):
+        """Load tokenizer first (a folder without one fails before the weights are read), then the model."""
+        tokenizer = load_tokenizer(model_name_or_path)
+        model, label_list = load_model(model_name_or_path, label_list)
+        return cls(model, tokenizer, label_list, max_length)
+
+    def __repr__(self):
+        n = sum(p.numel() for p in self.model.parameters())
+        return (f"NerTagger({type(self.model).__name__}, {n / 1e6:.2f}M parameters, labels={self.label_list}, "
+                f"max_length={self.max_length})")
+
+    def encode(self, sentences: list[Sentence]) -> Encoded:
+        return encode(sentences, self.tokenizer, self.label_list, self.max_length, stacklevel=3)
+
+    def loader(self, data: Encoded | list[Sentence], batch_size: int = 32, **options) -> DataLoader:
+        """:func:`make_loader` over encoded data (or sentences, encoded here) with this tokenizer's pad id."""
+        encoded = data if isinstance(data, Encoded) else self.encode(data)
+        return make_loader(encoded, batch_size, pad_id=self.tokenizer.pad_token_id or 0, **options)
+
+    def tag(self, texts, *, device="auto") -> list[list[str]]:
+        """Word tags for each text (a string split on whitespace, or a list of words)."""
+        sentences = [Sentence(t.split() if isinstance(t, str) else list(t), []) for t in texts]
+        sentences = [Sentence(s.words, ["O"] * len(s.words)) for s in sentences]
+        return predict_tags(self.model, self.encode(sentences), device=device)
+
+    def predict(self, texts, *, device="auto") -> list[list[dict]]:
+        """Entities per text: ``{'type', 'text', 'start', 'end'}`` with word indices (``end`` exclusive)."""
+        from seqeval.metrics.sequence_labeling import get_entities
+        out = []
+        for text, tags in zip(texts, self.tag(texts, device=device)):
+            words = text.split() if isinstance(text, str) else list(text)
+            out.append([{"type": t, "text": " ".join(words[a:b + 1]), "start": a, "end": b + 1}
+                        for t, a, b in get_entities(tags)])
+        return out
+
+    def save(self, folder) -> str:
+        """Weights, config (with the label names) and tokenizer in one folder; reload with ``from_pretrained``."""
+        os.makedirs(folder, exist_ok=True)
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+        return os.fspath(folder)
+
+
+# --------------------------------------------------------------------------- display
+def highlight_html(text, entities: list[dict]) -> str:
+    """HTML of the words with each entity on a colored background and its type in small caps."""
+    words = text.split() if isinstance(text, str) else list(text)
+    parts, i = [], 0
+    for ent in sorted(entities, key=lambda e: e["start"]):
+        parts += [html.escape(w) for w in words[i:ent["start"]]]
+        color = ENTITY_COLORS.get(ent["type"], "#e5e7eb")
+        span = html.escape(" ".join(words[ent["start"]:ent["end"]]))
+        parts.append(f'<mark style="background:{color};padding:0 4px;border-radius:4px">{span} '
+                     f'<sub style="font-size:70%;font-weight:bold">{html.escape(ent["type"])}</sub></mark>')
+        i = ent["end"]
+    parts += [html.escape(w) for w in words[i:]]
+    return '<p style="line-height:2">' + " ".join(parts) + "</p>"
+
+
+def f1_figure(results: dict[str, dict], title: str = "entity F1 per type"):
+    """Grouped bars: per-type and micro F1 for each split in ``results`` (``{'dev': evaluate_ner(...), ...}``)."""
+    import plotly.graph_objects as go
+    fig = go.Figure()
+    for split, r in results.items():
+        types = sorted(r["per_type"])
+        fig.add_bar(name=split, x=types + ["micro"], y=[r["per_type"][t]["f1"] for t in types] + [r["f1"]],
+                    text=[f"{r['per_type'][t]['f1']:.2f}" for t in types] + [f"{r['f1']:.2f}"])
+    fig.update_layout(title=title, barmode="group", yaxis=dict(title="F1", range=[0, 1.05]), height=360)
+    return fig
+
+
+# --------------------------------------------------------------------------- a tiny offline model
+def wordpiece_vocab(sentences: list[Sentence], size: int = 1000) -> dict[str, int]:
+    """A cased WordPiece vocabulary: special tokens, every printable ASCII and seen character (alone and as
+    ``##c``), then the most frequent BERT pre-tokens (ties alphabetical) up to ``size``. Unseen words fall
+    back to known pieces and characters rather than [UNK].
+
+    Deterministic by construction: the ``tokenizers`` trainers break frequency ties in hash order, which
+    changes the vocabulary (and every result after it) from one Python process to the next.
+    """
+    import string
+    from collections import Counter
+
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+    split = BertPreTokenizer().pre_tokenize_str  # the same word splitting the tokenizer will apply
+    counts = Counter(piece for s in sentences for w in s.words for piece, _ in split(w))
+    chars = sorted({c for w in counts for c in w} | set(string.ascii_letters + string.digits + string.punctuation))
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
+    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
+    tokens += words[:max(size - len(tokens), 0)]
+    return {t: i for i, t in enumerate(tokens)}
+
+
+def build_tiny_bert(out_dir, data_dir="data/conll2003_sample", *, tokenizer_vocab_size: int = 1000,
+                    hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 2,
+                    intermediate_size: int = 128, max_position_embeddings: int = 512, seed: int = 0,
+                    **config_kwargs) -> str:
+    """Write a randomly initialised BERT (config + safetensors) and a cased WordPiece tokenizer whose vocabulary
+    comes from the training split of ``data_dir`` (:func:`wordpiece_vocab`) to ``out_dir``, offline.
+
+    ``config_kwargs`` go to ``BertConfig`` (e.g. bert-base sizes with ``vocab_size=28996`` to time it).
+    """
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    data = load_conll(data_dir, download=False)
+    tokenizer = BertTokenizer(vocab=wordpiece_vocab(data.train, tokenizer_vocab_size), do_lower_case=False,
+                              strip_accents=False, model_max_length=max_position_embeddings)
+    vocab_size = config_kwargs.pop("vocab_size", len(tokenizer))
+    if vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
+    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
+                        num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
+                        max_position_embeddings=max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
+                        **config_kwargs)
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
+        torch.manual_seed(seed)
+        BertModel(config, add_pooling_layer=False).save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    return os.fspath(out_dir)
