@@ -289,6 +289,8 @@ def test_live_plot_without_a_frontend_draws_one_static_figure_at_the_end(blobs):
     names = [t.name for t in fig.data]
     assert names[:2] == ["loss (step)", "train_loss"] and "train_accuracy" in names
     assert len(fig.data[0].y) == len(history.steps)
+    per_epoch = len(history.steps) // 2   # epoch losses sit at each epoch's last step on the step axis
+    assert list(fig.data[1].x) == [history.steps[per_epoch - 1]["step"], history.steps[-1]["step"]]
 
 
 def test_metrics_accuracy_and_top_k_against_hand_counts():

@@ -12,12 +12,14 @@ def _series(history, metrics):
     steps = history.steps
     out = [("loss (step)", [r["step"] for r in steps], [r["loss"] for r in steps], 1)]
     epochs = history.epochs
-    for panel, metric in enumerate(metrics, start=1):
+    end_step = {r["epoch"]: r["step"] for r in steps}  # epoch -> its last step: epoch losses share the step axis
+    for metric in metrics:
         for split in ("train", "val"):
             key = f"{split}_{metric}"
             if metric == "loss" or any(key in r for r in epochs):
-                out.append((key, [r["epoch"] for r in epochs if key in r], [r[key] for r in epochs if key in r],
-                            panel if metric == "loss" else 2))
+                rows = [r for r in epochs if key in r]
+                x = [end_step.get(r["epoch"], r["epoch"]) for r in rows] if metric == "loss" else [r["epoch"] for r in rows]
+                out.append((key, x, [r[key] for r in rows], 1 if metric == "loss" else 2))
     return out
 
 
