@@ -1,0 +1,388 @@
+r"""Loss landscapes around a trained network (Li et al. 2018; Goodfellow et al. 2015).
+
+A network's weights :math:`θ` are a point in millions of dimensions; we look at the loss along one or two
+directions through the trained weights :math:`θ^*`:
+
+* 1-D slice        :math:`L(θ^* + αδ)`, and 2-D grid :math:`L(θ^* + αδ + βη)` (:func:`loss_slice`, :func:`loss_surface`).
+* interpolation    :math:`L\big((1-α)θ_0 + αθ_1\big)` between two weight sets, e.g. init → trained (:func:`interpolate`).
+* trajectory       the weights recorded during ``fit`` (:class:`WeightRecorder`), projected on the two principal
+  directions of :math:`θ_i - θ_{\text{final}}` (:func:`pca_trajectory`).
+
+**Filter normalization** (Li et al.): a Gaussian direction :math:`d` is rescaled per output filter/neuron
+:math:`i` (row ``i`` of a weight, i.e. ``weight[i]`` of a conv or linear layer) to the norm of the weights it
+moves, :math:`d_i ← d_i/\|d_i\|\,\|θ_i\|`, so the picture does not depend on each layer's scale (a ReLU
+network is unchanged by scaling a filter up and the next layer down).
+
+**Biases and BatchNorm** (the policy): parameters with one dimension — biases, BatchNorm/LayerNorm scales and
+shifts — get a zero direction by default, i.e. they stay at their trained values; ``perturb_bias_bn=True``
+gives them a Gaussian direction scaled to their norm (the whole vector as one filter). Buffers (BatchNorm
+running mean/variance) are never perturbed, and the model is evaluated in **eval mode** (``eval_mode=True``),
+so BatchNorm uses its trained running statistics and the loss of a point does not depend on the batching.
+
+**Batched evaluation**: each grid point is a full set of weights; ``torch.func.functional_call`` + ``vmap``
+runs a chunk of points on the same images in one call (``method="vmap"``), a plain Python loop over points
+(``method="loop"``) gives the same numbers. ``"auto"`` uses vmap and falls back to the loop where vmap cannot
+run (a train-mode BatchNorm, an op without a batching rule). The loss of a point is the mean over the images
+(``loss_fn`` must reduce by the mean); non-finite losses are stored as NaN (gaps in the figures).
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from .losses import make_loss
+from .train import Callback
+
+__all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "random_direction", "random_directions",
+           "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
+           "pca_trajectory"]
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass
+class Landscape:
+    """Losses on a 1-D or 2-D grid: ``losses[j, i]`` is the loss at ``(x[i], y[j])`` (1-D: ``losses[i]``)."""
+    x: np.ndarray
+    y: np.ndarray | None
+    losses: np.ndarray
+    method: str
+    seconds: float
+
+    @property
+    def center(self) -> float:
+        """Loss at the grid point closest to the origin (the unperturbed weights)."""
+        i = int(np.abs(self.x).argmin())
+        return float(self.losses[i] if self.y is None else self.losses[int(np.abs(self.y).argmin()), i])
+
+    @property
+    def points_per_s(self) -> float:
+        return self.losses.size / self.seconds
+
+
+# --------------------------------------------------------------------------- directions
+def parameters_of(model_or_params) -> Params:
+    """Detached ``{name: tensor}`` of a model's parameters (a dict passes through, detached)."""
+    if isinstance(model_or_params, nn.Module):
+        params = {n: p.detach() for n, p in model_or_params.named_parameters()}
+        if not params:
+            raise ValueError(f"{type(model_or_params).__name__} has no parameters: there is no weight space "
+                             "to look at; pass a model with weights")
+        return params
+    if isinstance(model_or_params, dict):
+        return {n: p.detach() for n, p in model_or_params.items()}
+    raise TypeError(f"expected an nn.Module or a dict of parameters, got {type(model_or_params).__name__}")
+
+
+def random_direction(model, seed: int = 0, *, perturb_bias_bn: bool = False) -> Params:
+    """A filter-normalized Gaussian direction: ``d_i ← d_i/‖d_i‖·‖θ_i‖`` per output filter/neuron ``i``.
+
+    One-dimensional parameters (biases, norm-layer scales/shifts) get zeros unless ``perturb_bias_bn``, which
+    scales their Gaussian direction to their norm as a whole. Drawn on the CPU with ``seed`` (same on any device).
+    """
+    g = torch.Generator().manual_seed(int(seed))
+    direction = {}
+    for name, w in parameters_of(model).items():
+        d = torch.randn(w.shape, generator=g, dtype=torch.float32).to(w)
+        if w.dim() <= 1:
+            d = d * (w.norm() / (d.norm() + 1e-10)) if perturb_bias_bn else torch.zeros_like(w)
+        else:
+            dims = tuple(range(1, w.dim()))
+            d = d * (torch.linalg.vector_norm(w, dim=dims, keepdim=True)
+                     / (torch.linalg.vector_norm(d, dim=dims, keepdim=True) + 1e-10))
+        direction[name] = d
+    return direction
+
+
+def _dot(a: Params, b: Params) -> torch.Tensor:
+    return sum((a[n].double() * b[n].double()).sum() for n in a)
+
+
+def orthogonalize(d2: Params, d1: Params) -> Params:
+    """Gram–Schmidt: :math:`η ← η - \\frac{η·δ}{δ·δ}δ` over all parameters (``η·δ = 0`` afterwards)."""
+    c = _dot(d2, d1) / _dot(d1, d1)
+    return {n: d2[n] - (c * d1[n].double()).to(d2[n].dtype) for n in d2}
+
+
+def random_directions(model, seed: int = 0, *, perturb_bias_bn: bool = False) -> tuple[Params, Params]:
+    """Two filter-normalized directions (seeds ``seed`` and ``seed + 1``), the second orthogonalized to the first.
+
+    In a million dimensions two Gaussian directions are already nearly orthogonal (cosine ~ 1/√n), so the
+    projection changes the second one by a tiny fraction and its filter norms stay as they were, to that fraction.
+    """
+    d1 = random_direction(model, seed, perturb_bias_bn=perturb_bias_bn)
+    return d1, orthogonalize(random_direction(model, seed + 1, perturb_bias_bn=perturb_bias_bn), d1)
+
+
+def _check_direction(direction: Params, origin: Params, what: str) -> None:
+    if not isinstance(direction, dict):
+        raise TypeError(f"{what} must be a dict {{parameter name: tensor}} (see random_direction), "
+                        f"got {type(direction).__name__}")
+    missing, extra = set(origin) - set(direction), set(direction) - set(origin)
+    if missing or extra:
+        raise ValueError(f"{what} does not match the model's parameters: missing {sorted(missing)[:3]}, "
+                         f"unknown {sorted(extra)[:3]}; make it with random_direction(model)")
+    for name, w in origin.items():
+        if direction[name].shape != w.shape:
+            raise ValueError(f"{what}[{name!r}] has shape {tuple(direction[name].shape)} but the model's parameter "
+                             f"has shape {tuple(w.shape)}; make directions from this model: random_direction(model)")
+
+
+# --------------------------------------------------------------------------- evaluation
+def _axis(name: str, span, resolution) -> np.ndarray:
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
+        raise ValueError(f"{name} resolution must be an integer >= 2 (points along the axis), got {resolution!r}")
+    try:
+        lo, hi = (float(v) for v in span)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} range must be two numbers (min, max), got {span!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+        raise ValueError(f"{name} range must have min < max (both finite), got ({lo:g}, {hi:g}); e.g. (-1, 1)")
+    return np.linspace(lo, hi, int(resolution))
+
+
+def _has_train_bn(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in model.modules())
+
+
+TRAIN_BN_MESSAGE = (
+    "the model has BatchNorm layers in training mode: they normalize with each batch's statistics and update "
+    "their running mean/variance in place, which torch.func.vmap cannot batch over grid points. Use "
+    "eval_mode=True (the default: BatchNorm uses its trained running statistics, the usual choice for loss "
+    "landscapes) or method='loop' (one point at a time; the running statistics are restored afterwards)")
+
+
+def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions: list[Params], coords,
+                    *, method: str = "auto", batch_size: int = 512, chunk_size: int | None = None,
+                    eval_mode: bool = True, verbose: bool = True) -> tuple[np.ndarray, str]:
+    r"""Mean loss over ``data = (inputs, targets)`` at :math:`θ_p = θ_0 + \sum_k c_{pk} d_k` for every row of ``coords``.
+
+    Returns ``(losses, method used)``. ``chunk_size`` points share one vmap call. Default: about 16384 images
+    per call on CUDA (a GPU needs big calls to stay busy: ≥ 0.9× a plain forward's images/s on an H100) and
+    128 on CPU (a CPU is busy with one batch already; bigger calls only add memory traffic and run slower).
+    ``verbose`` prints the estimated time (points × the time per point measured on the first chunk) before the
+    rest is computed.
+    """
+    if method not in ("auto", "vmap", "loop"):
+        raise ValueError(f"unknown method {method!r}; choose one of: auto, loop, vmap")
+    if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)):
+        raise TypeError("data must be a tuple (inputs, targets) of tensors, e.g. the images and labels of a "
+                        "fixed evaluation subset")
+    if len(data[0]) != len(data[1]) or len(data[0]) == 0:
+        raise ValueError(f"data needs as many targets as inputs and at least one of each, got {len(data[0])} "
+                         f"inputs and {len(data[1])} targets")
+    loss_fn = make_loss(loss_fn)
+    _check_direction(origin, parameters_of(model), "the origin")
+    for k, d in enumerate(directions):
+        _check_direction(d, origin, f"direction {k}")
+    device = next(model.parameters()).device
+    origin = {n: w.to(device) for n, w in origin.items()}
+    directions = [{n: d[n].to(origin[n]) for n in origin} for d in directions]
+    coords = torch.as_tensor(np.asarray(coords, dtype=np.float64)).reshape(-1, len(directions))
+    bs = max(1, min(int(batch_size), len(data[0])))
+    batches = [(x.to(device), y.to(device)) for x, y in zip(data[0].split(bs), data[1].split(bs))]
+    n_images = len(data[0])
+
+    # parameters no direction moves stay unbatched (one copy shared by every point)
+    moving = [n for n in origin if any(bool(d[n].any()) for d in directions)]
+    fixed = {n: w for n, w in origin.items() if n not in moving}
+    stacked = {n: torch.stack([d[n].reshape(-1) for d in directions]) for n in moving}  # k × numel
+
+    def params_at(c: torch.Tensor) -> Params:  # c: P × k coefficients
+        c = c.to(device, torch.float32)
+        return {n: origin[n] + (c @ stacked[n]).view(len(c), *origin[n].shape) for n in moving}
+
+    was_training = model.training
+    if eval_mode:
+        model.eval()
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    requested = method
+    if method == "vmap" and _has_train_bn(model):
+        raise ValueError(TRAIN_BN_MESSAGE)
+    if method == "auto":
+        method = "loop" if _has_train_bn(model) else "vmap"
+    chunk = int(chunk_size) if chunk_size else max(1, (16384 if device.type == "cuda" else 128) // bs)
+    if chunk < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+
+    def forward(p, x):
+        return functional_call(model, {**fixed, **p}, (x,))
+
+    vmap_loss = True
+
+    def chunk_losses_vmap(c):
+        nonlocal vmap_loss
+        p = params_at(c)
+        total = torch.zeros(len(c), dtype=torch.float64, device=device)
+        for x, y in batches:
+            out = vmap(forward, in_dims=(0, None))(p, x)
+            if vmap_loss:
+                try:
+                    per_point = vmap(loss_fn, in_dims=(0, None))(out, y)
+                except (RuntimeError, ValueError, TypeError):  # data-dependent checks/masks: loop over points
+                    vmap_loss = False
+            if not vmap_loss:
+                per_point = torch.stack([loss_fn(o, y) for o in out])
+            total += per_point.double() * len(x)
+        return total / n_images
+
+    def chunk_losses_loop(c):
+        out = torch.zeros(len(c), dtype=torch.float64, device=device)
+        for i in range(len(c)):
+            p = {n: w[0] for n, w in params_at(c[i:i + 1]).items()}
+            out[i] = sum(loss_fn(forward(p, x), y).double() * len(x) for x, y in batches) / n_images
+        return out
+
+    losses, t0 = [], time.perf_counter()
+    try:
+        with torch.no_grad():
+            start = 0
+            while start < len(coords):
+                c = coords[start:start + (chunk if method == "vmap" else 1)]
+                try:
+                    losses.append((chunk_losses_vmap if method == "vmap" else chunk_losses_loop)(c).cpu())
+                except RuntimeError as e:
+                    if method != "vmap" or start:
+                        raise
+                    why = str(e).splitlines()[0]
+                    if requested == "vmap":
+                        raise RuntimeError(f"vmap could not run this model ({why}); use method='loop'") from e
+                    warnings.warn(f"vmap could not run this model ({why}); using the plain loop over grid points",
+                                  RuntimeWarning, stacklevel=2)
+                    method, t0 = "loop", time.perf_counter()
+                    continue
+                if start == 0 and verbose:
+                    per_point = (time.perf_counter() - t0) / len(c)
+                    print(f"ftkit.landscape: {len(coords)} points × {1e3 * per_point:.2f} ms/point ≈ "
+                          f"{per_point * len(coords):.1f} s ({method}, {n_images} images per point)")
+                start += len(c)
+    finally:
+        with torch.no_grad():
+            for n, b in model.named_buffers():
+                b.copy_(buffers[n])
+        model.train(was_training)
+    losses = torch.cat(losses).numpy()
+    return np.where(np.isfinite(losses), losses, np.nan), method
+
+
+def loss_slice(model: nn.Module, loss_fn, data, direction: Params, span=(-1.0, 1.0), resolution: int = 41,
+               **options) -> Landscape:
+    """1-D slice :math:`L(θ^* + αδ)` for α in ``span`` (``options``: see :func:`evaluate_points`)."""
+    alphas = _axis("slice", span, resolution)
+    t0 = time.perf_counter()
+    losses, method = evaluate_points(model, loss_fn, data, parameters_of(model), [direction], alphas, **options)
+    return Landscape(alphas, None, losses, method, time.perf_counter() - t0)
+
+
+def loss_surface(model: nn.Module, loss_fn, data, directions: tuple[Params, Params], span=(-1.0, 1.0),
+                 resolution=21, yspan=None, **options) -> Landscape:
+    """2-D grid :math:`L(θ^* + αδ + βη)`; ``resolution`` is one number or ``(nx, ny)``, ``yspan`` defaults to ``span``."""
+    if not (isinstance(directions, (tuple, list)) and len(directions) == 2):
+        raise ValueError("directions must be a pair (δ, η), e.g. random_directions(model, seed)")
+    nx, ny = resolution if isinstance(resolution, (tuple, list)) else (resolution, resolution)
+    alphas, betas = _axis("x", span, nx), _axis("y", span if yspan is None else yspan, ny)
+    coords = np.stack(np.meshgrid(alphas, betas), -1).reshape(-1, 2)  # row j = β_j, column i = α_i
+    t0 = time.perf_counter()
+    losses, method = evaluate_points(model, loss_fn, data, parameters_of(model), list(directions), coords,
+                                     **options)
+    return Landscape(alphas, betas, losses.reshape(ny, nx), method, time.perf_counter() - t0)
+
+
+def interpolate(model: nn.Module, theta0, theta1, loss_fn, data, span=(-0.5, 1.5), resolution: int = 41,
+                **options) -> Landscape:
+    """Goodfellow's line :math:`L\big((1-α)θ_0 + αθ_1\big) = L\big(θ_0 + α(θ_1-θ_0)\big)`; α=0 is θ₀, α=1 is θ₁.
+
+    ``theta0``/``theta1``: models or parameter dicts shaped like ``model``'s (its buffers are used for both).
+    """
+    alphas = _axis("interpolation", span, resolution)
+    p0, p1 = parameters_of(theta0), parameters_of(theta1)
+    _check_direction(p1, p0, "theta1")
+    t0 = time.perf_counter()
+    losses, method = evaluate_points(model, loss_fn, data, p0, [{n: p1[n] - p0[n].to(p1[n]) for n in p0}],
+                                     alphas, **options)
+    return Landscape(alphas, None, losses, method, time.perf_counter() - t0)
+
+
+def slices_over_seeds(model: nn.Module, loss_fn, data, seeds=(0, 1, 2, 3, 4), span=(-1.0, 1.0),
+                      resolution: int = 41, perturb_bias_bn: bool = False, **options) -> dict[int, Landscape]:
+    """One filter-normalized 1-D slice per direction seed: how much the picture depends on the random draw."""
+    return {int(s): loss_slice(model, loss_fn, data, random_direction(model, s, perturb_bias_bn=perturb_bias_bn),
+                               span, resolution, **options) for s in seeds}
+
+
+# --------------------------------------------------------------------------- trajectories
+class WeightRecorder(Callback):
+    """Keeps CPU copies of the parameters during ``fit``: at the start, then at every epoch end
+    (``every=None``) or every ``every`` optimizer steps, and at the end if the last step was not recorded.
+
+    ``weights[i]`` is a ``{name: tensor}`` dict taken after ``steps[i]`` optimizer steps.
+    """
+
+    def __init__(self, every: int | None = None):
+        if every is not None and (isinstance(every, bool) or int(every) < 1):
+            raise ValueError(f"every must be None (each epoch) or a number of steps >= 1, got {every!r}")
+        self.every = every
+        self.weights: list[Params] = []
+        self.steps: list[int] = []
+
+    def _record(self, state):
+        if self.steps and self.steps[-1] == state.step:
+            return
+        self.weights.append({n: p.detach().to("cpu", copy=True) for n, p in state.model.named_parameters()})
+        self.steps.append(state.step)
+
+    def on_fit_start(self, state):
+        self._record(state)
+
+    def on_batch_end(self, state):
+        if self.every is not None and state.step % self.every == 0:
+            self._record(state)
+
+    def on_epoch_end(self, state):
+        if self.every is None:
+            self._record(state)
+
+    def on_fit_end(self, state):
+        self._record(state)
+
+
+@dataclass
+class Trajectory:
+    """Weights projected on two PCA directions: ``coords[i] = ((θ_i − θ_final)·u₁, (θ_i − θ_final)·u₂)``."""
+    coords: np.ndarray                  # T × 2
+    explained: np.ndarray               # share of the variance of θ_i along u₁ and u₂
+    directions: tuple[Params, Params]   # u₁, u₂: unit vectors, as parameter dicts
+    steps: list[int]
+
+    def span(self, margin: float = 0.25) -> tuple[tuple[float, float], tuple[float, float]]:
+        """x and y ranges that hold the path, widened by ``margin`` of its extent on each side."""
+        lo, hi = self.coords.min(0), self.coords.max(0)
+        pad = margin * np.maximum(hi - lo, 1e-3)
+        return (float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
+
+
+def pca_trajectory(weights: list[Params], steps=None) -> Trajectory:
+    r"""Li et al. §7: PCA of the matrix :math:`M = [θ_i - θ_{\text{final}}]_i` (rows centred, as scikit-learn's
+    PCA), directions :math:`u_{1,2}` = its top right-singular vectors, explained variance :math:`s_k^2/\sum s^2`.
+    ``θ_final = weights[-1]``; the path ends at (0, 0).
+    """
+    if len(weights) < 3:
+        raise ValueError(f"need at least 3 weight snapshots for 2 PCA directions, got {len(weights)}; record more "
+                         "often (WeightRecorder(every=...)) or train more epochs")
+    final = weights[-1]
+    names = list(final)
+    flat = torch.stack([torch.cat([(w[n] - final[n]).reshape(-1).double() for n in names]) for w in weights])
+    _, s, vh = torch.linalg.svd(flat - flat.mean(0), full_matrices=False)
+    coords = (flat @ vh[:2].T).numpy()
+    explained = (s[:2] ** 2 / (s ** 2).sum()).numpy()
+    sizes = [final[n].numel() for n in names]
+    directions = tuple({n: part.view_as(final[n]).to(final[n].dtype) for n, part in zip(names, u.split(sizes))}
+                       for u in vh[:2])
+    return Trajectory(coords, explained, directions, list(steps) if steps is not None else list(range(len(weights))))

@@ -1,0 +1,244 @@
+"""ftkit.landscape: directions, grids (vmap == loop), interpolation, NaN gaps, trajectories, bad input."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ftkit
+from ftkit.data import synthetic
+from ftkit.landscape import (WeightRecorder, interpolate, loss_slice, loss_surface, orthogonalize, pca_trajectory,
+                             random_direction, random_directions, slices_over_seeds)
+from ftkit.plots.landscape import compare_figure, contour_figure, curve_figure, landscape_z, seed_spread_figure
+
+
+def small_cnn(bn: bool = True) -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 4, 3), *([nn.BatchNorm2d(4)] if bn else []), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(4 * 3 * 3, 3))
+
+
+@pytest.fixture
+def cnn_data():
+    model = small_cnn()
+    with torch.no_grad():  # non-trivial running statistics, so eval-mode BatchNorm matters
+        model[1].running_mean.uniform_(-0.5, 0.5)
+        model[1].running_var.uniform_(0.5, 2.0)
+    x, y = synthetic.image_classification(24, num_classes=3, size=8)
+    return model, (x, y)
+
+
+def test_filter_normalization_and_bias_policy():
+    model = small_cnn()
+    d = random_direction(model, seed=3)
+    for name, w in model.named_parameters():
+        if w.dim() > 1:  # each output filter/neuron i: ‖d_i‖ = ‖θ_i‖
+            dims = tuple(range(1, w.dim()))
+            torch.testing.assert_close(torch.linalg.vector_norm(d[name], dim=dims),
+                                       torch.linalg.vector_norm(w.detach(), dim=dims))
+        else:  # biases and BatchNorm scale/shift stay put by default
+            assert not d[name].any(), name
+    torch.testing.assert_close(random_direction(model, seed=3)["0.weight"], d["0.weight"])
+    assert not torch.equal(random_direction(model, seed=4)["0.weight"], d["0.weight"])
+    db = random_direction(model, seed=3, perturb_bias_bn=True)
+    for name in ("0.bias", "1.weight", "1.bias", "5.bias"):
+        assert db[name].norm().item() == pytest.approx(dict(model.named_parameters())[name].norm().item(), rel=1e-5)
+
+
+def test_second_direction_is_orthogonal():
+    model = small_cnn()
+    d1, d2 = random_directions(model, seed=0)
+    dot = sum((d1[n] * d2[n]).sum() for n in d1)
+    n1 = math.sqrt(sum((d1[n] ** 2).sum() for n in d1))
+    n2 = math.sqrt(sum((d2[n] ** 2).sum() for n in d1))
+    assert abs(float(dot)) / (n1 * n2) < 1e-6
+    torch.testing.assert_close(d1["0.weight"], random_direction(model, 0)["0.weight"])
+    # the projection removes exactly the δ-component: η' = η − (η·δ/δ·δ) δ
+    raw = random_direction(model, 1)
+    c = sum((raw[n] * d1[n]).sum() for n in d1) / n1 ** 2
+    torch.testing.assert_close(orthogonalize(raw, d1)["5.weight"], raw["5.weight"] - c * d1["5.weight"])
+
+
+def test_vmap_grid_equals_loop_and_center_is_the_model_loss(cnn_data, capsys):
+    model, data = cnn_data
+    model.train()  # the grid switches to eval mode and back
+    dirs = random_directions(model, seed=1, perturb_bias_bn=True)
+    grids = {m: loss_surface(model, "cross_entropy", data, dirs, span=(-1, 1), resolution=(5, 3), method=m,
+                             batch_size=10, chunk_size=4) for m in ("vmap", "loop")}
+    assert grids["vmap"].losses.shape == (3, 5) and grids["vmap"].method == "vmap"
+    np.testing.assert_allclose(grids["vmap"].losses, grids["loop"].losses, atol=1e-5, rtol=0)
+    assert model.training
+    assert "15 points ×" in capsys.readouterr().out  # the estimate: points × measured time per point
+    expected = ftkit.evaluate(model, [data], "cross_entropy", device="cpu")["loss"]
+    assert grids["vmap"].center == pytest.approx(expected, abs=1e-5)
+    assert np.ptp(grids["vmap"].losses) > 0.01  # the directions do move the loss
+
+
+def test_slice_of_a_linear_model_matches_its_quadratic():
+    """f(x) = Wx with MSE: L(W + αD) = mean((Wx − y + αDx)²), a parabola in α."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 2, bias=False)
+    x, y = torch.randn(30, 4), torch.randn(30, 2)
+    d = random_direction(model, seed=0)
+    land = loss_slice(model, "mse", (x, y), d, span=(-2, 2), resolution=9, batch_size=7, verbose=False)
+    with torch.no_grad():
+        r, s = model(x) - y, x @ d["weight"].T
+        expected = [float(((r + a * s) ** 2).mean()) for a in land.x]
+    np.testing.assert_allclose(land.losses, expected, rtol=1e-5)
+
+
+def test_interpolation_ends_at_both_weight_sets(cnn_data):
+    model, data = cnn_data
+    model.eval()
+    other = small_cnn()
+    other.load_state_dict({**model.state_dict(), **{n: p + 0.3 * torch.randn_like(p)
+                                                    for n, p in model.named_parameters()}})
+    curve = interpolate(model, model, other, "cross_entropy", data, span=(0, 1), resolution=3, verbose=False)
+    loss0 = ftkit.evaluate(model, [data], "cross_entropy", device="cpu")["loss"]
+    loss1 = ftkit.evaluate(other, [data], "cross_entropy", device="cpu")["loss"]
+    np.testing.assert_allclose(curve.losses[[0, 2]], [loss0, loss1], atol=1e-5)
+    assert torch.equal(next(model.parameters()), next(iter(dict(model.named_parameters()).values())))
+
+
+class Log(nn.Module):
+    """loss = log(w·x) with x = 1: finite for w > 0, NaN for w < 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor([[0.5]]))
+
+    def forward(self, x):
+        return x @ self.w.T
+
+
+def log_loss(out, y):
+    return torch.log(out).mean()
+
+
+@pytest.mark.parametrize("method", ["vmap", "loop"])
+def test_non_finite_losses_are_kept_as_nan(method):
+    model = Log()
+    d = {"w": torch.tensor([[1.0]])}
+    land = loss_slice(model, log_loss, (torch.ones(4, 1), torch.zeros(4)), d, span=(-1, 1), resolution=5,
+                      method=method, verbose=False)
+    w = 0.5 + land.x
+    expected = np.where(w > 0, np.log(np.where(w > 0, w, 1)), np.nan)
+    expected[w == 0] = np.nan  # log 0 = −inf: non-finite, also a gap
+    np.testing.assert_allclose(land.losses, expected, rtol=1e-6)
+    assert np.isnan(landscape_z(land.losses, log=True)[:2]).all()
+    fig = curve_figure({"log": land})
+    assert np.isnan(np.asarray(fig.data[0].y, dtype=float)[:2]).all()
+
+
+class ItemNet(nn.Module):
+    """``.item()`` in forward: vmap cannot batch it, the plain loop can."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.lin(x) * (1.0 + 0.0 * self.lin.weight.sum().item())
+
+
+def test_auto_falls_back_to_the_loop_where_vmap_cannot_run():
+    model = ItemNet()
+    data = (torch.randn(8, 3), torch.randint(2, (8,)))
+    d = random_direction(model, seed=0)
+    with pytest.warns(RuntimeWarning, match="plain loop"):
+        land = loss_slice(model, "cross_entropy", data, d, resolution=3, verbose=False)
+    assert land.method == "loop"
+    with pytest.raises(RuntimeError, match="vmap could not run this model.*method='loop'"):
+        loss_slice(model, "cross_entropy", data, d, resolution=3, method="vmap", verbose=False)
+
+
+def test_train_mode_batchnorm(cnn_data):
+    model, data = cnn_data
+    model.train()
+    d = random_directions(model, 0)
+    running = model[1].running_mean.clone()
+    with pytest.raises(ValueError, match="BatchNorm layers in training mode.*eval_mode=True.*method='loop'"):
+        loss_surface(model, "cross_entropy", data, d, resolution=2, eval_mode=False, method="vmap")
+    land = loss_surface(model, "cross_entropy", data, d, resolution=2, eval_mode=False, verbose=False)
+    assert land.method == "loop"
+    torch.testing.assert_close(model[1].running_mean, running)  # batch statistics used, running ones restored
+
+
+def test_bad_input_messages(cnn_data):
+    model, data = cnn_data
+    d = random_directions(model, 0)
+    with pytest.raises(ValueError, match="resolution must be an integer >= 2"):
+        loss_surface(model, "cross_entropy", data, d, resolution=1)
+    with pytest.raises(ValueError, match=r"min < max.*\(1, 1\)"):
+        loss_slice(model, "cross_entropy", data, d[0], span=(1, 1))
+    with pytest.raises(ValueError, match=r"min < max"):
+        loss_surface(model, "cross_entropy", data, d, yspan=(2, -2))
+    bad = {**d[0], "0.weight": torch.zeros(4, 3, 2, 2)}
+    with pytest.raises(ValueError, match=r"direction 0\['0.weight'\] has shape \(4, 3, 2, 2\) but the model's "
+                                         r"parameter has shape \(4, 3, 3, 3\)"):
+        loss_slice(model, "cross_entropy", data, bad)
+    with pytest.raises(ValueError, match="missing"):
+        loss_slice(model, "cross_entropy", data, {"0.weight": d[0]["0.weight"]})
+    with pytest.raises(ValueError, match="ReLU has no parameters"):
+        random_direction(nn.ReLU())
+    with pytest.raises(ValueError, match="at least 3 weight snapshots"):
+        pca_trajectory([dict(model.named_parameters())] * 2)
+    with pytest.raises(ValueError, match="unknown method 'fast'"):
+        loss_slice(model, "cross_entropy", data, d[0], method="fast")
+
+
+def test_recorder_and_pca_trajectory():
+    ftkit.seed_everything(0)
+    x, y = synthetic.blobs(96, num_classes=2, dim=2)
+    model = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 2))
+    init = {n: p.detach().clone() for n, p in model.named_parameters()}
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=16)
+    per_epoch, every2 = WeightRecorder(), WeightRecorder(every=2)
+    ftkit.fit(model, loader, "cross_entropy", "sgd", 3, callbacks=[per_epoch, every2], device="cpu",
+              progress=False)
+    assert per_epoch.steps == [0, 6, 12, 18] and every2.steps == list(range(0, 19, 2))
+    torch.testing.assert_close(per_epoch.weights[0]["0.weight"], init["0.weight"])
+    torch.testing.assert_close(per_epoch.weights[-1]["2.bias"], model[2].bias.detach())
+
+    traj = pca_trajectory(every2.weights, every2.steps)
+    assert traj.coords.shape == (10, 2) and np.allclose(traj.coords[-1], 0)
+    assert 0 < traj.explained[1] <= traj.explained[0] and traj.explained.sum() <= 1 + 1e-9
+    u1, u2 = traj.directions
+    assert float(sum((u1[n] * u1[n]).sum() for n in u1)) == pytest.approx(1, abs=1e-5)
+    assert abs(float(sum((u1[n] * u2[n]).sum() for n in u1))) < 1e-5
+    (x0, x1), (y0, y1) = traj.span()
+    assert x0 < traj.coords[:, 0].min() and traj.coords[:, 1].max() < y1
+    land = loss_surface(model, "cross_entropy", (x, y), traj.directions, span=(x0, x1), yspan=(y0, y1),
+                        resolution=3, verbose=False)
+    fig = contour_figure(land, trajectory=traj, log=True)
+    assert fig.layout.xaxis.title.text.startswith(f"PC1 ({100 * traj.explained[0]:.1f} %")
+
+
+def test_pca_of_a_planar_path_keeps_distances():
+    """Snapshots θ_f + a_i u + b_i v in a plane: two components explain everything, projections keep lengths."""
+    g = torch.Generator().manual_seed(0)
+    final = {"a": torch.randn(5, 4, generator=g), "b": torch.randn(7, generator=g)}
+    u, v = torch.linalg.qr(torch.randn(27, 2, generator=g, dtype=torch.float64))[0].T
+    ab = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    snaps = []
+    for a, b in [*ab, (0.0, 0.0)]:
+        flat = a * u + b * v
+        snaps.append({"a": final["a"] + flat[:20].view(5, 4).float(), "b": final["b"] + flat[20:].float()})
+    traj = pca_trajectory(snaps)
+    assert traj.explained.sum() == pytest.approx(1, abs=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(traj.coords, axis=1),
+                               np.linalg.norm(np.vstack([ab.numpy(), [0, 0]]), axis=1), atol=1e-5)
+
+
+def test_seed_spread_and_comparison_figures(cnn_data):
+    model, data = cnn_data
+    slices = slices_over_seeds(model, "cross_entropy", data, seeds=(0, 1, 2), resolution=5, verbose=False)
+    assert list(slices) == [0, 1, 2]
+    z = np.stack([s.losses for s in slices.values()])
+    assert np.allclose(z[:, 2], z[0, 2])  # α = 0 is the same point for every seed
+    fig = seed_spread_figure({"ce": slices})
+    np.testing.assert_allclose(np.asarray(fig.data[-1].y, dtype=float), z.mean(0))
+    d = random_directions(model, 0)
+    lands = {k: loss_surface(model, k, data, d, resolution=3, verbose=False) for k in ("cross_entropy", "combined")}
+    fig = compare_figure(lands, log=True)
+    np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), np.log10(lands["cross_entropy"].losses))

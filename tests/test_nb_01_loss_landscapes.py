@@ -1,0 +1,40 @@
+"""notebooks/01_loss_landscapes.ipynb under papermill with small parameters, on a fake CIFAR-10 folder."""
+import pytest
+
+from ftkit.data.cifar10 import write_fake_cifar10
+
+pytestmark = pytest.mark.notebook
+
+
+def test_loss_landscapes_notebook(run_notebook, tmp_path):
+    write_fake_cifar10(tmp_path / "cifar", n_train=400, n_test=10, noise=2.5)
+    m = run_notebook("01_loss_landscapes.ipynb", data_dir=str(tmp_path / "cifar"), train_images=384,
+                     eval_images=64, epochs=2, batch_size=32, lr=3e-3, record_every=4, resolution=5,
+                     line_points=5, direction_seeds=2)
+    assert m["data"] == "CIFAR-10" and m["parameters"]["train_images"] == 384
+
+    # a learnable task: both losses train the CNN well above chance (10 %)
+    assert m["accuracy"]["cross_entropy"] > 0.5 and m["accuracy"]["mse"] > 0.3
+
+    # interpolation: α = 0 is the initial loss (about ln 10 for 10 balanced classes), α = 1 the trained one
+    alpha, loss = m["interpolation"]["alpha"], m["interpolation"]["loss"]
+    at = dict(zip(alpha, loss))
+    assert at[0.0] == pytest.approx(2.30, abs=0.1) and at[1.0] < 0.8 * at[0.0]
+
+    # the 2-D plane: vmap by default, centre = the trained loss, nothing non-finite, higher away from θ*
+    p = m["plane"]
+    assert p["method"] == "vmap" and p["nan_points"] == 0
+    assert p["center"] == pytest.approx(at[1.0], abs=1e-4)
+    assert p["max"] > p["center"]
+    assert abs(m["direction_cosine"]) < 1e-6
+
+    # seed spread reported for both losses; the slices rise away from the minimum
+    for label in ("cross-entropy", "MSE"):
+        s = m["seed_spread"][label]
+        assert s["ends_mean"] > s["center"] and 0 < s["spread_percent"] < 50
+
+    # trajectory: 2 epochs × 12 steps, a snapshot every 4 → 7; ends at the origin, in a plane below the start
+    t = m["trajectory"]
+    assert t["snapshots"] == 7 and t["end"] == pytest.approx([0, 0], abs=1e-6)
+    assert 0 < t["explained_variance"][1] <= t["explained_variance"][0] < 1
+    assert t["pca_min"] < at[0.0]
