@@ -1,0 +1,413 @@
+r"""CIFAR-10 from its ``cifar-10-batches-py`` pickles, and two ways to batch it.
+
+    data = load_cifar10("data/cifar10", subset=5000)      # uint8 images, labels, classes, mean/std
+    train_loader, val_loader, test_loader = make_loaders(data, batch_size=512, device="cuda")
+
+Files: ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` are pickled dicts with Python-2 (bytes) keys:
+``b'data'`` (uint8, N×3072, each row a 3×32×32 image in CHW order), ``b'labels'`` (ints 0–9),
+``b'batch_label'`` and ``b'filenames'``; ``batches.meta`` holds ``b'label_names'``. The batches are read
+directly (no md5 check of files on disk), so a folder with fewer images per batch — a user's subset, a test
+fixture written by :func:`write_cifar_batches` — loads like the real one. The checksum is checked once, on
+download (``python -m ftkit.data.cifar10 --download data/cifar10``).
+
+Normalization uses the training split's per-channel statistics, :math:`\hat x_c = (x_c/255 - μ_c)/σ_c`.
+
+Two loaders yield the same ``(x, y)`` batches:
+
+* :class:`TensorLoader`: the whole split is one uint8 tensor on the training device; each batch is gathered,
+  randomly cropped (reflect padding) and flipped, and normalized there, with the device's global RNG (so a
+  checkpoint's RNG state makes a resumed run exact). No workers, no host→device copies: the fast path.
+* :func:`dataloader`: a ``Dataset`` with torchvision ``transforms.v2`` per image in a ``DataLoader``.
+
+Pickle files can run code when loaded: load only folders you fetched yourself or wrote with this module.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pickle
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..utils import get_device
+
+__all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
+           "write_cifar_batches", "write_fake_cifar10", "random_crop_flip", "TensorLoader", "CifarDataset",
+           "dataloader", "make_loaders", "throughput"]
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+MD5 = "c58f30108f718f92721af3b95e74349a"  # of the tarball (as torchvision.datasets.CIFAR10.tgz_md5)
+FOLDER = "cifar-10-batches-py"
+DOWNLOAD_CMD = "python -m ftkit.data.cifar10 --download {data_dir}"
+IMAGE_SHAPE = (3, 32, 32)
+
+
+class Split(NamedTuple):
+    images: torch.Tensor  # uint8, N×3×32×32
+    labels: torch.Tensor  # int64, N
+
+
+@dataclass
+class Cifar10:
+    """Train/val/test splits (uint8 CHW images, int64 labels), class names and the train split's mean/std."""
+    train: Split
+    val: Split
+    test: Split
+    classes: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    root: str
+
+    def __repr__(self):
+        return (f"Cifar10(train={len(self.train.labels)}, val={len(self.val.labels)}, test={len(self.test.labels)}, "
+                f"mean={tuple(round(m, 4) for m in self.mean)}, std={tuple(round(s, 4) for s in self.std)}, "
+                f"root={self.root!r})")
+
+
+# --------------------------------------------------------------------------- files
+def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
+    """``(data uint8 N×3072, labels int64 N)`` of one batch file; a bad file fails naming it."""
+    path = os.fspath(path)
+    fix = f"delete it and fetch the data again ({DOWNLOAD_CMD.format(data_dir='<data_dir>')})"
+    try:
+        with open(path, "rb") as f:
+            batch = pickle.load(f, encoding="bytes")
+    except Exception as e:  # truncated/corrupt pickles raise EOFError, UnpicklingError, ValueError, …
+        raise ValueError(f"{path} is not a readable CIFAR-10 batch (truncated or corrupt: {type(e).__name__}: "
+                         f"{e}); {fix}") from e
+    if not isinstance(batch, dict):
+        raise ValueError(f"{path} holds a {type(batch).__name__}, not a CIFAR-10 batch dict; {fix}")
+    batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+    if "data" not in batch or "labels" not in batch:
+        raise ValueError(f"{path} lacks the 'data'/'labels' entries of a CIFAR-10 batch (has {sorted(batch)}); {fix}")
+    data, labels = np.asarray(batch["data"]), np.asarray(batch["labels"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise ValueError(f"{path}: images must be uint8 rows of 3072 = 3×32×32 values, got a {data.dtype} array "
+                         f"of shape {data.shape}")
+    return data, _check_labels(labels, len(data), path)
+
+
+def _check_labels(labels, n: int, where: str) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{where}: need {n} integer labels (one per image), got {labels.dtype} array of shape "
+                         f"{labels.shape}")
+    if n and (labels.min() < 0 or labels.max() > 9):
+        bad = labels[(labels < 0) | (labels > 9)][0]
+        raise ValueError(f"{where}: label {bad} is outside 0–9 (CIFAR-10 has 10 classes)")
+    return labels.astype(np.int64)
+
+
+def _batch_files(root: str) -> list[str]:
+    """``data_batch_<k>`` files in ``root``, in numeric order."""
+    names = [n for n in os.listdir(root) if re.fullmatch(r"data_batch_\d+", n)]
+    return [os.path.join(root, n) for n in sorted(names, key=lambda n: int(n.rsplit("_", 1)[1]))]
+
+
+def _find_root(data_dir: str) -> str | None:
+    """``data_dir/cifar-10-batches-py`` (the tarball's layout) or ``data_dir`` itself, if it holds batches."""
+    for root in (os.path.join(data_dir, FOLDER), data_dir):
+        if os.path.isdir(root) and _batch_files(root) and os.path.exists(os.path.join(root, "test_batch")):
+            return root
+    return None
+
+
+def _can_reach(host: str = "www.cs.toronto.edu", port: int = 443, timeout: float = 5.0) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def download_cifar10(data_dir) -> str:
+    """Fetch the tarball with torchvision (md5 checked) and extract it to ``data_dir/cifar-10-batches-py``."""
+    from torchvision.datasets.utils import download_and_extract_archive
+    data_dir = os.fspath(data_dir)
+    download_and_extract_archive(URL, data_dir, md5=MD5, remove_finished=True)
+    return os.path.join(data_dir, FOLDER)
+
+
+def _missing(data_dir: str, why: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"no CIFAR-10 batches (data_batch_1…, test_batch) in {data_dir!r} or {os.path.join(data_dir, FOLDER)!r}; "
+        f"{why}. On a machine with internet run `{DOWNLOAD_CMD.format(data_dir=data_dir)}` and copy the folder "
+        f"here, or pass data_dir= pointing at your copy")
+
+
+def _read_split(files: list[str]) -> Split:
+    parts = [read_batch(f) for f in files]
+    data = np.concatenate([d for d, _ in parts]) if parts else np.zeros((0, 3072), np.uint8)
+    labels = np.concatenate([y for _, y in parts]) if parts else np.zeros(0, np.int64)
+    return Split(torch.from_numpy(data).reshape(-1, *IMAGE_SHAPE), torch.from_numpy(labels))
+
+
+def _channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of ``images/255`` over (N, H, W) (population std), one channel at a time."""
+    stats = [torch.var_mean(images[:, c].float() / 255, correction=0) for c in range(images.shape[1])]
+    return tuple(float(m) for _, m in stats), tuple(float(v) ** 0.5 for v, _ in stats)
+
+
+def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_fraction: float = 0.1, seed: int = 0,
+                 download: bool = True) -> Cifar10:
+    """Read the batches in ``data_dir`` (downloading them when missing and online) and split off validation.
+
+    ``subset``: keep this many training images (a random draw with ``seed``); then ``val_fraction`` of them
+    (drawn with the same ``seed``, independent of the global RNG) become the validation split. The test split
+    is always the whole ``test_batch``. ``mean``/``std`` come from the remaining training images only.
+    """
+    data_dir = os.fspath(data_dir)
+    if not 0 <= val_fraction < 1:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    root = _find_root(data_dir)
+    if root is None:
+        if not download:
+            raise _missing(data_dir, "download=False")
+        if not _can_reach():
+            raise _missing(data_dir, "and www.cs.toronto.edu cannot be reached (offline?)")
+        download_cifar10(data_dir)
+        root = _find_root(data_dir)
+    train, test = _read_split(_batch_files(root)), _read_split([os.path.join(root, "test_batch")])
+    classes = _label_names(root)
+
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train.labels), generator=g)
+    if subset is not None:
+        if not 1 <= int(subset) <= len(order):
+            raise ValueError(f"subset must be between 1 and the {len(order)} training images in {root!r}, "
+                             f"got {subset}")
+        order = order[:int(subset)]
+    n_val = int(round(len(order) * val_fraction))
+    val_idx, train_idx = order[:n_val].sort().values, order[n_val:].sort().values
+    if len(train_idx) == 0:
+        raise ValueError(f"no training images left after taking val_fraction={val_fraction} of {len(order)}")
+    train, val = Split(train.images[train_idx], train.labels[train_idx]), Split(train.images[val_idx],
+                                                                                 train.labels[val_idx])
+    mean, std = _channel_stats(train.images)
+    return Cifar10(train, val, test, classes, mean, std, root)
+
+
+def _label_names(root: str) -> list[str]:
+    meta = os.path.join(root, "batches.meta")
+    if not os.path.exists(meta):
+        return list(CLASSES)
+    with open(meta, "rb") as f:
+        names = {k.decode() if isinstance(k, bytes) else k: v for k, v in pickle.load(f, encoding="bytes").items()}
+    return [n.decode() if isinstance(n, bytes) else str(n) for n in names.get("label_names", CLASSES)]
+
+
+def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, num_batches: int = 5,
+                        label_names=CLASSES) -> str:
+    """Write ``data_dir/cifar-10-batches-py`` in the real format: pickled dicts with bytes keys.
+
+    ``images``: uint8 N×32×32×3 (NHWC, as PIL/matplotlib show them); stored as N×3072 rows in CHW order.
+    The training images are split over ``num_batches`` files ``data_batch_1..k``; returns the folder.
+    """
+    root = os.path.join(os.fspath(data_dir), FOLDER)
+    train = _as_rows(images, labels, "images")
+    test = _as_rows(test_images, test_labels, "test_images")
+    if int(num_batches) < 1:
+        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    os.makedirs(root, exist_ok=True)
+    parts = np.array_split(np.arange(len(train[0])), int(num_batches))
+    for k, idx in enumerate(parts, start=1):
+        _dump(os.path.join(root, f"data_batch_{k}"), train[0][idx], train[1][idx], f"training batch {k} of {len(parts)}")
+    _dump(os.path.join(root, "test_batch"), *test, "testing batch 1 of 1")
+    meta = {b"num_cases_per_batch": len(parts[0]), b"label_names": [n.encode() for n in label_names],
+            b"num_vis": 3072}
+    with open(os.path.join(root, "batches.meta"), "wb") as f:
+        pickle.dump(meta, f, protocol=2)
+    return root
+
+
+def _as_rows(images, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+        raise ValueError(f"{name} must be N×32×32×3 (NHWC), got shape {images.shape}; for N×3×32×32 tensors "
+                         "pass images.permute(0, 2, 3, 1)")
+    if images.dtype != np.uint8:
+        raise ValueError(f"{name} must be uint8 pixels 0–255, got {images.dtype}")
+    labels = _check_labels(labels, len(images), f"labels for {name}")
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), 3072), labels
+
+
+def _dump(path: str, data: np.ndarray, labels: np.ndarray, batch_label: str):
+    batch = {b"batch_label": batch_label.encode(), b"labels": [int(y) for y in labels], b"data": data,
+             b"filenames": [f"image_{i:05d}.png".encode() for i in range(len(data))]}
+    with open(path, "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+
+
+def write_fake_cifar10(data_dir, n_train: int = 50_000, n_test: int = 10_000, *, noise: float = 1.0,
+                       seed: int = 0, num_batches: int = 5) -> str:
+    """A learnable stand-in of the real format: each class a smooth colour pattern plus noise (see
+    :func:`ftkit.data.synthetic.image_classification`), as uint8 ``128 + 40·x``. For tests and timing runs."""
+    from .synthetic import image_classification
+    x, y = image_classification(n_train + n_test, noise=noise, seed=seed)
+    pixels = (128 + 40 * x).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return write_cifar_batches(data_dir, pixels[:n_train], y[:n_train].numpy(), pixels[n_train:],
+                               y[n_train:].numpy(), num_batches=num_batches)
+
+
+# --------------------------------------------------------------------------- batches
+def _check_batch_size(batch_size) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return int(batch_size)
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Index ``i`` mirrored into ``[0, n)`` without repeating the edge (``-1 → 1``, ``n → n-2``)."""
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
+
+
+def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Per image: shift by ``(dy, dx) ∈ [-pad, pad]²`` with reflected borders, mirror with probability ½.
+
+    Equals ``v2.RandomCrop(H, padding=pad, padding_mode="reflect")`` then ``v2.RandomHorizontalFlip()``, done
+    as two gathers on ``x``'s device with its global RNG.
+    """
+    b, c, h, w = x.shape
+    dev = x.device
+    dy = torch.randint(-pad, pad + 1, (b, 1), device=dev)
+    dx = torch.randint(-pad, pad + 1, (b, 1), device=dev)
+    flip = torch.randint(0, 2, (b, 1), device=dev, dtype=torch.bool)
+    rows = _reflect(torch.arange(h, device=dev) + dy, h)                           # b×h source rows
+    cols = torch.arange(w, device=dev).expand(b, w)
+    cols = _reflect(torch.where(flip, w - 1 - cols, cols) + dx, w)                # b×w source columns
+    x = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))
+    return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+class TensorLoader:
+    """``(x, y)`` batches from uint8 images kept on ``device``: gather → crop/flip → normalize, all there.
+
+    ``len()`` is batches per epoch. Shuffling and augmentation draw from the device's global RNG.
+    ``channels_last`` hands the model NHWC-strided batches (faster convolutions on tensor-core GPUs).
+    """
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, mean, std,
+                 shuffle: bool = False, augment: bool = False, device="auto", channels_last: bool = False,
+                 drop_last: bool = False, pad: int = 4):
+        self.batch_size = _check_batch_size(batch_size)
+        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be a uint8 N×3×H×W tensor, got {images.dtype} of shape "
+                             f"{tuple(images.shape)}")
+        if len(labels) != len(images):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.device = get_device(device)
+        self.images, self.labels = images.to(self.device), labels.to(self.device, torch.long)
+        std = torch.as_tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1 / (255 * std), -mean / std        # (x/255 - μ)/σ = x·scale + shift
+        self.shuffle, self.augment, self.channels_last = shuffle, augment, channels_last
+        self.drop_last, self.pad = drop_last, pad
+
+    def __len__(self):
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, device=self.device) if self.shuffle else torch.arange(n, device=self.device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            x = self.images[idx]
+            if self.augment:
+                x = random_crop_flip(x, self.pad)
+            x = torch.addcmul(self.shift, x.float(), self.scale)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]
+
+
+class CifarDataset(torch.utils.data.Dataset):
+    """uint8 CHW images + labels, one image at a time through ``transform`` (torchvision ``transforms.v2``)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        x = self.images[i]
+        return (self.transform(x) if self.transform is not None else x), self.labels[i]
+
+
+def dataloader(images, labels, batch_size: int, *, mean, std, shuffle: bool = False, augment: bool = False,
+               num_workers: int = 0, drop_last: bool = False, pin_memory: bool = False, pad: int = 4):
+    """The classic path: ``CifarDataset`` + ``v2`` crop/flip/normalize per image in a ``DataLoader``."""
+    from torchvision.transforms import v2
+    ops = [v2.RandomCrop(images.shape[-1], padding=pad, padding_mode="reflect"), v2.RandomHorizontalFlip()]
+    transform = v2.Compose([*(ops if augment else []), v2.ToDtype(torch.float32, scale=True),
+                            v2.Normalize(list(mean), list(std))])
+    return torch.utils.data.DataLoader(CifarDataset(images, labels, transform), _check_batch_size(batch_size),
+                                       shuffle=shuffle, num_workers=num_workers, drop_last=drop_last,
+                                       pin_memory=pin_memory, persistent_workers=num_workers > 0)
+
+
+def make_loaders(data: Cifar10, batch_size: int, *, kind: str = "tensor", augment: bool = True, device="auto",
+                 channels_last: bool = False, num_workers: int = 0, drop_last: bool = False):
+    """``(train_loader, val_loader or None, test_loader)``; only the train loader shuffles and augments.
+
+    ``kind="tensor"``: :class:`TensorLoader` on ``device``; ``"dataloader"``: :func:`dataloader` (CPU workers).
+    """
+    batch_size = _check_batch_size(batch_size)
+    device = get_device(device)
+    if kind == "tensor":
+        def make(split, train):
+            return TensorLoader(*split, batch_size, mean=data.mean, std=data.std, shuffle=train,
+                                augment=augment and train, device=device, channels_last=channels_last,
+                                drop_last=drop_last and train)
+    elif kind == "dataloader":
+        def make(split, train):
+            return dataloader(*split, batch_size, mean=data.mean, std=data.std, shuffle=train,
+                              augment=augment and train, num_workers=num_workers, drop_last=drop_last and train,
+                              pin_memory=device.type == "cuda")
+    else:
+        raise ValueError(f"unknown loader kind {kind!r}; choose one of: dataloader, tensor")
+    return make(data.train, True), (make(data.val, False) if len(data.val.labels) else None), make(data.test, False)
+
+
+def throughput(loader, device="auto", max_batches: int | None = None) -> float:
+    """Images per second of one pass over ``loader`` (batches moved to ``device``, synchronized at the end)."""
+    device = get_device(device)
+    n, t0 = 0, time.perf_counter()
+    for i, (x, _) in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = x.to(device, non_blocking=True)
+        n += len(x)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return n / (time.perf_counter() - t0)
+
+
+# --------------------------------------------------------------------------- command line
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m ftkit.data.cifar10",
+                                 description="Fetch CIFAR-10 (md5-checked) or summarize a local copy.")
+    ap.add_argument("data_dir", nargs="?", help="summarize the batches in this folder")
+    ap.add_argument("--download", metavar="DIR", help="download and extract into DIR/cifar-10-batches-py")
+    args = ap.parse_args(argv)
+    if args.download:
+        root = _find_root(args.download)
+        print(f"already there: {root}" if root else f"downloaded to {download_cifar10(args.download)}")
+    if args.data_dir or args.download:
+        print(load_cifar10(args.data_dir or args.download, download=False))
+    else:
+        ap.print_help()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,272 @@
+"""ftkit.data.cifar10 (files, splits, loaders), the CIFAR models and the classification plots."""
+import math
+import pickle
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ftkit
+from ftkit.callbacks import ModelCheckpoint
+from ftkit.data import cifar10 as C
+from ftkit.models import FAST_RECIPE, FastResNet, FlipTTA, SimpleCNN, make_model
+from ftkit.plots.classification import confusion_matrix, misclassified_figure, per_class_accuracy
+
+
+def pixels(n, seed=0):
+    """n random uint8 NHWC images (every row distinct) and labels cycling through 0..9."""
+    g = np.random.default_rng(seed)
+    return g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), np.arange(n) % 10
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """100 training images over 5 batches of 20 (far below the real 10,000 each), 30 test images."""
+    x, y = pixels(130)
+    C.write_cifar_batches(tmp_path, x[:100], y[:100], x[100:], y[100:])
+    return tmp_path, x, y
+
+
+# --------------------------------------------------------------------------- files
+def test_written_batches_have_the_real_pickle_format(folder):
+    path, x, y = folder
+    with open(path / C.FOLDER / "data_batch_2", "rb") as f:
+        batch = pickle.load(f, encoding="bytes")
+    assert set(batch) == {b"data", b"labels", b"batch_label", b"filenames"}
+    assert batch[b"batch_label"] == b"training batch 2 of 5"
+    data = batch[b"data"]
+    assert data.dtype == np.uint8 and data.shape == (20, 3072)
+    img = x[20]  # the first image of batch 2
+    assert np.array_equal(data[0, :1024], img[:, :, 0].ravel())        # red plane, row-major
+    assert np.array_equal(data[0, 2048:], img[:, :, 2].ravel())        # then green, then blue
+    assert batch[b"labels"] == [int(v) for v in y[20:40]] and len(batch[b"filenames"]) == 20
+    with open(path / C.FOLDER / "batches.meta", "rb") as f:
+        assert pickle.load(f, encoding="bytes")[b"label_names"][3] == b"cat"
+
+
+def test_load_splits_small_batches_and_keeps_pixels(folder):
+    path, x, y = folder
+    data = C.load_cifar10(path, val_fraction=0.2, seed=3, download=False)
+    assert (len(data.train.labels), len(data.val.labels), len(data.test.labels)) == (80, 20, 30)
+    assert data.classes == C.CLASSES
+    assert torch.equal(data.test.images, torch.from_numpy(x[100:]).permute(0, 3, 1, 2))  # NHWC → CHW, in order
+    assert torch.equal(data.test.labels, torch.from_numpy(y[100:]))
+    # train ∪ val is exactly the 100 training images, each once, with its label
+    both = torch.cat([data.train.images, data.val.images]).numpy()
+    labels = torch.cat([data.train.labels, data.val.labels])
+    where = {img.transpose(2, 0, 1).tobytes(): i for i, img in enumerate(x[:100])}
+    idx = [where[img.tobytes()] for img in both]
+    assert sorted(idx) == list(range(100)) and labels.tolist() == [int(y[i]) for i in idx]
+
+
+def test_split_depends_on_seed_only(folder):
+    path, *_ = folder
+    torch.manual_seed(123)
+    a = C.load_cifar10(path, val_fraction=0.2, seed=3).val.images
+    torch.manual_seed(456)
+    assert torch.equal(a, C.load_cifar10(path, val_fraction=0.2, seed=3).val.images)
+    assert not torch.equal(a, C.load_cifar10(path, val_fraction=0.2, seed=4).val.images)
+
+
+def test_subset_and_mean_std_from_train_split_only(folder):
+    path, *_ = folder
+    data = C.load_cifar10(path, subset=50, val_fraction=0.1)
+    assert (len(data.train.labels), len(data.val.labels)) == (45, 5)
+    train = data.train.images.numpy().astype(np.float64) / 255
+    assert data.mean == pytest.approx(train.mean(axis=(0, 2, 3)), rel=1e-5)
+    assert data.std == pytest.approx(train.std(axis=(0, 2, 3)), rel=1e-5)  # population std
+    with pytest.raises(ValueError, match="subset must be between 1 and the 100 training images"):
+        C.load_cifar10(path, subset=1000)
+
+
+# --------------------------------------------------------------------------- loaders
+def test_tensor_loader_normalizes_in_order_and_counts_batches(folder):
+    path, *_ = folder
+    data = C.load_cifar10(path, val_fraction=0.0)
+    loader = C.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, device="cpu")
+    assert len(loader) == math.ceil(100 / 32) == 4
+    assert len(C.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, drop_last=True, device="cpu")) == 3
+    xs, ys = zip(*loader)
+    assert [len(b) for b in ys] == [32, 32, 32, 4]
+    x = torch.cat(xs)
+    mean, std = torch.tensor(data.mean).view(1, 3, 1, 1), torch.tensor(data.std).view(1, 3, 1, 1)
+    assert torch.allclose(x * std + mean, data.train.images.float() / 255, atol=1e-5)  # (x/255 - μ)/σ undone
+    assert torch.equal(torch.cat(ys), data.train.labels)
+    # normalized with the train statistics, the train split has per-channel mean 0 and std 1
+    assert x.mean((0, 2, 3)) == pytest.approx([0, 0, 0], abs=1e-4)
+    assert x.std((0, 2, 3), correction=0) == pytest.approx([1, 1, 1], abs=1e-4)
+    shuffled = C.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, shuffle=True, channels_last=True,
+                              device="cpu")
+    xb, _ = next(iter(shuffled))
+    assert xb.is_contiguous(memory_format=torch.channels_last)
+    assert sorted(torch.cat([y for _, y in shuffled]).tolist()) == sorted(data.train.labels.tolist())
+
+
+def test_random_crop_flip_is_a_reflect_padded_crop_or_its_mirror():
+    x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
+    torch.manual_seed(5)
+    out = C.random_crop_flip(x)
+    torch.manual_seed(5)
+    assert torch.equal(out, C.random_crop_flip(x))  # the global RNG decides
+    padded = F.pad(x.float(), (4, 4, 4, 4), mode="reflect")  # what v2.RandomCrop(padding_mode="reflect") pads
+    crops = padded.unfold(2, 32, 1).unfold(3, 32, 1)           # 64×3×9×9×32×32: every shift
+    found = set()
+    for b in range(64):
+        for flip in (False, True):
+            target = out[b].float().flip(-1) if flip else out[b].float()
+            hit = (crops[b] == target[:, None, None]).all(0).all(-1).all(-1).nonzero()
+            if len(hit):
+                found.add((flip, *hit[0].tolist()))
+                break
+        else:
+            pytest.fail(f"image {b} is not a shifted/flipped copy of its input")
+    assert {f for f, *_ in found} == {False, True} and len({tuple(s) for _, *s in found}) > 20  # shifts and flips vary
+
+
+def test_dataloader_path_matches_tensor_path_without_augmentation(folder):
+    path, *_ = folder
+    data = C.load_cifar10(path)
+    classic = C.dataloader(*data.train, 16, mean=data.mean, std=data.std)
+    fast = C.TensorLoader(*data.train, 16, mean=data.mean, std=data.std, device="cpu")
+    assert len(classic) == len(fast)
+    for (a, ya), (b, yb) in zip(classic, fast):
+        assert torch.allclose(a, b, atol=1e-5) and torch.equal(ya, yb)
+    train, val, test = C.make_loaders(data, 16, kind="dataloader", device="cpu")
+    x, _ = next(iter(train))
+    assert x.shape == (16, 3, 32, 32) and len(test) == 2 and len(val) == 1
+    assert C.throughput(test, "cpu") > 0
+
+
+def test_resume_from_checkpoint_replays_the_same_batches(tmp_path):
+    """Shuffle and crop/flip use the global RNG, which checkpoints save: 1 + 1 resumed epochs == 2 epochs."""
+    C.write_fake_cifar10(tmp_path / "d", 40, 10, num_batches=2)
+    data = C.load_cifar10(tmp_path / "d", val_fraction=0.0)
+
+    def run(epochs, ckpt_dir, resume_from=None, seed=0):
+        ftkit.seed_everything(seed)
+        loader = C.TensorLoader(*data.train, 8, mean=data.mean, std=data.std, shuffle=True, augment=True,
+                                device="cpu")
+        model = SimpleCNN()
+        opt = ftkit.make_optimizer("momentum", model, lr=0.05)
+        ftkit.fit(model, loader, "cross_entropy", opt, epochs, device="cpu", progress=False,
+                  callbacks=[ModelCheckpoint(ckpt_dir)], resume_from=resume_from)
+        return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+    straight = run(2, tmp_path / "a")
+    run(1, tmp_path / "b")
+    resumed = run(2, tmp_path / "c", resume_from=tmp_path / "b" / "last.pt", seed=99)  # seed 99: RNG from ckpt
+    assert torch.equal(straight, resumed)
+
+
+# --------------------------------------------------------------------------- models and plots
+def test_fast_resnet_shapes_tta_and_recipe_learns():
+    model = make_model("fast_resnet", widths=(8, 16, 16, 32)).eval()
+    x = torch.randn(4, 3, 32, 32)
+    assert model(x).shape == (4, 10)
+    assert sum(p.numel() for p in FastResNet().parameters()) == 6_573_120
+    tta = FlipTTA(model)
+    assert torch.allclose(tta(x), tta(x.flip(-1)), atol=1e-5)  # mirror-invariant by construction
+    ftkit.seed_everything(0)
+    x, y = ftkit.data.synthetic.image_classification(32, size=16)  # 16×16: the global pool takes any size
+    model.train()
+    opt = ftkit.make_optimizer(FAST_RECIPE["optimizer"], model, lr=FAST_RECIPE["lr"],
+                                weight_decay=FAST_RECIPE["weight_decay"])
+    loss_fn = ftkit.make_loss("cross_entropy", label_smoothing=FAST_RECIPE["label_smoothing"])
+    first = loss_fn(model(x), y).item()
+    for _ in range(15):
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.6 * first
+
+
+def test_confusion_matrix_counts_and_per_class_accuracy():
+    target = torch.tensor([0, 0, 0, 1, 1, 2])
+    pred = torch.tensor([0, 0, 1, 1, 2, 2])
+    cm = confusion_matrix(pred, target, 3)
+    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    assert per_class_accuracy(cm).tolist() == pytest.approx([2 / 3, 1 / 2, 1])
+    fig = misclassified_figure(torch.zeros(6, 3, 32, 32, dtype=torch.uint8), pred, target, ["a", "b", "c"])
+    assert [a.text for a in fig.layout.annotations] == ["b / a", "c / b"]  # predicted / true
+
+
+# --------------------------------------------------------------------------- bad input: one clear error each
+def test_missing_data_offline_names_the_download_command(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match=re.escape(f"python -m ftkit.data.cifar10 --download {tmp_path}")):
+        C.load_cifar10(tmp_path, download=False)
+    monkeypatch.setattr(C, "_can_reach", lambda *a, **k: False)
+    with pytest.raises(FileNotFoundError, match="cannot be reached .offline"):
+        C.load_cifar10(tmp_path)
+
+
+def test_truncated_or_corrupt_batch_names_the_file(folder):
+    path, *_ = folder
+    bad = path / C.FOLDER / "data_batch_3"
+    good = bad.read_bytes()
+    for broken in (good[:1000], b"<html>404 Not Found</html>", good[:40] + bytes(200) + good[240:]):
+        bad.write_bytes(broken)
+        with pytest.raises(ValueError, match=r"data_batch_3 is not a readable CIFAR-10 batch \(truncated or corrupt"
+                                             r".*python -m ftkit.data.cifar10 --download"):
+            C.load_cifar10(path)
+    with open(bad, "wb") as f:
+        pickle.dump([1, 2, 3], f, protocol=2)
+    with pytest.raises(ValueError, match="data_batch_3 holds a list, not a CIFAR-10 batch dict"):
+        C.load_cifar10(path)
+
+
+def test_wrong_image_shapes_fail(folder, tmp_path):
+    x, y = pixels(10)
+    with pytest.raises(ValueError, match=r"images must be N×32×32×3 \(NHWC\), got shape \(10, 3, 32, 32\)"):
+        C.write_cifar_batches(tmp_path, x.transpose(0, 3, 1, 2), y, x, y)
+    with pytest.raises(ValueError, match="must be uint8"):
+        C.write_cifar_batches(tmp_path, x.astype(np.float32), y, x, y)
+    path, *_ = folder
+    with open(path / C.FOLDER / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((4, 1024), np.uint8), b"labels": [0, 1, 2, 3]}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"test_batch: images must be uint8 rows of 3072 .* shape \(4, 1024\)"):
+        C.load_cifar10(path)
+    with pytest.raises(ValueError, match=r"images must be a uint8 N×3×H×W tensor, got torch.uint8 of shape "
+                                         r"\(4, 32, 32, 3\)"):
+        C.TensorLoader(torch.zeros(4, 32, 32, 3, dtype=torch.uint8), torch.zeros(4), 2, mean=(0,) * 3, std=(1,) * 3)
+
+
+def test_labels_outside_0_to_9_fail(folder, tmp_path):
+    x, y = pixels(10)
+    with pytest.raises(ValueError, match="label 10 is outside 0–9"):
+        C.write_cifar_batches(tmp_path, x, y + 1, x, y)
+    path, *_ = folder
+    with open(path / C.FOLDER / "data_batch_5", "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 12]}, f, protocol=2)
+    with pytest.raises(ValueError, match="data_batch_5: label 12 is outside 0–9"):
+        C.load_cifar10(path)
+
+
+def test_unknown_model_and_bad_batch_size(folder):
+    with pytest.raises(ValueError, match="unknown model 'resnet50'; choose one of: fast_resnet, simple_cnn"):
+        make_model("resnet50")
+    data = C.load_cifar10(folder[0])
+    for bad in (0, -8):
+        with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {bad}"):
+            C.make_loaders(data, bad)
+    with pytest.raises(ValueError, match="unknown loader kind 'fast'; choose one of: dataloader, tensor"):
+        C.make_loaders(data, 8, kind="fast")
+
+
+def test_download_command_checks_the_md5(tmp_path, monkeypatch, capsys):
+    import torchvision.datasets.utils as tv_utils
+    calls = []
+
+    def fake_download(url, download_root, md5=None, **kw):  # what torchvision would fetch, written locally
+        calls.append((url, md5))
+        C.write_fake_cifar10(download_root, 20, 10)
+
+    monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
+    C.main(["--download", str(tmp_path)])
+    assert calls == [(C.URL, C.MD5)]
+    C.main(["--download", str(tmp_path)])  # already there: no second download
+    assert len(calls) == 1
+    out = capsys.readouterr().out
+    assert "downloaded to" in out and "already there" in out and "Cifar10(train=18, val=2, test=10" in out

@@ -1,0 +1,32 @@
+"""notebooks/03_cifar10_cnn.ipynb under papermill on a small CIFAR-format folder with a learnable signal."""
+import pickle
+
+import pytest
+import torch
+
+from ftkit.data.cifar10 import CLASSES, FOLDER, write_fake_cifar10
+
+pytestmark = pytest.mark.notebook
+
+
+def test_cifar10_notebook(run_notebook, tmp_path):
+    data_dir = tmp_path / "cifar10"
+    write_fake_cifar10(data_dir, n_train=600, n_test=200, noise=1.0)  # 5 batches of 120 images, real format
+    with open(data_dir / FOLDER / "data_batch_1", "rb") as f:
+        assert set(pickle.load(f, encoding="bytes")) == {b"data", b"labels", b"batch_label", b"filenames"}
+
+    m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(data_dir), epochs=2, batch_size=64, lr=3e-3,
+                     device="cpu", num_workers=0, throughput_batches=3)
+    assert m["parameters"]["loader"] == "tensor" and m["parameters"]["epochs"] == 2
+    assert (m["n_train"], m["n_val"], m["n_test"]) == (540, 60, 200)
+    assert m["epochs_run"] == 2
+    assert m["test_accuracy"] > 0.5                    # chance is 0.1
+    assert m["final_val_accuracy"] > 0.3
+
+    cm = torch.tensor(m["confusion_matrix"])
+    assert cm.shape == (10, 10) and int(cm.sum()) == 200
+    assert float(cm.diag().sum()) / 200 == pytest.approx(m["test_accuracy"])
+    per_class = cm.diag().double() / cm.sum(1)
+    assert list(m["per_class_accuracy"]) == CLASSES
+    assert list(m["per_class_accuracy"].values()) == pytest.approx(per_class.tolist())
+    assert m["throughput_images_per_s"]["tensor"] > 0 and m["throughput_images_per_s"]["dataloader"] > 0
