@@ -1,0 +1,199 @@
+"""The training dashboard driven from Python: slider and Stop from another thread while fit runs, bad input,
+reuse before/after training, and a papermill run (a kernel with no frontend) that must not wait on a UI."""
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from torch import nn
+from traitlets import TraitError
+
+import ftkit
+from ftkit.callbacks import Callback
+from ftkit.data import synthetic
+import ftkit.widgets
+from ftkit.widgets import TrainingDashboard, fit_live, fit_live_async
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+class Pace(Callback):
+    """Sleep after each batch: gives the driver thread time to act mid-training."""
+
+    def __init__(self, seconds=0.002):
+        self.seconds = seconds
+
+    def on_batch_end(self, state):
+        time.sleep(self.seconds)
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+@pytest.fixture
+def train_loader():
+    x, y = synthetic.blobs(n=640, num_classes=3, spread=0.7)
+    return synthetic.loaders(x, y, batch_size=32)[0]   # 16 batches per epoch
+
+
+def drive(actions, timeout=10.0):
+    """Run ``[(condition, action), …]`` in order on a thread: each action once its condition holds."""
+    def run():
+        for condition, action in actions:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.001)
+            action()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_slider_from_another_thread_sets_lr_at_next_step_then_stop_ends_early(train_loader):
+    def opt(model):
+        return ftkit.make_optimizer("sgd", model, lr=0.1)
+    epochs, total = 4, 4 * len(train_loader)
+    ftkit.seed_everything(0)
+    model = mlp()
+    schedule = [r["lr"] for r in ftkit.fit(model, train_loader, "cross_entropy", opt(model), epochs,
+                                           scheduler="cosine", progress=False).steps]
+    ftkit.seed_everything(0)
+    model = mlp()
+    dash = TrainingDashboard(every_ms=0)
+    control = dash.control
+    followed = []
+    driver = drive([
+        (lambda: dash.progress.value >= 10, lambda: (followed.append(dash.slider.value),
+                                                     setattr(dash.slider, "value", 3e-3))),
+        (lambda: control.applied, lambda: dash.stop_button.click()),
+    ])
+    history = fit_live(model, train_loader, "cross_entropy", opt(model), epochs, dashboard=dash, scheduler="cosine",
+                       callbacks=[Pace()])
+    driver.join()
+    [applied] = control.applied
+    k = applied["step"]
+    lrs = [r["lr"] for r in history.steps]
+    assert applied["lr"] == 3e-3 and k >= 10
+    assert lrs[:k] == pytest.approx(schedule[:k])                # the cosine schedule drove steps 1..k
+    assert lrs[k:] == pytest.approx([3e-3] * (len(lrs) - k))      # the hand value from step k+1 on
+    assert followed[0] == pytest.approx(schedule[9], rel=0.03)    # before the move the slider showed the schedule
+    assert len(lrs) < total and history.stop_reason.startswith("stopped by request at epoch")
+    assert "stopped by request" in dash.readout.value and f"set by hand: 0.003 at step {k}" in dash.readout.value
+    assert dash.slider.disabled and dash.stop_button.disabled     # nothing to control after the end
+
+
+def test_stop_twice_then_the_same_dashboard_trains_again_to_the_end(train_loader):
+    model = mlp()
+    dash = TrainingDashboard(every_ms=0)
+    drive([(lambda: dash.progress.value >= 5, lambda: (dash.stop_button.click(), dash.stop_button.click()))])
+    first = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
+                     dashboard=dash, callbacks=[Pace()])
+    assert 5 <= len(first.steps) < 3 * len(train_loader) and "stopped by request" in first.stop_reason
+    second = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
+                      dashboard=dash)
+    assert len(second.steps) == 2 * len(train_loader) and second.stop_reason is None   # the stop was not carried over
+    assert "finished" in dash.readout.value and dash.progress.value == dash.progress.max == 2 * len(train_loader)
+
+
+def test_controls_used_before_or_after_training_apply_cleanly(train_loader):
+    model = mlp()
+    dash = TrainingDashboard(lr_range=(1e-4, 0.5))
+    dash.stop_button.click()                      # Stop before training: it ends at the first batch, history kept
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
+                       dashboard=dash)
+    assert history.steps == [] and history.stop_reason == "stopped by request at epoch 1, step 0"
+    dash.slider.value = 50.0                      # after training, out of range: clamped, kept for the next fit
+    assert dash.slider.value == pytest.approx(0.5)
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
+                       dashboard=dash, scheduler="cosine")
+    assert [r["lr"] for r in history.steps] == [0.5] * len(train_loader)   # the hand value wins from step 1
+
+
+def test_bad_slider_values_and_ranges_get_one_clear_error():
+    dash = TrainingDashboard()
+    dash.slider.value = 1e-9
+    assert dash.slider.value == pytest.approx(1e-6)   # clamped to the low end
+    with pytest.raises(TraitError, match=r"the lr slider needs a finite number, got nan; pick a value in \[1e-06, 1\]"):
+        dash.slider.value = float("nan")
+    assert dash.control.applied == [] and dash.slider.value == pytest.approx(1e-6)
+    with pytest.raises(ValueError, match=r"lr_range must be \(low, high\) with low < high, got \(0.1, 0.01\)"):
+        TrainingDashboard(lr_range=(0.1, 0.01))
+    with pytest.raises(ValueError, match=r"lr_range\[0\] must be > 0, got 0"):
+        TrainingDashboard(lr_range=(0, 1))
+
+
+def test_optimizer_lr_outside_the_range_widens_the_slider(train_loader):
+    model = mlp()
+    dash = TrainingDashboard(lr_range=(1e-4, 1e-2))
+    history = ftkit.fit(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.3), 1,
+                        callbacks=[dash], progress=False)
+    assert (dash.slider.min, dash.slider.max) == (-4, 0)          # up to the decade holding 0.3
+    assert dash.slider.value == pytest.approx(0.3) and history.steps[-1]["lr"] == pytest.approx(0.3)
+
+
+def test_fit_live_async_serves_the_controls_and_returns_the_history(train_loader):
+    """``await fit_live_async(...)``: the same controls, fit in a worker thread while the caller awaits."""
+    model = mlp()
+    dash = TrainingDashboard(every_ms=0)
+    drive([(lambda: dash.progress.value >= 8, lambda: setattr(dash.slider, "value", 0.02)),
+           (lambda: dash.control.applied, dash.stop)])
+    history = asyncio.run(fit_live_async(model, train_loader, "cross_entropy",
+                                         ftkit.make_optimizer("sgd", model, lr=0.1), 50, dashboard=dash,
+                                         callbacks=[Pace()]))
+    lrs = [r["lr"] for r in history.steps]
+    k = lrs.index(0.02)
+    assert k >= 8 and set(lrs[:k]) == {0.1} and set(lrs[k:]) == {0.02}
+    assert len(lrs) < 50 * len(train_loader) and history.stop_reason.startswith("stopped by request")
+
+
+def test_live_plot_draws_loss_and_every_fit_metric(train_loader, monkeypatch):
+    """fit_live's LivePlot plots ('loss', *metric names): a custom metric such as NER's f1 gets its curve."""
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+
+    def f1(outputs, targets):   # stands in for ftkit.ner.entity_f1's metric of the same name
+        return (outputs.argmax(-1) == targets).float().mean()
+    model = mlp()
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
+                       metrics=["accuracy", f1], progress=False)
+    [fig] = shown
+    curves = {t.name: list(t.y) for t in fig.data}
+    assert set(curves) == {"loss (step)", "train_loss", "val_loss", "train_accuracy", "train_f1"}
+    assert curves["train_f1"] == pytest.approx(history["train_f1"]) and len(curves["train_f1"]) == 2
+
+
+def test_sync_fit_live_on_ipykernel_7_warns_and_still_trains(train_loader, monkeypatch):
+    """ipykernel 7 has no ``do_one_iteration``: a blocking cell cannot serve widgets, so fit_live says so."""
+    dash = TrainingDashboard()                                         # built outside a kernel: no plotly widget
+    monkeypatch.setattr(ftkit.widgets, "_kernel", lambda: object())   # a kernel without do_one_iteration
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: type("H", (), {"update": lambda s, o: None})())
+    model = mlp()
+    with pytest.warns(UserWarning, match=r"ipykernel >= 7\) handles widget messages only while a cell awaits.*"
+                                         r"history = await fit_live_async"):
+        history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
+                           dashboard=dash)
+    assert len(history.steps) == len(train_loader) and history.stop_reason is None and "finished" in dash.readout.value
+
+
+def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
+    """In a kernel fit runs in a worker thread while the cell polls widget messages; with no frontend (papermill)
+    there are none, and the run must finish on its own and leave a static figure in the saved notebook."""
+    import nbformat
+    import papermill as pm
+    out = tmp_path / "dashboard_training.ipynb"
+    pm.execute_notebook(str(ASSETS / "dashboard_training.ipynb"), str(out), kernel_name="python3", cwd=str(tmp_path),
+                        parameters={"epochs": 2, "n": 320, "dashboard": True, "output_dir": str(tmp_path)},
+                        progress_bar=False)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["steps"]) == 2 * 16 and history["stop_reason"] is None   # 256 train images / 16 per batch
+    assert history["epochs"][-1]["val_accuracy"] > 0.8                          # chance is 1/3
+    outputs = nbformat.read(out, 4).cells[-1].outputs
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
