@@ -39,6 +39,7 @@ from torch.func import functional_call, vmap
 
 from .losses import make_loss
 from .train import Callback
+from .utils import check_int
 
 __all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "random_direction", "random_directions",
            "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
@@ -137,8 +138,7 @@ def _check_direction(direction: Params, origin: Params, what: str) -> None:
 
 # --------------------------------------------------------------------------- evaluation
 def _axis(name: str, span, resolution) -> np.ndarray:
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or resolution < 2:
-        raise ValueError(f"{name} resolution must be an integer >= 2 (points along the axis), got {resolution!r}")
+    resolution = check_int(f"{name} resolution", resolution, 2, " (points along the axis)")
     try:
         lo, hi = (float(v) for v in span)
     except (TypeError, ValueError):

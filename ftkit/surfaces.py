@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .optim import OPTIMIZERS, make_optimizer
-from .utils import check_number, choose
+from .utils import check_int, check_number, choose
 
 __all__ = ["Surface", "Trajectory", "SURFACES", "make_surface", "trajectory", "race", "convergence_rate",
            "gd_rate", "heavy_ball_rate", "predicted_rate", "rate_sweep", "quadratic_theory"]
@@ -244,12 +244,6 @@ def _check_start(surface: Surface, start) -> tuple[float, float]:
     return x, y
 
 
-def _check_steps(steps) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps <= 0:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
-    return int(steps)
-
-
 def race(fn, runs, start=None, steps: int = 100, *, scratch: bool = False, bound: float = 10.0
          ) -> dict[str, Trajectory]:
     """Run several optimizers from the same ``start`` for ``steps`` steps on surface ``fn``.
@@ -260,7 +254,7 @@ def race(fn, runs, start=None, steps: int = 100, *, scratch: bool = False, bound
     the domain's size around its centre (or its loss overflows).
     """
     surface = make_surface(fn)
-    steps, (x0, y0) = _check_steps(steps), _check_start(surface, start)
+    steps, (x0, y0) = check_int("steps", steps), _check_start(surface, start)
     bound = check_number("bound", bound, positive=True)
     if isinstance(runs, str):
         runs = [runs]

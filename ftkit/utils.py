@@ -63,6 +63,14 @@ def check_number(name: str, value, *, positive: bool = False, allow_zero: bool =
     return x
 
 
+def check_int(name: str, value, minimum: int = 1, meaning: str = "") -> int:
+    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {need}{meaning}, got {value!r}")
+    return int(value)
+
+
 def choose(kind: str, name: str, registry: dict):
     """Look ``name`` up in ``registry`` or fail listing the choices (timm style)."""
     key = name.lower().replace("-", "_") if isinstance(name, str) else name

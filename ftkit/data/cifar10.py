@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..utils import get_device
+from ..utils import check_int, get_device
 
 __all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
            "write_cifar_batches", "write_fake_cifar10", "random_crop_flip", "TensorLoader", "CifarDataset",
@@ -258,12 +258,6 @@ def write_fake_cifar10(data_dir, n_train: int = 50_000, n_test: int = 10_000, *,
 
 
 # --------------------------------------------------------------------------- batches
-def _check_batch_size(batch_size) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    return int(batch_size)
-
-
 def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
     """Index ``i`` mirrored into ``[0, n)`` without repeating the edge (``-1 → 1``, ``n → n-2``)."""
     i = i.abs()
@@ -298,7 +292,7 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, mean, std,
                  shuffle: bool = False, augment: bool = False, device="auto", channels_last: bool = False,
                  drop_last: bool = False, pad: int = 4):
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_int("batch_size", batch_size)
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be a uint8 N×3×H×W tensor, got {images.dtype} of shape "
                              f"{tuple(images.shape)}")
@@ -351,7 +345,7 @@ def dataloader(images, labels, batch_size: int, *, mean, std, shuffle: bool = Fa
     ops = [v2.RandomCrop(images.shape[-1], padding=pad, padding_mode="reflect"), v2.RandomHorizontalFlip()]
     transform = v2.Compose([*(ops if augment else []), v2.ToDtype(torch.float32, scale=True),
                             v2.Normalize(list(mean), list(std))])
-    return torch.utils.data.DataLoader(CifarDataset(images, labels, transform), _check_batch_size(batch_size),
+    return torch.utils.data.DataLoader(CifarDataset(images, labels, transform), check_int("batch_size", batch_size),
                                        shuffle=shuffle, num_workers=num_workers, drop_last=drop_last,
                                        pin_memory=pin_memory, persistent_workers=num_workers > 0)
 
@@ -362,7 +356,7 @@ def make_loaders(data: Cifar10, batch_size: int, *, kind: str = "tensor", augmen
 
     ``kind="tensor"``: :class:`TensorLoader` on ``device``; ``"dataloader"``: :func:`dataloader` (CPU workers).
     """
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int("batch_size", batch_size)
     device = get_device(device)
     if kind == "tensor":
         def make(split, train):
