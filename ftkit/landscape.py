@@ -41,7 +41,7 @@ from .losses import make_loss
 from .train import Callback
 from .utils import check_int
 
-__all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "random_direction", "random_directions",
+__all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "check_data", "random_direction", "random_directions",
            "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
            "pca_trajectory"]
 
@@ -137,6 +137,17 @@ def _check_direction(direction: Params, origin: Params, what: str) -> None:
 
 
 # --------------------------------------------------------------------------- evaluation
+def check_data(data) -> None:
+    """``data`` must be ``(inputs, targets)``: two tensors with as many rows, at least one."""
+    if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)):
+        got = type(data).__name__ + (f" of {len(data)} items" if isinstance(data, (tuple, list)) else "")
+        raise TypeError(f"data must be a tuple (inputs, targets) of tensors, e.g. the images and labels of a fixed "
+                        f"subset (from a DataLoader: next(iter(loader))), got {got}")
+    if len(data[0]) != len(data[1]) or len(data[0]) == 0:
+        raise ValueError(f"data needs as many targets as inputs and at least one of each, got {len(data[0])} "
+                         f"inputs and {len(data[1])} targets")
+
+
 def _axis(name: str, span, resolution) -> np.ndarray:
     resolution = check_int(f"{name} resolution", resolution, 2, " (points along the axis)")
     try:
@@ -172,12 +183,7 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
     """
     if method not in ("auto", "vmap", "loop"):
         raise ValueError(f"unknown method {method!r}; choose one of: auto, loop, vmap")
-    if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)):
-        raise TypeError("data must be a tuple (inputs, targets) of tensors, e.g. the images and labels of a "
-                        "fixed evaluation subset")
-    if len(data[0]) != len(data[1]) or len(data[0]) == 0:
-        raise ValueError(f"data needs as many targets as inputs and at least one of each, got {len(data[0])} "
-                         f"inputs and {len(data[1])} targets")
+    check_data(data)
     loss_fn = make_loss(loss_fn)
     _check_direction(origin, parameters_of(model), "the origin")
     for k, d in enumerate(directions):
