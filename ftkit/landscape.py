@@ -43,7 +43,7 @@ from .utils import check_int
 
 __all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "check_data", "random_direction", "random_directions",
            "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
-           "pca_trajectory"]
+           "pca_trajectory", "TrajectoryCheck", "trajectory_check", "grid_levels", "progressive_surface"]
 
 Params = dict[str, torch.Tensor]
 
@@ -392,3 +392,90 @@ def pca_trajectory(weights: list[Params], steps=None) -> Trajectory:
     directions = tuple({n: part.view_as(final[n]).to(final[n].dtype) for n, part in zip(names, u.split(sizes))}
                        for u in vh[:2])
     return Trajectory(coords, explained, directions, list(steps) if steps is not None else list(range(len(weights))))
+
+
+@dataclass
+class TrajectoryCheck:
+    """How far the PCA picture can be trusted, per snapshot ``i`` (Li et al.'s plots show only the projection).
+
+    ``distance[i]`` = ‖(θ_i − θ*) − P(θ_i − θ*)‖, the distance of the snapshot from the plane (``relative``: as a share
+    of ‖θ_i − θ*‖); ``loss`` = L(θ_i), the snapshot's true loss; ``projected_loss`` = L(θ* + c_{i1}u₁ + c_{i2}u₂),
+    the value the contour shows under the drawn point."""
+    steps: list[int]
+    distance: np.ndarray
+    relative: np.ndarray
+    loss: np.ndarray
+    projected_loss: np.ndarray
+
+
+def trajectory_check(model: nn.Module, loss_fn, data, weights: list[Params], trajectory: Trajectory,
+                     **options) -> TrajectoryCheck:
+    """True loss and distance from the plane of every snapshot of ``trajectory`` (``weights`` as given to
+    :func:`pca_trajectory`; ``model`` holds θ* = ``weights[-1]``'s architecture and buffers)."""
+    if len(weights) != len(trajectory.coords):
+        raise ValueError(f"{len(weights)} weight snapshots but the trajectory has {len(trajectory.coords)} points; "
+                         "pass the same list as to pca_trajectory")
+    final = parameters_of(weights[-1])
+    offsets = [{n: w[n].to(final[n]) - final[n] for n in final} for w in weights]
+    u1, u2 = trajectory.directions
+    c = trajectory.coords
+    norms = np.array([float(_dot(o, o)) ** 0.5 for o in offsets])
+    off_plane = [{n: o[n] - (float(a) * u1[n] + float(b) * u2[n]).to(o[n]) for n in o} for o, (a, b) in zip(offsets, c)]
+    distance = np.array([float(_dot(o, o)) ** 0.5 for o in off_plane])
+    options = {"verbose": False, **options}
+    true, _ = evaluate_points(model, loss_fn, data, final, offsets, np.eye(len(offsets)), **options)
+    projected, _ = evaluate_points(model, loss_fn, data, final, [u1, u2], c, **options)
+    return TrajectoryCheck(list(trajectory.steps), distance, np.divide(distance, norms, out=np.zeros_like(norms),
+                                                                       where=norms > 0), true, projected)
+
+
+# --------------------------------------------------------------------------- progressive grids
+def grid_levels(resolution: int, coarsest: int = 5) -> list[np.ndarray]:
+    """Index sets into a ``resolution``-point axis, coarse to fine, each containing the previous one:
+    ``coarsest``, 2·coarsest − 1, … points, then all of them. Every coarse point is a point of the final grid."""
+    levels, m = [], min(coarsest, resolution)
+    while True:
+        idx = np.unique(np.round(np.linspace(0, resolution - 1, m)).astype(int))
+        if levels:
+            idx = np.union1d(idx, levels[-1])
+        levels.append(idx)
+        if m >= resolution:
+            return levels
+        m = min(2 * m - 1, resolution)
+
+
+def progressive_surface(model: nn.Module, loss_fn, data, directions: tuple[Params, Params], span=(-1.0, 1.0),
+                        resolution=21, yspan=None, *, coarsest: int = 5, on_level=None, verbose: bool = True,
+                        **options) -> Landscape:
+    """:func:`loss_surface`, coarse to fine: the ``coarsest``² grid first, then each finer level computes only its
+    new points. ``on_level(landscape)`` receives the grid of each level (e.g. to redraw a figure in place). Before
+    the finer levels it prints the estimate: remaining points × seconds per point measured on the coarse grid.
+    The final grid equals :func:`loss_surface`'s point for point."""
+    if not (isinstance(directions, (tuple, list)) and len(directions) == 2):
+        raise ValueError("directions must be a pair (δ, η), e.g. random_directions(model, seed)")
+    nx, ny = resolution if isinstance(resolution, (tuple, list)) else (resolution, resolution)
+    alphas, betas = _axis("x", span, nx), _axis("y", span if yspan is None else yspan, ny)
+    coarsest = check_int("coarsest", coarsest, 2, " (points per axis of the first grid)")
+    lx, ly = grid_levels(nx, coarsest), grid_levels(ny, coarsest)
+    lx, ly = lx + [lx[-1]] * (len(ly) - len(lx)), ly + [ly[-1]] * (len(lx) - len(ly))
+    losses = np.full((ny, nx), np.nan)
+    done = np.zeros((ny, nx), bool)
+    origin, t0, method = parameters_of(model), time.perf_counter(), None
+    for level, (ix, iy) in enumerate(zip(lx, ly)):
+        mask = np.zeros_like(done)
+        mask[np.ix_(iy, ix)] = True
+        todo = np.argwhere(mask & ~done)                   # rows of (j, i)
+        t_level = time.perf_counter()
+        values, method = evaluate_points(model, loss_fn, data, origin, list(directions),
+                                         np.stack([alphas[todo[:, 1]], betas[todo[:, 0]]], 1),
+                                         verbose=False, **options)
+        losses[todo[:, 0], todo[:, 1]], done = values, done | mask
+        if level == 0 and verbose:
+            per_point = (time.perf_counter() - t_level) / len(todo)
+            rest = nx * ny - len(todo)
+            print(f"ftkit.landscape: coarse {len(ix)}×{len(iy)} grid in {time.perf_counter() - t_level:.1f} s; "
+                  f"{nx}×{ny}: {rest} more points × {1e3 * per_point:.1f} ms/point ≈ {rest * per_point:.0f} s")
+        if on_level is not None:
+            on_level(Landscape(alphas[ix], betas[iy], losses[np.ix_(iy, ix)].copy(), method,
+                               time.perf_counter() - t0))
+    return Landscape(alphas, betas, losses, method, time.perf_counter() - t0)

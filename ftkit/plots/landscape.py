@@ -1,15 +1,17 @@
 """Loss-landscape figures: 1-D curves, the spread over direction seeds, contours (with a training path), 3-D
-surfaces and side-by-side comparisons. ``log=True`` shows log10(loss); NaN losses stay NaN and show as gaps."""
+surfaces and side-by-side comparisons; a contour refined in place while a grid is computed; how far a PCA path
+can be trusted; sharpness against the stability edge. ``log=True`` shows log10(loss); NaN losses show as gaps."""
 from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..landscape import Landscape, Trajectory
+from ..landscape import Landscape, Trajectory, TrajectoryCheck, progressive_surface
+from ..surfaces import gd_rate
 
 __all__ = ["landscape_z", "curve_figure", "seed_spread_figure", "contour_figure", "surface3d_figure",
-           "compare_figure"]
+           "compare_figure", "LiveContour", "progressive_contour", "trajectory_check_figure", "sharpness_figure"]
 
 _COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
@@ -109,4 +111,122 @@ def compare_figure(lands: dict[str, Landscape], *, log: bool = False, title: str
         fig.update_xaxes(title_text="α", row=1, col=i + 1)
         fig.update_yaxes(title_text="β", row=1, col=i + 1)
     fig.update_layout(title=title, height=450, width=520 * k)
+    return fig
+
+
+# --------------------------------------------------------------------------- progressive grids
+class LiveContour:
+    """A contour redrawn in place at each level of :func:`~ftkit.landscape.progressive_surface` (``on_level``).
+
+    In a Jupyter kernel with plotly's ``FigureWidget`` (plotly ≥ 6 needs ``anywidget``) the coarse grid shows within
+    seconds and is refined in place; :meth:`close` then swaps in a static figure, so a saved notebook keeps the
+    picture. Without a kernel or widget support (a script, pytest) nothing is shown live and :meth:`close` shows
+    the final figure; nothing ever waits for a front-end.
+    """
+
+    def __init__(self, *, trajectory: Trajectory | None = None, log: bool = False, title: str | None = None):
+        self.trajectory, self.log, self.title = trajectory, log, title
+        self.fig = self.handle = None
+        self.levels = 0
+
+    def figure(self, land: Landscape) -> go.Figure:
+        title = f"{self.title or 'loss'} ({len(land.x)}×{len(land.y)} points)"
+        return contour_figure(land, trajectory=self.trajectory, log=self.log, title=title)
+
+    def __call__(self, land: Landscape) -> None:
+        self.levels += 1
+        if self.fig is not None:
+            new = self.figure(land)
+            with self.fig.batch_update():
+                self.fig.data[0].update(x=new.data[0].x, y=new.data[0].y, z=new.data[0].z)
+                self.fig.layout.title.text = new.layout.title.text
+            return
+        if self.levels > 1:
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+            if getattr(get_ipython(), "kernel", None) is None:
+                return
+            self.fig = go.FigureWidget(self.figure(land))
+            self.handle = display(self.fig, display_id=True)
+        except Exception:  # no widget support: the static figure at the end only
+            self.fig = self.handle = None
+
+    def close(self, land: Landscape) -> go.Figure:
+        """Show the final figure in place of the live one (or anew); returns it."""
+        static = self.figure(land)
+        try:
+            from IPython.display import display
+            if self.handle is not None:
+                self.handle.update(static)
+            elif getattr(__import__("IPython").get_ipython(), "kernel", None) is not None:
+                display(static)
+        except Exception:
+            pass
+        return static
+
+
+def progressive_contour(model, loss_fn, data, directions, span=(-1.0, 1.0), resolution=21, yspan=None, *,
+                        trajectory: Trajectory | None = None, log: bool = False, title: str | None = None,
+                        **options) -> tuple[Landscape, go.Figure]:
+    """Compute a 2-D grid coarse to fine while its contour is redrawn in place; returns (landscape, final figure)."""
+    live = LiveContour(trajectory=trajectory, log=log, title=title)
+    land = progressive_surface(model, loss_fn, data, directions, span, resolution, yspan, on_level=live, **options)
+    return land, live.close(land)
+
+
+# --------------------------------------------------------------------------- honest trajectories
+def trajectory_check_figure(check: TrajectoryCheck, *, title: str | None = None) -> go.Figure:
+    """Left: each snapshot's true loss beside the loss at its projection (what the contour shows under it).
+    Right: its distance from the PCA plane, as a share of its distance from θ*."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=("true loss vs the contour under the point", "distance from the plane"))
+    fig.add_trace(go.Scatter(x=check.steps, y=check.loss, mode="lines+markers", name="true loss L(θᵢ)",
+                             line=dict(color=_COLORS[0])), row=1, col=1)
+    fig.add_trace(go.Scatter(x=check.steps, y=check.projected_loss, mode="lines+markers", name="loss at the projection",
+                             line=dict(color=_COLORS[1], dash="dash")), row=1, col=1)
+    fig.add_trace(go.Scatter(x=check.steps, y=100 * check.relative, mode="lines+markers", name="off-plane share",
+                             line=dict(color=_COLORS[3]), text=[f"{d:.3g}" for d in check.distance],
+                             hovertemplate="step %{x}: %{y:.1f} % (distance %{text})"), row=1, col=2)
+    fig.update_xaxes(title_text="optimizer step")
+    fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
+    fig.update_yaxes(title_text="‖off-plane part‖ / ‖θᵢ − θ*‖ (%)", range=[0, 105], row=1, col=2)
+    fig.update_layout(title=title, height=400, width=1000, legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+# --------------------------------------------------------------------------- edge of stability
+def sharpness_figure(runs: dict, *, title: str | None = None) -> go.Figure:
+    """Per run ``label: (history, monitor)`` (a :class:`~ftkit.hessian.SharpnessMonitor`): the sharpness against
+    its stability edge (dotted), the training loss per step, and notebook 02's quadratic prediction
+    :math:`|1-ηλ_t|`, the factor by which GD would grow (> 1) or shrink the top eigen-direction each step if the
+    loss were the quadratic with curvature :math:`λ_t`."""
+    fig = make_subplots(rows=1, cols=3, horizontal_spacing=0.08,
+                        subplot_titles=("sharpness λ_max vs its edge", "training loss",
+                                        "quadratic prediction |1 − ηλ_max|"))
+    for i, (label, (history, monitor)) in enumerate(runs.items()):
+        color = _COLORS[i % len(_COLORS)]
+        steps = [r["step"] for r in monitor.rows]
+        key = ("preconditioned_sharpness" if any(r.get("preconditioned_sharpness") is not None for r in monitor.rows)
+               else "sharpness")
+        sharp = [r.get(key) for r in monitor.rows]
+        edges = [r["stability_edge"] for r in monitor.rows]
+        fig.add_trace(go.Scatter(x=steps, y=sharp, mode="lines", name=f"{label}: {key.replace('_', ' ')}",
+                                 legendgroup=label, line=dict(color=color)), row=1, col=1)
+        if any(e is not None for e in edges):
+            fig.add_trace(go.Scatter(x=steps, y=edges, mode="lines", name=f"{label}: edge", legendgroup=label,
+                                     line=dict(color=color, dash="dot")), row=1, col=1)
+            rates = [gd_rate(r["lr"], [s]) if key == "sharpness" and s is not None else None
+                     for r, s in zip(monitor.rows, sharp)]
+            fig.add_trace(go.Scatter(x=steps, y=rates, mode="lines", legendgroup=label, showlegend=False,
+                                     line=dict(color=color)), row=1, col=3)
+        fig.add_trace(go.Scatter(x=[s["step"] for s in history.steps], y=[s["loss"] for s in history.steps],
+                                 mode="lines", legendgroup=label, showlegend=False, line=dict(color=color, width=1)),
+                      row=1, col=2)
+    fig.add_hline(y=1, line=dict(color="gray", dash="dash"), row=1, col=3,
+                  annotation_text="> 1: the quadratic diverges", annotation_position="top left")
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(type="log", row=1, col=2)
+    fig.update_layout(title=title, height=420, width=1200, legend=dict(orientation="h", y=-0.2))
     return fig
