@@ -8,9 +8,11 @@ from torch import nn
 
 import ftkit
 from ftkit.data import synthetic
-from ftkit.landscape import (WeightRecorder, interpolate, loss_slice, loss_surface, orthogonalize, pca_trajectory,
-                             random_direction, random_directions, slices_over_seeds)
-from ftkit.plots.landscape import compare_figure, contour_figure, curve_figure, landscape_z, seed_spread_figure
+from ftkit.landscape import (WeightRecorder, grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
+                             pca_trajectory, progressive_surface, random_direction, random_directions,
+                             slices_over_seeds, trajectory_check)
+from ftkit.plots.landscape import (compare_figure, contour_figure, curve_figure, landscape_z, progressive_contour,
+                                   seed_spread_figure, sharpness_figure, trajectory_check_figure)
 
 
 def small_cnn(bn: bool = True) -> nn.Module:
@@ -242,3 +244,72 @@ def test_seed_spread_and_comparison_figures(cnn_data):
     lands = {k: loss_surface(model, k, data, d, resolution=3, verbose=False) for k in ("cross_entropy", "combined")}
     fig = compare_figure(lands, log=True)
     np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), np.log10(lands["cross_entropy"].losses))
+
+
+# --------------------------------------------------------------------------- progressive grids, trajectory check
+def test_grid_levels_are_nested_subsets_of_the_final_axis():
+    levels = grid_levels(31, coarsest=5)
+    assert [len(lv) for lv in levels][0] == 5 and levels[-1].tolist() == list(range(31))
+    assert all(set(a) <= set(b) for a, b in zip(levels, levels[1:]))
+    assert levels[0].tolist() == [0, 8, 15, 22, 30]  # ends and centre included: the coarse grid spans the plane
+    assert [lv.tolist() for lv in grid_levels(4)] == [[0, 1, 2, 3]]
+
+
+def test_progressive_surface_equals_the_plain_grid_and_reports_each_level(cnn_data, capsys):
+    model, data = cnn_data
+    d = random_directions(model, 2)
+    seen = []
+    land = progressive_surface(model, "cross_entropy", data, d, span=(-1, 1), resolution=(9, 7), coarsest=3,
+                               on_level=lambda lv: seen.append((lv.losses.shape, lv.x.tolist())))
+    plain = loss_surface(model, "cross_entropy", data, d, span=(-1, 1), resolution=(9, 7), verbose=False)
+    np.testing.assert_allclose(land.losses, plain.losses, atol=1e-6, rtol=0)
+    assert [s for s, _ in seen] == [(3, 3), (5, 5), (7, 9)] and seen[0][1] == [-1.0, 0.0, 1.0]
+    out = capsys.readouterr().out  # the estimate comes after the coarse grid, before the rest
+    assert "coarse 3×3 grid" in out and "9×7: 54 more points ×" in out
+
+
+def test_trajectory_check_distance_and_true_loss():
+    """Snapshots θ* + a·u + b·v + c·w with w ⟂ the PCA plane of the others: distance |c|, true loss = evaluate."""
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    data = (torch.randn(20, 4), torch.randint(3, (20,)))
+    final = {n: p.detach().clone() for n, p in model.named_parameters()}
+    basis = torch.linalg.qr(torch.randn(15, 3, dtype=torch.float64))[0].T.float()   # u, v, w orthonormal
+    abc = [(1.0, 0.5, 0.0), (0.5, -0.8, 0.0), (-0.3, 0.2, 0.0), (0.2, 0.1, 0.05), (0.0, 0.0, 0.0)]
+    snaps = []
+    for a, b, c in abc:
+        flat = a * basis[0] + b * basis[1] + c * basis[2]
+        snaps.append({"weight": final["weight"] + flat[:12].view(3, 4), "bias": final["bias"] + flat[12:]})
+    traj = pca_trajectory(snaps)
+    check = trajectory_check(model, "cross_entropy", data, snaps, traj)
+    flat = [torch.cat([(s[n] - final[n]).reshape(-1) for n in final]).double() for s in snaps]
+    u = torch.stack([torch.cat([traj.directions[k][n].reshape(-1) for n in final]).double() for k in (0, 1)])
+    expected = [float((f - u.T @ (u @ f)).norm()) for f in flat]
+    np.testing.assert_allclose(check.distance, expected, atol=1e-5)
+    assert check.distance[3] > 0.01 and check.relative[-1] == 0
+    for s, true in zip(snaps, check.loss):
+        other = nn.Linear(4, 3)
+        other.load_state_dict(s)
+        assert true == pytest.approx(ftkit.evaluate(other, [data], "cross_entropy", device="cpu")["loss"], abs=1e-5)
+    planar = [i for i in range(5) if check.distance[i] < 1e-6]
+    np.testing.assert_allclose(check.loss[planar], check.projected_loss[planar], atol=1e-5)
+    fig = trajectory_check_figure(check)
+    np.testing.assert_allclose(np.asarray(fig.data[2].y, dtype=float), 100 * check.relative)
+    with pytest.raises(ValueError, match="4 weight snapshots but the trajectory has 5 points"):
+        trajectory_check(model, "cross_entropy", data, snaps[:4], traj)
+
+
+def test_live_contour_without_a_kernel_and_the_sharpness_figure(cnn_data):
+    model, data = cnn_data
+    land, fig = progressive_contour(model, "cross_entropy", data, random_directions(model, 0), resolution=5,
+                                    coarsest=3, title="t", verbose=False)
+    np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), land.losses)
+    assert fig.layout.title.text == "t (5×5 points)"
+
+    class Monitor:
+        rows = [{"step": 0, "sharpness": 1.0, "stability_edge": 4.0, "lr": 0.5},
+                {"step": 10, "sharpness": 4.4, "stability_edge": 4.0, "lr": 0.5}]
+    history = ftkit.train.History([{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}])
+    fig = sharpness_figure({"η = 0.5": (history, Monitor())})
+    assert list(fig.data[1].y) == [4.0, 4.0]                           # the edge 2/η
+    np.testing.assert_allclose(list(fig.data[2].y), [0.5, 1.2])       # |1 − ηλ|: 1.2 > 1, the quadratic diverges
