@@ -10,7 +10,8 @@ def test_loss_landscapes_notebook(run_notebook, tmp_path):
     write_fake_cifar10(tmp_path / "cifar", n_train=400, n_test=10, noise=2.5)
     m = run_notebook("01_loss_landscapes.ipynb", data_dir=str(tmp_path / "cifar"), train_images=384,
                      eval_images=64, epochs=2, batch_size=32, lr=3e-3, record_every=4, resolution=5,
-                     line_points=5, direction_seeds=2)
+                     coarsest=3, line_points=5, direction_seeds=2, eos_images=300, eos_width=64, eos_steps=120,
+                     sharpness_every=5)
     assert m["data"] == "CIFAR-10" and m["parameters"]["train_images"] == 384
 
     # a learnable task: both losses train the CNN well above chance (10 %)
@@ -21,7 +22,7 @@ def test_loss_landscapes_notebook(run_notebook, tmp_path):
     at = dict(zip(alpha, loss))
     assert at[0.0] == pytest.approx(2.30, abs=0.1) and at[1.0] < 0.8 * at[0.0]
 
-    # the 2-D plane: vmap by default, centre = the trained loss, nothing non-finite, higher away from θ*
+    # the 2-D plane (computed coarse to fine): vmap by default, centre = the trained loss, higher away from θ*
     p = m["plane"]
     assert p["method"] == "vmap" and p["nan_points"] == 0
     assert p["center"] == pytest.approx(at[1.0], abs=1e-4)
@@ -38,3 +39,15 @@ def test_loss_landscapes_notebook(run_notebook, tmp_path):
     assert t["snapshots"] == 7 and t["end"] == pytest.approx([0, 0], abs=1e-6)
     assert 0 < t["explained_variance"][1] <= t["explained_variance"][0] < 1
     assert t["pca_min"] < at[0.0]
+
+    # the check of the PCA picture: true loss at the start = the initial loss; θ* itself lies in the plane
+    c = m["trajectory_check"]
+    assert c["loss"][0] == pytest.approx(at[0.0], abs=1e-4) and c["loss"][-1] == pytest.approx(at[1.0], abs=1e-4)
+    assert c["relative_distance"][-1] == 0 and 0 < max(c["relative_distance"]) < 1
+    assert c["projected_loss"][-1] == pytest.approx(at[1.0], abs=1e-4)
+
+    # edge of stability (the notebook asserts the science itself; here: it ran both rates and logged them)
+    eos = m["edge_of_stability"]
+    assert sorted(e["lr"] for e in eos.values()) == [0.6, 0.8]
+    assert all(e["estimates"] == 25 and e["peak"] >= 1 for e in eos.values())
+    assert m["full_setting_grid_seconds"] > m["section_seconds"]["plane"]
