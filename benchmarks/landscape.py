@@ -5,6 +5,12 @@ The seed SimpleCNN (eval mode) on N synthetic images. Contenders, alternated rou
   vmap   loss_surface(..., method="vmap"): grid × grid points, each over the same N images
   loop   loss_surface(..., method="loop"): the same grid, one point at a time
 Prints one JSON line; `ratio` = vmap images/s ÷ plain images/s (goal >= 0.8), `loop_ratio` likewise.
+
+The Hessian (same model, same N images), alternated the same way:
+  fwd_bwd    one forward + backward pass (loss and gradient) over the N images
+  lambda_max hessian_eigenvalues(k=1, tol=1e-3) from a random start: Lanczos on Hessian-vector products
+`hessian.ratio` = seconds per λ_max estimate ÷ seconds per forward+backward (the order to beat: 20 Lanczos steps
+≈ 50 backward passes); `hessian.per_hvp` = that cost per Hessian-vector product.
     python benchmarks/landscape.py [--images 128] [--grid 5] [--repeats 3] [--device auto]
     python benchmarks/landscape.py --images 2048 --grid 21 --chunk-size 16      # a GPU-sized run
 """
@@ -20,6 +26,7 @@ import torch
 
 import ftkit
 from ftkit.data import synthetic
+from ftkit.hessian import hessian_eigenvalues
 from ftkit.landscape import loss_surface, random_directions
 from ftkit.models import SimpleCNN
 
@@ -54,12 +61,21 @@ def main():
     def grid(method):
         return loss_surface(model, loss_fn, (x, y), directions, method=method, **grid_kw).losses
 
-    contenders = {"plain": plain, "vmap": lambda: grid("vmap"), "loop": lambda: grid("loop")}
+    def fwd_bwd():
+        loss = loss_fn(model(x), y)
+        torch.autograd.grad(loss, list(model.parameters()))
+        return loss.item()
+
+    def lambda_max():
+        return hessian_eigenvalues(model, loss_fn, (x, y), k=1, tol=1e-3, batch_size=args.images)
+
+    contenders = {"plain": plain, "vmap": lambda: grid("vmap"), "loop": lambda: grid("loop"), "fwd_bwd": fwd_bwd,
+                  "lambda_max": lambda_max}
     times = {k: [] for k in contenders}
     results = {}
     for r in range(args.repeats + 1):  # round 0 warms up; the order rotates each round
         names = list(contenders)
-        for name in names[r % 3:] + names[:r % 3]:
+        for name in names[r % len(names):] + names[:r % len(names)]:
             sync(device)
             t0 = time.perf_counter()
             results[name] = contenders[name]()
@@ -69,6 +85,7 @@ def main():
     med = {k: statistics.median(v) for k, v in times.items()}
     speed = {"plain": args.images / med["plain"], "vmap": n_grid / med["vmap"], "loop": n_grid / med["loop"]}
     center = results["vmap"][args.grid // 2, args.grid // 2] if args.grid % 2 else None
+    spec = results["lambda_max"]
     print(json.dumps({
         "benchmark": "landscape", "model": "SimpleCNN", "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
@@ -77,7 +94,11 @@ def main():
         "vmap_images_per_s": round(speed["vmap"]), "loop_images_per_s": round(speed["loop"]),
         "ratio": round(speed["vmap"] / speed["plain"], 3), "loop_ratio": round(speed["loop"] / speed["plain"], 3),
         "goal": 0.8, "max_abs_diff_vmap_loop": float(np.nanmax(np.abs(results["vmap"] - results["loop"]))),
-        "center_matches_plain": None if center is None else bool(abs(center - results["plain"]) < 1e-4)}))
+        "center_matches_plain": None if center is None else bool(abs(center - results["plain"]) < 1e-4),
+        "hessian": {"fwd_bwd_s": round(med["fwd_bwd"], 4), "lambda_max_s": round(med["lambda_max"], 3),
+                    "ratio": round(med["lambda_max"] / med["fwd_bwd"], 1), "hvps": spec.hvps,
+                    "per_hvp": round(med["lambda_max"] / med["fwd_bwd"] / spec.hvps, 2),
+                    "lambda_max": round(spec.max, 4), "residual": float(spec.residuals[0]), "order_to_beat": 50}}))
 
 
 if __name__ == "__main__":
