@@ -314,8 +314,8 @@ class SharpnessMonitor(Callback):
             raise ValueError("SharpnessMonitor needs a loss: fit(loss=None) uses the model's own; pass loss=...")
         spec = self._estimate(state.model, loss, "sharpness")
         edge, kind = stability_edge(state.optimizer)
-        row = {"step": state.step, "sharpness": spec.max, "stability_edge": edge, "lr": state.optimizer.param_groups[0]["lr"],
-               "hvps": spec.hvps, "seconds": spec.seconds}
+        row = {"step": state.step, "sharpness": spec.max, "stability_edge": edge,
+               "lr": state.optimizer.param_groups[0]["lr"], "hvps": spec.hvps, "seconds": spec.seconds}
         if kind == "preconditioned_sharpness":
             p = adam_preconditioner(state.optimizer, state.model)
             row["preconditioned_sharpness"] = (None if p is None else

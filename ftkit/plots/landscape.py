@@ -157,12 +157,13 @@ class LiveContour:
         """Show the final figure in place of the live one (or anew); returns it."""
         static = self.figure(land)
         try:
+            from IPython import get_ipython
             from IPython.display import display
             if self.handle is not None:
                 self.handle.update(static)
-            elif getattr(__import__("IPython").get_ipython(), "kernel", None) is not None:
+            elif getattr(get_ipython(), "kernel", None) is not None:
                 display(static)
-        except Exception:
+        except ImportError:
             pass
         return static
 
