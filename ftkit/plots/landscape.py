@@ -118,53 +118,47 @@ def compare_figure(lands: dict[str, Landscape], *, log: bool = False, title: str
 class LiveContour:
     """A contour redrawn in place at each level of :func:`~ftkit.landscape.progressive_surface` (``on_level``).
 
-    In a Jupyter kernel with plotly's ``FigureWidget`` (plotly ≥ 6 needs ``anywidget``) the coarse grid shows within
-    seconds and is refined in place; :meth:`close` then swaps in a static figure, so a saved notebook keeps the
-    picture. Without a kernel or widget support (a script, pytest) nothing is shown live and :meth:`close` shows
-    the final figure; nothing ever waits for a front-end.
+    The coarse grid is shown within seconds, each finer level replaces it through an IPython display handle
+    (``update_display_data``): live in JupyterLab, Colab and VS Code while the cell is still running, with no
+    widget to wire. Under papermill the saved notebook keeps only the final, static figure (a ``FigureWidget`` would
+    leave a dead widget view there); without a kernel (a script, pytest) nothing is shown and :meth:`close`
+    returns the final figure. Nothing ever waits for a front-end.
     """
 
     def __init__(self, *, trajectory: Trajectory | None = None, log: bool = False, title: str | None = None):
         self.trajectory, self.log, self.title = trajectory, log, title
-        self.fig = self.handle = None
+        self.handle = None
         self.levels = 0
 
     def figure(self, land: Landscape) -> go.Figure:
         title = f"{self.title or 'loss'} ({len(land.x)}×{len(land.y)} points)"
         return contour_figure(land, trajectory=self.trajectory, log=self.log, title=title)
 
+    @staticmethod
+    def _display():
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            return None
+        return display if getattr(get_ipython(), "kernel", None) is not None else None
+
+    def _show(self, fig: go.Figure) -> None:
+        # the figure's MIME bundle, raw: a plotly Figure's own _ipython_display_ would ignore the display id
+        bundle = fig._repr_mimebundle_()
+        if self.handle is not None:
+            self.handle.update(bundle, raw=True)
+        elif (display := self._display()) is not None:
+            self.handle = display(bundle, raw=True, display_id=True)
+
     def __call__(self, land: Landscape) -> None:
         self.levels += 1
-        if self.fig is not None:
-            new = self.figure(land)
-            with self.fig.batch_update():
-                self.fig.data[0].update(x=new.data[0].x, y=new.data[0].y, z=new.data[0].z)
-                self.fig.layout.title.text = new.layout.title.text
-            return
-        if self.levels > 1:
-            return
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-            if getattr(get_ipython(), "kernel", None) is None:
-                return
-            self.fig = go.FigureWidget(self.figure(land))
-            self.handle = display(self.fig, display_id=True)
-        except Exception:  # no widget support: the static figure at the end only
-            self.fig = self.handle = None
+        self._show(self.figure(land))
 
     def close(self, land: Landscape) -> go.Figure:
-        """Show the final figure in place of the live one (or anew); returns it."""
+        """Show the final figure in place of the live one (or anew, in a kernel); returns it."""
         static = self.figure(land)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-            if self.handle is not None:
-                self.handle.update(static)
-            elif getattr(get_ipython(), "kernel", None) is not None:
-                display(static)
-        except ImportError:
-            pass
+        self._show(static)
         return static
 
 
