@@ -3,8 +3,11 @@ surfaces and side-by-side comparisons; a contour refined in place while a grid i
 can be trusted; sharpness against the stability edge. ``log=True`` shows log10(loss); NaN losses show as gaps."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from ..landscape import Landscape, Trajectory, TrajectoryCheck, progressive_surface
@@ -144,8 +147,9 @@ class LiveContour:
         return display if getattr(get_ipython(), "kernel", None) is not None else None
 
     def _show(self, fig: go.Figure) -> None:
-        # the figure's MIME bundle, raw: a plotly Figure's own _ipython_display_ would ignore the display id
-        bundle = fig._repr_mimebundle_()
+        # the figure's MIME bundle, raw: a plotly Figure's own _ipython_display_ would ignore the display id;
+        # plotly's JSON encoder turns NaN (gaps) into null, which Jupyter's messages accept
+        bundle = json.loads(pio.json.to_json_plotly(fig._repr_mimebundle_()))
         if self.handle is not None:
             self.handle.update(bundle, raw=True)
         elif (display := self._display()) is not None:
