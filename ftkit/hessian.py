@@ -168,7 +168,7 @@ def hessian_eigenvalues(model: nn.Module, loss, data, k: int = 1, *, smallest: b
     r"""Top-``k`` eigenvalues of the Hessian of the mean loss over ``data = (inputs, targets)`` at the model's weights.
 
     ``smallest``: also the smallest (most negative) one. ``tol``: relative residual ``‖Hv−λv‖/|λ|max`` at which a
-    pair counts as converged (the eigenvalue itself is then accurate to about tol²·|λ|max). ``block_size``
+    pair counts as converged (the eigenvalue is then off by at most about (tol·|λ|max)²/gap). ``block_size``
     (default ``k``): start vectors per Lanczos step; an eigenvalue repeated m times needs ``block_size ≥ m`` to be
     counted m times. ``max_iter`` Lanczos steps (``block_size`` products each). ``start``: a flat tensor or a
     ``{name: tensor}`` direction to start from (e.g. the last call's top vector); else Gaussian with ``seed``.
