@@ -39,7 +39,8 @@ import ipywidgets as widgets
 from traitlets import TraitError, validate
 
 from .callbacks import LivePlot, ParamControl
-from .train import Callback, History, fit
+from .core import Callback, History
+from .train import fit
 from .utils import check_number
 
 __all__ = ["TrainingDashboard", "fit_live", "fit_live_async"]
