@@ -17,9 +17,7 @@ import glob
 import io
 import json
 import os
-import pickle
 import random
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -310,7 +308,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
                          "use another checkpoint (e.g. best.pt) or start without resume_from")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except (EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as e:
+    except Exception as e:  # EOFError, UnpicklingError, BadZipFile, OverflowError… all mean: not readable
         raise ValueError(f"checkpoint {path!r} ({os.path.getsize(path)} bytes) cannot be read — it is truncated, "
                          f"corrupted or not a torch file ({type(e).__name__}: {str(e)[:120]}); use another "
                          "checkpoint (e.g. best.pt) or start without resume_from") from None
@@ -343,7 +341,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
 
 def _check_fits(path, what, current: dict, saved: dict, saved_class, current_class) -> None:
     missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
-    shapes = [k for k in set(current) & set(saved) if tuple(current[k].shape) != tuple(saved[k].shape)]
+    shapes = sorted(k for k in set(current) & set(saved) if tuple(current[k].shape) != tuple(saved[k].shape))
     if missing or unexpected or shapes:
         detail = "; ".join(part for part in (
             f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",

@@ -135,7 +135,7 @@ def _count(targets) -> torch.Tensor | int:
 
 
 # --------------------------------------------------------------------------- argument checks
-def _check_args(model, train_loader, optimizer, epochs, max_steps, grad_accum, grad_clip, metrics, callbacks):
+def _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip, metrics, callbacks):
     if epochs is None and max_steps is None:
         raise ValueError("give epochs= or max_steps=")
     if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
@@ -152,6 +152,9 @@ def _check_args(model, train_loader, optimizer, epochs, max_steps, grad_accum, g
     for cb in callbacks:
         if not any(callable(getattr(cb, e, None)) for e in ("on_batch_end", "on_epoch_end", "on_fit_start")):
             raise TypeError(f"callbacks must be Callback objects (ftkit.callbacks), got {cb!r}")
+    if hasattr(val_loader, "__len__") and len(val_loader) == 0:
+        raise ValueError("val_loader is empty (0 batches): check the validation split's size, batch_size and "
+                         "drop_last, or pass val_loader=None")
     if iter(train_loader) is train_loader and (epochs or 1) > 1:
         raise ValueError(f"train_loader is a {type(train_loader).__name__}: an iterator is used up after one epoch, "
                          f"so epochs={epochs} would train on nothing after the first; pass a list, a DataLoader or "
@@ -362,7 +365,7 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     row and validation). ``resume_from``: a checkpoint; training continues where it stopped — after its epoch,
     or mid-epoch at the next batch — up to ``epochs`` (the total, not a number of extra epochs).
     """
-    metrics, callbacks = _check_args(model, train_loader, optimizer, epochs, max_steps, grad_accum, grad_clip,
+    metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip,
                                      metrics, callbacks)
     n_batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     if n_batches == 0:

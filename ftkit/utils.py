@@ -51,6 +51,8 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
 
 def check_number(name: str, value, *, positive: bool = False, allow_zero: bool = True) -> float:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite, non-negative number."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
