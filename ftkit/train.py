@@ -12,6 +12,7 @@ This module imports nothing from ipywidgets or plotly: widgets and plots are cal
 """
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import math
 import signal
@@ -155,7 +156,7 @@ def _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, g
     if hasattr(val_loader, "__len__") and len(val_loader) == 0:
         raise ValueError("val_loader is empty (0 batches): check the validation split's size, batch_size and "
                          "drop_last, or pass val_loader=None")
-    if iter(train_loader) is train_loader and (epochs or 1) > 1:
+    if isinstance(train_loader, collections.abc.Iterator) and (epochs or 1) > 1:  # iter() would draw RNG
         raise ValueError(f"train_loader is a {type(train_loader).__name__}: an iterator is used up after one epoch, "
                          f"so epochs={epochs} would train on nothing after the first; pass a list, a DataLoader or "
                          "another re-iterable object")

@@ -388,3 +388,23 @@ def test_max_steps_ends_training_after_that_many_steps_and_closes_the_epoch():
     assert len(history.steps) == 6 and [r["epoch"] for r in history.epochs] == [1, 2]
     assert history.stop_reason is None and "val_loss" in history.epochs[-1]
     assert np.isclose(history.steps[-1]["lr"], 1e-2 * (1 + math.cos(math.pi * 5 / 6)) / 2)
+
+
+def test_fit_draws_no_random_numbers_of_its_own_so_it_equals_a_plain_loop():
+    losses = {}
+    for name in ("fit", "plain"):
+        ftkit.seed_everything(5)
+        model, data = mlp(), loader()
+        opt = ftkit.make_optimizer("sgd", model, lr=0.1, momentum=0.9)
+        if name == "fit":
+            losses[name] = [r["loss"] for r in ftkit.fit(model, data, "cross_entropy", opt, 2, progress=False).steps]
+            continue
+        losses[name] = []
+        for _ in range(2):
+            for x, y in data:
+                loss = nn.functional.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses[name].append(loss.item())
+    assert losses["fit"] == pytest.approx(losses["plain"], abs=1e-7)
