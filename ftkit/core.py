@@ -12,6 +12,7 @@ Events, in the order :func:`ftkit.fit` fires them (``ftkit.train.show_training_l
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import glob
 import io
@@ -26,7 +27,7 @@ import torch
 from torch import nn
 
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
-           "atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "restore_rng"]
+           "atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "eval_mode"]
 
 EVENTS = ("on_fit_start", "on_epoch_start", "on_batch_start", "on_step_end", "on_batch_end", "on_validation_end",
           "on_epoch_end", "on_fit_end")
@@ -350,6 +351,17 @@ def _check_fits(path, what, current: dict, saved: dict, saved_class, current_cla
         raise ValueError(f"checkpoint {path!r} holds a different {what} ({saved_class or '?'}) than the one given "
                          f"({current_class}): {detail}. Nothing was loaded; build the same model as for the "
                          "saved run")
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module):
+    """``model.eval()`` for the block (dropout off, BatchNorm on running stats), then the mode it had."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 def describe(obj) -> str:

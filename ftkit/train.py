@@ -25,7 +25,7 @@ from torch import nn
 
 from .callbacks import LRSchedule, ProgressBar
 from .core import (Callback, Events, History, NonFiniteLoss, NonFiniteLossWarning, StopTraining, TrainState,
-                   describe, load_checkpoint, restore_rng, rng_state, save_checkpoint)
+                   describe, eval_mode, load_checkpoint, restore_rng, rng_state, save_checkpoint)
 from .losses import make_loss
 from .metrics import MetricTracker
 from .optim import make_optimizer, make_scheduler
@@ -465,7 +465,7 @@ def evaluate(model: nn.Module, loader, loss=None, metrics=(), *, device="auto", 
     metrics = [metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics or ())
     tracker = MetricTracker(metrics)
     loss_sum, n_seen = torch.zeros((), device=device), 0.0
-    with _eval_mode(model):
+    with eval_mode(model):
         for batch in loader:
             batch = to_device(batch, device)
             with autocast(device, amp):
@@ -479,17 +479,6 @@ def evaluate(model: nn.Module, loader, loss=None, metrics=(), *, device="auto", 
     if n_seen == 0:
         raise ValueError("evaluate got an empty loader (0 batches, or every label -100)")
     return {f"{prefix}loss": float(loss_sum) / n_seen, **tracker.compute(prefix)}
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module):
-    """``model.eval()`` for the block, then the mode it had."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @torch.no_grad()
@@ -506,7 +495,7 @@ def predict(model: nn.Module, data, *, device="auto", batch_size: int = 256) -> 
     if isinstance(data, torch.Tensor):
         data = [(chunk,) for chunk in data.split(batch_size)]
     outs = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for batch in data:
             batch = to_device(batch, device)
             if isinstance(batch, dict):

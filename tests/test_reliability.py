@@ -378,6 +378,8 @@ def test_cifar_folder_with_a_missing_batch_names_it(tmp_path):
     os.remove(os.path.join(root, "data_batch_3"))
     with pytest.raises(FileNotFoundError, match=r"lacks data_batch_3 "):
         cifar10.load_cifar10(tmp_path / "c", download=False)
+    with pytest.raises(ValueError, match=r"subset must be a positive integer \(training images to keep\) or None, got 'abc'"):
+        cifar10.load_cifar10(tmp_path / "c", subset="abc", download=False)
     os.remove(os.path.join(root, "test_batch"))
     with pytest.raises(FileNotFoundError, match=r"lacks data_batch_3, test_batch"):
         cifar10.load_cifar10(tmp_path / "c", download=False)

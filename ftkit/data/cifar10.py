@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..utils import check_int, get_device
+from ..utils import check_int, check_number, get_device
 
 __all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
            "write_cifar_batches", "write_fake_cifar10", "random_crop_flip", "TensorLoader", "CifarDataset",
@@ -185,7 +185,9 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     is always the whole ``test_batch``. ``mean``/``std`` come from the remaining training images only.
     """
     data_dir = os.fspath(data_dir)
-    if not 0 <= val_fraction < 1:
+    if subset is not None:
+        check_int("subset", subset, meaning=" (training images to keep) or None")   # before any file is read
+    if not 0 <= check_number("val_fraction", val_fraction) < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = _find_root(data_dir)
     if root is None:
