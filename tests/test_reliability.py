@@ -410,3 +410,22 @@ def test_fit_draws_no_random_numbers_of_its_own_so_it_equals_a_plain_loop():
                 opt.step()
                 losses[name].append(loss.item())
     assert losses["fit"] == pytest.approx(losses["plain"], abs=1e-7)
+
+
+def test_conll_bom_bad_bytes_and_empty_files_are_named(tmp_path):
+    from ftkit.data.conll import load_conll, read_conll
+    token = "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+    (tmp_path / "bom.txt").write_bytes("\ufeff".encode() + token.encode())
+    assert [s.words for s in read_conll(tmp_path / "bom.txt")] == [["EU", "rejects"]]
+    (tmp_path / "latin.txt").write_bytes(token.encode() + "Zürich NNP B-NP B-LOC\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.txt, line 4: byte 0xfc at column 2 is not UTF-8"):
+        read_conll(tmp_path / "latin.txt")
+    for name, empty in (("train", "train.txt"), ("test", "test.txt")):
+        folder = tmp_path / name
+        folder.mkdir()
+        for split in ("train.txt", "valid.txt", "test.txt"):
+            (folder / split).write_text("" if split == empty else token)
+        with pytest.raises(ValueError, match=rf"the {'training' if name == 'train' else 'test'} file .*{empty}' has no sentences"):
+            load_conll(folder, download=False)
+    with pytest.raises(ValueError, match="max_train_sentences must be a positive integer or None, got 'abc'"):
+        load_conll(tmp_path / "train", max_train_sentences="abc", download=False)
