@@ -429,3 +429,14 @@ def test_conll_bom_bad_bytes_and_empty_files_are_named(tmp_path):
             load_conll(folder, download=False)
     with pytest.raises(ValueError, match="max_train_sentences must be a positive integer or None, got 'abc'"):
         load_conll(tmp_path / "train", max_train_sentences="abc", download=False)
+
+
+def test_tagger_takes_one_string_as_one_text(tmp_path):
+    from pathlib import Path
+    from ftkit.data.conll import load_conll
+    from ftkit.ner import NerTagger, build_tiny_bert
+    sample = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
+    tagger = NerTagger.from_pretrained(build_tiny_bert(tmp_path / "bert", sample), load_conll(sample).label_list)
+    text = "Angela Merkel visited Paris ."
+    assert len(tagger.tag(text)) == 5 and tagger.tag(text) == tagger.tag([text])[0]
+    assert tagger.predict(text) == tagger.predict([text])[0]
