@@ -15,6 +15,7 @@ from traitlets import TraitError
 import ftkit
 from ftkit.callbacks import Callback
 from ftkit.data import synthetic
+import ftkit.ui.run
 import ftkit.widgets
 from ftkit.widgets import TrainingDashboard, fit_live, fit_live_async
 
@@ -120,9 +121,14 @@ def test_bad_slider_values_and_ranges_get_one_clear_error():
     dash = TrainingDashboard()
     dash.slider.value = 1e-9
     assert dash.slider.value == pytest.approx(1e-6)   # clamped to the low end
-    with pytest.raises(TraitError, match=r"the lr slider needs a finite number, got nan; pick a value in \[1e-06, 1\]"):
+    with pytest.raises(TraitError, match=r"the lr slider needs a finite number > 0, got nan; pick a value in "
+                                         r"\[1e-06, 1\]"):
         dash.slider.value = float("nan")
-    assert dash.control.applied == [] and dash.slider.value == pytest.approx(1e-6)
+    for bad in (0.0, -0.1, float("inf")):
+        with pytest.raises(TraitError, match=f"finite number > 0, got {bad}"):
+            dash.slider.value = bad
+    assert "finite number &gt; 0, got inf" in dash.message.value            # also shown on the dashboard
+    assert dash.control._pending == {} and dash.slider.value == pytest.approx(1e-6)
     with pytest.raises(ValueError, match=r"lr_range must be \(low, high\) with low < high, got \(0.1, 0.01\)"):
         TrainingDashboard(lr_range=(0.1, 0.01))
     with pytest.raises(ValueError, match=r"lr_range\[0\] must be > 0, got 0"):
@@ -166,14 +172,15 @@ def test_live_plot_draws_loss_and_every_fit_metric(train_loader, monkeypatch):
                        metrics=["accuracy", f1], progress=False)
     [fig] = shown
     curves = {t.name: list(t.y) for t in fig.data}
-    assert set(curves) == {"loss (step)", "train_loss", "val_loss", "train_accuracy", "train_f1"}
+    assert set(curves) == {"loss (step)", "train_loss", "val_loss", "lr", "events", "events (lr)", "train_accuracy",
+                           "train_f1"}
     assert curves["train_f1"] == pytest.approx(history["train_f1"]) and len(curves["train_f1"]) == 2
 
 
 def test_sync_fit_live_on_ipykernel_7_warns_and_still_trains(train_loader, monkeypatch):
     """ipykernel 7 has no ``do_one_iteration``: a blocking cell cannot serve widgets, so fit_live says so."""
     dash = TrainingDashboard()                                         # built outside a kernel: no plotly widget
-    monkeypatch.setattr(ftkit.widgets, "_kernel", lambda: object())   # a kernel without do_one_iteration
+    monkeypatch.setattr(ftkit.ui.run, "_kernel", lambda: object())   # a kernel without do_one_iteration
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: type("H", (), {"update": lambda s, o: None})())
     model = mlp()
     with pytest.warns(UserWarning, match=r"ipykernel >= 7\) handles widget messages only while a cell awaits.*"
