@@ -77,7 +77,7 @@ def _series(history, metrics, smooth: float = 0.0):
 def _trace(name, x, y, mode, text=None):
     if text is None:
         return go.Scatter(x=x, y=y, name=name, mode=mode)
-    return go.Scatter(x=x, y=y, name=name, mode=mode, text=text, textposition="top center", hovertext=text,
+    return go.Scatter(x=x, y=y, name=name, mode=mode, text=text, textposition="top left", hovertext=text,
                       marker=dict(symbol="triangle-down", size=11, color="crimson"), showlegend=name == EVENTS,
                       legendgroup=EVENTS)
 
@@ -87,7 +87,8 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
     """Top left: loss per step (epoch train/val loss at each epoch's last step; ``smooth`` adds an EMA of the step
     loss); below it the lr of every step; right: epoch metrics. Manual changes (``history.events``) are marked
     with their label on the loss and LR panels. A "linear / log" button switches the loss axis in the page."""
-    fig = make_subplots(rows=2, cols=2, row_heights=[0.68, 0.32], shared_xaxes=True, vertical_spacing=0.08,
+    fig = make_subplots(rows=2, cols=2, row_heights=[0.68, 0.32], column_widths=[0.6, 0.4], shared_xaxes=True,
+                        vertical_spacing=0.08, horizontal_spacing=0.08,
                         specs=[[{}, {"rowspan": 2}], [{}, None]],
                         subplot_titles=("loss", "epoch metrics", "learning rate"))
     for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
@@ -96,8 +97,10 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
     fig.update_xaxes(title_text="epoch", row=1, col=2)
     fig.update_yaxes(type="log", row=2, col=1)
     fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
-    fig.update_layout(title=title, height=480, margin=dict(l=50, r=20, t=70, b=40), updatemenus=[dict(
-        type="buttons", direction="right", x=0.0, y=1.13, xanchor="left", showactive=True,
+    fig.update_layout(title=title, height=480, margin=dict(l=50, r=20, t=70, b=40),
+                      legend=dict(orientation="h", y=-0.14), updatemenus=[dict(
+        type="buttons", direction="right", x=0.56, y=1.0, xanchor="right", yanchor="bottom", showactive=True,
+        pad=dict(r=0, t=0, b=2, l=0), font=dict(size=10),
         active=1 if log_loss else 0, buttons=[
             dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
             dict(label="log", method="relayout", args=[{"yaxis.type": "log"}])])])
@@ -131,9 +134,9 @@ def lr_find_figure(result, title: str = "learning-rate finder") -> go.Figure:
                     y=[_at(result.lrs, result.losses, result.suggestions[n]) for n in names],
                     name="suggested lr", mode="markers+text", text=[f"{n}: {result.suggestions[n]:.2g}" for n in names],
                     textposition="top right", marker=dict(size=12, color="crimson", symbol="circle-open"))
-    low = min(result.losses[: max(1, len(result.losses) * 9 // 10)])
+    low, high = min(result.losses), result.losses[0] * 1.3 + 0.05   # the start, not the blow-up, sets the top
     fig.update_xaxes(type="log", title_text="learning rate")
-    fig.update_yaxes(title_text="loss", range=[low - 0.1 * abs(low), result.losses[0] * 1.3 + 0.05])
+    fig.update_yaxes(title_text="loss", range=[low - 0.08 * (high - low), high])
     fig.update_layout(title=f"{title} · suggestion {result.suggestion:.2g}", height=340,
                       margin=dict(l=50, r=20, t=60, b=40))
     return fig
