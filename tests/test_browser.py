@@ -161,9 +161,12 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
             "--disable-component-update", "--disable-sync", "--no-first-run"])
-        page = None
+        page, console = None, []
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            console = []   # the page's JavaScript errors, printed if the test fails
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: console.append(str(e)))
             page.goto(f"{base}/lab/tree/live.ipynb?token={token}&reset")
             _run_all(page)
             page.locator(f"{CURRENT} .ftkit-lr .noUi-handle").wait_for(timeout=60_000)   # "auto" chose the dashboard
@@ -208,7 +211,7 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
         except Exception:
             if page is not None and not page.is_closed():
                 page.screenshot(path=str(ARTIFACTS / "failure.png"))
-                print(f"screenshot of the failure: {ARTIFACTS / 'failure.png'}")
+                print(f"screenshot of the failure: {ARTIFACTS / 'failure.png'}; page errors:\n" + "\n".join(console))
             raise
         finally:
             browser.close()
