@@ -307,3 +307,19 @@ def test_compare_runs_overlays_runs_with_their_parameters_in_the_legend(train_lo
         compare_runs({"x": []})
     with pytest.raises(ValueError, match="compare_runs needs at least one run"):
         compare_runs({})
+
+
+def test_probe_line_and_a_bad_dashboard_choice(train_loader):
+    from ftkit.ui.live import Frontend
+    colab = Frontend(kernel=True, anywidget="0.11.0", colab=True, widgets=False, seconds=2.0)
+    assert colab.line() == ("ftkit ui: no widget front-end answered within 2.0 s (papermill, a closed tab, or widgets "
+                            "off) · anywidget 0.11.0 · Colab yes → static plot · in Colab run `from google.colab "
+                            "import output; output.enable_custom_widget_manager()`")
+    lab = Frontend(kernel=True, anywidget="0.11.0", colab=False, widgets=True, seconds=0.04)
+    assert lab.interactive and lab.line() == ("ftkit ui: a widget front-end answered in 0.04 s · anywidget 0.11.0 · "
+                                              "Colab no → interactive dashboard")
+    assert "pip install anywidget" in Frontend(kernel=True, anywidget=None, colab=False, widgets=False).line()
+    model = mlp()
+    with pytest.raises(ValueError, match=r"dashboard must be 'auto' \(the dashboard where a widget front-end "
+                                         r"answers, else a plot\), True, False or a TrainingDashboard; got 'yes'"):
+        fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), dashboard="yes")

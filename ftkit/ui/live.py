@@ -85,8 +85,8 @@ def last_probe() -> "Frontend | None":
     return _cached
 
 
-def _start(timeout: float):
-    """(Frontend without the answer, ping widget or None, answered Event)."""
+def _start(timeout: float, ask: bool = True):
+    """(Frontend without the answer, ping widget or None, answered Event); ``ask=False`` builds no ping."""
     kernel = _kernel()
     try:
         import anywidget
@@ -96,7 +96,7 @@ def _start(timeout: float):
     info = Frontend(kernel=kernel is not None, anywidget=version, colab="google.colab" in sys.modules,
                     widgets=False, seconds=timeout)
     answered = threading.Event()
-    if kernel is None or anywidget is None:
+    if kernel is None or anywidget is None or not ask:
         return info, None, answered
 
     class _Ping(anywidget.AnyWidget):
@@ -141,7 +141,7 @@ def probe_frontend_sync(timeout: float = 2.0, *, verbose: bool = True) -> Fronte
         return _cached
     kernel = _kernel()
     if kernel is not None and not _polls(kernel):
-        info = _start(0.0)[0]
+        info = _start(0.0, ask=False)[0]
         info.widgets = None
         if verbose:
             print(info.line(), flush=True)
