@@ -3,8 +3,9 @@ redrawn every ``every_ms``) versus plain fit(), same SimpleCNN, data and seed, a
 
 Prints one JSON line: the median time ratio dashboard/plain of the training (goal <= 1.03), the share of the
 dashboard run spent inside the dashboard's own callbacks (``hooks_share``: what the ratio measures, without the
-noise of a shared machine), both final losses (must match: the dashboard only watches), the median cost of one figure redraw and of building the dashboard (once
-per cell, timed apart). Outside a kernel the widgets send no messages, so this is the Python-side cost.
+noise of a shared machine), both final losses (must match: the dashboard only watches), the median cost of one
+figure redraw and of building the dashboard (once per cell, timed apart). Outside a kernel the widgets send no
+messages, so this is the Python-side cost.
     python benchmarks/dashboard_overhead.py [--n 2048] [--batch-size 64] [--repeats 5] [--every-ms 500]
 """
 from __future__ import annotations

@@ -360,9 +360,10 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     stepped after every optimizer step by :class:`~ftkit.callbacks.LRSchedule`. ``amp``: autocast (fp16 +
     GradScaler on CUDA, bf16 on CPU). ``grad_clip``: max global gradient norm. ``grad_accum``: batches per
     optimizer step. ``max_steps``: end after that many optimizer steps (the epoch in progress is closed with its
-    row and validation). ``replay``: a History (or its events) whose manual changes are reapplied at the same
-    steps (:class:`ftkit.replay.Replay`). ``resume_from``: a checkpoint; training continues where it stopped — after its epoch,
+    row and validation). ``resume_from``: a checkpoint; training continues where it stopped — after its epoch,
     or mid-epoch at the next batch — up to ``epochs`` (the total, not a number of extra epochs).
+    ``replay``: a History (or its events) whose manual changes are reapplied at the same steps
+    (:class:`ftkit.replay.Replay`).
     """
     metrics, callbacks = _check_args(model, train_loader, optimizer, epochs, max_steps, grad_accum, grad_clip,
                                      metrics, callbacks)

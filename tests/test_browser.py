@@ -1,9 +1,9 @@
 """The training dashboard in a real browser: JupyterLab in headless Chromium (Playwright) runs a small training
 notebook with its default ``dashboard="auto"`` (``await fit_live_async(...)``): the probe must find the page and
 show the dashboard. The test pauses (the step counter holds), runs the LR finder (its curve is drawn), moves the LR
-slider with the keyboard, resumes (the counter moves on), finds the change as an event marker in the figure's
-plotly data, presses Stop (twice), and checks the event in the saved history. A second notebook, opened in the same tab, has the browser tab
-closed mid-training and must still run to its end and save its history.
+slider with the keyboard, resumes (the counter moves on), finds the change as an event marker in the figure's plotly
+data, presses Stop (twice), and checks the event in the saved history. A second notebook, opened in the same tab,
+has the browser tab closed mid-training and must still run to its end and save its history.
 
 Needs the Debian ``chromium`` package (``.ci/install-browser``) and the ``playwright`` Python package; it never
 downloads Playwright's own browsers. The dashboard screenshot goes to ``artifacts/browser/dashboard.png``.

@@ -235,7 +235,8 @@ def test_pause_holds_the_step_counter_and_resume_runs_to_the_end(train_loader):
 def test_stop_while_paused_ends_training_and_stop_after_the_end_does_not_carry_over(train_loader):
     model = mlp()
     dash = TrainingDashboard(every_ms=0)
-    drive([(lambda: dash.progress.value >= 3, dash.pause), (lambda: dash.paused, lambda: (time.sleep(0.1), dash.stop()))])
+    drive([(lambda: dash.progress.value >= 3, dash.pause),
+           (lambda: dash.paused, lambda: (time.sleep(0.1), dash.stop()))])
     first = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
                      dashboard=dash, callbacks=[Pace()])
     assert 3 <= len(first.steps) < 2 * len(train_loader) and "stopped by request" in first.stop_reason

@@ -70,7 +70,8 @@ class Frontend:
         elif self.widgets is None:
             front = "cannot ask the front-end from a blocking cell on ipykernel 7 (use `await fit_live_async`)"
         else:
-            front = f"no widget front-end answered within {self.seconds:.1f} s (papermill, a closed tab, or widgets off)"
+            front = (f"no widget front-end answered within {self.seconds:.1f} s "
+                     "(papermill, a closed tab, or widgets off)")
         hint = ""
         if self.colab and not self.widgets:
             hint = " · in Colab run `from google.colab import output; output.enable_custom_widget_manager()`"
