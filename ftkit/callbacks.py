@@ -13,7 +13,6 @@ import difflib
 import math
 import os
 import threading
-import time
 
 from .core import Callback, History, TrainState, save_checkpoint
 
@@ -58,60 +57,6 @@ class ProgressBar(Callback):
             if state.stop_reason:
                 self.bar.write(f"stopped: {state.stop_reason}")
             self.bar.close()
-
-
-class LivePlot(Callback):
-    """Loss (per step) and epoch metrics in a plotly ``FigureWidget`` refreshed at most every ``every_ms``.
-
-    With no widget frontend (papermill, a terminal, no ``anywidget``) nothing live is shown; at the end the
-    live view is replaced by one static figure, so saved notebooks always carry the plot.
-    """
-
-    def __init__(self, every_ms: int = 500, metrics=("loss", "accuracy"), title: str = "training"):
-        self.every_ms, self.metrics, self.title = every_ms, tuple(metrics), title
-        self.fig = self.handle = None
-        self._last = 0.0
-
-    def on_fit_start(self, state):
-        from .plots.training import training_figure
-        fig = training_figure(state.history, self.metrics, title=self.title)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-            if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
-                return
-            import plotly.graph_objects as go
-            self.fig = go.FigureWidget(fig)
-            self.handle = display(self.fig, display_id=True)
-        except Exception:  # no frontend / no anywidget: static figure at the end only
-            self.fig = self.handle = None
-
-    def refresh(self, state, force=False):
-        now = time.perf_counter()
-        if self.fig is None or (not force and (now - self._last) * 1000 < self.every_ms):
-            return
-        self._last = now
-        from .plots.training import update_training_figure
-        with self.fig.batch_update():
-            update_training_figure(self.fig, state.history, self.metrics)
-
-    def on_batch_end(self, state):
-        self.refresh(state)
-
-    def on_epoch_end(self, state):
-        self.refresh(state, force=True)
-
-    def on_fit_end(self, state):
-        from .plots.training import training_figure
-        static = training_figure(state.history, self.metrics, title=self.title)
-        try:
-            from IPython.display import display
-            if self.handle is not None:
-                self.handle.update(static)
-            else:
-                display(static)
-        except Exception:
-            pass
 
 
 class MonitorCallback(Callback):
@@ -283,7 +228,8 @@ class LRSchedule(Callback):
                 group[name] = value
             self.manual[name] = value
             state.history.events.append({"step": state.step, "epoch": state.epoch, "name": name,
-                                         "old": _plain(old), "new": _plain(value), "source": source})
+                                         "old": _plain(old), "new": _plain(value), "source": source,
+                                         "groups": len(groups)})   # replay checks the optimizer layout
 
     @property
     def lr_is_manual(self) -> bool:
@@ -377,6 +323,14 @@ class ParamControl(Callback):
         state.lr_schedule.set(state, source=self.source,
                               **{k: v for k, v in values.items() if k in state.optimizer.param_groups[0]})
         self.applied.append({"step": state.step, **values})
+
+def __getattr__(name):
+    """``from ftkit.callbacks import LivePlot`` keeps working: it lives in :mod:`ftkit.ui.live` (plotly loads lazily)."""
+    if name == "LivePlot":
+        from .ui.live import LivePlot
+        return LivePlot
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 class TensorBoardLogger(Callback):
     """Scalars to TensorBoard (``torch.utils.tensorboard``): step loss/lr every ``every`` steps, epoch logs."""

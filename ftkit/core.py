@@ -147,6 +147,11 @@ class History(Callback):
         import pandas as pd
         return pd.DataFrame(self.steps if _which(which) == "step" else self.epochs)
 
+    def events_as_schedule(self) -> str:
+        """The manual changes (``events``) as code that replays them in another fit (see :mod:`ftkit.replay`)."""
+        from .replay import events_as_schedule
+        return events_as_schedule(self)
+
     def to_dict(self):
         return {"steps": self.steps, "epochs": self.epochs, "events": self.events, "stop_reason": self.stop_reason}
 

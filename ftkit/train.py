@@ -354,7 +354,8 @@ def _stop_on_sigint(state: TrainState):
 # --------------------------------------------------------------------------- fit
 def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1, *, val_loader=None, scheduler=None,
         callbacks=(), metrics=(), device="auto", amp: bool = False, grad_clip: float | None = None,
-        grad_accum: int = 1, resume_from=None, progress: bool = True, max_steps: int | None = None) -> History:
+        grad_accum: int = 1, resume_from=None, progress: bool = True, max_steps: int | None = None,
+        replay=None) -> History:
     """Train ``model`` and return its :class:`History` (also kept when training stops early).
 
     ``loss``: a name for :func:`make_loss`, a callable, or ``None`` (HF models' own loss).
@@ -365,9 +366,14 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     optimizer step. ``max_steps``: end after that many optimizer steps (the epoch in progress is closed with its
     row and validation). ``resume_from``: a checkpoint; training continues where it stopped — after its epoch,
     or mid-epoch at the next batch — up to ``epochs`` (the total, not a number of extra epochs).
+    ``replay``: a History (or its events) whose manual changes are reapplied at the same steps
+    (:class:`ftkit.replay.Replay`).
     """
     metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip,
                                      metrics, callbacks)
+    if replay is not None:
+        from .replay import Replay
+        callbacks = [Replay(replay), *callbacks]
     n_batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     if n_batches == 0:
         raise ValueError("train_loader is empty (0 batches): check the dataset size, batch_size and drop_last")
