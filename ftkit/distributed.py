@@ -20,10 +20,12 @@ adds what ``fit`` needs on top, so that N processes train exactly like one:
 """
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import socket
 import tempfile
+import time
 import traceback
 
 import torch
@@ -66,7 +68,8 @@ class Distributed:
         self.accelerator = accelerator
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
         self.is_main = accelerator.is_main_process
-        self.device = accelerator.device
+        device = accelerator.device   # Accelerate names CPU processes cpu:0, cpu:1…, which torch.load cannot map to
+        self.device = torch.device("cpu") if device.type == "cpu" else device
         self.events_synced = 0        # how many of rank 0's manual changes every rank has applied
         self.checked_unused = False
 
@@ -355,7 +358,7 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
     if use_cuda and num_processes > 1 and torch.cuda.is_initialized():
         raise RuntimeError(_cuda_initialized_message())
     from accelerate import notebook_launcher
-    import torch._dynamo  # noqa: F401  (DDP and accelerate import it: once here, not in every forked process)
+    importlib.import_module("torch._dynamo")   # DDP and accelerate import it: once here, not in every forked process
     with tempfile.TemporaryDirectory(prefix="ftkit-launch-") as tmp:
         worker = _Worker(train_fn, tmp, num_processes, use_cuda)
         env = {"ACCELERATE_USE_CPU": "false" if use_cuda else "true",
@@ -386,8 +389,8 @@ class _Worker:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.num_processes))
         try:
             result = self.train_fn(*args)
-        except BaseException as e:
-            with open(os.path.join(self.tmp, f"error-{rank}.txt"), "w") as f:
+        except BaseException as e:   # named by time: the first error is the cause, the others' are its echo
+            with open(os.path.join(self.tmp, f"error-{time.time_ns():020d}-{rank}.txt"), "w") as f:
                 f.write(f"{type(e).__name__}: {e}\n\n{traceback.format_exc()}")
             raise
         if rank == 0:
@@ -400,11 +403,11 @@ def _worker_error(tmp, num_processes, error) -> RuntimeError:
     if not reports:
         return RuntimeError(f"the launch of {num_processes} processes failed ({type(error).__name__}: "
                             f"{str(error).strip()[:500]})")
-    rank = int(reports[0].split("-")[1].split(".")[0])
+    rank = int(reports[0].split("-")[2].split(".")[0])
     with open(os.path.join(tmp, reports[0])) as f:
         text = f.read()
     first, _, tb = text.partition("\n\n")
-    others = f" (also failed: rank {', '.join(r.split('-')[1].split('.')[0] for r in reports[1:])})" if reports[1:] else ""
+    others = f" (then rank {', '.join(r.split('-')[2].split('.')[0] for r in reports[1:])})" if reports[1:] else ""
     return RuntimeError(f"process {rank} of {num_processes} failed: {first}{others}; the other processes were "
                         f"stopped.\n{tb.strip()[-1500:]}")
 
@@ -429,13 +432,14 @@ def _cuda_initialized_message() -> str:
             "uses the GPU")
 
 
-def _cells_touching_cuda(limit: int = 3) -> list[str]:
-    """Input cells of the running IPython kernel that look like they used the GPU: ``In[4]: model.to(device)``."""
-    try:
-        from IPython import get_ipython
-        cells = get_ipython().user_ns.get("In", []) if get_ipython() is not None else []
-    except Exception:
-        return []
+def _cells_touching_cuda(cells=None, limit: int = 3) -> list[str]:
+    """Input cells (of the running IPython kernel) that look like they used the GPU: ``In[4]: model.to(device)``."""
+    if cells is None:
+        try:
+            from IPython import get_ipython
+            cells = get_ipython().user_ns.get("In", []) if get_ipython() is not None else []
+        except Exception:
+            return []
     pattern = re.compile(r"cuda|\.to\(\s*device|device\s*=\s*['\"]?(auto|cuda)|TensorLoader|make_loaders")
     found = []
     for number, cell in enumerate(cells):
