@@ -342,6 +342,7 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
     simply runs. A failing process is reported with its rank and error; the others are stopped.
     """
     if world_size() > 1:                       # already one of several processes: run in place
+        _pin_gpu()
         return train_fn(*args)
     use_cuda = _wants_cuda(device)
     count = torch.cuda.device_count() if use_cuda else (os.cpu_count() or 1)
@@ -385,6 +386,8 @@ class _Worker:
 
     def __call__(self, *args):
         rank = int(os.environ.get("RANK", "0"))
+        if self.use_cuda:
+            _pin_gpu()
         if not self.use_cuda and self.num_processes > 1:   # share the cores instead of oversubscribing them
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.num_processes))
         try:
@@ -396,6 +399,13 @@ class _Worker:
         if rank == 0:
             torch.save(result, os.path.join(self.tmp, "result.pt"))
         return result
+
+
+def _pin_gpu() -> None:
+    """Make this process's GPU the current one *before* train_fn builds anything: loaders and models made with
+    device='auto'/'cuda' then land on it (Accelerate would set it only when fit creates the Accelerator)."""
+    if torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
 
 
 def _worker_error(tmp, num_processes, error) -> RuntimeError:
