@@ -359,6 +359,8 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
     if use_cuda and num_processes > 1 and torch.cuda.is_initialized():
         raise RuntimeError(_cuda_initialized_message())
     from accelerate import notebook_launcher
+    if num_processes > 1:
+        print(f"ftkit.launch: {num_processes} processes, " + ("one per GPU (nccl)" if use_cuda else "CPU (gloo)"))
     importlib.import_module("torch._dynamo")   # DDP and accelerate import it: once here, not in every forked process
     with tempfile.TemporaryDirectory(prefix="ftkit-launch-") as tmp:
         worker = _Worker(train_fn, tmp, num_processes, use_cuda)
@@ -388,6 +390,8 @@ class _Worker:
         rank = int(os.environ.get("RANK", "0"))
         if self.use_cuda:
             _pin_gpu()
+        if self.num_processes > 1:
+            _text_progress_bars()
         if not self.use_cuda and self.num_processes > 1:   # share the cores instead of oversubscribing them
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.num_processes))
         try:
@@ -399,6 +403,13 @@ class _Worker:
         if rank == 0:
             torch.save(result, os.path.join(self.tmp, "result.pt"))
         return result
+
+
+def _text_progress_bars() -> None:
+    """A forked worker cannot reach the notebook front-end (its widget messages are dropped): text bars instead."""
+    import tqdm.auto
+    import tqdm.std
+    tqdm.auto.tqdm = tqdm.std.tqdm
 
 
 def _pin_gpu() -> None:

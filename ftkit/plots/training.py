@@ -4,7 +4,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["training_figure", "update_training_figure"]
+__all__ = ["training_figure", "update_training_figure", "runs_figure"]
 
 
 def _series(history, metrics):
@@ -44,3 +44,15 @@ def update_training_figure(fig, history, metrics=("loss", "accuracy")) -> None:
             fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers"), row=1, col=panel)
         else:
             trace.x, trace.y = x, y
+
+
+def runs_figure(histories: dict, title: str = "loss per step") -> go.Figure:
+    """The per-step loss of several runs on one axis (e.g. 1 process vs N processes: the curves coincide)."""
+    fig = go.Figure()
+    for i, (name, history) in enumerate(histories.items()):
+        steps = history.steps
+        fig.add_trace(go.Scatter(x=[r["step"] for r in steps], y=[r["loss"] for r in steps], name=name, mode="lines",
+                                 line=dict(width=4 if i == 0 else 2, dash="solid" if i == 0 else "dot")))
+    fig.update_layout(title=title, xaxis_title="step", yaxis_title="loss", height=340,
+                      margin=dict(l=40, r=20, t=60, b=40))
+    return fig
