@@ -255,7 +255,7 @@ class _Loop:
         if self.dist is None:
             scaled.backward()
         else:
-            self.dist.backward(self.net, scaled, stepping, self.params)
+            self.dist.backward(self.net, scaled, stepping)
         s.loss = batch_loss.item()
         if not math.isfinite(s.loss):
             self._non_finite(f"non-finite loss ({s.loss})", i)

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import ftkit
 from ftkit.callbacks import Callback, ModelCheckpoint
 from ftkit.data.cifar10 import TensorLoader
-from ftkit.distributed import _bounds, _cells_touching_cuda, launch, shard
+from ftkit.distributed import _bounds, shard
+from ftkit.launcher import _cells_touching_cuda, launch
 
 N, BATCH = 100, 16          # 7 global batches per epoch, the last one of 4 samples (2 per process)
 
@@ -281,6 +282,10 @@ def test_global_batch_must_split_over_the_processes():
     shard(DataLoader(TensorDataset(x[:97], y[:97]), batch_size=16, drop_last=True), 0, 2, train=True)
     with pytest.raises(ValueError, match=r"batch_size=15 does not split evenly over 2"):
         shard(TensorLoader(*images(), 15, mean=(0,) * 3, std=(1,) * 3, device="cpu"), 0, 2, train=True)
+    from torch.utils.data import DistributedSampler
+    ds = TensorDataset(x, y)
+    with pytest.raises(ValueError, match="already has a DistributedSampler.*pass the plain loader"):
+        shard(DataLoader(ds, batch_size=16, sampler=DistributedSampler(ds, num_replicas=2, rank=0)), 0, 2, train=True)
     odd_batches = [(x[:15], y[:15]), (x[15:20], y[15:20])]                  # a list of batches: checked as it goes
     with pytest.raises(ValueError, match=r"batch_size=15 does not split evenly"):
         list(shard(odd_batches, 0, 2, train=True))
