@@ -59,8 +59,8 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
     importlib.import_module("torch._dynamo")   # DDP and accelerate import it: once here, not in every forked process
     with tempfile.TemporaryDirectory(prefix="ftkit-launch-") as tmp:
         worker = _Worker(train_fn, tmp, num_processes, use_cuda)
-        env = {"ACCELERATE_USE_CPU": "false" if use_cuda else "true",
-               "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS") or str(max(1, count // num_processes))}
+        threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // num_processes))
+        env = {"ACCELERATE_USE_CPU": "false" if use_cuda else "true", "OMP_NUM_THREADS": threads}
         old = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:

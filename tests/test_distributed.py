@@ -53,11 +53,13 @@ class Recorder(nn.Module):
 
 
 def table_model():
-    return Recorder(nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2)), lambda x: (x[:, 0] * N).round().long())
+    net = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 2))
+    return Recorder(net, lambda x: (x[:, 0] * N).round().long())
 
 
 def image_model():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                        nn.Linear(4, 10))
     return Recorder(net, lambda x: (x[:, 0, 0, 0] * 255).round().long() * 256 + (x[:, 0, 0, 1] * 255).round().long())
 
 
@@ -248,7 +250,9 @@ def unused_parameter(_):
 
 @pytest.mark.timeout(60)
 def test_unused_parameters_name_the_ddp_option():
-    with pytest.raises(RuntimeError, match=r"got no gradient in the first step \(spare\.weight, spare\.bias\).*find_unused_parameters"):
+    message = r"process \d of 2 failed: ValueError: 2 trainable parameters got no gradient in the first step " \
+              r"\(spare\.weight, spare\.bias\).*find_unused_parameters"
+    with pytest.raises(RuntimeError, match=message):
         launch(unused_parameter, None, num_processes=2, device="cpu")
 
 
@@ -322,8 +326,8 @@ def ner_run(folder):
     train_loader = tagger.loader(tagger.encode(data.train), 16, shuffle=True, sort_by_length=True, seed=0)
     val_loader = tagger.loader(tagger.encode(data.valid), 32, sort_by_length=True)
     opt = ftkit.make_optimizer("adamw", tagger.model, lr=1e-3)
-    h = ftkit.fit(tagger.model, train_loader, None, opt, 1, val_loader=val_loader, metrics=[entity_f1(tagger.label_list)],
-                  device="cpu", progress=False)
+    h = ftkit.fit(tagger.model, train_loader, None, opt, 1, val_loader=val_loader,
+                  metrics=[entity_f1(tagger.label_list)], device="cpu", progress=False)
     return {"rank": rank(), "losses": [r["loss"] for r in h.steps], "lrs": [r["lr"] for r in h.steps],
             "epochs": [{k: v for k, v in row.items() if k != "time"} for row in h.epochs],
             "weights": {k: v.clone() for k, v in tagger.model.state_dict().items()}}
