@@ -24,7 +24,7 @@ import os
 
 import torch
 
-from .core import StopTraining
+from .core import Events, StopTraining
 
 __all__ = ["Distributed", "distributed_for", "shard", "WRITERS"]
 
@@ -76,6 +76,12 @@ class Distributed:
     def callbacks(self, callbacks: list) -> list:
         """The callbacks this process runs: writers on the main process only."""
         return [cb for cb in callbacks if self.is_main or not main_process_only(cb)]
+
+    @staticmethod
+    def events(callbacks) -> Events:
+        """The callbacks' events, with a ``StopTraining`` raised by one of them turned into ``state.stop``: one
+        process alone must not leave the loop (the others would wait for it); all stop together at the next sync."""
+        return _DeferredStops(callbacks)
 
     def after_resume(self, state) -> None:
         """A mid-epoch resume restores the saved metric totals once (on rank 0), not once per process."""
@@ -188,6 +194,18 @@ class Distributed:
         resume = state.resume
         if resume.get("metrics") and not resume.get("complete"):
             state.resume = {**resume, "metrics": self._sum(*resume["metrics"])}
+
+
+class _DeferredStops(Events):
+    @staticmethod
+    def _fire(hooks):
+        def fire(state):
+            try:
+                for hook in hooks:
+                    hook(state)
+            except StopTraining as stop:
+                state.stop, state.stop_reason = True, stop.reason
+        return fire
 
 
 def main_process_only(callback) -> bool:

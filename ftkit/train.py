@@ -423,7 +423,8 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
         start_epoch = _resume(state, resume_from)
         if dist is not None:
             dist.after_resume(state)
-    loop = _Loop(state, Events(state.callbacks), train_loader, val_loader, metrics, amp=amp, grad_clip=grad_clip,
+    events = Events(state.callbacks) if dist is None else dist.events(state.callbacks)
+    loop = _Loop(state, events, train_loader, val_loader, metrics, amp=amp, grad_clip=grad_clip,
                  grad_accum=grad_accum, dist=dist, net=net)
     try:
         loop.run(start_epoch)

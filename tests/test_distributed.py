@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import ftkit
 from ftkit.callbacks import Callback, ModelCheckpoint
+from ftkit.core import StopTraining
 from ftkit.data.cifar10 import TensorLoader
 from ftkit.distributed import _bounds, shard
 from ftkit.launcher import _cells_touching_cuda, launch
@@ -213,6 +214,25 @@ def test_stop_on_rank0_then_resume_on_two_and_on_one_process(tmp_path):
     assert_same_run(resumed_here, straight)
     launch(stop_then_resume, str(out), str(ckpt), num_processes=2, device="cpu")  # 2 → 2
     assert_same_run(per_rank(out)[1], straight)
+
+
+class RaiseStopOnRank0(Callback):
+    def on_batch_end(self, state):
+        if rank() == 0 and state.step == 4:
+            raise StopTraining("raised on rank 0 at step 4")
+
+
+def raise_stop(out):
+    train("table", callbacks=[RaiseStopOnRank0()], out=out)
+
+
+@pytest.mark.timeout(60)
+def test_stop_training_raised_on_rank0_stops_both(tmp_path):
+    launch(raise_stop, str(tmp_path), num_processes=2, device="cpu")
+    r0, r1 = per_rank(tmp_path)
+    assert r0["stop_reason"] == r1["stop_reason"] == "raised on rank 0 at step 4"
+    assert len(r0["losses"]) == len(r1["losses"]) == 4
+    assert_same_run(r0, r1, tol=0)
 
 
 def fails_on_rank1(_):
