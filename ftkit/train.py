@@ -182,8 +182,9 @@ class _Loop:
     """One ``fit`` call: the state, the callbacks and the steps, each a few lines."""
 
     def __init__(self, state: TrainState, events: Events, train_loader, val_loader, metrics, *, amp, grad_clip,
-                 grad_accum):
+                 grad_accum, dist=None, net=None):
         self.s, self.events, self.train_loader, self.val_loader = state, events, train_loader, val_loader
+        self.dist, self.net = dist, net if net is not None else state.model   # several processes: ftkit.distributed
         self.metrics, self.amp, self.grad_clip, self.grad_accum = metrics, amp, grad_clip, grad_accum
         self.scaler = torch.amp.GradScaler("cuda") if amp and state.device.type == "cuda" else None
         self.tracker = MetricTracker(metrics)
@@ -211,6 +212,8 @@ class _Loop:
             self.tracker.totals, self.tracker.counts = resume["metrics"]
         self.events.on_epoch_start(s)
         s.optimizer.zero_grad(set_to_none=True)
+        if self.dist is not None:
+            self.dist.sync_rng()
         for i, batch in _batches(self.train_loader, s, resume):
             s.batch_idx = i
             self.batch(i, batch)
@@ -220,32 +223,47 @@ class _Loop:
             raise ValueError("train_loader yielded no batches (or only batches whose every label is -100): check "
                              "the dataset size, batch_size and drop_last")
         s.resume = {"epoch": epoch, "complete": True}
+        if self.dist is not None:
+            self.dist.reduce_metrics(self.tracker)
         s.logs.update(train_loss=_mean(self.loss_sum, self.n_seen), **self.tracker.compute("train_"))
         self.validate()
         s.logs.update(lr=s.optimizer.param_groups[0]["lr"], time=time.perf_counter() - t0)
         self.events.on_epoch_end(s)
+        if self.dist is not None:
+            self.dist.sync_stop(s)
         _raise_if_stopped(s)
 
     def batch(self, i: int, batch) -> None:
         s = self.s
         self.events.on_batch_start(s)
-        _raise_if_stopped(s)
+        if self.dist is None:   # several processes: stops are acted on together, in dist.sync_batch
+            _raise_if_stopped(s)
         batch = to_device(batch, s.device)
         targets = batch.get("labels") if isinstance(batch, dict) else (
             batch[1] if isinstance(batch, (list, tuple)) and len(batch) == 2 else None)
         n = _count(targets)
-        if isinstance(n, torch.Tensor) and int(n) == 0:
+        if isinstance(n, torch.Tensor) and int(n) == 0 and self.dist is None:
             _warn_once(s, "empty", "a batch had every label -100 (nothing to learn from): it was skipped; its "
                                    "sentences may be all padding or all cut by max_length")
             return
         with autocast(s.device, self.amp):
-            outputs, targets, batch_loss = _forward(s.model, batch, s.loss_fn)
-        scaled = batch_loss / self.grad_accum if self.grad_accum > 1 else batch_loss
-        (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            outputs, targets, batch_loss = _forward(self.net, batch, s.loss_fn)
+        grad_loss, stepping = batch_loss, (i + 1) % self.grad_accum == 0 or i + 1 == s.batches_per_epoch
+        if self.dist is not None:   # global loss and count; stop and lr changes reach every rank
+            synced = self.dist.sync_batch(s, batch_loss, n, outputs)
+            if synced is None:
+                return
+            grad_loss, batch_loss, n = synced
+        scaled = grad_loss / self.grad_accum if self.grad_accum > 1 else grad_loss
+        scaled = self.scaler.scale(scaled) if self.scaler else scaled
+        if self.dist is None:
+            scaled.backward()
+        else:
+            self.dist.backward(self.net, scaled, stepping)
         s.loss = batch_loss.item()
         if not math.isfinite(s.loss):
             self._non_finite(f"non-finite loss ({s.loss})", i)
-        if (i + 1) % self.grad_accum == 0 or i + 1 == s.batches_per_epoch:
+        if stepping:
             self.optimizer_step(i)
         self.loss_sum, self.n_seen = self.loss_sum + s.loss * float(n), self.n_seen + float(n)
         if self.tracker.metrics:
@@ -255,7 +273,8 @@ class _Loop:
                         "metrics": (dict(self.tracker.totals), dict(self.tracker.counts)),
                         "epoch_rng": s.resume.get("epoch_rng")}
         self.events.on_batch_end(s)
-        _raise_if_stopped(s)
+        if self.dist is None:
+            _raise_if_stopped(s)
         if s.max_steps is not None and s.step >= s.max_steps:
             self.finished = True
 
@@ -284,8 +303,12 @@ class _Loop:
         if self.val_loader is None:
             return
         s = self.s
-        s.logs.update(evaluate(s.model, self.val_loader, s.loss_fn, self.metrics, device=s.device, amp=self.amp,
-                               prefix="val_"))
+        if self.dist is not None:
+            s.logs.update(self.dist.evaluate(s.model, self.val_loader, s.loss_fn, self.metrics, amp=self.amp,
+                                             prefix="val_"))
+        else:
+            s.logs.update(evaluate(s.model, self.val_loader, s.loss_fn, self.metrics, device=s.device, amp=self.amp,
+                                   prefix="val_"))
         self.events.on_validation_end(s)
 
     def _non_finite(self, what: str, i: int):
@@ -355,7 +378,7 @@ def _stop_on_sigint(state: TrainState):
 def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1, *, val_loader=None, scheduler=None,
         callbacks=(), metrics=(), device="auto", amp: bool = False, grad_clip: float | None = None,
         grad_accum: int = 1, resume_from=None, progress: bool = True, max_steps: int | None = None,
-        replay=None) -> History:
+        replay=None, accelerator=None) -> History:
     """Train ``model`` and return its :class:`History` (also kept when training stops early).
 
     ``loss``: a name for :func:`make_loss`, a callable, or ``None`` (HF models' own loss).
@@ -368,6 +391,9 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     or mid-epoch at the next batch — up to ``epochs`` (the total, not a number of extra epochs).
     ``replay``: a History (or its events) whose manual changes are reapplied at the same steps
     (:class:`ftkit.replay.Replay`).
+    ``accelerator``: an ``accelerate.Accelerator`` to train data-parallel on its processes (made for you under
+    ``ftkit.launch``, ``accelerate launch`` or ``torchrun``); ``batch_size`` stays the global batch (see
+    :mod:`ftkit.distributed`).
     """
     metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip,
                                      metrics, callbacks)
@@ -380,7 +406,9 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     steps_per_epoch = math.ceil(n_batches / grad_accum) if n_batches else None
     if epochs is None:
         epochs = math.ceil(max_steps / steps_per_epoch) if steps_per_epoch else 10**9
-    device = get_device(device)
+    from .distributed import distributed_for
+    dist = distributed_for(accelerator, device)   # None on one process
+    device = dist.device if dist is not None else get_device(device)
     model.to(device)
     loss_fn = make_loss(loss) if loss is not None else None
     if isinstance(loss_fn, nn.Module):
@@ -395,15 +423,26 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
                        log_keys=_epoch_log_keys(metrics, val_loader is not None))
     state.lr_schedule = LRSchedule(scheduler, spec)
     state.callbacks = [history, state.lr_schedule, *([ProgressBar()] if progress else []), *callbacks]
+    net = None
+    if dist is not None:   # DDP model, per-process slices of the loaders, writers on the main process only
+        net, train_loader, val_loader = dist.prepare(model, train_loader, val_loader)
+        state.callbacks = dist.callbacks(state.callbacks)
     start_epoch = 1
     if resume_from is not None:
         start_epoch = _resume(state, resume_from)
-    loop = _Loop(state, Events(state.callbacks), train_loader, val_loader, metrics, amp=amp, grad_clip=grad_clip,
-                 grad_accum=grad_accum)
+        if dist is not None:
+            dist.after_resume(state)
+    events = Events(state.callbacks) if dist is None else dist.events(state.callbacks)
+    loop = _Loop(state, events, train_loader, val_loader, metrics, amp=amp, grad_clip=grad_clip,
+                 grad_accum=grad_accum, dist=dist, net=net)
     try:
         loop.run(start_epoch)
+        if dist is not None:
+            dist.finish(state)
     except StopTraining as stop:
         state.stop, state.stop_reason = True, stop.reason
+        if dist is not None:
+            dist.finish(state)
     except KeyboardInterrupt:
         state.stop = True
         state.stop_reason = f"interrupted at epoch {state.epoch}, step {state.step}; the model and its history are kept"
@@ -470,6 +509,16 @@ def evaluate(model: nn.Module, loader, loss=None, metrics=(), *, device="auto", 
     loss_fn = make_loss(loss) if isinstance(loss, str) else loss
     metrics = [metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics or ())
     tracker = MetricTracker(metrics)
+    loss_sum, n_seen = evaluate_sums(model, loader, loss_fn, tracker, device=device, amp=amp)
+    if n_seen == 0:
+        raise ValueError("evaluate got an empty loader (0 batches, or every label -100)")
+    return {f"{prefix}loss": float(loss_sum) / n_seen, **tracker.compute(prefix)}
+
+
+@torch.no_grad()
+def evaluate_sums(model, loader, loss_fn, tracker, *, device, amp=False):
+    """(summed loss, target count) over ``loader``, metrics into ``tracker``: what evaluate divides (and what
+    several processes add up first)."""
     loss_sum, n_seen = torch.zeros((), device=device), 0.0
     with eval_mode(model):
         for batch in loader:
@@ -482,9 +531,7 @@ def evaluate(model: nn.Module, loader, loss=None, metrics=(), *, device="auto", 
             loss_sum, n_seen = loss_sum + batch_loss.float() * n, n_seen + float(n)
             if tracker.metrics:
                 tracker.update(outputs, targets)
-    if n_seen == 0:
-        raise ValueError("evaluate got an empty loader (0 batches, or every label -100)")
-    return {f"{prefix}loss": float(loss_sum) / n_seen, **tracker.compute(prefix)}
+    return loss_sum, n_seen
 
 
 @torch.no_grad()
