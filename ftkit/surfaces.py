@@ -371,7 +371,7 @@ def predicted_rate(fn, optimizer: str, lr: float, **options) -> float:
     if name in ("gd", "sgd") and not options.get("momentum"):
         return gd_rate(lr, eigs)
     if name == "momentum" or (name in ("gd", "sgd") and options.get("momentum")):
-        return heavy_ball_rate(lr, options.get("momentum", OPTIMIZERS["momentum"][2]["momentum"]), eigs)
+        return heavy_ball_rate(lr, options.get("momentum", OPTIMIZERS["momentum"].defaults["momentum"]), eigs)
     raise ValueError(f"no rate theory here for {optimizer!r}; it covers gd/sgd and momentum (heavy ball)")
 
 
