@@ -30,7 +30,7 @@ from ftkit.plots.surfaces import surface_figure, update_surface_figure
 OPTIMIZERS = ("gd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 
 
-def naive_race(surface, start, steps) -> dict[str, surfaces.Trajectory]:
+def naive_race(surface, start, steps) -> dict[str, surfaces.OptimizerPath]:
     """The textbook loop: zero_grad, forward, backward, step, record — per optimizer, per step."""
     out = {}
     for name in OPTIMIZERS:
@@ -44,7 +44,7 @@ def naive_race(surface, start, steps) -> dict[str, surfaces.Trajectory]:
             losses.append(loss.item())
             loss.backward()
             opt.step()
-        out[name] = surfaces.Trajectory(name, name, surface.lr[name], {}, np.array(points[:steps + 1]),
+        out[name] = surfaces.OptimizerPath(name, name, surface.lr[name], {}, np.array(points[:steps + 1]),
                                         np.array(losses[:steps + 1]))
     return out
 

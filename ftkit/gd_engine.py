@@ -20,7 +20,7 @@ from the matching :func:`ftkit.optim.make_scheduler`.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ import torch
 from .optim import OPTIMIZERS, make_optimizer, make_scheduler
 from .utils import check_int, check_number, choose, normalize_name
 
-__all__ = ["SCHEDULES", "lr_factors", "lr_table", "resolve_schedule", "resolve_spec", "run_batched", "run_torch"]
+__all__ = ["RunSpec", "SCHEDULES", "lr_factors", "lr_table", "resolve_schedule", "resolve_spec", "run_batched", "run_torch"]
 
 # options each rule family understands (torch's names); anything else is refused before any work
 _OPTIONS = {
@@ -106,7 +106,15 @@ def _power_table(col: np.ndarray, steps: int, fn) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- run specs
-def resolve_spec(name: str, lr: float, options: dict) -> tuple[str, str, float, dict]:
+class RunSpec(NamedTuple):
+    name: str          # the registry name, normalised
+    family: str        # the update rule: sgd, rmsprop, adagrad, adam
+    lr: float
+    options: dict      # every coefficient the rule reads (registry and torch defaults filled in)
+    given: dict        # what the caller passed (the torch path hands these to make_optimizer)
+
+
+def resolve_spec(name: str, lr: float, options: dict) -> RunSpec:
     """(name, family, lr, options with the registry's and torch's defaults): checked once by the real factory
     (a throw-away optimizer on a 2-vector), so a bad option fails here with the factory's or torch's message."""
     info = choose("optimizer", name, OPTIMIZERS)
@@ -119,12 +127,12 @@ def resolve_spec(name: str, lr: float, options: dict) -> tuple[str, str, float, 
     if extra:
         raise ValueError(f"the batched engine does not implement {sorted(extra)} for {name!r}; "
                          f"use engine='torch' (it takes {', '.join(sorted(_OPTIONS[info.family]))})")
-    return normalize_name(name), info.family, float(lr), opts
+    return RunSpec(normalize_name(name), info.family, float(lr), opts, dict(options))
 
 
 def _column(specs, key, index=None) -> np.ndarray:
     """A per-run hyper-parameter as a (runs, 1) float column."""
-    return np.array([[float(o[key] if index is None else o[key][index])] for *_, o in specs])
+    return np.array([[float(s.options[key] if index is None else s.options[key][index])] for s in specs])
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -142,7 +150,7 @@ class _Rule:
     def __init__(self, family: str, specs: list, lrs: np.ndarray, steps: int, repeat: int):
         n = len(specs) * repeat
         col = lambda key, index=None: np.repeat(_column(specs, key, index), repeat, axis=0)  # noqa: E731
-        first = specs[0][3]                              # flags every member shares (see _rule_key)
+        first = specs[0].options                         # flags every member shares (see _rule_key)
         self.family, self.steps = family, steps
         self.centered, self.amsgrad = bool(first.get("centered")), bool(first.get("amsgrad"))
         self.has_mom = first.get("momentum", 0) > 0
@@ -166,7 +174,7 @@ class _Rule:
         else:                                            # adam / adamw (decoupled decay), optionally amsgrad
             b1, b2 = col("betas", 0), col("betas", 1)
             self.w1, self.b2, self.one_minus_b2, self.eps = _t(1 - b1), b2, _t(1 - b2), col("eps")
-            dec = np.repeat([[float(OPTIMIZERS[s[0]].decoupled_decay)] for s in specs], repeat, axis=0)
+            dec = np.repeat([[float(OPTIMIZERS[s.name].decoupled_decay)] for s in specs], repeat, axis=0)
             self.wd_l2, self.wd_dec = self.wd * _t(1 - dec), self.wd.numpy() * dec
             bc1 = _power_table(b1, steps, lambda b, k: 1 - b ** k)
             self.bc2_sqrt = _power_table(b2, steps, lambda b, k: (1 - b ** k) ** 0.5)
@@ -233,7 +241,7 @@ def run_batched(value_and_grad: Callable, starts, specs, steps: int, *, schedule
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Advance ``len(specs)`` optimizers × ``len(starts)`` starts for ``steps`` steps, all at once.
 
-    ``specs``: ``(name, family, lr, options)`` from :func:`resolve_spec`; ``schedule``: from
+    ``specs``: :class:`RunSpec` from :func:`resolve_spec`; ``schedule``: from
     :func:`resolve_schedule`;
     ``noise``: ``(steps, S, 2)`` added to each start's gradient (all optimizers see the same draw).
     Returns ``points (steps+1, K, S, 2)`` and ``losses (steps+1, K, S)``; diverging rows simply run on
@@ -241,11 +249,12 @@ def run_batched(value_and_grad: Callable, starts, specs, steps: int, *, schedule
     """
     starts = np.asarray(starts, dtype=float).reshape(-1, 2)
     K, S = len(specs), len(starts)
-    order = sorted(range(K), key=lambda k: _rule_key(specs[k][1], specs[k][3]))   # stable: groups contiguous
+    keys = [_rule_key(s.family, s.options) for s in specs]
+    order = sorted(range(K), key=keys.__getitem__)            # stable: each rule's runs become neighbours
     rules, begin = [], 0
-    for key in dict.fromkeys(_rule_key(specs[k][1], specs[k][3]) for k in order):
-        members = [specs[k] for k in order if _rule_key(specs[k][1], specs[k][3]) == key]
-        lrs = lr_table(schedule, np.repeat([m[2] for m in members], S), steps)
+    for key in dict.fromkeys(keys[k] for k in order):
+        members = [specs[k] for k in order if keys[k] == key]
+        lrs = lr_table(schedule, np.repeat([m.lr for m in members], S), steps)
         rule = _Rule(key[0], members, lrs, steps, S)
         rules.append((slice(begin, begin + len(members) * S), rule))
         begin += len(members) * S
@@ -281,11 +290,11 @@ def run_torch(value_and_grad: Callable, starts, specs, steps: int, *, schedule=(
     name, sched_opts = schedule
     optimizers, schedulers = [], []
     for i in range(K * S):
-        spec_name, _, lr, opts = specs[i // S]
+        spec = specs[i // S]
         p = P[i].detach()                                     # a leaf that shares row i's storage
         p.grad = G[i]
         extra = {} if scratch else {"foreach": False}         # a 2-vector: skip torch's foreach/fused probe
-        opt = make_optimizer(spec_name, [p], lr=lr, scratch=scratch, **extra, **opts)
+        opt = make_optimizer(spec.name, [p], lr=spec.lr, scratch=scratch, **{**extra, **spec.given})
         optimizers.append(opt)
         if name == "step":
             schedulers.append(make_scheduler("step", opt, **sched_opts))

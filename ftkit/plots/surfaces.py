@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from ..surfaces import SURFACES, Surface, Trajectory, convergence_rate, make_surface, predicted_rate, race
+from ..surfaces import SURFACES, OptimizerPath, Surface, convergence_rate, make_surface, predicted_rate, race
 
 __all__ = ["surface_figure", "update_surface_figure", "rate_figure", "GDExplorer", "OPTIMIZER_COLORS"]
 
@@ -31,12 +31,12 @@ def _color(label: str, i: int) -> str:
     return OPTIMIZER_COLORS.get(label, _CYCLE[i % len(_CYCLE)])
 
 
-def _predicted_loss(traj: Trajectory, rate: float) -> np.ndarray:
+def _predicted_loss(traj: OptimizerPath, rate: float) -> np.ndarray:
     """f ∝ ‖w − w*‖² on a quadratic, so a per-step rate ρ in ‖w‖ is ρ² in the loss: f₀ρ^{2t}."""
     return traj.losses[0] * rate ** (2 * np.arange(len(traj.losses)))
 
 
-def surface_figure(surface, trajectories: dict[str, Trajectory] | None = None, *, labels=None, grid: int = 100,
+def surface_figure(surface, trajectories: dict[str, OptimizerPath] | None = None, *, labels=None, grid: int = 100,
                    show_3d: bool = False, predicted: dict[str, float] | None = None,
                    title: str | None = None, figure_cls=go.Figure) -> go.Figure:
     """Contour with the paths (left), loss per step (right), optionally a 3-D view (top right, loss below).
@@ -91,7 +91,7 @@ def surface_figure(surface, trajectories: dict[str, Trajectory] | None = None, *
     return fig
 
 
-def update_surface_figure(fig, surface, trajectories: dict[str, Trajectory], *,
+def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], *,
                           predicted: dict[str, float] | None = None, grid: int = 100,
                           with_surface: bool = True) -> None:
     """Swap the data of a figure made by :func:`surface_figure` in place (one batch for a FigureWidget).
@@ -227,7 +227,7 @@ class GDExplorer:
         for w in (self.optimizers, self.lr, self.momentum, self.beta1, self.beta2, self.steps, self.kappa,
                   self.start_x, self.start_y):
             w.observe(lambda change: self.redraw(), "value")
-        self.trajectories: dict[str, Trajectory] = {}
+        self.trajectories: dict[str, OptimizerPath] = {}
         self._cache: dict[str, tuple] = {}          # label -> (settings key, trajectory)
         self._quiet = False
         self.redraw()
@@ -257,7 +257,7 @@ class GDExplorer:
             runs[name] = spec
         return runs
 
-    def _race(self, runs: dict[str, dict], start) -> dict[str, Trajectory]:
+    def _race(self, runs: dict[str, dict], start) -> dict[str, OptimizerPath]:
         """Race only the runs whose settings changed (a β slider re-runs Adam and AdamW, not all six)."""
         context = (self.surface.name, self.surface.formula, tuple(start), self.steps.value)
         keys = {label: (context, repr(sorted(spec.items()))) for label, spec in runs.items()}
