@@ -207,15 +207,16 @@ SURFACES: dict[str, Callable[..., Surface]] = {
 }
 
 
-def make_surface(name, **options) -> Surface:
+def make_surface(function, **options) -> Surface:
     """``make_surface("quadratic", kappa=100)``; ``make_surface(lambda x, y: ..., domain=...)`` (see
     :func:`function_surface`); a :class:`Surface` passes through unchanged."""
-    if isinstance(name, Surface):
+    if isinstance(function, Surface):
         if options:
             raise ValueError(f"options {sorted(options)} only apply when the surface is given by name")
-        return name
-    if callable(name):
-        return function_surface(name, **options)
+        return function
+    if callable(function):
+        return function_surface(function, **options)
+    name = function
     build = choose("function", name, SURFACES)
     try:
         return build(**options)
