@@ -178,8 +178,9 @@ def _maybe_closure(closure):
 class OptimInfo:
     """What the registry knows about one optimizer name: its classes, defaults and which knobs it takes.
 
-    ``family`` names the update rule (``sgd``, ``rmsprop``, ``adagrad``, ``adam``); the ``takes_*`` flags say
-    which sliders/options apply, so callers ask the registry instead of restating lists of names.
+    ``family`` names the update rule (``sgd``, ``rmsprop``, ``adagrad``, ``adam``); the flags say which knobs the
+    rule is built around (``takes_momentum``: heavy-ball/Nesterov μ; ``takes_betas``: Adam's β₁, β₂;
+    ``takes_alpha``: RMSprop's ρ), so callers ask the registry instead of restating lists of names.
     """
     cls: type
     scratch: type
@@ -193,14 +194,14 @@ class OptimInfo:
 
 # name -> OptimInfo. Defaults are the twin's and torch's shared options.
 OPTIMIZERS: dict[str, OptimInfo] = {
-    "sgd": OptimInfo(torch.optim.SGD, ScratchSGD, {}, takes_momentum=True),
+    "sgd": OptimInfo(torch.optim.SGD, ScratchSGD, {}),
     "gd": OptimInfo(torch.optim.SGD, ScratchSGD, {}),  # full-batch use of the same rule
     "momentum": OptimInfo(torch.optim.SGD, ScratchSGD, {"momentum": 0.9}, takes_momentum=True),
     "nesterov": OptimInfo(torch.optim.SGD, ScratchSGD, {"momentum": 0.9, "nesterov": True}, takes_momentum=True),
     "adam": OptimInfo(torch.optim.Adam, ScratchAdam, {}, "adam", takes_betas=True),
     "adamw": OptimInfo(torch.optim.AdamW, ScratchAdam, {"weight_decay": 0.01}, "adam", takes_betas=True,
                        decoupled_decay=True),
-    "rmsprop": OptimInfo(torch.optim.RMSprop, ScratchRMSprop, {}, "rmsprop", takes_momentum=True, takes_alpha=True),
+    "rmsprop": OptimInfo(torch.optim.RMSprop, ScratchRMSprop, {}, "rmsprop", takes_alpha=True),
     "adagrad": OptimInfo(torch.optim.Adagrad, ScratchAdagrad, {}, "adagrad"),
 }
 

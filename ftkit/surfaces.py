@@ -215,6 +215,9 @@ def make_surface(function, **options) -> Surface:
             raise ValueError(f"options {sorted(options)} only apply when the surface is given by name")
         return function
     if callable(function):
+        if "domain" not in options:
+            raise ValueError("your own function needs domain=((x_min, x_max), (y_min, y_max)): the box to draw "
+                             "and to start from")
         return function_surface(function, **options)
     name = function
     build = choose("function", name, SURFACES)

@@ -1,21 +1,20 @@
-r"""Optimizer paths on 2-D test functions: contour + loss figures, a 3-D view, the rate-vs-lr picture, and an
-interactive explorer whose every control redraws the same figure in place.
+r"""Optimizer paths on 2-D test functions: contour + loss figures, a 3-D view, the rate-vs-lr picture, basin maps
+(which minimum each start reaches, and when), and an interactive explorer (:mod:`ftkit.plots.gd_explorer`)
+whose every control redraws the same figures in place.
 
 Figures have fixed trace slots (a ``meta`` tag per role and run label), so :func:`update_surface_figure` only
 swaps data: nothing is added or removed, which keeps a ``FigureWidget`` redraw cheap and flicker-free.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import plotly.graph_objects as go
-import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from ..surfaces import SURFACES, OptimizerPath, Surface, convergence_rate, make_surface, predicted_rate, race
+from ..surfaces import BasinMap, OptimizerPath, Surface, make_surface
 
-__all__ = ["surface_figure", "update_surface_figure", "rate_figure", "GDExplorer", "OPTIMIZER_COLORS"]
+__all__ = ["surface_figure", "update_surface_figure", "rate_figure", "basin_figure", "update_basin_figure",
+           "GDExplorer", "OPTIMIZER_COLORS"]
 
 OPTIMIZER_COLORS = {"gd": "#1f77b4", "sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c",
                     "rmsprop": "#d62728", "adam": "#9467bd", "adamw": "#e377c2", "adagrad": "#8c564b"}
@@ -177,166 +176,74 @@ def rate_figure(lrs, measured: dict[str, list[float]], predicted: dict[str, list
     return fig
 
 
-# --------------------------------------------------------------------------- the interactive explorer
-_EXPLORER_OPTIMIZERS = ("gd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+# --------------------------------------------------------------------------- basin maps
+_BASIN_PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
+                  "#9c755f", "#86bcb6")
+_DIVERGED, _NOWHERE = "#222222", "#d9d9d9"
 
 
-class GDExplorer:
-    """Function dropdown, optimizer multi-select, log-lr slider (handle turns red past GD's stability edge),
-    momentum/β sliders, steps, start point; every change re-runs the race and redraws one figure in place.
-    Picking a function resets the start and the lr to that function's defaults (its suggested GD lr).
+def _category_scale() -> list:
+    """A stepped colorscale over z = 0 (diverged), 1 (settles nowhere), 2… (minimum index mod palette + 2)."""
+    colors = (_DIVERGED, _NOWHERE) + _BASIN_PALETTE
+    n = len(colors)
+    return [pair for i, c in enumerate(colors) for pair in ((i / n, c), ((i + 1) / n, c))]
 
-    Display it as the last expression of a cell (or ``explorer.show()``): a frontend with widgets shows the
-    live controls; one without (a papermill run, a static viewer) shows the static figure carried in the same
-    output. ``redraw()`` is what each control calls; it never raises: errors go to ``status``.
-    """
 
-    def __init__(self, function: str = "rosenbrock", optimizers=("gd", "momentum", "adam"), lr: float | None = None,
-                 momentum: float = 0.9, beta1: float = 0.9, beta2: float = 0.999, steps: int = 300,
-                 start=None, kappa: float = 10.0, grid: int = 80):
-        import ipywidgets as W
-        surface = make_surface(function, **({"kappa": kappa} if function == "quadratic" else {}))
-        start = surface.start if start is None else start
-        lr = surface.lr["gd"] if lr is None else lr
-        self.grid = grid
-        self.surface = surface
-        wide = dict(layout=W.Layout(width="420px"), style={"description_width": "90px"})
-        self.function = W.Dropdown(options=list(SURFACES), value=surface.name, description="function", **wide)
-        self.optimizers = W.SelectMultiple(options=_EXPLORER_OPTIMIZERS, value=tuple(optimizers), rows=6,
-                                           description="optimizers", **wide)
-        self.lr = W.FloatLogSlider(value=lr, base=10, min=-4, max=1, step=0.05, description="lr",
-                                   readout_format=".2e", **wide)
-        self.lr_edge = W.HTML()
-        self.momentum = W.FloatSlider(value=momentum, min=0, max=0.99, step=0.01, description="momentum μ", **wide)
-        self.beta1 = W.FloatSlider(value=beta1, min=0, max=0.99, step=0.01, description="Adam β₁", **wide)
-        self.beta2 = W.FloatSlider(value=beta2, min=0.9, max=0.9999, step=0.0001, readout_format=".4f",
-                                   description="Adam β₂", **wide)
-        self.steps = W.IntSlider(value=steps, min=10, max=1000, step=10, description="steps", **wide)
-        self.kappa = W.FloatLogSlider(value=kappa, base=10, min=0, max=3, step=0.05, description="quadratic κ",
-                                      disabled=surface.name != "quadratic", **wide)
-        self.start_x = W.FloatText(value=float(start[0]), description="start x", layout=W.Layout(width="200px"))
-        self.start_y = W.FloatText(value=float(start[1]), description="start y", layout=W.Layout(width="200px"))
-        self.status = W.HTML()
-        self.figure = surface_figure(surface, labels=_EXPLORER_OPTIMIZERS, grid=grid, show_3d=True,
-                                     figure_cls=go.FigureWidget)
-        self._drawn = (surface.name, surface.formula)
-        controls = W.VBox([self.function, self.optimizers, self.lr, self.lr_edge, self.momentum, self.beta1,
-                           self.beta2, self.steps, self.kappa, W.HBox([self.start_x, self.start_y]), self.status])
-        self.widget = W.VBox([controls, self.figure])
-        self.function.observe(self._on_function, "value")
-        for w in (self.optimizers, self.lr, self.momentum, self.beta1, self.beta2, self.steps, self.kappa,
-                  self.start_x, self.start_y):
-            w.observe(lambda change: self.redraw(), "value")
-        self.trajectories: dict[str, OptimizerPath] = {}
-        self._cache: dict[str, tuple] = {}          # label -> (settings key, trajectory)
-        self._quiet = False
-        self.redraw()
+def basin_figure(basin_map: BasinMap | None = None, labels=None, *, title: str | None = None,
+                 figure_cls=go.Figure) -> go.Figure:
+    """Per optimizer (columns): which minimum each start reaches (top; one colour per minimum, grey: nowhere within
+    the radius, black: diverged) and after how many steps it stays there (bottom); minima marked ×."""
+    labels = list(labels or (basin_map.labels if basin_map is not None else []))
+    cols = max(len(labels), 1)
+    fig = make_subplots(rows=2, cols=cols, shared_xaxes=True, shared_yaxes=True, vertical_spacing=0.08,
+                        horizontal_spacing=0.02, subplot_titles=labels, figure=figure_cls())
+    n_colors = len(_BASIN_PALETTE) + 2
+    for k, label in enumerate(labels):
+        fig.add_trace(go.Heatmap(meta=f"basin:{label}", colorscale=_category_scale(), zmin=-0.5,
+                                 zmax=n_colors - 0.5, showscale=False, hoverinfo="text"), row=1, col=k + 1)
+        fig.add_trace(go.Scatter(meta=f"minima:{label}", mode="markers", showlegend=False, hoverinfo="skip",
+                                 marker=dict(symbol="x", size=7, color="white", line=dict(width=1, color="black"))),
+                      row=1, col=k + 1)
+        fig.add_trace(go.Heatmap(meta=f"settle:{label}", colorscale="Viridis", showscale=k == 0, zmin=0,
+                                 colorbar=dict(title="steps", len=0.45, y=0.22), hoverinfo="text"),
+                      row=2, col=k + 1)
+    fig.update_layout(height=200 + 150 * 2, margin=dict(l=50, r=20, t=60, b=40), title=title)
+    if basin_map is not None:
+        update_basin_figure(fig, basin_map)
+    return fig
 
-    def _on_function(self, change) -> None:
-        name = change["new"]
-        self.kappa.disabled = name != "quadratic"
-        surface = make_surface(name, **self._surface_options(name))
-        self._quiet = True                       # one redraw for the new function, not one per control
-        self.start_x.value, self.start_y.value = surface.start
-        self.lr.value = surface.lr["gd"]
-        self._quiet = False
-        self.redraw()
 
-    def _surface_options(self, name: str) -> dict:
-        return {"kappa": self.kappa.value} if name == "quadratic" else {}
+def update_basin_figure(fig, basin_map: BasinMap) -> None:
+    """Swap a :func:`basin_figure`'s data in place (labels missing from ``basin_map`` keep their slots hidden)."""
+    bm, slots = basin_map, {t.meta: t for t in fig.data}
+    targets = bm.targets.reshape(-1, 2)
+    with fig.batch_update():
+        for uid, trace in slots.items():
+            role, _, label = uid.partition(":")
+            visible = label in bm.labels
+            trace.visible = visible               # (inside batch_update, reading trace.visible gives the old value)
+            if not visible:
+                continue
+            k = bm.labels.index(label)
+            m, steps = bm.minimum[k], bm.steps[k]
+            if role == "minima":
+                trace.update(x=targets[:, 0], y=targets[:, 1])
+                continue
+            where = np.where(m >= 0, "→ (" + np.char.mod("%.2f", targets[np.maximum(m, 0), 0]) + ", "
+                             + np.char.mod("%.2f", targets[np.maximum(m, 0), 1]) + ")",
+                             np.where(m == -2, "diverged", "settles nowhere"))
+            text = where + np.where(np.isfinite(steps), " after " + np.char.mod("%d", np.nan_to_num(steps)) + " steps", "")
+            if role == "basin":
+                z = np.where(m >= 0, m % len(_BASIN_PALETTE) + 2, m + 2)
+                trace.update(x=bm.xs, y=bm.ys, z=z, text=text)
+            else:
+                trace.update(x=bm.xs, y=bm.ys, z=steps, text=text, zmax=bm.total_steps)
+        shares = {label: bm.share(label) for label in bm.labels}
+        for ann in fig.layout.annotations:
+            if ann.text.split(" ")[0] in shares:
+                label = ann.text.split(" ")[0]
+                settled = sum(v for key, v in shares[label].items() if key >= 0)
+                ann.text = f"{label} ({100 * settled:.0f}% settle)"
 
-    def runs(self) -> dict[str, dict]:
-        """The race the controls describe: each selected optimizer at the lr slider, with its sliders' options."""
-        runs = {}
-        for name in self.optimizers.value:
-            spec = {"lr": self.lr.value}
-            if name in ("momentum", "nesterov"):
-                spec["momentum"] = self.momentum.value
-            if name in ("adam", "adamw"):
-                spec["betas"] = (self.beta1.value, self.beta2.value)
-            runs[name] = spec
-        return runs
 
-    def _race(self, runs: dict[str, dict], start) -> dict[str, OptimizerPath]:
-        """Race only the runs whose settings changed (a β slider re-runs Adam and AdamW, not all six)."""
-        context = (self.surface.name, self.surface.formula, tuple(start), self.steps.value)
-        keys = {label: (context, repr(sorted(spec.items()))) for label, spec in runs.items()}
-        todo = {label: spec for label, spec in runs.items() if self._cache.get(label, (None,))[0] != keys[label]}
-        if todo:
-            for label, traj in race(self.surface, todo, start, self.steps.value).items():
-                self._cache[label] = (keys[label], traj)
-        return {label: self._cache[label][1] for label in runs}
-
-    def stability(self) -> tuple[dict[str, float], dict[str, float]]:
-        """(edges, predicted rates): GD's 2/λ₁ and heavy ball's (2+2μ)/λ₁ at the minimum; rates on quadratics."""
-        eigs = [lam for lam in self.surface.hessian_eigenvalues() if lam > 0]
-        if not eigs:
-            return {}, {}
-        l1 = max(eigs)
-        edges = {"gd": 2 / l1, "momentum": (2 + 2 * self.momentum.value) / l1}
-        rates = {}
-        if self.surface.constant_hessian and self.surface.minima:
-            rates = {"gd": predicted_rate(self.surface, "gd", self.lr.value),
-                     "momentum": predicted_rate(self.surface, "momentum", self.lr.value, momentum=self.momentum.value)}
-        return edges, rates
-
-    def redraw(self) -> None:
-        if self._quiet:
-            return
-        try:
-            name = self.function.value
-            self.surface = make_surface(name, **self._surface_options(name))
-            if not self.optimizers.value:
-                raise ValueError("select at least one optimizer")
-            self.trajectories = self._race(self.runs(), (self.start_x.value, self.start_y.value))
-        except ValueError as e:
-            self.status.value = f"<span style='color:firebrick'>{e}</span>"
-            return
-        edges, rates = self.stability()
-        predicted = {k: r for k, r in rates.items() if k in self.trajectories and r < 1}
-        drawn = (self.surface.name, self.surface.formula)
-        update_surface_figure(self.figure, self.surface, self.trajectories, predicted=predicted, grid=self.grid,
-                              with_surface=drawn != self._drawn)
-        self._drawn = drawn
-        self._show_edges(edges)
-        lines = []
-        for label, traj in self.trajectories.items():
-            line = f"<b>{label}</b>: f={traj.losses[-1]:.3g} after {traj.steps} steps"
-            if label in rates and not traj.diverged and self.surface.minima:
-                try:
-                    measured = convergence_rate(self.surface.distance(traj.points))
-                    line += f"; rate predicted {rates[label]:.4f}, measured {measured:.4f}"
-                except ValueError:
-                    pass
-            if traj.diverged:
-                line += f" — <span style='color:firebrick'>{traj.note}</span>"
-            lines.append(line)
-        self.status.value = "<br>".join(lines)
-
-    def _show_edges(self, edges: dict[str, float]) -> None:
-        """A strip under the lr slider: green where GD is stable, amber where only momentum is, red beyond."""
-        if not edges:
-            self.lr_edge.value, self.lr.style.handle_color = "", None
-            return
-        lo, hi = self.lr.min, self.lr.max
-        pos = {k: 100 * min(max((np.log10(v) - lo) / (hi - lo), 0), 1) for k, v in edges.items()}
-        self.lr_edge.value = (
-            "<div style='margin-left:94px;width:230px;height:6px;background:linear-gradient(to right,"
-            f"#66bb6a 0 {pos['gd']:.1f}%,#ffb300 {pos['gd']:.1f}% {pos['momentum']:.1f}%,"
-            f"#e53935 {pos['momentum']:.1f}% 100%)'></div><div style='margin-left:94px;font-size:85%'>"
-            f"stable near the minimum: GD for lr &lt; 2/λ₁ = {edges['gd']:.3g}, momentum for lr &lt; "
-            f"(2+2μ)/λ₁ = {edges['momentum']:.3g}</div>")
-        self.lr.style.handle_color = "#e53935" if self.lr.value >= edges["gd"] else None
-
-    def static_figure(self) -> go.Figure:
-        """The current view as a plain figure (what a frontend without widgets shows)."""
-        return go.Figure(self.figure)
-
-    def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
-        bundle["application/vnd.plotly.v1+json"] = json.loads(pio.to_json(self.static_figure(), validate=False))
-        return bundle
-
-    def show(self) -> None:
-        from IPython.display import display
-        display(self)
+from .gd_explorer import GDExplorer  # noqa: E402  (the explorer builds on the figures above)
