@@ -19,6 +19,7 @@ from the matching :func:`ftkit.optim.make_scheduler`.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -97,12 +98,19 @@ def lr_factors(schedule="constant", steps: int = 100, options: dict | None = Non
     return lr_table(resolve_schedule(schedule, steps, options), [1.0], steps)[:, 0, 0]
 
 
-def _power_table(col: np.ndarray, steps: int, fn) -> np.ndarray:
-    """``fn(b, k)`` for k = 1…steps per row, in Python floats (NumPy's SIMD pow may differ from C pow in the last
-    bit; torch uses Python's), computed once per distinct value."""
+def _power_table(col: np.ndarray, steps: int, kind: str) -> np.ndarray:
+    """Adam's bias corrections per row for k = 1…steps: ``1 - b**k`` (kind "bc") or ``(1 - b**k)**0.5`` ("bc_sqrt")
+    in Python floats, as torch computes them (NumPy's SIMD pow may differ from C pow in the last bit)."""
     values, inverse = np.unique(col, return_inverse=True)
-    table = np.array([[fn(float(b), k) for b in values] for k in range(1, steps + 1)])
+    table = np.stack([_bias_corrections(float(b), steps, kind) for b in values], axis=1)
     return table[:, inverse.ravel()][:, :, None]
+
+
+@functools.lru_cache(maxsize=64)
+def _bias_corrections(b: float, steps: int, kind: str) -> np.ndarray:
+    if kind == "bc":
+        return np.array([1 - b ** k for k in range(1, steps + 1)])
+    return np.array([(1 - b ** k) ** 0.5 for k in range(1, steps + 1)])
 
 
 # --------------------------------------------------------------------------- run specs
@@ -161,10 +169,11 @@ class _Rule:
         if family == "sgd":
             mu, nest = col("momentum"), col("nesterov") != 0
             self.has_buf, self.any_nest = bool(mu.any()), bool(nest.any())
-            self.mu, self.nest = _t(mu), torch.from_numpy(np.repeat(nest, 2, axis=1))
+            self.mu, self.mu_np, self.nest = _t(mu), mu, torch.from_numpy(np.repeat(nest, 2, axis=1))
             self.damp = _t(np.where(mu != 0, 1 - col("dampening"), 1.0))  # torch ignores dampening without momentum
         elif family == "rmsprop":
             self.alpha, self.one_minus_alpha, self.eps = col("alpha"), _t(1 - col("alpha")), col("eps")
+            self.one_minus_alpha_np = self.one_minus_alpha.numpy()
             self.mu = col("momentum")
             self.v, self.ga, self.buf = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2))
         elif family == "adagrad":
@@ -173,59 +182,85 @@ class _Rule:
             self.s = np.repeat(col("initial_accumulator_value"), 2, axis=1)
         else:                                            # adam / adamw (decoupled decay), optionally amsgrad
             b1, b2 = col("betas", 0), col("betas", 1)
-            self.w1, self.b2, self.one_minus_b2, self.eps = _t(1 - b1), b2, _t(1 - b2), col("eps")
+            self.w1, self.b2, self.one_minus_b2_np, self.eps = _t(1 - b1), b2, 1 - b2, col("eps")
             dec = np.repeat([[float(OPTIMIZERS[s.name].decoupled_decay)] for s in specs], repeat, axis=0)
             self.wd_l2, self.wd_dec = self.wd * _t(1 - dec), self.wd.numpy() * dec
-            bc1 = _power_table(b1, steps, lambda b, k: 1 - b ** k)
-            self.bc2_sqrt = _power_table(b2, steps, lambda b, k: (1 - b ** k) ** 0.5)
+            self.any_l2 = bool(self.wd_l2.any())
+            bc1 = _power_table(b1, steps, "bc")
+            self.bc2_sqrt = _power_table(b2, steps, "bc_sqrt")
+            self.decay_factor = 1 - lrs * self.wd_dec                    # param.mul_(1 - lr·wd), per step
             self.neg_step_size = -(lrs / bc1)
             self.m, self.v, self.vmax = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2))
 
-    def step(self, t: int, p: np.ndarray, g: np.ndarray) -> None:
-        """One torch.optim step of every row, in torch's operation order (``p`` updated in place)."""
-        pt, gt = _t(p), _t(g)
-        if self.decay and not (self.family == "adam" and not self.wd_l2.any()):
+    def bind(self, p: np.ndarray, g: np.ndarray) -> "_Rule":
+        """Fix this rule's rows of the parameter and gradient arrays, and make the torch views once."""
+        self.p, self.g, self.pt, self.gt = p, g, _t(p), _t(g)
+        self.tmp = np.empty_like(p)
+        self.tmp_t = _t(self.tmp)
+        self.neg_lr_t = _per_step(self.neg_lr)
+        for name in ("v", "ga", "buf", "s", "m"):
+            if isinstance(getattr(self, name, None), np.ndarray):
+                setattr(self, name + "_t", _t(getattr(self, name)))
+        return self
+
+    def _scaled(self, col: np.ndarray, g: np.ndarray) -> torch.Tensor:
+        """``col·g`` in a reused buffer, as a torch view (NumPy's multiply rounds exactly as torch's)."""
+        np.multiply(col, g, out=self.tmp)
+        return self.tmp_t
+
+    def step(self, t: int) -> None:
+        """One torch.optim step of every row, in torch's operation order (the rows of ``p`` change in place)."""
+        p, g, pt, gt = self.p, self.g, self.pt, self.gt
+        if self.decay:
             if self.family == "adam":
-                p *= 1 - (-self.neg_lr[t]) * self.wd_dec              # AdamW: param.mul_(1 - lr·wd)
-                gt = torch.addcmul(gt, pt, self.wd_l2)                 # Adam: grad.add(param, alpha=wd)
+                p *= self.decay_factor[t]                              # AdamW: param.mul_(1 - lr·wd)
+                if self.any_l2:
+                    gt = torch.addcmul(gt, pt, self.wd_l2)             # Adam: grad.add(param, alpha=wd)
             else:
                 gt = torch.addcmul(gt, pt, self.wd)
             g = gt.numpy()
-        elif self.decay:
-            p *= 1 - (-self.neg_lr[t]) * self.wd_dec
         if self.family == "sgd":
             if self.has_buf:
                 if t == 0:
-                    self.buf = gt.clone()                              # buf = clone(grad)
+                    self.buf_t = gt.clone()                            # buf = clone(grad)
+                    self.buf = self.buf_t.numpy()
                 else:
-                    self.buf.mul_(self.mu).addcmul_(gt, self.damp)     # mul_(μ).add_(grad, alpha=1-dampening)
-                gt = torch.where(self.nest, torch.addcmul(gt, self.buf, self.mu), self.buf) if self.any_nest \
-                    else self.buf                                      # nesterov: grad.add(buf, alpha=μ)
-            pt.addcmul_(gt, _t(self.neg_lr[t]))                        # param.add_(grad, alpha=-lr)
+                    self.buf *= self.mu_np
+                    self.buf_t.addcmul_(gt, self.damp)                 # mul_(μ).add_(grad, alpha=1-dampening)
+                gt = torch.where(self.nest, torch.addcmul(gt, self.buf_t, self.mu), self.buf_t) if self.any_nest \
+                    else self.buf_t                                    # nesterov: grad.add(buf, alpha=μ)
+            pt.addcmul_(gt, self.neg_lr_t[t])                          # param.add_(grad, alpha=-lr)
         elif self.family == "rmsprop":
             self.v *= self.alpha
-            _t(self.v).addcmul_(self.one_minus_alpha * gt, gt)         # addcmul_(g, g, value=1-α)
+            self.v_t.addcmul_(self._scaled(self.one_minus_alpha_np, g), gt)   # addcmul_(g, g, value=1-α)
             if self.centered:
-                _t(self.ga).lerp_(gt, self.one_minus_alpha)            # grad_avg.lerp_(grad, 1-α)
-                avg = np.sqrt(torch.addcmul(_t(self.v), -_t(self.ga), _t(self.ga)).numpy()) + self.eps
+                self.ga_t.lerp_(gt, self.one_minus_alpha)              # grad_avg.lerp_(grad, 1-α)
+                avg = np.sqrt(torch.addcmul(self.v_t, -self.ga_t, self.ga_t).numpy()) + self.eps
             else:
                 avg = np.sqrt(self.v) + self.eps
             if self.has_mom:
                 self.buf *= self.mu
                 self.buf += g / avg                                    # addcdiv_(grad, avg)
-                pt.addcmul_(_t(self.buf), _t(self.neg_lr[t]))          # add_(buf, alpha=-lr)
+                pt.addcmul_(self.buf_t, self.neg_lr_t[t])              # add_(buf, alpha=-lr)
             else:
                 p += (self.neg_lr[t] * g) / avg                        # addcdiv_(grad, avg, value=-lr)
         elif self.family == "adagrad":
-            _t(self.s).addcmul_(gt, gt)                                # addcmul_(g, g, value=1)
+            self.s_t.addcmul_(gt, gt)                                  # addcmul_(g, g, value=1)
             p += (self.neg_clr[t] * g) / (np.sqrt(self.s) + self.eps)  # addcdiv_(g, std, value=-clr)
         else:
-            _t(self.m).lerp_(gt, self.w1)                              # exp_avg.lerp_(grad, 1-β₁)
+            self.m_t.lerp_(gt, self.w1)                                # exp_avg.lerp_(grad, 1-β₁)
             self.v *= self.b2
-            _t(self.v).addcmul_(self.one_minus_b2 * gt, gt)            # addcmul_(g, g, value=1-β₂)
+            self.v_t.addcmul_(self._scaled(self.one_minus_b2_np, g), gt)      # addcmul_(g, g, value=1-β₂)
             v = np.maximum(self.vmax, self.v, out=self.vmax) if self.amsgrad else self.v
             denom = np.sqrt(v) / self.bc2_sqrt[t] + self.eps
             p += (self.neg_step_size[t] * self.m) / denom             # addcdiv_(m, denom, value=-step_size)
+
+
+def _per_step(table: np.ndarray) -> list[torch.Tensor]:
+    """Torch views of a (steps, rows, 1) table, one per step (one shared view when every step is the same)."""
+    if (table == table[0]).all():
+        return [_t(table[0])] * len(table)
+    return [_t(row) for row in table]
 
 
 def _rule_key(family: str, opts: dict) -> tuple:
@@ -261,6 +296,7 @@ def run_batched(value_and_grad: Callable, starts, specs, steps: int, *, schedule
 
     P = np.tile(starts, (K, 1))                               # row k·S + s (in `order`): optimizer order[k], start s
     G = np.empty_like(P)
+    rules = [rule.bind(P[rows], G[rows]) for rows, rule in rules]
     x, y = P[:, 0], P[:, 1]
     points, losses = np.empty((steps + 1, K * S, 2)), np.empty((steps + 1, K * S))
     with np.errstate(all="ignore"):
@@ -269,8 +305,8 @@ def run_batched(value_and_grad: Callable, starts, specs, steps: int, *, schedule
             losses[t], G[:, 0], G[:, 1] = value_and_grad(x, y)
             if noise is not None:
                 G.reshape(K, S, 2)[:] += noise[t]
-            for rows, rule in rules:
-                rule.step(t, P[rows], G[rows])
+            for rule in rules:
+                rule.step(t)
         points[steps] = P
         losses[steps] = value_and_grad(x, y)[0]
     back = np.argsort(order)                                  # rows back to the caller's optimizer order

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.basedatatypes import Undefined
 from plotly.subplots import make_subplots
 
 from ..surfaces import BasinMap, OptimizerPath, Surface, make_surface
@@ -93,7 +94,7 @@ def surface_figure(surface, trajectories: dict[str, OptimizerPath] | None = None
 def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], *,
                           predicted: dict[str, float] | None = None, grid: int = 100,
                           with_surface: bool = True) -> None:
-    """Swap the data of a figure made by :func:`surface_figure` in place (one batch for a FigureWidget).
+    """Swap the data of a figure made by :func:`surface_figure` in place (one restyle for a FigureWidget).
 
     Slots of labels missing from ``trajectories`` are hidden; a diverged run ends in an × with its note below.
     ``with_surface=False`` keeps the contour and 3-D mesh (same function, new paths: less to send).
@@ -102,8 +103,8 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
     slots = {t.meta: t for t in fig.data}
     log_loss = bool(surface.minima)                  # f − f* ≥ 0 only where a minimum exists (not the saddle)
     (x0, x1), (y0, y1) = surface.domain
-    with fig.batch_update():
-        if with_surface:
+    if with_surface:
+        with fig.batch_update():
             xs, ys, Z = surface.grid(grid)
             slots["contour"].update(x=xs, y=ys, z=_z(surface, Z))
             if "surface3d" in slots:
@@ -111,42 +112,55 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
                 slots["surface3d"].update(x=xs3, y=ys3, z=_z(surface, Z3))
             fig.update_xaxes(range=[x0, x1], row=1, col=1)
             fig.update_yaxes(range=[y0, y1], row=1, col=1)
-        minima = np.array(surface.minima).reshape(-1, 2)
-        slots["minima"].update(x=minima[:, 0], y=minima[:, 1])
-        first = next(iter(trajectories.values()), None)
-        start = first.points[0] if first is not None else surface.start
-        slots["start"].update(x=[start[0]], y=[start[1]])
-        for uid, trace in slots.items():
-            role, _, label = uid.partition(":")
-            if not label:
-                continue
-            traj = trajectories.get(label)
-            visible = traj is not None and (role != "end" or traj.diverged) and (role != "rate" or label in predicted)
-            trace.visible = visible               # (inside batch_update, reading trace.visible gives the old value)
-            if not visible:
-                continue
-            p, f = traj.points, traj.losses
-            if role == "path":
-                trace.update(x=p[:, 0], y=p[:, 1], name=f"{label} (lr={traj.lr:.3g})")
-            elif role == "end":
-                trace.update(x=p[-1:, 0], y=p[-1:, 1], hovertext=[traj.note])
-            elif role == "path3d":
-                inside = (p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)
-                z = np.where(inside, _z(surface, f), np.nan)    # NaN breaks the line where it leaves the box
-                trace.update(x=p[:, 0], y=p[:, 1], z=z)
-            elif role == "loss":
-                trace.update(x=np.arange(len(f)), y=f, name=label)
-            elif role == "rate":
-                trace.update(x=np.arange(len(f)), y=_predicted_loss(traj, predicted[label]),
-                             hovertext=f"theory ρ={predicted[label]:.4f}")
-        loss_axis = next((t.yaxis for uid, t in slots.items() if uid.startswith("loss:")), None)
-        if loss_axis:
-            fig.layout["yaxis" + loss_axis[1:]].update(type="log" if log_loss else "linear",
-                                                       title_text="f(w) − f*" if log_loss else "f(w)")
-        notes = [t.note for t in trajectories.values() if t.diverged]
-        for ann in fig.layout.annotations:
-            if ann.name == "notes":
-                ann.text = "<br>".join(notes)
+    edits: dict[int, dict] = {}                      # trace index -> new properties: one restyle for all of them
+    minima = np.array(surface.minima).reshape(-1, 2)
+    first = next(iter(trajectories.values()), None)
+    start = first.points[0] if first is not None else surface.start
+    for i, trace in enumerate(fig.data):
+        role, _, label = trace.meta.partition(":")
+        if role == "minima":
+            edits[i] = dict(x=minima[:, 0], y=minima[:, 1])
+        elif role == "start":
+            edits[i] = dict(x=[start[0]], y=[start[1]])
+        if not label:
+            continue
+        traj = trajectories.get(label)
+        visible = traj is not None and (role != "end" or traj.diverged) and (role != "rate" or label in predicted)
+        edits[i] = dict(visible=visible)
+        if not visible:
+            continue
+        p, f = traj.points, traj.losses
+        if role == "path":
+            edits[i].update(x=p[:, 0], y=p[:, 1], name=f"{label} (lr={traj.lr:.3g})")
+        elif role == "end":
+            edits[i].update(x=p[-1:, 0], y=p[-1:, 1], hovertext=[traj.note])
+        elif role == "path3d":
+            inside = (p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)
+            z = np.where(inside, _z(surface, f), np.nan)    # NaN breaks the line where it leaves the box
+            edits[i].update(x=p[:, 0], y=p[:, 1], z=z)
+        elif role == "loss":
+            edits[i].update(x=np.arange(len(f)), y=f, name=label)
+        elif role == "rate":
+            edits[i].update(x=np.arange(len(f)), y=_predicted_loss(traj, predicted[label]),
+                            hovertext=f"theory ρ={predicted[label]:.4f}")
+    _restyle(fig, edits)
+    loss_axis = next((t.yaxis for uid, t in slots.items() if uid.startswith("loss:")), None)
+    if loss_axis and with_surface:                    # the loss axis only changes with the function
+        fig.layout["yaxis" + loss_axis[1:]].update(type="log" if log_loss else "linear",
+                                                   title_text="f(w) − f*" if log_loss else "f(w)")
+    notes = "<br>".join(t.note for t in trajectories.values() if t.diverged)
+    for ann in fig.layout.annotations:
+        if ann.name == "notes" and ann.text != notes:
+            ann.text = notes
+
+
+def _restyle(fig, edits: dict[int, dict]) -> None:
+    """Set many traces' data in one ``plotly_restyle`` (one message to a FigureWidget). It stores the arrays as
+    given, without plotly's per-property validation, which costs more than computing the paths; the values here
+    are plain arrays, strings and bools that plotly accepts as they are."""
+    keys = sorted({k for e in edits.values() for k in e})
+    indexes = list(edits)
+    fig.plotly_restyle({k: [edits[i].get(k, Undefined) for i in indexes] for k in keys}, trace_indexes=indexes)
 
 
 def rate_figure(lrs, measured: dict[str, list[float]], predicted: dict[str, list[float]],
@@ -215,29 +229,30 @@ def basin_figure(basin_map: BasinMap | None = None, labels=None, *, title: str |
 
 def update_basin_figure(fig, basin_map: BasinMap) -> None:
     """Swap a :func:`basin_figure`'s data in place (labels missing from ``basin_map`` keep their slots hidden)."""
-    bm, slots = basin_map, {t.meta: t for t in fig.data}
+    bm = basin_map
     targets = bm.targets.reshape(-1, 2)
+    named = np.vstack([targets, [[np.nan, np.nan]]])     # row −1: for starts that settle nowhere
+    edits: dict[int, dict] = {}
+    for i, trace in enumerate(fig.data):
+        role, _, label = trace.meta.partition(":")
+        edits[i] = dict(visible=label in bm.labels)
+        if label not in bm.labels:
+            continue
+        k = bm.labels.index(label)
+        m, steps = bm.minimum[k], bm.steps[k]
+        if role == "minima":
+            edits[i].update(x=targets[:, 0], y=targets[:, 1])
+            continue
+        at = named[np.where(m >= 0, m, -1)]
+        where = np.where(m >= 0, "→ (" + np.char.mod("%.2f", at[..., 0]) + ", " + np.char.mod("%.2f", at[..., 1]) + ")",
+                         np.where(m == -2, "diverged", "settles nowhere"))
+        text = where + np.where(np.isfinite(steps), " after " + np.char.mod("%d", np.nan_to_num(steps)) + " steps", "")
+        if role == "basin":
+            edits[i].update(x=bm.xs, y=bm.ys, z=np.where(m >= 0, m % len(_BASIN_PALETTE) + 2, m + 2), text=text)
+        else:
+            edits[i].update(x=bm.xs, y=bm.ys, z=steps, text=text, zmax=bm.total_steps)
+    _restyle(fig, edits)
     with fig.batch_update():
-        for uid, trace in slots.items():
-            role, _, label = uid.partition(":")
-            visible = label in bm.labels
-            trace.visible = visible               # (inside batch_update, reading trace.visible gives the old value)
-            if not visible:
-                continue
-            k = bm.labels.index(label)
-            m, steps = bm.minimum[k], bm.steps[k]
-            if role == "minima":
-                trace.update(x=targets[:, 0], y=targets[:, 1])
-                continue
-            where = np.where(m >= 0, "→ (" + np.char.mod("%.2f", targets[np.maximum(m, 0), 0]) + ", "
-                             + np.char.mod("%.2f", targets[np.maximum(m, 0), 1]) + ")",
-                             np.where(m == -2, "diverged", "settles nowhere"))
-            text = where + np.where(np.isfinite(steps), " after " + np.char.mod("%d", np.nan_to_num(steps)) + " steps", "")
-            if role == "basin":
-                z = np.where(m >= 0, m % len(_BASIN_PALETTE) + 2, m + 2)
-                trace.update(x=bm.xs, y=bm.ys, z=z, text=text)
-            else:
-                trace.update(x=bm.xs, y=bm.ys, z=steps, text=text, zmax=bm.total_steps)
         shares = {label: bm.share(label) for label in bm.labels}
         for ann in fig.layout.annotations:
             if ann.text.split(" ")[0] in shares:
