@@ -85,11 +85,15 @@ def _multipliers(schedule: tuple[str, dict], steps: int) -> list[float]:
 
 
 def lr_table(schedule: tuple[str, dict], lrs, steps: int) -> np.ndarray:
-    """Each run's lr at steps 0…steps-1, ``(steps, runs, 1)``: ``lr_t = m_t · lr_{t-1}`` as torch's schedulers."""
-    table = np.empty((steps, len(lrs), 1))
-    table[0, :, 0] = lrs
-    table[1:] = np.asarray(_multipliers(schedule, steps))[:, None, None]
-    return np.multiply.accumulate(table, axis=0)
+    """Each run's lr at steps 0…steps-1, ``(steps, runs, 1)``: ``lr_t = m_t · lr_{t-1}`` as torch's schedulers
+    (computed once per distinct lr: the starts of one optimizer share it)."""
+    values, inverse = np.unique(np.asarray(lrs, dtype=float), return_inverse=True)
+    if schedule[0] == "constant":
+        return np.broadcast_to(np.asarray(lrs, dtype=float)[None, :, None], (steps, len(inverse), 1))
+    table = np.empty((steps, len(values)))
+    table[0] = values
+    table[1:] = np.asarray(_multipliers(schedule, steps))[:, None]
+    return np.multiply.accumulate(table, axis=0)[:, inverse.ravel(), None]
 
 
 def lr_factors(schedule="constant", steps: int = 100, options: dict | None = None) -> np.ndarray:

@@ -121,9 +121,16 @@ def _first_bad(surface: Surface, points: np.ndarray, losses: np.ndarray, bound: 
     (dx0, dx1), (dy0, dy1) = surface.domain
     centre = np.array([(dx0 + dx1) / 2, (dy0 + dy1) / 2])
     half = bound * np.array([(dx1 - dx0) / 2, (dy1 - dy0) / 2])
+    first = np.full(points.shape[1], len(points))
     with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(losses) | (np.abs(points - centre) > half).any(-1) | ~np.isfinite(points).all(-1)
-    return np.where(bad.any(0), bad.argmax(0), len(points)), centre, half
+        # one pass for every run (NaN and inf fail `<=`), the step-by-step search only for the runs that fail
+        far = np.abs(points - centre).max(axis=0)                          # (runs, 2)
+        suspects = np.flatnonzero(~(far <= half).all(-1) | ~np.isfinite(losses).all(0))
+        if suspects.size:
+            p, f = points[:, suspects], losses[:, suspects]
+            bad = ~np.isfinite(f) | ~(np.abs(p - centre) <= half).all(-1)
+            first[suspects] = np.where(bad.any(0), bad.argmax(0), len(points))
+    return first, centre, half
 
 
 def race(fn, runs, start=None, steps: int = 100, *, engine: str = "batched", scratch: bool = False,
@@ -230,8 +237,8 @@ def basins(fn, runs, n: int = 16, steps: int = 300, *, radius: float | None = No
             ok = (d_end[np.arange(K * S), nearest] < radius) & ~diverged
             minimum[ok] = nearest[ok]
             # the step from which each settled run stays within radius of its minimum
-            d = np.hypot(*(points[:, ok] - targets[nearest[ok]][None]).transpose(2, 0, 1))  # (steps+1, R_ok)
-            outside = d >= radius
+            offset = points[:, ok] - targets[nearest[ok]][None]               # (steps+1, R_ok, 2)
+            outside = np.einsum("tri,tri->tr", offset, offset) >= radius * radius
             last_out = np.where(outside.any(0), steps - outside[::-1].argmax(0), -1)
             settle[ok] = last_out + 1
     minimum[diverged] = -2
