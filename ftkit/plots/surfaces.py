@@ -160,7 +160,9 @@ def _restyle(fig, edits: dict[int, dict]) -> None:
     are plain arrays, strings and bools that plotly accepts as they are."""
     keys = sorted({k for e in edits.values() for k in e})
     indexes = list(edits)
-    fig.plotly_restyle({k: [edits[i].get(k, Undefined) for i in indexes] for k in keys}, trace_indexes=indexes)
+    contiguous = lambda v: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v  # noqa: E731  (widget buffers)
+    fig.plotly_restyle({k: [contiguous(edits[i].get(k, Undefined)) for i in indexes] for k in keys},
+                       trace_indexes=indexes)
 
 
 def rate_figure(lrs, measured: dict[str, list[float]], predicted: dict[str, list[float]],
