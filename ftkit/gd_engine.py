@@ -4,7 +4,8 @@ A race on a 2-D surface is many tiny problems: K optimizers from S starts, each 
 ``torch.optim`` optimizer per run costs ≈ 85 µs of Python wrapper per ``step()`` (1,800 of them for 6 × 300),
 whatever the arithmetic. Here all ``R = K·S`` parameters live in one ``(R, 2)`` float64 array; runs that share an
 update rule are neighbouring rows, and each rule advances its rows with a handful of NumPy operations per step,
-with per-run hyper-parameters as ``(rows, 1)`` columns. One closed-form (or ``torch.func``) gradient call per
+with per-run hyper-parameters as rows of coefficients. The array is stored as ``(2, runs)`` so that x, y
+and every per-run coefficient are contiguous (broadcasting a ``(runs, 1)`` column costs 5× more). One closed-form (or ``torch.func``) gradient call per
 step feeds every row.
 
 Each rule repeats ``torch.optim``'s single-tensor code operation by operation and in the same order (SGD
@@ -85,15 +86,15 @@ def _multipliers(schedule: tuple[str, dict], steps: int) -> list[float]:
 
 
 def lr_table(schedule: tuple[str, dict], lrs, steps: int) -> np.ndarray:
-    """Each run's lr at steps 0…steps-1, ``(steps, runs, 1)``: ``lr_t = m_t · lr_{t-1}`` as torch's schedulers
+    """Each run's lr at steps 0…steps-1, ``(steps, 1, runs)``: ``lr_t = m_t · lr_{t-1}`` as torch's schedulers
     (computed once per distinct lr: the starts of one optimizer share it)."""
     values, inverse = np.unique(np.asarray(lrs, dtype=float), return_inverse=True)
     if schedule[0] == "constant":
-        return np.broadcast_to(np.asarray(lrs, dtype=float)[None, :, None], (steps, len(inverse), 1))
+        return np.broadcast_to(np.asarray(lrs, dtype=float)[None, None, :], (steps, 1, len(inverse)))
     table = np.empty((steps, len(values)))
     table[0] = values
     table[1:] = np.asarray(_multipliers(schedule, steps))[:, None]
-    return np.multiply.accumulate(table, axis=0)[:, inverse.ravel(), None]
+    return np.multiply.accumulate(table, axis=0)[:, None, inverse.ravel()]
 
 
 def lr_factors(schedule="constant", steps: int = 100, options: dict | None = None) -> np.ndarray:
@@ -107,7 +108,7 @@ def _power_table(col: np.ndarray, steps: int, kind: str) -> np.ndarray:
     in Python floats, as torch computes them (NumPy's SIMD pow may differ from C pow in the last bit)."""
     values, inverse = np.unique(col, return_inverse=True)
     table = np.stack([_bias_corrections(float(b), steps, kind) for b in values], axis=1)
-    return table[:, inverse.ravel()][:, :, None]
+    return table[:, None, inverse.ravel()]
 
 
 @functools.lru_cache(maxsize=64)
@@ -143,8 +144,8 @@ def resolve_spec(name: str, lr: float, options: dict) -> RunSpec:
 
 
 def _column(specs, key, index=None) -> np.ndarray:
-    """A per-run hyper-parameter as a (runs, 1) float column."""
-    return np.array([[float(s.options[key] if index is None else s.options[key][index])] for s in specs])
+    """A per-run hyper-parameter as a (1, runs) float row."""
+    return np.array([[float(s.options[key] if index is None else s.options[key][index]) for s in specs]])
 
 
 def _t(a: np.ndarray) -> torch.Tensor:
@@ -161,40 +162,40 @@ class _Rule:
 
     def __init__(self, family: str, specs: list, lrs: np.ndarray, steps: int, repeat: int):
         n = len(specs) * repeat
-        col = lambda key, index=None: np.repeat(_column(specs, key, index), repeat, axis=0)  # noqa: E731
+        col = lambda key, index=None: np.repeat(_column(specs, key, index), repeat, axis=1)  # noqa: E731
         first = specs[0].options                         # flags every member shares (see _rule_key)
         self.family, self.steps = family, steps
         self.centered, self.amsgrad = bool(first.get("centered")), bool(first.get("amsgrad"))
         self.has_mom = first.get("momentum", 0) > 0
-        self.neg_lr = -lrs                               # (steps, n, 1): minus each run's lr at each step
+        self.neg_lr = -lrs                               # (steps, 1, n): minus each run's lr at each step
         self.wd = _t(col("weight_decay"))
         self.decay = bool(self.wd.any())
         t = np.arange(1, steps + 1, dtype=float)[:, None, None]
         if family == "sgd":
             mu, nest = col("momentum"), col("nesterov") != 0
             self.has_buf, self.any_nest = bool(mu.any()), bool(nest.any())
-            self.mu, self.mu_np, self.nest = _t(mu), mu, torch.from_numpy(np.repeat(nest, 2, axis=1))
+            self.mu, self.mu_np, self.nest = _t(mu), mu, torch.from_numpy(np.repeat(nest, 2, axis=0))
             self.damp = _t(np.where(mu != 0, 1 - col("dampening"), 1.0))  # torch ignores dampening without momentum
         elif family == "rmsprop":
             self.alpha, self.one_minus_alpha, self.eps = col("alpha"), _t(1 - col("alpha")), col("eps")
             self.one_minus_alpha_np = self.one_minus_alpha.numpy()
             self.mu = col("momentum")
-            self.v, self.ga, self.buf = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2))
+            self.v, self.ga, self.buf = np.zeros((2, n)), np.zeros((2, n)), np.zeros((2, n))
         elif family == "adagrad":
             self.eps = col("eps")
             self.neg_clr = -(lrs / (1 + (t - 1) * col("lr_decay")))
-            self.s = np.repeat(col("initial_accumulator_value"), 2, axis=1)
+            self.s = np.repeat(col("initial_accumulator_value"), 2, axis=0)
         else:                                            # adam / adamw (decoupled decay), optionally amsgrad
             b1, b2 = col("betas", 0), col("betas", 1)
             self.w1, self.b2, self.one_minus_b2_np, self.eps = _t(1 - b1), b2, 1 - b2, col("eps")
-            dec = np.repeat([[float(OPTIMIZERS[s.name].decoupled_decay)] for s in specs], repeat, axis=0)
+            dec = np.repeat([[float(OPTIMIZERS[s.name].decoupled_decay) for s in specs]], repeat, axis=1)
             self.wd_l2, self.wd_dec = self.wd * _t(1 - dec), self.wd.numpy() * dec
             self.any_l2 = bool(self.wd_l2.any())
             bc1 = _power_table(b1, steps, "bc")
             self.bc2_sqrt = _power_table(b2, steps, "bc_sqrt")
             self.decay_factor = 1 - lrs * self.wd_dec                    # param.mul_(1 - lr·wd), per step
             self.neg_step_size = -(lrs / bc1)
-            self.m, self.v, self.vmax = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 2))
+            self.m, self.v, self.vmax = np.zeros((2, n)), np.zeros((2, n)), np.zeros((2, n))
 
     def bind(self, p: np.ndarray, g: np.ndarray) -> "_Rule":
         """Fix this rule's rows of the parameter and gradient arrays, and make the torch views once."""
@@ -261,7 +262,7 @@ class _Rule:
 
 
 def _per_step(table: np.ndarray) -> list[torch.Tensor]:
-    """Torch views of a (steps, rows, 1) table, one per step (one shared view when every step is the same)."""
+    """Torch views of a (steps, 1, rows) table, one per step (one shared view when every step is the same)."""
     if (table == table[0]).all():
         return [_t(table[0])] * len(table)
     return [_t(row) for row in table]
@@ -298,23 +299,26 @@ def run_batched(value_and_grad: Callable, starts, specs, steps: int, *, schedule
         rules.append((slice(begin, begin + len(members) * S), rule))
         begin += len(members) * S
 
-    P = np.tile(starts, (K, 1))                               # row k·S + s (in `order`): optimizer order[k], start s
+    P = np.ascontiguousarray(np.tile(starts, (K, 1)).T)      # column k·S + s (in `order`): optimizer order[k], start s
     G = np.empty_like(P)
-    rules = [rule.bind(P[rows], G[rows]) for rows, rule in rules]
-    x, y = P[:, 0], P[:, 1]
-    points, losses = np.empty((steps + 1, K * S, 2)), np.empty((steps + 1, K * S))
+    rules = [rule.bind(P[:, rows], G[:, rows]) for rows, rule in rules]
+    x, y = P[0], P[1]
+    points, losses = np.empty((steps + 1, 2, K * S)), np.empty((steps + 1, K * S))
+    if noise is not None:
+        noise_t = np.asarray(noise).transpose(0, 2, 1)[:, :, None, :]   # (steps, 2, 1, S): the same for each optimizer
     with np.errstate(all="ignore"):
         for t in range(steps):
             points[t] = P
-            losses[t], G[:, 0], G[:, 1] = value_and_grad(x, y)
+            losses[t], G[0], G[1] = value_and_grad(x, y)
             if noise is not None:
-                G.reshape(K, S, 2)[:] += noise[t]
+                G.reshape(2, K, S)[:] += noise_t[t]
             for rule in rules:
                 rule.step(t)
         points[steps] = P
         losses[steps] = value_and_grad(x, y)[0]
     back = np.argsort(order)                                  # rows back to the caller's optimizer order
-    return (points.reshape(steps + 1, K, S, 2)[:, back], losses.reshape(steps + 1, K, S)[:, back])
+    points = points.reshape(steps + 1, 2, K, S)[:, :, back].transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(points), losses.reshape(steps + 1, K, S)[:, back]
 
 
 def run_torch(value_and_grad: Callable, starts, specs, steps: int, *, schedule=("constant", {}), noise=None,

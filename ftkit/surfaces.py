@@ -38,8 +38,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .optim import OPTIMIZERS, make_optimizer
-from .utils import check_int, check_number, choose
+from .optim import OPTIMIZERS
+from .utils import check_number, choose
 
 __all__ = ["Surface", "OptimizerPath", "BasinMap", "SURFACES", "make_surface", "function_surface", "trajectory",
            "race", "basins", "convergence_rate", "gd_rate", "heavy_ball_rate", "predicted_rate", "rate_sweep",
