@@ -317,8 +317,10 @@ def run_batched(value_and_grad: Callable, starts, specs, steps: int, *, schedule
         points[steps] = P
         losses[steps] = value_and_grad(x, y)[0]
     back = np.argsort(order)                                  # rows back to the caller's optimizer order
-    points = points.reshape(steps + 1, 2, K, S)[:, :, back].transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(points), losses.reshape(steps + 1, K, S)[:, back]
+    points, losses = points.reshape(steps + 1, 2, K, S), losses.reshape(steps + 1, K, S)
+    if order != sorted(order):
+        points, losses = points[:, :, back], losses[:, back]
+    return points.transpose(0, 2, 3, 1), losses               # a view: (steps+1, K, S, 2)
 
 
 def run_torch(value_and_grad: Callable, starts, specs, steps: int, *, schedule=("constant", {}), noise=None,

@@ -124,7 +124,7 @@ def _first_bad(surface: Surface, points: np.ndarray, losses: np.ndarray, bound: 
     first = np.full(points.shape[1], len(points))
     with np.errstate(invalid="ignore"):
         # one pass for every run (NaN and inf fail `<=`), the step-by-step search only for the runs that fail
-        far = np.abs(points - centre).max(axis=0)                          # (runs, 2)
+        far = np.maximum(points.max(axis=0) - centre, centre - points.min(axis=0))   # (runs, 2)
         suspects = np.flatnonzero(~(far <= half).all(-1) | ~np.isfinite(losses).all(0))
         if suspects.size:
             p, f = points[:, suspects], losses[:, suspects]
@@ -237,10 +237,11 @@ def basins(fn, runs, n: int = 16, steps: int = 300, *, radius: float | None = No
             ok = (d_end[np.arange(K * S), nearest] < radius) & ~diverged
             minimum[ok] = nearest[ok]
             # the step from which each settled run stays within radius of its minimum
-            offset = points[:, ok] - targets[nearest[ok]][None]               # (steps+1, R_ok, 2)
-            outside = np.einsum("tri,tri->tr", offset, offset) >= radius * radius
+            goal = targets[nearest]                                             # (R, 2)
+            dx, dy = points[..., 0] - goal[:, 0], points[..., 1] - goal[:, 1]   # (steps+1, R) each
+            outside = dx * dx + dy * dy >= radius * radius
             last_out = np.where(outside.any(0), steps - outside[::-1].argmax(0), -1)
-            settle[ok] = last_out + 1
+            settle[ok] = last_out[ok] + 1
     minimum[diverged] = -2
     return BasinMap(labels, xs, ys, targets, minimum.reshape(K, n, n), settle.reshape(K, n, n), radius, steps)
 
