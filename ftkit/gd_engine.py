@@ -2,21 +2,22 @@ r"""A batched update-rule engine: every run of a race (optimizers × starts) adv
 
 A race on a 2-D surface is many tiny problems: K optimizers from S starts, each a 2-vector. Stepping one
 ``torch.optim`` optimizer per run costs ≈ 85 µs of Python wrapper per ``step()`` (1,800 of them for 6 × 300),
-whatever the arithmetic. Here all ``R = K·S`` parameters live in one ``(R, 2)`` float64 array; runs that share an
-update rule are neighbouring rows, and each rule advances its rows with a handful of NumPy operations per step,
-with per-run hyper-parameters as rows of coefficients. The array is stored as ``(2, runs)`` so that x, y
-and every per-run coefficient are contiguous (broadcasting a ``(runs, 1)`` column costs 5× more). One closed-form (or ``torch.func``) gradient call per
-step feeds every row.
+whatever the arithmetic. Here all ``R = K·S`` parameters live in one float64 array, stored as ``(2, R)`` so that
+x, y and every per-run coefficient are contiguous (broadcasting a ``(R, 1)`` column costs 5× more); runs that
+share an update rule are neighbouring columns, and each rule advances them with a handful of vectorized operations
+per step, its per-run hyper-parameters (η, μ, β₁, …) as ``(1, n)`` rows. One closed-form (or ``torch.func``)
+gradient call per step feeds every run.
 
 Each rule repeats ``torch.optim``'s single-tensor code operation by operation and in the same order (SGD
-``buf·μ + (1-d)·g``, Adam's ``lerp_`` branch for β₁, ``addcdiv``'s ``(value·a)/b``, bias corrections with Python's
-``**``), so the two paths agree to rounding: ``tests/test_gd_engine.py`` runs every optimizer on every surface
-from several starts for 300 steps against :func:`run_torch` and asserts ≤ 1e-10 (float64) and the same cut step.
+``buf·μ + (1-d)·g``, RMSprop's and Adam's ``addcmul``/``addcdiv``/``lerp``, bias corrections with Python's ``**``,
+the schedulers' recursive lr), with torch's own fused kernels where torch fuses, so the two paths agree to
+rounding: ``tests/test_gd_engine.py`` runs every rule on every surface from several starts for 300 steps against
+:func:`run_torch` and asserts ≤ 1e-10 (float64) and the same cut step.
 :func:`run_torch` is that reference (``race(..., engine="torch")``): one real optimizer per run.
 
 Gradient noise (``noise``, the same draw for every optimizer from one start) is added to the gradient each
-optimizer sees; the learning-rate schedule is a factor per step (:func:`lr_factors`) that the torch path gets
-from the matching :func:`ftkit.optim.make_scheduler`.
+optimizer sees; the learning-rate schedule (:func:`lr_table`) multiplies each run's lr step by step exactly as
+the torch path's :func:`ftkit.optim.make_scheduler` (StepLR, CosineAnnealingLR) does.
 """
 from __future__ import annotations
 
@@ -153,10 +154,10 @@ def _t(a: np.ndarray) -> torch.Tensor:
 
 
 class _Rule:
-    """The rows of one update rule: a slice of the (R, 2) parameter array and the state the rule keeps.
+    """The runs of one update rule: a slice of columns of the (2, R) parameter array and the state the rule keeps.
 
     torch's CPU kernels fuse ``add(…, alpha=a)``, ``addcmul`` and ``lerp`` into one rounding (FMA), so those
-    run as torch ops with a per-row column (``addcmul(x, y, col)`` rounds as ``x.add(y, alpha=a)`` does);
+    run as torch ops with a per-run coefficient row (``addcmul(x, y, c)`` rounds as ``x.add(y, alpha=a)`` does);
     everything torch rounds op by op (mul, div, sqrt, ``addcdiv``) runs in NumPy on the same memory.
     """
 
