@@ -73,9 +73,15 @@ def check_int(name: str, value, minimum: int = 1, meaning: str = "") -> int:
     return int(value)
 
 
+def normalize_name(name):
+    """The one spelling rule for registry keys: case and dashes are forgiven (``"Linear-Warmup"`` →
+    ``"linear_warmup"``); anything that is not a string passes through unchanged."""
+    return name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+
+
 def choose(kind: str, name: str, registry: dict):
-    """Look ``name`` up in ``registry`` or fail listing the choices (timm style)."""
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
+    """Look ``name`` up in ``registry`` (after :func:`normalize_name`) or fail listing the choices (timm style)."""
+    key = normalize_name(name)
     if key not in registry:
         raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
     return registry[key]
