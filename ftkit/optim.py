@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from .utils import check_number, choose, normalize_name
+from .utils import check_int, check_number, choose, normalize_name
 
 __all__ = ["OPTIMIZERS", "OptimInfo", "SCHEDULERS", "make_optimizer", "make_scheduler", "split_decay_params",
            "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
@@ -334,8 +334,9 @@ def make_scheduler(name, optimizer: torch.optim.Optimizer, **options):
     if key in _NEEDS_TOTAL:
         if "total_steps" not in options:
             raise ValueError(f"scheduler {name!r} needs total_steps= (batches per epoch × epochs)")
-        if int(options["total_steps"]) <= 0:
-            raise ValueError(f"total_steps must be > 0, got {options['total_steps']}")
-    if key == "step" and int(options.get("step_size", 0)) <= 0:
-        raise ValueError("scheduler 'step' needs step_size= > 0 (steps between decays)")
+        check_int("total_steps", options["total_steps"], meaning=" (optimizer steps of the whole run)")
+    if key == "step":
+        if "step_size" not in options:
+            raise ValueError("scheduler 'step' needs step_size= > 0 (steps between decays)")
+        check_int("step_size", options["step_size"], meaning=" (steps between decays)")
     return build(optimizer, **options)

@@ -251,6 +251,8 @@ def test_wrong_types_name_the_parameter():
         ftkit.fit(model, loader(), "cross_entropy", opt, grad_clip="abc", progress=False)
     with pytest.raises(ValueError, match=r"scheduler 'step' needs step_size.*build the scheduler yourself"):
         ftkit.fit(model, loader(), "cross_entropy", opt, scheduler="step", progress=False)
+    with pytest.raises(ValueError, match=r"total_steps must be a positive integer .* got 'abc'"):
+        ftkit.make_scheduler("cosine", opt, total_steps="abc")
     with pytest.raises(ValueError, match="an iterator is used up after one epoch"):
         ftkit.fit(model, iter(loader()), "cross_entropy", opt, epochs=2, progress=False)
 
