@@ -334,7 +334,10 @@ def make_scheduler(name, optimizer: torch.optim.Optimizer, **options):
     if key in _NEEDS_TOTAL:
         if "total_steps" not in options:
             raise ValueError(f"scheduler {name!r} needs total_steps= (batches per epoch × epochs)")
-        check_int("total_steps", options["total_steps"], meaning=" (optimizer steps of the whole run)")
+        total = options["total_steps"]
+        if isinstance(total, int) and not isinstance(total, bool) and total <= 0:
+            raise ValueError(f"total_steps must be > 0, got {total}")
+        check_int("total_steps", total, meaning=" (optimizer steps of the whole run)")
     if key == "step":
         if "step_size" not in options:
             raise ValueError("scheduler 'step' needs step_size= > 0 (steps between decays)")
