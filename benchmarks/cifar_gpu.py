@@ -37,7 +37,7 @@ import torch
 import ftkit
 from ftkit.data import cifar10 as C
 from ftkit.models import FAST_RECIPE, FlipTTA, make_model
-from ftkit.train import Callback
+from ftkit.core import Callback
 
 
 def sync(device):

@@ -2,20 +2,22 @@
 
 ``ProgressBar`` (on by default), ``LivePlot``, ``EarlyStopping``, ``ModelCheckpoint``, ``LRMonitor``,
 ``ParamControl`` (apply values set from outside — a widget, another thread — at the next step),
-``TensorBoardLogger`` and ``CSVLogger``. ``History`` lives in :mod:`ftkit.train` and is always attached.
+``TensorBoardLogger``, ``CSVLogger``, and ``LRSchedule`` (the one owner of the learning rate, always attached).
+``Callback``, ``History`` and ``TrainState`` live in :mod:`ftkit.core`.
 """
 from __future__ import annotations
 
 import copy
 import csv
+import difflib
 import math
 import os
 import threading
-import time
 
-from .train import Callback, History, TrainState, save_checkpoint
+from .core import Callback, History, TrainState, save_checkpoint
 
-__all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "EarlyStopping", "ModelCheckpoint", "LRMonitor",
+__all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "MonitorCallback", "EarlyStopping",
+           "ModelCheckpoint", "LRMonitor", "LRSchedule",
            "ParamControl", "TensorBoardLogger", "CSVLogger"]
 
 
@@ -36,6 +38,8 @@ class ProgressBar(Callback):
         from tqdm.auto import tqdm
         per_epoch = state.batches_per_epoch
         total = per_epoch * state.epochs if per_epoch else None
+        if state.max_steps is not None:
+            total = min(total or state.max_steps, state.max_steps * max(1, getattr(state, "grad_accum", 1)))
         self.bar = tqdm(total=total, initial=(len(state.history.steps) if total else 0), unit="batch",
                         mininterval=self.mininterval, dynamic_ncols=True, leave=True)
 
@@ -55,82 +59,71 @@ class ProgressBar(Callback):
             self.bar.close()
 
 
-class LivePlot(Callback):
-    """Loss (per step) and epoch metrics in a plotly ``FigureWidget`` refreshed at most every ``every_ms``.
+class MonitorCallback(Callback):
+    """Base of the callbacks that watch one epoch-log column (``monitor``) for improvement.
 
-    With no widget frontend (papermill, a terminal, no ``anywidget``) nothing live is shown; at the end the
-    live view is replaced by one static figure, so saved notebooks always carry the plot.
+    One improvement test (:meth:`is_improvement`) and one name check, made *before* the first epoch: an unknown
+    ``mode`` or a ``monitor`` that fit will never log fails at once, naming the columns it will log.
     """
 
-    def __init__(self, every_ms: int = 500, metrics=("loss", "accuracy"), title: str = "training"):
-        self.every_ms, self.metrics, self.title = every_ms, tuple(metrics), title
-        self.fig = self.handle = None
-        self._last = 0.0
-
-    def on_fit_start(self, state):
-        from .plots.training import training_figure
-        fig = training_figure(state.history, self.metrics, title=self.title)
-        try:
-            from IPython import get_ipython
-            from IPython.display import display
-            if get_ipython() is None or not hasattr(get_ipython(), "kernel"):
-                return
-            import plotly.graph_objects as go
-            self.fig = go.FigureWidget(fig)
-            self.handle = display(self.fig, display_id=True)
-        except Exception:  # no frontend / no anywidget: static figure at the end only
-            self.fig = self.handle = None
-
-    def refresh(self, state, force=False):
-        now = time.perf_counter()
-        if self.fig is None or (not force and (now - self._last) * 1000 < self.every_ms):
-            return
-        self._last = now
-        from .plots.training import update_training_figure
-        with self.fig.batch_update():
-            update_training_figure(self.fig, state.history, self.metrics)
-
-    def on_batch_end(self, state):
-        self.refresh(state)
-
-    def on_epoch_end(self, state):
-        self.refresh(state, force=True)
-
-    def on_fit_end(self, state):
-        from .plots.training import training_figure
-        static = training_figure(state.history, self.metrics, title=self.title)
-        try:
-            from IPython.display import display
-            if self.handle is not None:
-                self.handle.update(static)
-            else:
-                display(static)
-        except Exception:
-            pass
-
-
-class EarlyStopping(Callback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore best."""
-
-    def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
-                 restore_best: bool = True):
+    def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.monitor, self.mode, self.patience, self.min_delta = monitor, mode, int(patience), float(min_delta)
-        self.restore_best = restore_best
-        self.best, self.best_epoch, self.best_weights, self.wait = None, None, None, 0
+        self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
+        self.best, self.best_epoch = None, None
 
-    def _better(self, value):
+    def is_improvement(self, value) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
         if self.best is None:
             return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
-    def on_epoch_end(self, state):
+    def on_fit_start(self, state):
+        known = set(getattr(state, "log_keys", ()) or ())
+        for cb in getattr(state, "callbacks", ()):
+            if cb is self:
+                break
+            known |= set(getattr(cb, "log_keys", ()))
+            writes_logs = any(getattr(type(cb), e, None) is not getattr(Callback, e)
+                              for e in ("on_validation_end", "on_epoch_end"))
+            if writes_logs and not type(cb).__module__.startswith("ftkit."):
+                return  # a user callback before this one may add the column: check at the first epoch end
+        if known and self.monitor not in known:
+            raise self._unknown(sorted(known))
+
+    def _unknown(self, columns):
+        close = difflib.get_close_matches(self.monitor, columns, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        if self.monitor.startswith("val_") and not any(c.startswith("val_") for c in columns):
+            hint += "pass val_loader= to fit or monitor 'train_loss'"
+        return KeyError(f"{type(self).__name__} monitors {self.monitor!r}, but the epoch logs will have only "
+                        f"{columns}; {hint}".rstrip("; "))
+
+    def value(self, state):
         if self.monitor not in state.logs:
-            raise KeyError(f"EarlyStopping monitors {self.monitor!r}, but the epoch logs have only "
-                           f"{sorted(state.logs)}; pass val_loader= to fit or monitor 'train_loss'")
-        value = state.logs[self.monitor]
-        if self._better(value):
+            raise self._unknown(sorted(state.logs))
+        return state.logs[self.monitor]
+
+    def state_dict(self):
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state):
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+
+
+class EarlyStopping(MonitorCallback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore best."""
+
+    def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
+                 restore_best: bool = True):
+        super().__init__(monitor, mode, min_delta)
+        self.patience, self.restore_best = int(patience), restore_best
+        self.best_weights, self.wait = None, 0
+
+    def on_epoch_end(self, state):
+        value = self.value(state)
+        if self.is_improvement(value):
             self.best, self.best_epoch, self.wait = value, state.epoch, 0
             if self.restore_best:
                 self.best_weights = copy.deepcopy(state.model.state_dict())
@@ -145,18 +138,27 @@ class EarlyStopping(Callback):
         if self.restore_best and self.best_weights is not None and self.best_epoch != state.epoch:
             state.model.load_state_dict(self.best_weights)
 
+    def state_dict(self):
+        return {**super().state_dict(), "wait": self.wait, "best_weights": self.best_weights}
 
-class ModelCheckpoint(Callback):
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
+
+
+class ModelCheckpoint(MonitorCallback):
     """Writes ``last.pt`` after every epoch (and at the end, also after an interrupt) and ``best.pt``.
 
-    Each write is atomic (temp file + fsync + rename): a crash mid-save never leaves a file that fails to load.
+    ``monitor`` defaults to ``val_loss`` (``train_loss`` when fit has no ``val_loader``); a name fit will not log
+    fails before the first epoch. Each write is atomic (temp file + fsync + rename): a crash mid-save never leaves
+    a file that fails to load. The best score travels in the checkpoint, so a resumed run replaces ``best.pt`` only when it beats it.
     """
 
-    def __init__(self, dirpath, monitor: str = "val_loss", mode: str = "min", save_best: bool = True,
+    def __init__(self, dirpath, monitor: str | None = None, mode: str = "min", save_best: bool = True,
                  save_last: bool = True):
-        self.dirpath, self.monitor, self.mode = os.fspath(dirpath), monitor, mode
-        self.save_best, self.save_last = save_best, save_last
-        self.best = None
+        super().__init__(monitor or "val_loss", mode)
+        self._default_monitor = monitor is None   # val_loss with a val_loader, else train_loss
+        self.dirpath, self.save_best, self.save_last = os.fspath(dirpath), save_best, save_last
         os.makedirs(self.dirpath, exist_ok=True)
 
     @property
@@ -167,19 +169,24 @@ class ModelCheckpoint(Callback):
     def best_path(self):
         return os.path.join(self.dirpath, "best.pt")
 
+    def on_fit_start(self, state):
+        if self._default_monitor and state.log_keys and "val_loss" not in state.log_keys:
+            self.monitor = "train_loss"
+        if self.save_best:
+            super().on_fit_start(state)
+
     def on_epoch_end(self, state):
+        if self.save_best:
+            value = self.value(state)
+            if self.is_improvement(value):
+                self.best, self.best_epoch = value, state.epoch
+                save_checkpoint(self.best_path, state, best=value, monitor=self.monitor)
         if self.save_last:
             save_checkpoint(self.last_path, state)
-        value = state.logs.get(self.monitor)
-        if self.save_best and value is not None and math.isfinite(value):
-            if self.best is None or (value < self.best if self.mode == "min" else value > self.best):
-                self.best = value
-                save_checkpoint(self.best_path, state, best=value, monitor=self.monitor)
 
     def on_fit_end(self, state):
         if self.save_last and state.stop and state.stop_reason:
             save_checkpoint(self.last_path, state, stop_reason=state.stop_reason)
-
 
 class LRMonitor(Callback):
     """Adds every param group's lr to the step rows (``lr_0``, ``lr_1``…) and to the epoch rows."""
@@ -195,26 +202,102 @@ class LRMonitor(Callback):
             state.logs[f"lr_{i}"] = group["lr"]
 
 
+class LRSchedule(Callback):
+    """The one owner of the learning rate (``fit`` attaches it as ``state.lr_schedule``).
+
+    After every optimizer step it steps the scheduler — unless a manual value took over. **The rule:** a manual
+    ``lr`` (``ParamControl.set``, the dashboard's slider, a replay) is applied before the next batch to every
+    param group and wins from that step on; the scheduler no longer drives the lr. Every manual change is an
+    event in ``history.events`` (step, epoch, name, old, new, source).
+
+    On resume, a scheduler fit built by name is rebuilt for the new total and continued at the saved step (the
+    lr an uninterrupted run with that total would have); a scheduler object is restored from its state.
+    """
+
+    def __init__(self, scheduler=None, spec: dict | None = None):
+        self.scheduler, self.spec = scheduler, spec
+        self.manual: dict = {}          # {name: value} set by hand; non-empty 'lr' means the schedule is off
+
+    def set(self, state, source: str = "manual", **values):
+        groups = state.optimizer.param_groups
+        for name, value in values.items():
+            if name not in groups[0]:
+                raise ValueError(f"the optimizer has no {name!r}; settable: {settable(state.optimizer)}")
+            old = groups[0][name]
+            for group in groups:
+                group[name] = value
+            self.manual[name] = value
+            state.history.events.append({"step": state.step, "epoch": state.epoch, "name": name,
+                                         "old": _plain(old), "new": _plain(value), "source": source,
+                                         "groups": len(groups)})   # replay checks the optimizer layout
+
+    @property
+    def lr_is_manual(self) -> bool:
+        return "lr" in self.manual
+
+    def on_step_end(self, state):
+        if self.scheduler is not None and not self.lr_is_manual:
+            self.scheduler.step()
+
+    def state_dict(self):
+        return {"manual": dict(self.manual), "spec": self.spec}
+
+    def resume(self, ckpt: dict, step: int) -> None:
+        saved = ckpt.get("lr_schedule") or {}
+        self.manual = dict(saved.get("manual") or ({"lr": None} if ckpt.get("lr_override") else {}))
+        if self.scheduler is None:
+            return
+        same = self.spec is not None and saved.get("spec") == self.spec
+        if ckpt.get("scheduler") is not None and (same or self.spec is None):
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            return
+        for group, base in zip(self.scheduler.optimizer.param_groups, self.scheduler.base_lrs):
+            group["lr"] = base            # replay the new schedule from its start: what a straight run would do
+        for _ in range(step):
+            self.scheduler.step()
+        if self.lr_is_manual and self.manual.get("lr") is not None:
+            for group in self.scheduler.optimizer.param_groups:
+                group["lr"] = self.manual["lr"]
+
+
+def settable(optimizer) -> str:
+    return ", ".join(k for k, v in optimizer.param_groups[0].items() if k != "params" and isinstance(v, (int, float, tuple)))
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+_KNOWN = {"lr", "momentum", "weight_decay", "betas", "eps", "dampening", "alpha", "lr_decay", "nesterov"}
+
+
 class ParamControl(Callback):
     """Apply values set from outside the loop (a slider, a button, another thread) at the next step.
 
     ``control.set(lr=1e-3)`` sets ``lr`` in every param group before the next batch; other keys
-    (``momentum``, ``weight_decay``, ``betas``…) are set the same way when the optimizer has them.
-    **Rule with a scheduler:** a manual ``lr`` wins. From the step it is applied the scheduler stops
-    driving the learning rate (``state.lr_override``) and the lr stays where you put it; the step rows of
-    the history show the new value from that step on. ``control.stop()`` ends training after the current
-    batch (pressing it twice is harmless). Thread-safe.
+    (``momentum``, ``weight_decay``, ``betas``…) are set the same way. The values go through the one owner of
+    the learning rate (:class:`LRSchedule`): a manual ``lr`` wins over the scheduler from its step on, and each
+    change is recorded in ``history.events``. An unknown name fails in ``set`` (naming the settable ones).
+    ``control.stop()`` ends training after the current batch (pressing it twice is harmless). Thread-safe.
     """
 
-    def __init__(self):
+    def __init__(self, source: str = "control"):
         self._lock = threading.Lock()
         self._pending: dict = {}
         self._stop_requested = False
+        self._optimizer = None
+        self.source = source
         self.applied: list[dict] = []   # (step, values) actually applied, for the record
 
     def set(self, **values):
+        known = set(self._optimizer.param_groups[0]) - {"params"} if self._optimizer is not None else _KNOWN
         for key, value in values.items():
-            if key == "lr" and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if key not in known:
+                close = difflib.get_close_matches(key, sorted(known), n=1)
+                raise ValueError(f"unknown setting {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
+                                 + f" (settable: {', '.join(sorted(known))})")
+            if key == "lr" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                or not math.isfinite(value) or value < 0):
                 raise ValueError(f"lr must be a finite number >= 0, got {value!r}")
         with self._lock:
             self._pending.update(values)
@@ -226,6 +309,9 @@ class ParamControl(Callback):
     def stop_requested(self):
         return self._stop_requested
 
+    def on_fit_start(self, state):
+        self._optimizer = state.optimizer
+
     def on_batch_start(self, state):
         if self._stop_requested and not state.stop:
             state.stop = True
@@ -234,13 +320,16 @@ class ParamControl(Callback):
             return
         with self._lock:
             values, self._pending = self._pending, {}
-        for group in state.optimizer.param_groups:
-            for key, value in values.items():
-                if key in group:
-                    group[key] = value
-        if "lr" in values:
-            state.lr_override = True
+        state.lr_schedule.set(state, source=self.source,
+                              **{k: v for k, v in values.items() if k in state.optimizer.param_groups[0]})
         self.applied.append({"step": state.step, **values})
+
+def __getattr__(name):
+    """``from ftkit.callbacks import LivePlot`` keeps working: it lives in :mod:`ftkit.ui.live` (plotly loads lazily)."""
+    if name == "LivePlot":
+        from .ui.live import LivePlot
+        return LivePlot
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class TensorBoardLogger(Callback):
@@ -270,18 +359,28 @@ class TensorBoardLogger(Callback):
 
 
 class CSVLogger(Callback):
-    """Appends one row per epoch to a CSV file (header from the first row's keys)."""
+    """Appends one row per epoch to a CSV file (header from the first row's keys).
+
+    A new fit starts the file afresh; a resumed fit (``resume_from``) appends after the rows it already has.
+    """
 
     def __init__(self, path):
         self.path = os.fspath(path)
         self._fields = None
+        self._append = False
+
+    def on_fit_start(self, state):
+        self._append = bool(state.history.epochs) and os.path.exists(self.path)
+        if self._append:
+            with open(self.path, newline="") as f:
+                self._fields = next(csv.reader(f), None)
 
     def on_epoch_end(self, state):
         row = dict(state.logs)
-        new = not os.path.exists(self.path) or self._fields is None
-        if self._fields is None:
+        new = self._fields is None
+        if new:
             self._fields = list(row)
-        with open(self.path, "a" if not new else "w", newline="") as f:
+        with open(self.path, "w" if new and not self._append else "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
             if new:
                 writer.writeheader()

@@ -37,7 +37,7 @@ from torch.func import functional_call
 
 from .landscape import check_data
 from .losses import make_loss
-from .train import Callback  # moves to ftkit.core on main; ftkit.train keeps re-exporting it
+from .core import Callback
 from .utils import check_int, check_number
 
 __all__ = ["Spectrum", "hessian_eigenvalues", "stability_edge", "adam_preconditioner", "SharpnessMonitor"]

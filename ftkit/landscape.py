@@ -38,7 +38,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from .losses import make_loss
-from .train import Callback
+from .core import Callback
 from .utils import check_int
 
 __all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "check_data", "random_direction", "random_directions",

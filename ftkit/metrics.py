@@ -14,12 +14,25 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor, ignore_index: int = -
     """Share of argmax predictions equal to the label; labels equal to ``ignore_index`` are skipped.
 
     Class scores sit on the last axis for sequences ((B, T, C) with (B, T) labels, as HF token classifiers
-    return them) and on axis 1 for images ((N, C, H, W) with (N, H, W) labels)."""
+    return them) and on axis 1 for images ((N, C, H, W) with (N, H, W) labels). One-hot or soft (probability)
+    targets of the outputs' shape are compared by their argmax; one logit per example ((N,) or (N, 1)) is a
+    binary prediction ``logit > 0`` against 0/1 labels."""
+    if outputs.dim() == 2 and outputs.shape[1] == 1 and targets.shape in ((outputs.shape[0],), outputs.shape):
+        outputs, targets = outputs[:, 0], targets.reshape(-1)       # (N, 1) logits: binary
+    if targets.shape == outputs.shape and targets.is_floating_point() and outputs.dim() >= 2:
+        axis = -1 if outputs.dim() == 2 else 1                     # one-hot / soft labels
+        return (outputs.argmax(axis) == targets.argmax(axis)).sum(), torch.tensor(targets.numel() // targets.shape[axis])
     if outputs.dim() == targets.dim() + 1:
         pred = outputs.argmax(-1) if outputs.shape[:-1] == targets.shape else outputs.argmax(1)
-    else:  # binary: one logit per example
+    elif outputs.shape == targets.shape:  # binary: one logit per example
+        if targets.is_floating_point() and ((targets != 0) & (targets != 1)).any():
+            raise ValueError("accuracy with one logit per example needs 0/1 targets; got other values "
+                             "(for regression use a loss, not accuracy)")
         pred = (outputs > 0).long()
         targets = targets.long()
+    else:
+        raise ValueError(f"accuracy cannot pair outputs of shape {tuple(outputs.shape)} with targets of shape "
+                         f"{tuple(targets.shape)}: give class scores (N, C) with labels (N,) or one-hot (N, C)")
     keep = targets != ignore_index
     return (pred == targets)[keep].sum(), keep.sum()
 
@@ -27,6 +40,9 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor, ignore_index: int = -
 def top_k(k: int):
     """Top-k accuracy: the label is among the k largest outputs."""
     def metric(outputs, targets):
+        if outputs.dim() < 2 or outputs.shape[1] < k:
+            raise ValueError(f"top{k} accuracy needs at least {k} classes, but the model outputs "
+                             f"{outputs.shape[1] if outputs.dim() > 1 else 1}; use 'accuracy' or a smaller k")
         topk = outputs.topk(k, dim=1).indices
         return (topk == targets.unsqueeze(1)).any(1).sum(), torch.tensor(targets.shape[0])
     metric.__name__ = f"top{k}"

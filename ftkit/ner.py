@@ -312,14 +312,20 @@ class NerTagger:
         return make_loader(encoded, batch_size, pad_id=self.tokenizer.pad_token_id or 0, **options)
 
     def tag(self, texts, *, device="auto") -> list[list[str]]:
-        """Word tags for each text (a string split on whitespace, or a list of words)."""
+        """Word tags for each text (a string split on whitespace, or a list of words). One string alone is one
+        text (not a list of characters): ``tag("EU rejects it")`` returns that text's tags."""
+        if isinstance(texts, str):
+            return self.tag([texts], device=device)[0]
         sentences = [Sentence(t.split() if isinstance(t, str) else list(t), []) for t in texts]
         sentences = [Sentence(s.words, ["O"] * len(s.words)) for s in sentences]
         return predict_tags(self.model, self.encode(sentences), device=device)
 
     def predict(self, texts, *, device="auto") -> list[list[dict]]:
-        """Entities per text: ``{'type', 'text', 'start', 'end'}`` with word indices (``end`` exclusive)."""
+        """Entities per text: ``{'type', 'text', 'start', 'end'}`` with word indices (``end`` exclusive).
+        One string alone is one text: ``predict("Angela Merkel visited Paris")`` returns its entities."""
         from seqeval.metrics.sequence_labeling import get_entities
+        if isinstance(texts, str):
+            return self.predict([texts], device=device)[0]
         out = []
         for text, tags in zip(texts, self.tag(texts, device=device)):
             words = text.split() if isinstance(text, str) else list(text)

@@ -25,14 +25,15 @@ in plain tensor math (tests check it against ``torch.optim`` to 1e-6).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from .utils import check_number, choose
+from .utils import check_int, check_number, choose, normalize_name
 
-__all__ = ["OPTIMIZERS", "SCHEDULERS", "make_optimizer", "make_scheduler", "split_decay_params",
+__all__ = ["OPTIMIZERS", "OptimInfo", "SCHEDULERS", "make_optimizer", "make_scheduler", "split_decay_params",
            "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
@@ -173,16 +174,35 @@ def _maybe_closure(closure):
 
 
 # --------------------------------------------------------------------------- registry
-# name -> (torch class, scratch twin, defaults). Defaults are the twin's and torch's shared options.
-OPTIMIZERS = {
-    "sgd": (torch.optim.SGD, ScratchSGD, {}),
-    "gd": (torch.optim.SGD, ScratchSGD, {}),  # full-batch use of the same rule
-    "momentum": (torch.optim.SGD, ScratchSGD, {"momentum": 0.9}),
-    "nesterov": (torch.optim.SGD, ScratchSGD, {"momentum": 0.9, "nesterov": True}),
-    "adam": (torch.optim.Adam, ScratchAdam, {}),
-    "adamw": (torch.optim.AdamW, ScratchAdam, {"weight_decay": 0.01}),
-    "rmsprop": (torch.optim.RMSprop, ScratchRMSprop, {}),
-    "adagrad": (torch.optim.Adagrad, ScratchAdagrad, {}),
+@dataclass(frozen=True)
+class OptimInfo:
+    """What the registry knows about one optimizer name: its classes, defaults and which knobs it takes.
+
+    ``family`` names the update rule (``sgd``, ``rmsprop``, ``adagrad``, ``adam``); the flags say which knobs the
+    rule is built around (``takes_momentum``: heavy-ball/Nesterov μ; ``takes_betas``: Adam's β₁, β₂;
+    ``takes_alpha``: RMSprop's ρ), so callers ask the registry instead of restating lists of names.
+    """
+    cls: type
+    scratch: type
+    defaults: dict = field(default_factory=dict)
+    family: str = "sgd"
+    takes_momentum: bool = False
+    takes_betas: bool = False
+    takes_alpha: bool = False
+    decoupled_decay: bool = False
+
+
+# name -> OptimInfo. Defaults are the twin's and torch's shared options.
+OPTIMIZERS: dict[str, OptimInfo] = {
+    "sgd": OptimInfo(torch.optim.SGD, ScratchSGD, {}),
+    "gd": OptimInfo(torch.optim.SGD, ScratchSGD, {}),  # full-batch use of the same rule
+    "momentum": OptimInfo(torch.optim.SGD, ScratchSGD, {"momentum": 0.9}, takes_momentum=True),
+    "nesterov": OptimInfo(torch.optim.SGD, ScratchSGD, {"momentum": 0.9, "nesterov": True}, takes_momentum=True),
+    "adam": OptimInfo(torch.optim.Adam, ScratchAdam, {}, "adam", takes_betas=True),
+    "adamw": OptimInfo(torch.optim.AdamW, ScratchAdam, {"weight_decay": 0.01}, "adam", takes_betas=True,
+                       decoupled_decay=True),
+    "rmsprop": OptimInfo(torch.optim.RMSprop, ScratchRMSprop, {}, "rmsprop", takes_alpha=True),
+    "adagrad": OptimInfo(torch.optim.Adagrad, ScratchAdagrad, {}, "adagrad"),
 }
 
 
@@ -197,10 +217,9 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
         return name
     if not isinstance(name, str):
         raise TypeError(f"make_optimizer takes an optimizer name or a torch.optim.Optimizer, got {name!r}")
-    torch_cls, scratch_cls, defaults = choose("optimizer", name, OPTIMIZERS)
-    key = name.lower()
+    info = choose("optimizer", name, OPTIMIZERS)
     lr = check_number("lr", lr)
-    opts = {**defaults, **options}
+    opts = {**info.defaults, **options}
     for k in ("weight_decay", "momentum", "eps", "alpha", "dampening", "lr_decay"):
         if k in opts:
             check_number(k, opts[k])
@@ -232,10 +251,10 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
         raise ValueError(f"no parameters to optimize for {name!r}: the model or list has no parameters with "
                          "requires_grad=True (did you freeze everything, or pass model.parameters() twice?)")
     if scratch:
-        if key in ("adam", "adamw"):
-            opts["decoupled"] = key == "adamw"
-        return scratch_cls(params, lr=lr, **opts)
-    return torch_cls(params, lr=lr, **opts)
+        if info.family == "adam":
+            opts["decoupled"] = info.decoupled_decay
+        return info.scratch(params, lr=lr, **opts)
+    return info.cls(params, lr=lr, **opts)
 
 
 # --------------------------------------------------------------------------- schedulers
@@ -311,12 +330,16 @@ def make_scheduler(name, optimizer: torch.optim.Optimizer, **options):
     if name is None or not isinstance(name, str):
         return name
     build = choose("scheduler", name, SCHEDULERS)
-    key = name.lower()
+    key = normalize_name(name)
     if key in _NEEDS_TOTAL:
         if "total_steps" not in options:
             raise ValueError(f"scheduler {name!r} needs total_steps= (batches per epoch × epochs)")
-        if int(options["total_steps"]) <= 0:
-            raise ValueError(f"total_steps must be > 0, got {options['total_steps']}")
-    if key == "step" and int(options.get("step_size", 0)) <= 0:
-        raise ValueError("scheduler 'step' needs step_size= > 0 (steps between decays)")
+        total = options["total_steps"]
+        if isinstance(total, int) and not isinstance(total, bool) and total <= 0:
+            raise ValueError(f"total_steps must be > 0, got {total}")
+        check_int("total_steps", total, meaning=" (optimizer steps of the whole run)")
+    if key == "step":
+        if "step_size" not in options:
+            raise ValueError("scheduler 'step' needs step_size= > 0 (steps between decays)")
+        check_int("step_size", options["step_size"], meaning=" (steps between decays)")
     return build(optimizer, **options)

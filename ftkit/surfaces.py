@@ -12,10 +12,11 @@ NumPy arrays) of any shape, together with its gradient in closed form (tests che
 * quadratic   :math:`\tfrac12 w^\top A w` with :math:`A=\mathrm{diag}(1/κ, 1)`: eigenvalues
   :math:`λ_n=1/κ \le λ_1=1`, condition number κ, minimum (0, 0).
 
-``race(surface, ["gd", "adam"], start, steps)`` runs *real* ``torch.optim`` optimizers built by
-:func:`ftkit.optim.make_optimizer` (or their from-scratch twins with ``scratch=True``) from one start. All runs
-share one ``(runs, 2)`` float64 tensor: each optimizer owns a row (a leaf view of it), one closed-form gradient
-call per step fills every row's ``.grad`` at once, so the loop does nothing per step beyond the optimizer steps.
+Your own function: ``make_surface(lambda x, y: x**2 + 3*torch.sin(y), domain=((-3, 3), (-3, 3)))`` takes any
+scalar torch expression; its gradient comes from autograd, batched over all runs with ``torch.func.vmap``.
+
+The paths live in :mod:`ftkit.races` (``race``, ``trajectory``, ``basins``, ``rate_sweep``, re-exported here),
+advanced by the batched engine of :mod:`ftkit.gd_engine`.
 
 Quadratic theory (step :math:`η`, eigenvalues :math:`λ_n \le λ \le λ_1`, :math:`κ=λ_1/λ_n`):
 
@@ -37,11 +38,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .optim import OPTIMIZERS, make_optimizer
-from .utils import check_int, check_number, choose
+from .optim import OPTIMIZERS
+from .utils import check_number, choose
 
-__all__ = ["Surface", "Trajectory", "SURFACES", "make_surface", "trajectory", "race", "convergence_rate",
-           "gd_rate", "heavy_ball_rate", "predicted_rate", "rate_sweep", "quadratic_theory"]
+__all__ = ["Surface", "OptimizerPath", "BasinMap", "SURFACES", "make_surface", "function_surface", "trajectory",
+           "race", "basins", "convergence_rate", "gd_rate", "heavy_ball_rate", "predicted_rate", "rate_sweep",
+           "quadratic_theory"]
 
 
 def _cos(x):
@@ -71,8 +73,12 @@ class Surface:
     budget: dict[str, int] = field(default_factory=dict)
     tol: float = 1e-3
     constant_hessian: bool = False                 # a quadratic: the rate theory holds everywhere, not just near w*
+    local_minima: tuple[tuple[float, float], ...] = ()   # other stationary points a path may settle in
+    function: Callable | None = None               # a user's torch function f(x, y) (see function_surface)
 
     def __call__(self, x, y):
+        if self.function is not None and isinstance(x, torch.Tensor):
+            return _batched(self.function, x, y)   # differentiable (hessian_eigenvalues needs that)
         return self.value_and_grad(x, y)[0]
 
     def grid(self, n: int = 100) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -131,6 +137,17 @@ def _rastrigin(x, y):
     return f, 2 * x + 10 * tau * _sin(tau * x), 2 * y + 10 * tau * _sin(tau * y)
 
 
+def _rastrigin_minima(lo: float = -5.12, hi: float = 5.12) -> tuple[tuple[float, float], ...]:
+    """Rastrigin's local minima: per axis the roots of :math:`2x + 20π\sin 2πx` near each integer (Newton)."""
+    roots = []
+    for k in range(math.ceil(lo), math.floor(hi) + 1):
+        x = float(k)
+        for _ in range(20):
+            x -= (2 * x + 20 * math.pi * math.sin(2 * math.pi * x)) / (2 + 40 * math.pi ** 2 * math.cos(2 * math.pi * x))
+        roots.append(round(x, 12))
+    return tuple((x, y) for x in roots for y in roots if (x, y) != (0.0, 0.0))
+
+
 def _saddle(x, y):
     return x * x - y * y, 2 * x, -2 * y
 
@@ -180,7 +197,8 @@ SURFACES: dict[str, Callable[..., Surface]] = {
     "rastrigin": lambda: Surface(
         "rastrigin", r"20 + \textstyle\sum_i x_i^2 - 10\cos 2\pi x_i", _rastrigin,
         ((-5.12, 5.12), (-5.12, 5.12)), (3.2, -2.7), ((0.0, 0.0),), False,
-        lr=dict(gd=2e-3, momentum=2e-3, nesterov=2e-3, rmsprop=5e-2, adam=0.1, adamw=0.1)),
+        lr=dict(gd=2e-3, momentum=2e-3, nesterov=2e-3, rmsprop=5e-2, adam=0.1, adamw=0.1),
+        local_minima=_rastrigin_minima()),
     "saddle": lambda: Surface(
         "saddle", r"x^2 - y^2", _saddle, ((-2.0, 2.0), (-2.0, 2.0)), (-1.8, 0.02), (), False,
         lr=dict(gd=0.05, momentum=0.02, nesterov=0.02, rmsprop=0.02, adam=0.05, adamw=0.05),
@@ -189,12 +207,19 @@ SURFACES: dict[str, Callable[..., Surface]] = {
 }
 
 
-def make_surface(name, **options) -> Surface:
-    """``make_surface("quadratic", kappa=100)``; a :class:`Surface` passes through unchanged."""
-    if isinstance(name, Surface):
+def make_surface(function, **options) -> Surface:
+    """``make_surface("quadratic", kappa=100)``; ``make_surface(lambda x, y: ..., domain=...)`` (see
+    :func:`function_surface`); a :class:`Surface` passes through unchanged."""
+    if isinstance(function, Surface):
         if options:
             raise ValueError(f"options {sorted(options)} only apply when the surface is given by name")
-        return name
+        return function
+    if callable(function):
+        if "domain" not in options:
+            raise ValueError("your own function needs domain=((x_min, x_max), (y_min, y_max)): the box to draw "
+                             "and to start from")
+        return function_surface(function, **options)
+    name = function
     build = choose("function", name, SURFACES)
     try:
         return build(**options)
@@ -203,121 +228,79 @@ def make_surface(name, **options) -> Surface:
                          + ("; the quadratic takes kappa=" if name != "quadratic" else "")) from None
 
 
-# --------------------------------------------------------------------------- optimizer paths
-@dataclass
-class Trajectory:
-    """One optimizer's path: ``points (k+1, 2)`` and ``losses (k+1,)`` for steps 0…k.
-
-    A run that leaves the bound box (or whose loss stops being finite) is cut before that step:
-    ``diverged`` is set and ``note`` says where.
-    """
-    label: str
-    optimizer: str
-    lr: float
-    options: dict
-    points: np.ndarray
-    losses: np.ndarray
-    diverged: bool = False
-    note: str = ""
-
-    @property
-    def steps(self) -> int:
-        return len(self.points) - 1
-
-    def steps_to(self, surface: Surface, tol: float | None = None) -> int | None:
-        """First step whose point lies within ``tol`` of a minimum, or None."""
-        near = np.flatnonzero(surface.distance(self.points) < (surface.tol if tol is None else tol))
-        return int(near[0]) if near.size else None
+# --------------------------------------------------------------------------- your own function
+def _batched(fn, x, y):
+    """``fn`` on 0-d tensors, mapped over any shape of x, y with ``torch.func.vmap``."""
+    flat = torch.func.vmap(fn)(x.reshape(-1), y.reshape(-1))
+    return flat.reshape(x.shape)
 
 
-def _check_start(surface: Surface, start) -> tuple[float, float]:
-    if start is None:
-        return surface.start
+def _autograd_value_and_grad(fn):
+    grad_and_value = torch.func.vmap(torch.func.grad_and_value(fn, argnums=(0, 1)))
+
+    def value_and_grad(x, y):
+        as_numpy = not isinstance(x, torch.Tensor)
+        tx, ty = (torch.as_tensor(np.asarray(v, dtype=float) if as_numpy else v, dtype=torch.float64)
+                  for v in (x, y))
+        tx, ty = torch.broadcast_tensors(tx, ty)
+        with torch.enable_grad():
+            (gx, gy), f = grad_and_value(tx.reshape(-1), ty.reshape(-1))
+        out = [v.detach().reshape(tx.shape) for v in (f, gx, gy)]
+        return tuple(v.numpy() for v in out) if as_numpy else tuple(out)
+    return value_and_grad
+
+
+def _check_domain(domain) -> tuple[tuple[float, float], tuple[float, float]]:
     try:
-        x, y = (float(v) for v in start)
+        (x0, x1), (y0, y1) = ((float(a), float(b)) for a, b in domain)
     except (TypeError, ValueError):
-        raise ValueError(f"start must be a pair of numbers (x, y), got {start!r}") from None
-    if not (math.isfinite(x) and math.isfinite(y) and surface.in_domain((x, y))):
-        (x0, x1), (y0, y1) = surface.domain
-        raise ValueError(f"start ({x:g}, {y:g}) is outside the plotted domain x∈[{x0:g}, {x1:g}], "
-                         f"y∈[{y0:g}, {y1:g}] of {surface.name!r}; pick a start inside it")
-    return x, y
+        raise ValueError(f"domain must be two increasing pairs ((x_min, x_max), (y_min, y_max)), "
+                         f"got {domain!r}") from None
+    if not all(map(math.isfinite, (x0, x1, y0, y1))) or not (x0 < x1 and y0 < y1):
+        raise ValueError(f"domain must be two increasing pairs ((x_min, x_max), (y_min, y_max)) of finite "
+                         f"numbers, got {domain!r}")
+    return (x0, x1), (y0, y1)
 
 
-def race(fn, runs, start=None, steps: int = 100, *, scratch: bool = False, bound: float = 10.0
-         ) -> dict[str, Trajectory]:
-    """Run several optimizers from the same ``start`` for ``steps`` steps on surface ``fn``.
+def function_surface(fn: Callable, domain, *, name: str = "custom", minima=(), start=None, lr=None,
+                     log_color: bool = False, formula: str = "") -> Surface:
+    """A :class:`Surface` from your torch function ``fn(x, y) -> scalar`` (0-d tensors in, one number out).
 
-    ``runs`` is a name, a list of names (each at the surface's suggested lr) or a dict
-    ``label -> {"optimizer": name (default: label), "lr": float (default: suggested), **options}`` whose
-    options go to :func:`ftkit.optim.make_optimizer`. A run is cut where it leaves the box ``bound`` times
-    the domain's size around its centre (or its loss overflows).
+    Gradients come from autograd, batched over every run with ``torch.func.vmap(grad_and_value(fn))``.
+    ``minima`` is optional (basin maps then find where paths settle); ``start`` defaults to a point a quarter
+    in from the top-left corner; ``lr`` defaults to 0.01·width for the adaptive optimizers and 0.2/L for the
+    GD family, with L the largest Hessian eigenvalue over a 5×5 grid of the domain.
     """
-    surface = make_surface(fn)
-    steps, (x0, y0) = check_int("steps", steps), _check_start(surface, start)
-    bound = check_number("bound", bound, positive=True)
-    if isinstance(runs, str):
-        runs = [runs]
-    if not isinstance(runs, dict):
-        runs = {name: {} for name in runs}
-    if not runs:
-        raise ValueError("runs is empty; name at least one optimizer, e.g. ['gd', 'adam']")
-
-    n = len(runs)
-    P = torch.tensor([[x0, y0]] * n, dtype=torch.float64)   # row i: the parameter of run i
-    G = torch.zeros_like(P)
-    P_np, G_np = P.numpy(), G.numpy()                         # the same memory, for cheap NumPy math
-    specs, optimizers = [], []
-    for i, (label, spec) in enumerate(runs.items()):
-        spec = dict(spec)
-        name, lr = spec.pop("optimizer", label), spec.pop("lr", None)
-        options = dict(spec)
-        choose("optimizer", name, OPTIMIZERS)
-        if lr is None:
-            if name.lower() not in surface.lr:
-                raise ValueError(f"no suggested lr for {name!r} on {surface.name!r}; pass one, e.g. "
-                                 f"{{{label!r}: {{'lr': 0.01}}}}")
-            lr = surface.lr[name.lower()]
-        lr = check_number(f"lr of {label!r}", lr, positive=True)
-        p = P[i].detach()                                     # a leaf that shares row i's storage
-        p.grad = G[i]
-        if not scratch and "fused" not in spec:
-            spec.setdefault("foreach", False)  # a single 2-vector: skip torch's per-step foreach/fused probe
-        optimizers.append(make_optimizer(name, [p], lr=lr, scratch=scratch, **spec))
-        specs.append((label, name, lr, options))
-
-    points, losses = np.empty((steps + 1, n, 2)), np.empty((steps + 1, n))
-    x, y = P_np[:, 0], P_np[:, 1]                             # views: they follow the optimizer's updates
-    with torch.no_grad(), np.errstate(all="ignore"):          # a diverging row may overflow; it is cut below
-        for t in range(steps):
-            points[t] = P_np
-            losses[t], G_np[:, 0], G_np[:, 1] = surface.value_and_grad(x, y)
-            for opt in optimizers:
-                opt.step()
-        points[steps] = P_np
-        losses[steps] = surface(x, y)
-
-    (dx0, dx1), (dy0, dy1) = surface.domain
-    centre = np.array([(dx0 + dx1) / 2, (dy0 + dy1) / 2])
-    half = bound * np.array([(dx1 - dx0) / 2, (dy1 - dy0) / 2])
-    with np.errstate(invalid="ignore"):
-        bad = ~np.isfinite(losses) | (np.abs(points - centre) > half).any(-1) | ~np.isfinite(points).all(-1)
-    out = {}
-    for i, (label, name, lr, options) in enumerate(specs):
-        k = int(np.argmax(bad[:, i])) if bad[:, i].any() else steps + 1   # first bad step (never 0)
-        note = ""
-        if k <= steps:
-            note = (f"{label} diverged: left the box |x-{centre[0]:g}| ≤ {half[0]:g}, |y-{centre[1]:g}| ≤ "
-                    f"{half[1]:g} at step {k} (lr={lr:g}); drawn up to step {k - 1}")
-        out[label] = Trajectory(label, name.lower(), lr, options, points[:k, i].copy(), losses[:k, i].copy(),
-                                k <= steps, note)
-    return out
-
-
-def trajectory(fn, optimizer_name: str, start=None, lr: float | None = None, steps: int = 100, *,
-               scratch: bool = False, **options) -> Trajectory:
-    """One optimizer's path: ``trajectory("booth", "momentum", (-8, -6), lr=0.02, steps=100, momentum=0.9)``."""
-    return race(fn, {optimizer_name: {"lr": lr, **options}}, start, steps, scratch=scratch)[optimizer_name]
+    if not callable(fn):
+        raise ValueError(f"function must be a callable f(x, y) or a name, got {fn!r}")
+    (x0, x1), (y0, y1) = _check_domain(domain)
+    start = (x0 + 0.25 * (x1 - x0), y0 + 0.75 * (y1 - y0)) if start is None else tuple(map(float, start))
+    try:
+        value = fn(torch.tensor(start[0], dtype=torch.float64), torch.tensor(start[1], dtype=torch.float64))
+    except Exception as e:          # noqa: BLE001  (any failure of user code: say where it happened)
+        raise ValueError(f"your function failed on 0-d float64 tensors at {start}: {type(e).__name__}: {e}; "
+                         "write it with torch operations on x and y") from None
+    value = torch.as_tensor(value)
+    if value.ndim != 0:
+        raise ValueError(f"your function must return one number per (x, y) (a scalar), got shape "
+                         f"{tuple(value.shape)}; reduce it, e.g. with .sum()")
+    if not torch.isfinite(value):
+        raise ValueError(f"your function is {float(value)} at the start {start}; pick a start (or domain) "
+                         "where it is finite")
+    value_and_grad = _autograd_value_and_grad(fn)
+    if lr is None:
+        gx, gy = np.meshgrid(np.linspace(x0, x1, 5), np.linspace(y0, y1, 5))
+        hessian = torch.func.vmap(torch.func.hessian(lambda w: fn(w[0], w[1])))(
+            torch.tensor(np.c_[gx.ravel(), gy.ravel()]))
+        curvature = float(np.nanmax(np.abs(torch.linalg.eigvalsh(hessian).numpy()), initial=1e-12))
+        width = 0.5 * ((x1 - x0) + (y1 - y0))
+        lr = {**dict.fromkeys(("gd", "sgd", "momentum", "nesterov"), 0.2 / max(curvature, 1e-12)),
+              **dict.fromkeys(("rmsprop", "adam", "adamw", "adagrad"), 0.01 * width)}
+    elif not isinstance(lr, dict):
+        lr = dict.fromkeys(("gd", "sgd", "momentum", "nesterov", "rmsprop", "adam", "adamw", "adagrad"),
+                           check_number("lr", lr, positive=True))
+    return Surface(name, formula or name, value_and_grad, ((x0, x1), (y0, y1)), start,
+                   tuple(tuple(map(float, m)) for m in minima), log_color, dict(lr), function=fn)
 
 
 # --------------------------------------------------------------------------- rates: predicted and measured
@@ -371,23 +354,8 @@ def predicted_rate(fn, optimizer: str, lr: float, **options) -> float:
     if name in ("gd", "sgd") and not options.get("momentum"):
         return gd_rate(lr, eigs)
     if name == "momentum" or (name in ("gd", "sgd") and options.get("momentum")):
-        return heavy_ball_rate(lr, options.get("momentum", OPTIMIZERS["momentum"][2]["momentum"]), eigs)
+        return heavy_ball_rate(lr, options.get("momentum", OPTIMIZERS["momentum"].defaults["momentum"]), eigs)
     raise ValueError(f"no rate theory here for {optimizer!r}; it covers gd/sgd and momentum (heavy ball)")
 
 
-def rate_sweep(fn, optimizer: str, lrs, steps: int = 300, start=None, tail: float = 0.5,
-               **options) -> dict[str, np.ndarray]:
-    """Race ``optimizer`` at each lr; return ``lr``, ``predicted`` and ``measured`` rates (of the distance to
-    the minimum, over the run's tail; a diverged run is measured up to its cut) and ``diverged`` flags."""
-    surface = make_surface(fn)
-    lrs = np.asarray(lrs, dtype=float)
-    runs = race(surface, {str(i): {"optimizer": optimizer, "lr": float(lr), **options} for i, lr in enumerate(lrs)},
-                start, steps)
-    measured = []
-    for traj in runs.values():
-        try:
-            measured.append(convergence_rate(surface.distance(traj.points), tail))
-        except ValueError:                                    # cut after < 4 steps: too short to fit
-            measured.append(np.nan)
-    return {"lr": lrs, "predicted": np.array([predicted_rate(surface, optimizer, lr, **options) for lr in lrs]),
-            "measured": np.array(measured), "diverged": np.array([t.diverged for t in runs.values()])}
+from .races import BasinMap, OptimizerPath, basins, race, rate_sweep, trajectory  # noqa: E402  (they need Surface)

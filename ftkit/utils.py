@@ -51,6 +51,8 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
 
 def check_number(name: str, value, *, positive: bool = False, allow_zero: bool = True) -> float:
     """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite, non-negative number."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
@@ -71,9 +73,15 @@ def check_int(name: str, value, minimum: int = 1, meaning: str = "") -> int:
     return int(value)
 
 
+def normalize_name(name):
+    """The one spelling rule for registry keys: case and dashes are forgiven (``"Linear-Warmup"`` →
+    ``"linear_warmup"``); anything that is not a string passes through unchanged."""
+    return name.strip().lower().replace("-", "_") if isinstance(name, str) else name
+
+
 def choose(kind: str, name: str, registry: dict):
-    """Look ``name`` up in ``registry`` or fail listing the choices (timm style)."""
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
+    """Look ``name`` up in ``registry`` (after :func:`normalize_name`) or fail listing the choices (timm style)."""
+    key = normalize_name(name)
     if key not in registry:
         raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
     return registry[key]

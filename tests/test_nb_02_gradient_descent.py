@@ -6,14 +6,35 @@ pytestmark = pytest.mark.notebook
 
 def test_gradient_descent_notebook(run_notebook):
     m = run_notebook("02_gradient_descent.ipynb", steps=60, grid=30, theory_steps=200, settle_steps=200,
-                     sweep_points=6, explorer_grid=20)
-    assert m["parameters"]["theory_steps"] == 200
+                     sweep_points=6, explorer_grid=20, basin_grid=6, basin_steps=150, noise_steps=600,
+                     explorer_basin_grid=4)
+    assert m["parameters"]["theory_steps"] == 200 and m["parameters"]["basin_grid"] == 6
 
     # every optimizer reaches Booth's minimum within its documented budget at its documented lr
     assert set(m["booth"]) == {"gd", "momentum", "nesterov", "rmsprop", "adam", "adamw"}
     for name, fact in m["booth"].items():
         assert fact["steps_to_tol"] is not None and fact["steps_to_tol"] <= fact["budget"], (name, fact)
     assert m["booth"]["gd"]["final_distance"] < 1e-6                       # GD settles
+
+    # the batched engine drew the same paths as torch.optim
+    assert m["engine"]["max_abs_diff"] <= 1e-10
+
+    # basin maps: GD has a basin for each of Himmelblau's four minima; Rastrigin's GD ends in many local minima
+    assert {"0", "1", "2", "3"} <= set(m["basins_himmelblau"]["gd"])
+    assert sum(m["basins_himmelblau"]["gd"].values()) == pytest.approx(1.0)
+    assert m["basins_rastrigin"]["distinct_minima"]["gd"] >= 9
+
+    # noisy GD on the quadratic: the stationary spread follows ησ²/(λ(2-ηλ)) (y: nearly independent samples)
+    nq = m["noise_quadratic"]
+    assert nq["measured_var"][1] == pytest.approx(nq["predicted_var"][1], rel=0.25)
+    assert nq["measured_var"][0] == pytest.approx(nq["predicted_var"][0], rel=0.6)
+    assert all(v["noisy"] > v["clean"] for v in m["noise_final_distance"].values())
+    assert m["schedule_final_distance"]["cosine"] < m["schedule_final_distance"]["constant"]
+
+    # your own function: the basin map finds the camel's minima without being told; the best path reaches f ≈ -1.03
+    assert m["own_function"]["minima_found"] == 6
+    assert m["own_function"]["minima_f"][:2] == pytest.approx([-1.0316, -1.0316], abs=1e-4)
+    assert m["own_function"]["best_f"] == pytest.approx(-1.0316, abs=2e-3)
 
     # optimal rates on the quadratic, measured vs predicted
     q = m["quadratic"]

@@ -30,3 +30,8 @@ def test_cifar10_notebook(run_notebook, tmp_path):
     assert list(m["per_class_accuracy"]) == CLASSES
     assert list(m["per_class_accuracy"].values()) == pytest.approx(per_class.tolist())
     assert m["throughput_images_per_s"]["tensor"] > 0 and m["throughput_images_per_s"]["dataloader"] > 0
+
+    ddp = m["ddp"]                                      # "On several GPUs": 2 gloo processes vs the same on 1
+    assert (ddp["processes"], ddp["device"], ddp["epochs"]) == (2, "cpu", 1)
+    assert ddp["max_step_loss_difference"] <= 1e-5
+    assert ddp["final_val_accuracy"] == pytest.approx(ddp["one_process_final_val_accuracy"])

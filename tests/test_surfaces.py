@@ -238,3 +238,35 @@ def test_explorer_function_switch_and_bad_start(explorer):
     assert explorer.trajectories is before                              # the figure keeps the last good view
     bundle = explorer._repr_mimebundle_()
     assert {"application/vnd.jupyter.widget-view+json", "application/vnd.plotly.v1+json"} <= set(bundle)
+
+
+def test_basin_figure_colours_each_minimum_and_hides_missing_labels():
+    from ftkit.plots.surfaces import basin_figure
+    from ftkit.surfaces import basins
+    bm = basins("himmelblau", ["gd"], n=6, steps=200)
+    fig = basin_figure(bm, labels=["gd", "adam"])
+    by = {t.meta: t for t in fig.data}
+    z = np.asarray(by["basin:gd"].z)
+    np.testing.assert_array_equal(z, np.where(bm.minimum[0] >= 0, bm.minimum[0] + 2, bm.minimum[0] + 2))
+    np.testing.assert_array_equal(np.asarray(by["settle:gd"].z, dtype=float), bm.steps[0])
+    assert by["basin:adam"].visible is False and by["minima:gd"].visible
+    assert "after" in by["basin:gd"].text[0][0] and fig.layout.annotations[0].text.startswith("gd (")
+
+
+def test_explorer_noise_schedule_basins_and_your_function():
+    from ftkit.plots.surfaces import GDExplorer
+    with pytest.raises(ValueError, match=r"your own function needs domain="):
+        make_surface(lambda x, y: x * y)
+    own = make_surface(lambda x, y: (x * x - 1) ** 2 + y * y, domain=((-2, 2), (-1, 1)))
+    ex = GDExplorer(own, optimizers=("gd", "adam"), steps=100, grid=20)
+    assert ex.function.value == "custom" and "custom" in ex.function.options and ex.trajectories["gd"].steps == 100
+    clean = ex.trajectories["gd"].points.copy()
+    ex.noise.value = 0.5
+    assert np.abs(ex.trajectories["gd"].points - clean).max() > 1e-3
+    ex.schedule.value = "cosine"
+    assert ex.trajectories["adam"].steps == 100
+    ex.basin_grid.value = 4
+    assert ex.basins.minimum.shape == (2, 4, 4) and ex.basin_box.layout.display == ""
+    assert "basins:" in ex.status.value and "of 16 starts settle" in ex.status.value
+    ex.basin_grid.value = 0
+    assert ex.basins is None and ex.basin_box.layout.display == "none"

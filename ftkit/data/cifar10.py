@@ -28,6 +28,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 import socket
 import time
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from ..utils import check_int, get_device
+from ..utils import check_int, check_number, get_device
 
 __all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
            "write_cifar_batches", "write_fake_cifar10", "random_crop_flip", "TensorLoader", "CifarDataset",
@@ -113,10 +114,29 @@ def _batch_files(root: str) -> list[str]:
 
 
 def _find_root(data_dir: str) -> str | None:
-    """``data_dir/cifar-10-batches-py`` (the tarball's layout) or ``data_dir`` itself, if it holds batches."""
+    """``data_dir/cifar-10-batches-py`` (the tarball's layout) or ``data_dir`` itself, if it holds batches.
+
+    A folder with some batch files but not others names the missing ones (a gap in ``data_batch_1..k`` or no
+    ``test_batch``) instead of silently loading less."""
     for root in (os.path.join(data_dir, FOLDER), data_dir):
-        if os.path.isdir(root) and _batch_files(root) and os.path.exists(os.path.join(root, "test_batch")):
-            return root
+        if not os.path.isdir(root):
+            continue
+        files = [os.path.basename(f) for f in _batch_files(root)]
+        has_test = os.path.exists(os.path.join(root, "test_batch"))
+        if not files and not has_test:
+            continue
+        k = max((int(n.rsplit("_", 1)[1]) for n in files), default=0)
+        missing = [f"data_batch_{i}" for i in range(1, max(k, 1) + 1) if f"data_batch_{i}" not in files]
+        missing += [] if has_test else ["test_batch"]
+        if missing:
+            raise FileNotFoundError(f"CIFAR-10 folder {root!r} lacks {', '.join(missing)} (it has "
+                                    f"{', '.join(files + (['test_batch'] if has_test else [])) or 'no batch'}); "
+                                    f"copy the missing files from the tarball, or re-download: "
+                                    f"`{DOWNLOAD_CMD.format(data_dir=data_dir)}`")
+        if k < 5:
+            warnings.warn(f"{root!r} holds data_batch_1..{k}, not the 5 training batches of CIFAR-10: loading "
+                          f"{k}/5 of the training files", UserWarning, stacklevel=3)
+        return root
     return None
 
 
@@ -165,7 +185,9 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     is always the whole ``test_batch``. ``mean``/``std`` come from the remaining training images only.
     """
     data_dir = os.fspath(data_dir)
-    if not 0 <= val_fraction < 1:
+    if subset is not None:
+        check_int("subset", subset, meaning=" (training images to keep) or None")   # before any file is read
+    if not 0 <= check_number("val_fraction", val_fraction) < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     root = _find_root(data_dir)
     if root is None:

@@ -19,6 +19,8 @@ import os
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from ..utils import check_int
+
 __all__ = ["Sentence", "NerData", "iob1_to_iob2", "read_conll", "load_conll", "label_list_from",
            "HF_CONLL2003", "HF_CONLL2003_TAGS"]
 
@@ -85,8 +87,9 @@ def read_conll(path, label_column: int = -1, known_labels: list[str] | None = No
             words.clear()
             tags.clear()
 
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = _decode(raw, path, lineno)
             cols = line.split()
             if not cols:
                 flush()
@@ -113,6 +116,15 @@ def read_conll(path, label_column: int = -1, known_labels: list[str] | None = No
             tags.append(cols[label_column])
     flush()
     return sentences
+
+
+def _decode(raw: bytes, path: str, lineno: int) -> str:
+    """One line as UTF-8 (a byte-order mark on line 1 is dropped), or an error naming file, line and byte."""
+    try:
+        return raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}, line {lineno}: byte {raw[e.start]:#04x} at column {e.start + 1} is not UTF-8; "
+                         "convert the file, e.g. `iconv -f latin1 -t utf-8 in.txt > out.txt`") from None
 
 
 def label_list_from(sentences: list[Sentence]) -> list[str]:
@@ -149,15 +161,24 @@ def load_conll(data_dir="data/conll2003", *, label_column: int = -1, max_train_s
     train is an error naming file and line. ``max_train_sentences`` then keeps the first N training sentences.
     """
     data_dir = os.fspath(data_dir)
+    if max_train_sentences is not None:
+        check_int("max_train_sentences", max_train_sentences, meaning=" or None")   # before any file is read
     files = {split: _find(data_dir, split) for split in SPLIT_FILES}
     if any(files.values()):
         missing = [f"{split} ({' or '.join(SPLIT_FILES[split])})" for split, p in files.items() if p is None]
         if missing:
             raise FileNotFoundError(f"{data_dir!r} has CoNLL files but lacks: {', '.join(missing)}")
         train = read_conll(files["train"], label_column)
+        if not train:
+            raise ValueError(f"the training file {files['train']!r} has no sentences (empty, or only -DOCSTART- "
+                             "lines): put the training sentences there, one 'word ... tag' line per token")
         known = label_list_from(train)
         splits = {"train": train, "valid": read_conll(files["valid"], label_column, known),
                   "test": read_conll(files["test"], label_column, known)}
+        for split in ("valid", "test"):
+            if not splits[split]:
+                raise ValueError(f"the {split} file {files[split]!r} has no sentences (empty, or only -DOCSTART- "
+                                 "lines): it cannot be scored; put the sentences there")
         source = data_dir
     elif download:
         try:

@@ -1,46 +1,184 @@
-"""Training curves: per-step loss and per-epoch metrics, as a static figure or updated in place."""
+"""Training curves: loss per step (with an optional EMA and a log-scale toggle), the learning rate of every step,
+the manual changes of ``history.events`` as labelled markers on both, epoch metrics; the LR finder's curve;
+several runs overlaid (:func:`compare_runs`). Static figures, or updated in place (FigureWidget friendly)."""
 from __future__ import annotations
+
+import math
 
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["training_figure", "update_training_figure"]
+__all__ = ["training_figure", "update_training_figure", "ema", "event_label", "lr_find_figure", "compare_runs"]
+
+EVENTS = "events"          # the name of the marker traces (one on the loss panel, one on the LR panel)
 
 
-def _series(history, metrics):
-    """(name, x, y, panel) for every curve to draw: step loss, then train/val of each epoch metric."""
-    steps = history.steps
-    out = [("loss (step)", [r["step"] for r in steps], [r["loss"] for r in steps], 1)]
-    epochs = history.epochs
-    end_step = {r["epoch"]: r["step"] for r in steps}  # epoch -> its last step: epoch losses share the step axis
-    for metric in metrics:
-        for split in ("train", "val"):
-            key = f"{split}_{metric}"
-            if metric == "loss" or any(key in r for r in epochs):
-                rows = [r for r in epochs if key in r]
-                x = [end_step.get(r["epoch"], r["epoch"]) for r in rows] if metric == "loss" else [r["epoch"] for r in rows]
-                out.append((key, x, [r[key] for r in rows], 1 if metric == "loss" else 2))
+def ema(values, beta: float = 0.9) -> list[float]:
+    """Debiased exponential moving average (as in Adam / fastai): ``m_t = β m_{t-1} + (1-β) x_t``, ``m_t/(1-β^t)``.
+
+    Non-finite values are skipped (the average carries on). ``beta=0`` returns the values unchanged."""
+    if not 0 <= beta < 1:
+        raise ValueError(f"smoothing beta must be in [0, 1), got {beta!r}")
+    out, m, t = [], 0.0, 0
+    for x in values:
+        if x is not None and math.isfinite(x):
+            t += 1
+            m = beta * m + (1 - beta) * x
+        out.append(m / (1 - beta ** t) if t else float("nan"))
     return out
 
 
-def training_figure(history, metrics=("loss", "accuracy"), title: str = "training") -> go.Figure:
-    """Left: loss per step (and epoch train/val loss against the step at each epoch's end); right: metrics."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "epoch metrics"))
-    for name, x, y, panel in _series(history, metrics):
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines" if name.endswith("(step)") else "lines+markers"),
-                      row=1, col=panel)
-    fig.update_xaxes(title_text="step", row=1, col=1)
+def event_label(event: dict) -> str:
+    """'lr 0.1 → 0.003 (slider)': what changed, from what, to what, and who changed it."""
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return f"{event['name']} {fmt(event['old'])} → {fmt(event['new'])} ({event.get('source', 'manual')})"
+
+
+def _step_value(steps, step, key):
+    """The ``key`` of the step row after which ``step`` optimizer steps were done (the point an event sits on)."""
+    for row in steps:
+        if row["step"] > step:
+            return row[key]
+    return steps[-1][key] if steps else None
+
+
+def _series(history, metrics, smooth: float = 0.0):
+    """(name, x, y, row, col, mode) for every curve: step loss (+EMA), epoch losses, lr, events, metrics."""
+    steps, epochs = history.steps, history.epochs
+    xs = [r["step"] for r in steps]
+    loss = [r["loss"] for r in steps]
+    out = [("loss (step)", xs, loss, 1, 1, "lines")]
+    end_step = {r["epoch"]: r["step"] for r in steps}  # epoch -> its last step: epoch losses share the step axis
+    for split in ("train", "val"):
+        key = f"{split}_loss"
+        rows = [r for r in epochs if key in r]
+        out.append((key, [end_step.get(r["epoch"], r["epoch"]) for r in rows], [r[key] for r in rows], 1, 1,
+                    "lines+markers"))   # both, even empty: a live figure keeps its val_loss trace
+    if smooth:
+        out.append((f"loss (EMA {smooth:g})", xs, ema(loss, smooth), 1, 1, "lines"))
+    out.append(("lr", xs, [r["lr"] for r in steps], 2, 1, "lines"))
+    events = getattr(history, "events", None) or []
+    ex = [e["step"] for e in events]
+    labels = [event_label(e) for e in events]
+    out.append((EVENTS, ex, [_step_value(steps, s, "loss") for s in ex], 1, 1, "markers+text", labels))
+    out.append((EVENTS + " (lr)", ex, [_step_value(steps, s, "lr") for s in ex], 2, 1, "markers+text", labels))
+    for metric in metrics:
+        if metric == "loss":
+            continue
+        for split in ("train", "val"):
+            key = f"{split}_{metric}"
+            rows = [r for r in epochs if key in r]
+            if rows:
+                out.append((key, [r["epoch"] for r in rows], [r[key] for r in rows], 1, 2, "lines+markers"))
+    return out
+
+
+def _trace(name, x, y, mode, text=None):
+    if text is None:
+        return go.Scatter(x=x, y=y, name=name, mode=mode)
+    return go.Scatter(x=x, y=y, name=name, mode=mode, text=text, textposition="top left", hovertext=text,
+                      marker=dict(symbol="triangle-down", size=11, color="crimson"), showlegend=name == EVENTS,
+                      legendgroup=EVENTS)
+
+
+def training_figure(history, metrics=("loss", "accuracy"), title: str = "training", *, smooth: float = 0.0,
+                    log_loss: bool = False) -> go.Figure:
+    """Top left: loss per step (epoch train/val loss at each epoch's last step; ``smooth`` adds an EMA of the step
+    loss); below it the lr of every step; right: epoch metrics. Manual changes (``history.events``) are marked
+    with their label on the loss and LR panels. A "linear / log" button switches the loss axis in the page."""
+    fig = make_subplots(rows=2, cols=2, row_heights=[0.68, 0.32], column_widths=[0.6, 0.4], shared_xaxes=True,
+                        vertical_spacing=0.08, horizontal_spacing=0.08,
+                        specs=[[{}, {"rowspan": 2}], [{}, None]],
+                        subplot_titles=("loss", "epoch metrics", "learning rate"))
+    for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
+        fig.add_trace(_trace(name, x, y, mode, *text), row=row, col=col)
+    fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_layout(title=title, height=360, margin=dict(l=40, r=20, t=60, b=40))
+    fig.update_yaxes(type="log", row=2, col=1)
+    fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
+    fig.update_layout(title=title, height=480, margin=dict(l=50, r=20, t=70, b=40),
+                      legend=dict(orientation="h", y=-0.14), updatemenus=[dict(
+        type="buttons", direction="right", x=0.56, y=1.0, xanchor="right", yanchor="bottom", showactive=True,
+        pad=dict(r=0, t=0, b=2, l=0), font=dict(size=10),
+        active=1 if log_loss else 0, buttons=[
+            dict(label="linear", method="relayout", args=[{"yaxis.type": "linear"}]),
+            dict(label="log", method="relayout", args=[{"yaxis.type": "log"}])])])
     return fig
 
 
-def update_training_figure(fig, history, metrics=("loss", "accuracy")) -> None:
+def update_training_figure(fig, history, metrics=("loss", "accuracy"), *, smooth: float = 0.0) -> None:
     """Refresh the traces of a figure made by :func:`training_figure` in place (FigureWidget friendly)."""
     by_name = {t.name: t for t in fig.data}
-    for name, x, y, panel in _series(history, metrics):
+    for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
         trace = by_name.get(name)
         if trace is None:
-            fig.add_trace(go.Scatter(x=x, y=y, name=name, mode="lines+markers"), row=1, col=panel)
+            fig.add_trace(_trace(name, x, y, mode, *text), row=row, col=col)
         else:
             trace.x, trace.y = x, y
+            if text:
+                trace.text = trace.hovertext = text[0]
+    wanted = {f"loss (EMA {smooth:g})"} if smooth else set()
+    for trace in fig.data:   # a smoothing switched off (or changed) hides the old EMA curve
+        if trace.name.startswith("loss (EMA") and trace.name not in wanted:
+            trace.x, trace.y = [], []
+
+
+def lr_find_figure(result, title: str = "learning-rate finder") -> go.Figure:
+    """Smoothed loss against the lr (log axis) of an :func:`ftkit.lr_find` result, its suggestions marked."""
+    fig = go.Figure()
+    fig.add_scatter(x=result.lrs, y=result.raw_losses, name="loss", mode="lines", line=dict(color="lightgray"))
+    fig.add_scatter(x=result.lrs, y=result.losses, name=f"loss (EMA {result.smooth:g})", mode="lines")
+    names = list(result.suggestions)
+    fig.add_scatter(x=[result.suggestions[n] for n in names],
+                    y=[_at(result.lrs, result.losses, result.suggestions[n]) for n in names],
+                    name="suggested lr", mode="markers+text", text=[f"{n}: {result.suggestions[n]:.2g}" for n in names],
+                    textposition="top right", marker=dict(size=12, color="crimson", symbol="circle-open"))
+    low, high = min(result.losses), result.losses[0] * 1.3 + 0.05   # the start, not the blow-up, sets the top
+    fig.update_xaxes(type="log", title_text="learning rate")
+    fig.update_yaxes(title_text="loss", range=[low - 0.08 * (high - low), high])
+    fig.update_layout(title=f"{title} · suggestion {result.suggestion:.2g}", height=340,
+                      margin=dict(l=50, r=20, t=60, b=40))
+    return fig
+
+
+def _at(xs, ys, x):
+    return min(zip(xs, ys), key=lambda p: abs(math.log(p[0]) - math.log(x)))[1]
+
+
+def compare_runs(runs: dict, metric: str | None = None, *, smooth: float = 0.9, title: str = "runs compared"):
+    """Overlay several runs: ``{label: history}`` or ``{label: (history, {param: value})}``.
+
+    Left: the step loss (EMA-smoothed with ``smooth``) of each run; right: the epoch ``metric`` (default: the
+    first of val_accuracy, val_f1, val_loss, train_loss that every run logged), train dashed, val solid. Each
+    run keeps one colour, and its parameters are written in its legend entry."""
+    if not runs:
+        raise ValueError("compare_runs needs at least one run: {label: history, ...}")
+    items = {label: run if isinstance(run, tuple) else (run, {}) for label, run in runs.items()}
+    for label, (history, _) in items.items():
+        if not hasattr(history, "steps") or not hasattr(history, "epochs"):
+            raise TypeError(f"run {label!r} is a {type(history).__name__}, not a History (what fit returns); "
+                            "pass {label: history} or {label: (history, params)}")
+    if metric is None:
+        logged = [set(k for row in h.epochs for k in row) for h, _ in items.values()]
+        metric = next((m for m in ("val_accuracy", "val_f1", "val_loss", "train_accuracy", "train_loss")
+                       if all(m in cols for cols in logged)), "train_loss")
+    base = metric.split("_", 1)[1] if metric.startswith(("train_", "val_")) else metric
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(f"loss per step (EMA {smooth:g})", f"{base} per epoch"))
+    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
+    for i, (label, (history, params)) in enumerate(items.items()):
+        color = palette[i % len(palette)]
+        name = label + (" (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
+        fig.add_scatter(x=[r["step"] for r in history.steps], y=ema([r["loss"] for r in history.steps], smooth),
+                        name=name, legendgroup=label, mode="lines", line=dict(color=color), row=1, col=1)
+        for split, dash in (("train", "dash"), ("val", "solid")):
+            key = f"{split}_{base}"
+            rows = [r for r in history.epochs if key in r]
+            if rows:
+                fig.add_scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows], name=f"{label} {key}",
+                                legendgroup=label, showlegend=False, mode="lines+markers",
+                                line=dict(color=color, dash=dash), row=1, col=2)
+    fig.update_xaxes(title_text="step", row=1, col=1)
+    fig.update_xaxes(title_text="epoch", row=1, col=2)
+    fig.update_layout(title=title, height=380, margin=dict(l=50, r=20, t=60, b=40))
+    return fig

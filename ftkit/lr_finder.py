@@ -1,0 +1,125 @@
+"""The learning-rate range test (Smith 2015; fastai's ``lr_find``): train a few steps while the lr grows
+exponentially from ``start_lr`` to ``end_lr``, watch the smoothed loss, and pick an lr where it falls fastest.
+
+The lr of step ``i`` (of ``n = num_steps``) is :math:`\\eta_i = \\eta_{start}\\,(\\eta_{end}/\\eta_{start})^{i/(n-1)}`
+(every param group keeps its ratio to group 0). The run stops early once the smoothed loss exceeds ``diverge``
+× its best. Afterwards the model, the optimizer and the RNG are restored exactly: ``lr_find`` changes nothing,
+so the training that follows is the one you would have had without it. It reuses :func:`ftkit.fit` with
+``max_steps``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+from .core import Callback, rng_state, restore_rng
+from .utils import check_int, check_number
+
+__all__ = ["lr_find", "LRFinderResult"]
+
+
+@dataclass
+class LRFinderResult:
+    """``lrs`` tried, ``losses`` (EMA-smoothed, debiased) and ``raw_losses``; ``suggestion`` (the steepest
+    descent of the smoothed loss before its minimum) and ``suggestions`` (also ``minimum/10``)."""
+    lrs: list[float]
+    losses: list[float]
+    raw_losses: list[float]
+    suggestion: float
+    suggestions: dict = field(default_factory=dict)
+    smooth: float = 0.98
+    stopped_early: bool = False
+
+    def figure(self, title: str = "learning-rate finder"):
+        from .plots.training import lr_find_figure
+        return lr_find_figure(self, title=title)
+
+    def __repr__(self):
+        return (f"LRFinderResult({len(self.lrs)} steps, lr {self.lrs[0]:.2g} → {self.lrs[-1]:.2g}, suggestion "
+                f"{self.suggestion:.3g}, " + ", ".join(f"{k} {v:.3g}" for k, v in self.suggestions.items()) + ")")
+
+
+class _Ramp(Callback):
+    """Sets the lr of each step on the exponential ramp and stops once the smoothed loss diverges."""
+
+    def __init__(self, start_lr, end_lr, num_steps, smooth, diverge):
+        self.start, self.ratio, self.n = start_lr, end_lr / start_lr, num_steps
+        self.smooth, self.diverge = smooth, diverge
+        self.avg, self.best, self.stopped = 0.0, math.inf, False
+
+    def on_fit_start(self, state):
+        lr0 = state.optimizer.param_groups[0]["lr"] or 1.0
+        self.scale = [g["lr"] / lr0 if lr0 else 1.0 for g in state.optimizer.param_groups]
+
+    def on_batch_start(self, state):
+        lr = self.start * self.ratio ** (min(state.step, self.n - 1) / (self.n - 1))
+        for group, scale in zip(state.optimizer.param_groups, self.scale):
+            group["lr"] = lr * scale
+
+    def on_batch_end(self, state):
+        if not math.isfinite(state.loss):
+            self.stopped, state.stop = True, True
+            return
+        self.avg = self.smooth * self.avg + (1 - self.smooth) * state.loss
+        smoothed = self.avg / (1 - self.smooth ** len(state.history.steps))
+        self.best = min(self.best, smoothed)
+        if len(state.history.steps) > 5 and smoothed > self.diverge * self.best:
+            self.stopped, state.stop, state.stop_reason = True, True, "lr_find: the loss diverged"
+
+
+def lr_find(model, train_loader, loss, optimizer, *, start_lr: float = 1e-7, end_lr: float = 10.0,
+            num_steps: int = 100, smooth: float = 0.98, diverge: float = 4.0, device="auto", **fit_kwargs
+            ) -> LRFinderResult:
+    """Run the LR range test on ``model`` (same arguments as :func:`ftkit.fit`) and restore everything after.
+
+    Returns an :class:`LRFinderResult`; ``result.figure()`` plots it. ``fit_kwargs`` go to ``fit`` (e.g.
+    ``grad_clip``, ``amp``). The loader is cycled if it has fewer than ``num_steps`` batches.
+    """
+    check_number("start_lr", start_lr, positive=True)
+    check_number("end_lr", end_lr, positive=True)
+    if start_lr >= end_lr:
+        raise ValueError(f"lr_find needs start_lr < end_lr (an increasing ramp), got start_lr={start_lr:g}, "
+                         f"end_lr={end_lr:g}; e.g. start_lr=1e-7, end_lr=10")
+    check_int("num_steps", num_steps)
+    if num_steps < 5:
+        raise ValueError(f"lr_find needs num_steps >= 5 to draw a curve, got {num_steps}; ~100 is usual")
+    if not 0 <= smooth < 1:
+        raise ValueError(f"smooth must be in [0, 1), got {smooth!r}")
+    if hasattr(train_loader, "__len__") and len(train_loader) == 0:
+        raise ValueError("lr_find got an empty train_loader (0 batches): check the dataset size, batch_size and "
+                         "drop_last; nothing was changed")
+    if not hasattr(optimizer, "param_groups"):
+        raise TypeError(f"lr_find needs the optimizer object you will train with (it is restored afterwards), got "
+                        f"{optimizer!r}; build it first, e.g. make_optimizer('adamw', model, lr=1e-3)")
+    from .train import fit
+    saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), rng_state(), model.training)
+    ramp = _Ramp(start_lr, end_lr, num_steps, smooth, diverge)
+    try:
+        history = fit(model, train_loader, loss, optimizer, None, max_steps=num_steps, device=device,
+                      callbacks=[ramp, *fit_kwargs.pop("callbacks", ())], progress=False, **fit_kwargs)
+    finally:
+        model.load_state_dict(saved[0])
+        optimizer.load_state_dict(saved[1])
+        restore_rng(saved[2])
+        model.train(saved[3])
+    rows = [r for r in history.steps if math.isfinite(r["loss"])]
+    if len(rows) < 3:
+        raise ValueError(f"lr_find got only {len(rows)} finite losses (the loss diverged at once): lower start_lr "
+                         f"(now {start_lr:g}); the model was restored")
+    from .plots.training import ema   # a pure function; plotly is already a dependency of the plots
+    lrs, raw = [r["lr"] for r in rows], [r["loss"] for r in rows]
+    losses = ema(raw, smooth)
+    return LRFinderResult(lrs, losses, raw, *_suggest(lrs, losses), smooth=smooth, stopped_early=ramp.stopped)
+
+
+def _suggest(lrs, losses):
+    """(steepest, {'steep': …, 'minimum/10': …}): the steepest fall of the smoothed loss per log-lr, searched
+    before the minimum (past it the loss climbs), and a tenth of the lr at the minimum."""
+    low = min(range(len(losses)), key=losses.__getitem__)
+    skip = max(1, len(losses) // 10)          # the first steps: the average is still warming up
+    end = max(low, skip + 2)
+    slopes = [(losses[i + 1] - losses[i - 1]) / (math.log(lrs[i + 1]) - math.log(lrs[i - 1]))
+              for i in range(skip, min(end, len(lrs) - 1))]
+    steep = lrs[skip + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else lrs[low] / 10
+    return steep, {"steep": steep, "minimum/10": lrs[low] / 10}

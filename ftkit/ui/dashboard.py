@@ -1,0 +1,269 @@
+"""The training dashboard: log-scale LR slider, Stop, Pause/Resume, LR finder, loss smoothing, live plot (loss
+with the manual changes marked, the lr of every step, epoch metrics) and an epoch/step readout — one callback
+for :func:`ftkit.fit`, wired through :class:`~ftkit.callbacks.ParamControl`.
+
+**The learning-rate rule.** The slider follows the schedule until you move it. A move is applied before the
+next batch to every param group, and from that step on the scheduler stops driving the lr; each move is an event
+in ``history.events`` (source ``"slider"``), drawn as a labelled marker on the loss and LR curves and replayable
+with ``fit(..., replay=history)``. Values outside the slider's range are clamped to its ends; a non-finite or
+non-positive value is refused with a message, and training goes on undisturbed. Moves made while no training
+runs apply at the first step of the next ``fit`` that uses this dashboard; a Stop pressed after a training ended
+does not carry over.
+
+**Pause** makes the training thread wait between two steps (the kernel stays responsive; the slider and the LR
+finder work meanwhile); **Resume** goes on. **LR finder** runs :func:`ftkit.lr_find` at the next step boundary
+on the model and optimizer of the running training, restores them exactly, and draws the curve with its
+suggestion; the training then continues as if nothing happened.
+"""
+from __future__ import annotations
+
+import html
+import math
+import threading
+import time
+
+import ipywidgets as widgets
+from traitlets import TraitError, validate
+
+from ..callbacks import ParamControl
+from ..core import Callback, History
+from ..utils import check_number
+from .live import LiveFigure, _kernel
+
+__all__ = ["TrainingDashboard"]
+
+
+class _LRSlider(widgets.FloatLogSlider):
+    """A FloatLogSlider that clamps to its range (as ipywidgets does) and refuses NaN/inf and values <= 0."""
+
+    refused = None   # callable(message): where the dashboard shows a refused value
+
+    @validate("value")
+    def _validate_value(self, proposal):
+        value = proposal["value"]
+        if not math.isfinite(value) or value <= 0:
+            message = (f"the lr slider needs a finite number > 0, got {value!r}; "
+                       f"pick a value in [{self.base ** self.min:.3g}, {self.base ** self.max:.3g}]")
+            if self.refused is not None:
+                self.refused(message)
+            raise TraitError(message)
+        return min(max(value, self.base ** self.min), self.base ** self.max)
+
+
+def _metric_names(history: History) -> tuple[str, ...]:
+    """('loss', then every epoch metric seen so far): ``train_accuracy``/``val_f1`` → 'accuracy', 'f1'."""
+    names = {key.split("_", 1)[1] for row in history.epochs for key in row
+             if key.startswith(("train_", "val_")) and key.split("_", 1)[1] != "loss"}
+    return ("loss", *sorted(names))
+
+
+class TrainingDashboard(Callback):
+    """LR slider, Stop, Pause/Resume, LR finder, smoothing, live plot and readout (see the module notes).
+
+    ``lr_range``: the slider's ends (log scale; widened to the decade holding the optimizer's lr if outside).
+    ``every_ms``: at most one readout/plot/slider refresh per interval from the training thread.
+    ``lr_find_steps``: steps of the LR finder. ``dash.widget`` is the box to display; ``dash.control`` the
+    :class:`ParamControl` it drives; ``dash.lr_find_result`` the last LR-finder result.
+    """
+
+    def __init__(self, lr_range: tuple[float, float] = (1e-6, 1.0), every_ms: int = 500, title: str = "training",
+                 lr_find_steps: int = 100):
+        lo, hi = (check_number(f"lr_range[{i}]", v, positive=True) for i, v in enumerate(lr_range))
+        if lo >= hi:
+            raise ValueError(f"lr_range must be (low, high) with low < high, got {lr_range!r}")
+        self.every_ms, self.title, self.lr_find_steps = int(check_number("every_ms", every_ms)), title, lr_find_steps
+        self.control = ParamControl(source="slider")
+        self.train_loader = None            # set by fit_live: what the LR finder trains on
+        self.lr_find_result = None
+        self._manual = False                # the slider was moved by hand: it no longer follows the schedule
+        self._ended = False                 # a fit ended and no other started: Stop has nothing to stop
+        self._running = threading.Event()   # cleared while paused
+        self._running.set()
+        self._want_lr_find = False
+        self._local = threading.local()     # marks the dashboard's own slider updates (not a user move)
+        self._t0 = time.perf_counter()
+        self.slider = _LRSlider(value=lo, base=10, min=math.log10(lo), max=math.log10(hi), step=0.01,
+                                description="lr", continuous_update=False, readout_format=".2e",
+                                layout=widgets.Layout(width="420px"))
+        self.slider.refused = self._say
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger",
+                                          tooltip="end training after the current batch")
+        self.pause_button = widgets.Button(description="Pause", icon="pause",
+                                           tooltip="wait between two steps; Resume goes on")
+        self.lr_find_button = widgets.Button(description="LR finder", icon="search",
+                                             tooltip="run the LR range test on the current model (restored after)")
+        self.smooth = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="EMA",
+                                          tooltip="smoothing of the step loss (0: off)",
+                                          layout=widgets.Layout(width="260px"))
+        self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px"))
+        self.readout = widgets.HTML("waiting for training to start")
+        self.message = widgets.HTML()
+        self.epoch_table = widgets.HTML()
+        self.lr_find_box = widgets.VBox()
+        self.view = self._live_figure(History())
+        self.widget = widgets.VBox([
+            widgets.HBox([self.slider, self.stop_button, self.pause_button, self.lr_find_button, self.progress]),
+            widgets.HBox([self.smooth, self.message]), self.readout,
+            *([self.view.widget] if self.view.widget is not None else []), self.lr_find_box, self.epoch_table])
+        for w, name in ((self.widget, "dashboard"), (self.slider, "lr"), (self.stop_button, "stop"),
+                        (self.pause_button, "pause"), (self.lr_find_button, "lr-find"), (self.readout, "readout"),
+                        (self.message, "message"), (self.smooth, "smooth"), (self.lr_find_box, "lr-find-plot")):
+            w.add_class(f"ftkit-{name}")  # stable hooks for CSS and browser tests
+        self.slider.observe(self._on_slider, "value")
+        self.smooth.observe(lambda _change: self._redraw(), "value")
+        self.stop_button.on_click(lambda _button: self.stop())
+        self.pause_button.on_click(lambda _button: self.resume() if self.paused else self.pause())
+        self.lr_find_button.on_click(lambda _button: self.find_lr())
+        self._state = None
+
+    @property
+    def fig(self):
+        return self.view.widget
+
+    def _live_figure(self, history):
+        from ..plots.training import training_figure
+        figure = training_figure(history, _metric_names(history), title=self.title) if _kernel() else None
+        return LiveFigure(figure, self.every_ms, live=_kernel() is not None)
+
+    # ------------------------------------------------------------------ user actions (any thread)
+    def _say(self, text: str) -> None:
+        self.message.value = f"<span style='color:#b00'>{html.escape(text)}</span>" if text else ""
+
+    def _on_slider(self, change):
+        if getattr(self._local, "syncing", False):
+            return  # the dashboard showing the schedule's lr, not a user move
+        self._manual = True
+        self._say("")
+        self.control.set(lr=float(change["new"]))
+
+    def stop(self):
+        """What the Stop button does: end training after the current batch (pressing twice is harmless). After a
+        training ended it does nothing (it would otherwise stop the next fit at its first batch)."""
+        if self._ended:
+            self._say("no training is running: Stop ignored")
+            return
+        self.control.stop()
+        self.stop_button.disabled, self.stop_button.description = True, "Stopping…"
+        self._running.set()   # a paused training wakes up to stop
+
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
+    def pause(self):
+        """Training waits before its next step until :meth:`resume` (or Stop)."""
+        self._running.clear()
+        self.pause_button.description, self.pause_button.icon = "Resume", "play"
+
+    def resume(self):
+        self._running.set()
+        self.pause_button.description, self.pause_button.icon = "Pause", "pause"
+
+    def find_lr(self):
+        """Ask for the LR finder: it runs at the next step boundary of the running (or paused) training."""
+        if self._state is None or self.train_loader is None:
+            self._say("the LR finder needs a running or paused training started with fit_live / fit_live_async")
+            return
+        self._want_lr_find = True
+        self.lr_find_button.disabled, self.lr_find_button.description = True, "finding…"
+
+    def _show_lr(self, lr: float):
+        self._local.syncing = True
+        try:
+            self.slider.value = min(max(lr, self.slider.base ** self.slider.min), self.slider.base ** self.slider.max)
+        finally:
+            self._local.syncing = False
+
+    # ------------------------------------------------------------------ training events (training thread)
+    def on_fit_start(self, state):
+        self._state, self._ended = state, False
+        lr = state.optimizer.param_groups[0]["lr"]
+        if lr > 0:  # keep the optimizer's lr reachable: widen the range to the decade holding it if needed
+            self.slider.min = min(self.slider.min, math.floor(math.log10(lr)))
+            self.slider.max = max(self.slider.max, math.ceil(math.log10(lr)))
+        if not self._manual:
+            self._show_lr(lr)
+        self.progress.max = max(1, (state.batches_per_epoch or 0) * state.epochs)
+        self.slider.disabled = self.pause_button.disabled = self.lr_find_button.disabled = False
+        self.stop_button.disabled, self.stop_button.description = self.control.stop_requested, "Stop"
+        self._t0 = time.perf_counter()
+        self.readout.value = f"starting: {state.epochs} epochs × {state.batches_per_epoch or '?'} batches"
+
+    def on_batch_start(self, state):
+        self.control.on_batch_start(state)
+        self._maybe_find_lr(state)
+        if self.paused:
+            self.refresh(state, force=True, status=f"paused before step {state.step + 1}: press Resume")
+            while not self._running.wait(0.05):
+                self._maybe_find_lr(state)
+            self.control.on_batch_start(state)   # moves and a Stop made during the pause apply now
+            self.refresh(state, force=True)
+
+    def _maybe_find_lr(self, state):
+        if not self._want_lr_find:
+            return
+        self._want_lr_find = False
+        from ..lr_finder import lr_find
+        try:
+            self._say("LR finder running…")
+            result = lr_find(state.model, self.train_loader, state.loss_fn, state.optimizer, device=state.device,
+                             num_steps=self.lr_find_steps)
+        except Exception as e:   # the training goes on: the model and optimizer were restored
+            self._say(f"LR finder failed: {e}")
+        else:
+            self.lr_find_result = result
+            self._say(f"LR finder: suggestion {result.suggestion:.2g} (" + ", ".join(
+                f"{k} {v:.2g}" for k, v in result.suggestions.items()) + "); move the slider to use it")
+            if self.view.widget is not None:
+                import plotly.graph_objects as go
+                self.lr_find_box.children = (go.FigureWidget(result.figure()),)
+        finally:
+            self.lr_find_button.disabled, self.lr_find_button.description = False, "LR finder"
+
+    def on_batch_end(self, state):
+        self.refresh(state)
+
+    def on_epoch_end(self, state):
+        self.refresh(state, force=True)
+
+    def on_fit_end(self, state):
+        self.refresh(state, force=True, status=state.stop_reason or "finished")
+        self.slider.disabled = self.stop_button.disabled = self.pause_button.disabled = True
+        self.lr_find_button.disabled = True
+        self.control, self._manual, self._ended = ParamControl(source="slider"), False, True  # a later fit starts clean
+        self._want_lr_find = False
+        self.resume()
+
+    def _redraw(self):
+        if self._state is not None:
+            self._draw(self._state, force=True)
+
+    def _draw(self, state, force=False):
+        if self.view.widget is None:
+            return
+        from ..plots.training import update_training_figure
+        self.view.update(lambda fig: update_training_figure(fig, state.history, _metric_names(state.history),
+                                                            smooth=self.smooth.value), force)
+
+    def refresh(self, state, force: bool = False, status: str | None = None):
+        """Readout, progress bar, slider position and plot; throttled to one update per ``every_ms``."""
+        now = time.perf_counter()
+        if not force and (now - getattr(self, "_last", 0.0)) * 1000 < self.every_ms:
+            return
+        self._last = now
+        lr = state.optimizer.param_groups[0]["lr"]
+        if not (self._manual or state.lr_override):
+            self._show_lr(lr)
+        batches = len(state.history.steps)
+        self.progress.value = min(batches, self.progress.max)
+        manual = [f"{a['lr']:.3g} at step {a['step']}" for a in self.control.applied if "lr" in a]
+        status = status or ("stop requested: finishing the batch" if self.control.stop_requested else "training")
+        self.readout.value = (
+            f"<b>epoch {state.epoch}/{state.epochs}</b> · batch {state.batch_idx + 1}/{state.batches_per_epoch or '?'}"
+            f" · step {state.step} · loss {state.loss:.4g} · lr {lr:.3g} "
+            f"({'set by hand: ' + ', '.join(manual) if manual else 'schedule'})"
+            f" · {batches / max(now - self._t0, 1e-9):.1f} batches/s<br>{html.escape(status)}")
+        self.epoch_table.value = "<br>".join(
+            " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
+            for row in state.history.epochs[-5:])
+        self._draw(state, force=True)
