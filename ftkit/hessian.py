@@ -119,9 +119,13 @@ class _HessianOperator:
             g = self._grads[i] if self.cache else self._grad(x, y)[1]
             w = len(x) / self.n_images
             for j in range(V.shape[1]):
-                v = V[:, j].split(self.sizes)
-                hv = torch.autograd.grad(g, [self.params[n] for n in self.names],
-                                         grad_outputs=[p.view(s) for p, s in zip(v, self.shapes)],
+                # a gradient part that is constant (the loss linear in that parameter) has no second derivative
+                pairs = [(gi, vi.view(s)) for gi, vi, s in zip(g, V[:, j].split(self.sizes), self.shapes)
+                         if gi.requires_grad]
+                if not pairs:
+                    continue
+                hv = torch.autograd.grad([gi for gi, _ in pairs], [self.params[n] for n in self.names],
+                                         grad_outputs=[vi for _, vi in pairs],
                                          retain_graph=self.cache or j + 1 < V.shape[1], allow_unused=True)
                 out[:, j] += w * self.flatten([torch.zeros_like(self.params[n]) if h is None else h
                                                for n, h in zip(self.names, hv)])

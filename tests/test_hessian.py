@@ -162,3 +162,10 @@ def test_bad_input_messages():
         hessian_eigenvalues(model, "cross_entropy", data, k=0)
     with pytest.raises(ValueError, match="Dropout in training mode"):
         hessian_eigenvalues(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)), "cross_entropy", data, eval_mode=False)
+
+
+def test_a_loss_linear_in_the_parameters_has_a_zero_hessian():
+    model = nn.Linear(3, 1)
+    spec = hessian_eigenvalues(model, lambda out, y: out.mean(), (torch.randn(8, 3), torch.zeros(8)), k=2,
+                               smallest=True)
+    assert spec.top.tolist() == [0.0, 0.0] and spec.smallest == 0.0
