@@ -17,6 +17,7 @@ import difflib
 import glob
 import io
 import json
+import pprint
 import os
 import random
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
-           "atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "eval_mode"]
+           "schedule_from_events", "events_as_schedule", "atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "eval_mode"]
 
 EVENTS = ("on_fit_start", "on_epoch_start", "on_batch_start", "on_step_end", "on_batch_end", "on_validation_end",
           "on_epoch_end", "on_fit_end")
@@ -149,7 +150,6 @@ class History(Callback):
 
     def events_as_schedule(self) -> str:
         """The manual changes (``events``) as code that replays them in another fit (see :mod:`ftkit.replay`)."""
-        from .replay import events_as_schedule
         return events_as_schedule(self)
 
     def to_dict(self):
@@ -175,6 +175,25 @@ class History(Callback):
             with open(path_or_text) as f:
                 text = f.read()
         return cls.from_dict(json.loads(text))
+
+
+def schedule_from_events(events) -> dict[int, dict]:
+    """``{step: {name: value}}`` from a list of events (later events at one step win)."""
+    schedule: dict[int, dict] = {}
+    for e in events:
+        schedule.setdefault(int(e["step"]), {})[e["name"]] = e["new"]
+    return schedule
+
+
+def events_as_schedule(history) -> str:
+    """Python code that reapplies the manual changes of ``history`` (``history.events``) in another ``fit``."""
+    schedule = schedule_from_events(history.events)
+    groups = {e.get("groups") for e in history.events} - {None}
+    return ("from ftkit.replay import Replay\n\n"
+            f"# {len(history.events)} manual change(s), as optimizer step -> values set before that step's batch\n"
+            f"replay = Replay({pprint.pformat(schedule, sort_dicts=True)}"
+            + (f", param_groups={groups.pop()}" if len(groups) == 1 else "") + ")\n"
+            "# history = ftkit.fit(model, train_loader, loss, optimizer, epochs, callbacks=[replay])\n")
 
 
 def _which(which: str) -> str:

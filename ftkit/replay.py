@@ -9,30 +9,9 @@ changes as code to paste into a script.
 """
 from __future__ import annotations
 
-import pprint
-
-from .core import Callback
+from .core import Callback, events_as_schedule, schedule_from_events
 
 __all__ = ["Replay", "schedule_from_events", "events_as_schedule"]
-
-
-def schedule_from_events(events) -> dict[int, dict]:
-    """``{step: {name: value}}`` from a list of events (later events at one step win)."""
-    schedule: dict[int, dict] = {}
-    for e in events:
-        schedule.setdefault(int(e["step"]), {})[e["name"]] = e["new"]
-    return schedule
-
-
-def events_as_schedule(history) -> str:
-    """Python code that reapplies the manual changes of ``history`` (``history.events``) in another ``fit``."""
-    schedule = schedule_from_events(history.events)
-    groups = {e.get("groups") for e in history.events} - {None}
-    return ("from ftkit.replay import Replay\n\n"
-            f"# {len(history.events)} manual change(s), as optimizer step -> values set before that step's batch\n"
-            f"replay = Replay({pprint.pformat(schedule, sort_dicts=True)}"
-            + (f", param_groups={groups.pop()}" if len(groups) == 1 else "") + ")\n"
-            "# history = ftkit.fit(model, train_loader, loss, optimizer, epochs, callbacks=[replay])\n")
 
 
 class Replay(Callback):

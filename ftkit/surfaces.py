@@ -358,4 +358,12 @@ def predicted_rate(fn, optimizer: str, lr: float, **options) -> float:
     raise ValueError(f"no rate theory here for {optimizer!r}; it covers gd/sgd and momentum (heavy ball)")
 
 
-from .races import BasinMap, OptimizerPath, basins, race, rate_sweep, trajectory  # noqa: E402  (they need Surface)
+_RACES = {"BasinMap", "OptimizerPath", "basins", "race", "rate_sweep", "trajectory"}
+
+
+def __getattr__(name):
+    """``race``, ``basins``… live in :mod:`ftkit.races` (which imports this module); reachable from here too."""
+    if name in _RACES:
+        from . import races
+        return getattr(races, name)
+    raise AttributeError(f"module 'ftkit.surfaces' has no attribute {name!r}")
