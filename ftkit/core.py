@@ -378,13 +378,22 @@ def _check_fits(path, what, current: dict, saved: dict, saved_class, current_cla
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """``model.eval()`` for the block (dropout off, BatchNorm on running stats), then the mode it had."""
+def eval_mode(model: nn.Module, enabled: bool = True, *, keep_buffers: bool = False):
+    """``model.eval()`` for the block (dropout off, BatchNorm on running stats), then the mode it had.
+
+    ``enabled=False`` leaves the mode alone; ``keep_buffers=True`` also restores every buffer (BatchNorm running
+    statistics a train-mode forward would update) when the block ends."""
     was_training = model.training
-    model.eval()
+    buffers = {n: b.clone() for n, b in model.named_buffers()} if keep_buffers else {}
+    if enabled:
+        model.eval()
     try:
         yield model
     finally:
+        if buffers:
+            with torch.no_grad():
+                for n, b in model.named_buffers():
+                    b.copy_(buffers[n])
         model.train(was_training)
 
 

@@ -38,6 +38,7 @@ from torch.func import functional_call
 from .landscape import check_data
 from .losses import make_loss
 from .core import Callback
+from .core import eval_mode as _eval_mode
 from .utils import check_int, check_number
 
 __all__ = ["Spectrum", "hessian_eigenvalues", "stability_edge", "adam_preconditioner", "SharpnessMonitor"]
@@ -191,11 +192,7 @@ def hessian_eigenvalues(model: nn.Module, loss, data, k: int = 1, *, smallest: b
         raise ValueError("the model has Dropout in training mode: every Hessian-vector product would be random; "
                          "use eval_mode=True (the default) or model.eval()")
     t0 = time.perf_counter()
-    was_training = model.training
-    buffers = {n: b.clone() for n, b in model.named_buffers()}
-    if eval_mode:
-        model.eval()
-    try:
+    with _eval_mode(model, eval_mode, keep_buffers=True):
         with torch.enable_grad():  # also inside a torch.no_grad() block
             op = _HessianOperator(model, loss_fn, data, batch_size, cache_images)
             if k > op.n:
@@ -215,11 +212,6 @@ def hessian_eigenvalues(model: nn.Module, loss, data, k: int = 1, *, smallest: b
                 X[:, 0] = s.to(X)
             op.loss()  # raises on a non-finite loss, before any product
             theta, S, resid, Q, converged = _block_lanczos(matmul, op.n, k, smallest, max_iter, float(tol), X)
-    finally:
-        with torch.no_grad():
-            for n, b in model.named_buffers():
-                b.copy_(buffers[n])
-        model.train(was_training)
     m = len(theta)
     top_idx = list(range(m - 1, max(m - 1 - k, -1), -1))
     if len(top_idx) < k:

@@ -39,6 +39,7 @@ from torch.func import functional_call, vmap
 
 from .losses import make_loss
 from .core import Callback
+from .core import eval_mode as _eval_mode
 from .utils import check_int
 
 __all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "check_data", "random_direction", "random_directions",
@@ -205,10 +206,8 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
         c = c.to(device, torch.float32)
         return {n: origin[n] + (c @ stacked[n]).view(len(c), *origin[n].shape) for n in moving}
 
-    was_training = model.training
-    if eval_mode:
-        model.eval()
-    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    guard = _eval_mode(model, eval_mode, keep_buffers=True)   # BN on running stats; buffers restored at the end
+    guard.__enter__()
     requested = method
     if method == "vmap" and _has_train_bn(model):
         raise ValueError(TRAIN_BN_MESSAGE)
@@ -270,10 +269,7 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
                           f"{per_point * len(coords):.1f} s ({method}, {n_images} images per point)")
                 start += len(c)
     finally:
-        with torch.no_grad():
-            for n, b in model.named_buffers():
-                b.copy_(buffers[n])
-        model.train(was_training)
+        guard.__exit__(None, None, None)
     losses = torch.cat(losses).numpy()
     return np.where(np.isfinite(losses), losses, np.nan), method
 
