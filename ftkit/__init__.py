@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "fit": "train", "evaluate": "train", "predict": "train", "History": "train", "TrainState": "train",
     "callbacks": None, "train": None, "data": None, "surfaces": None, "landscape": None, "plots": None,
-    "widgets": None, "models": None, "ner": None, "metrics": None,
+    "widgets": None, "models": None, "ner": None, "metrics": None, "lm": None,
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",
