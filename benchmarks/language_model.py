@@ -3,8 +3,9 @@
 Prints one JSON line: tokens/s of each (median over alternated repeats), their ratio (goal >= 0.97), both final
 losses (must match), and one full run through fit() at nanoGPT's CPU Shakespeare-char setting (4 layers, 4 heads,
 128 wide, block 64, batch 12, 2,000 steps, no dropout; nanoGPT reports a val loss of about 1.88 on its 1 MB text).
+On a busy shared CPU use one thread: two threads fighting other jobs for two cores ran 6-30× slower here.
 
-    python benchmarks/language_model.py                       # CPU: ratio on 200-step runs + the 2,000-step run
+    OMP_NUM_THREADS=1 python benchmarks/language_model.py     # CPU: ratio on 200-step runs + the 2,000-step run
     python benchmarks/language_model.py --device cuda --amp --n-layer 6 --n-head 6 --n-embd 384 \
         --block-size 256 --batch-size 64                      # GPU: tokens/s and model FLOPs utilization
 """
@@ -85,17 +86,37 @@ def estimate_loss(model, corpus, args, amp):
     return total / n
 
 
-def with_fit(args, corpus, steps):
+def with_fit(args, corpus, steps, eval_every=None):
+    eval_every = eval_every or args.eval_every
     model, opt, sched = build(args, corpus, steps)
-    train_loader = corpus.train_loader(args.block_size, args.batch_size, args.eval_every, seed=args.seed)
+    train_loader = corpus.train_loader(args.block_size, args.batch_size, eval_every, seed=args.seed)
     val_loader = corpus.val_loader(args.block_size, 4 * args.batch_size)
     sync(args.device)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the one JSON line
-        history = ftkit.fit(model, train_loader, lm_loss("cross_entropy"), opt, steps // args.eval_every,
+        history = ftkit.fit(model, train_loader, lm_loss("cross_entropy"), opt, steps // eval_every,
                             val_loader=val_loader, scheduler=sched, device=args.device, amp=args.amp, grad_clip=1.0)
     sync(args.device)
     return time.perf_counter() - t0, history.steps[-1]["loss"], history["val_loss"][-1], model
+
+
+def compare(args, corpus):
+    """fit and plain alternated (round 0 a warm-up): median tokens/s of each, their ratio, both final losses."""
+    steps = args.ratio_steps
+    times, finals = {"plain": [], "fit": []}, {}
+    for r in range(args.repeats + 1):
+        for name in (("plain", "fit") if r % 2 else ("fit", "plain")):
+            seconds, last, val, *_ = (plain if name == "plain" else with_fit)(args, corpus, steps)
+            finals[name] = (last, val)
+            if r:
+                times[name].append(seconds)
+    tokens = steps * args.batch_size * args.block_size
+    tps = {k: tokens / statistics.median(v) for k, v in times.items()}
+    return {"steps": steps, "repeats": args.repeats, "plain_tokens_per_s": round(tps["plain"]),
+            "fit_tokens_per_s": round(tps["fit"]), "ratio": round(tps["fit"] / tps["plain"], 4), "goal": 0.97,
+            "final_loss_plain": finals["plain"][0], "final_loss_fit": finals["fit"][0],
+            "val_loss_plain": finals["plain"][1], "val_loss_fit": finals["fit"][1],
+            "losses_match": abs(finals["plain"][0] - finals["fit"][0]) <= 1e-5}
 
 
 def main():
@@ -107,7 +128,7 @@ def main():
     ap.add_argument("--block-size", type=int, default=64)
     ap.add_argument("--batch-size", type=int, default=12)
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--ratio-steps", type=int, default=200, help="steps of each timed run (fit and plain)")
+    ap.add_argument("--ratio-steps", type=int, default=200, help="steps of each timed run (fit and plain); 0 skips")
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--full-steps", type=int, default=2000, help="the one long fit() run; 0 skips it")
@@ -118,29 +139,16 @@ def main():
     args.device = ftkit.get_device(args.device)
     args.amp = args.amp and args.device.type == "cuda"
     corpus = load_corpus(args.text, "char", block_size=args.block_size)
-    steps = args.ratio_steps
 
-    times, finals = {"plain": [], "fit": []}, {}
-    for r in range(args.repeats + 1):  # alternate the order; round 0 is a warm-up
-        for name in (("plain", "fit") if r % 2 else ("fit", "plain")):
-            seconds, last, val, *_ = (plain if name == "plain" else with_fit)(args, corpus, steps)
-            finals[name] = (last, val)
-            if r:
-                times[name].append(seconds)
-    tokens = steps * args.batch_size * args.block_size
-    tps = {k: tokens / statistics.median(v) for k, v in times.items()}
     out = {"benchmark": "language_model", "device": torch.cuda.get_device_name() if args.device.type == "cuda"
            else "cpu", "threads": torch.get_num_threads(), "amp": args.amp, "text": args.text,
            "train_tokens": len(corpus.train), "vocab_size": corpus.vocab_size,
            "model": {"n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd,
-                     "block_size": args.block_size, "batch_size": args.batch_size},
-           "steps": steps, "repeats": args.repeats, "plain_tokens_per_s": round(tps["plain"]),
-           "fit_tokens_per_s": round(tps["fit"]), "ratio": round(tps["fit"] / tps["plain"], 4), "goal": 0.97,
-           "final_loss_plain": finals["plain"][0], "final_loss_fit": finals["fit"][0],
-           "val_loss_plain": finals["plain"][1], "val_loss_fit": finals["fit"][1],
-           "losses_match": abs(finals["plain"][0] - finals["fit"][0]) <= 1e-5}
+                     "block_size": args.block_size, "batch_size": args.batch_size}}
+    if args.ratio_steps:
+        out.update(compare(args, corpus))
     if args.full_steps:
-        seconds, last, val, model = with_fit(args, corpus, args.full_steps)
+        seconds, last, val, model = with_fit(args, corpus, args.full_steps, eval_every=250)  # nanoGPT's interval
         fpt = flops_per_token(model)
         full_tps = args.full_steps * args.batch_size * args.block_size / seconds
         out["full_run"] = {"steps": args.full_steps, "val_loss": round(val, 4), "seconds": round(seconds, 1),

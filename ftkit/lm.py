@@ -28,7 +28,7 @@ from .losses import make_loss
 from .utils import check_int, check_number
 
 __all__ = ["GPTConfig", "GPT", "LM_LOSSES", "lm_loss", "TokenLoss", "token_cross_entropy", "perplexity",
-           "recipe", "generate", "flops_per_token"]
+           "report", "recipe", "prepare_run", "generate", "flops_per_token"]
 
 
 # --------------------------------------------------------------------------- the model
@@ -185,6 +185,14 @@ def perplexity(nats_per_token: float) -> float:
     return math.exp(nats_per_token)
 
 
+def report(corpus, nats_per_token: float) -> dict:
+    """The numbers language models are compared by: CE (nats/token), perplexity and bits per char (char tokens)
+    or per UTF-8 byte (BPE: tokens differ between tokenizers, bytes do not)."""
+    unit = "char" if getattr(corpus.tokenizer, "name", "") == "char" else "byte"
+    return {"val_loss": nats_per_token, "val_perplexity": perplexity(nats_per_token),
+            f"bits_per_{unit}": corpus.bits_per(nats_per_token, unit)}
+
+
 def recipe(model: nn.Module, lr: float, max_steps: int, warmup_steps: int | None = None):
     """nanoGPT's optimizer and schedule: (AdamW, warmup then decay to lr/10) for ``fit``.
 
@@ -195,6 +203,33 @@ def recipe(model: nn.Module, lr: float, max_steps: int, warmup_steps: int | None
     opt = make_optimizer("adamw", model, lr=lr, betas=(0.9, 0.99), weight_decay=0.1)
     warmup = max(1, max_steps // 20) if warmup_steps is None else warmup_steps
     return opt, make_scheduler("linear_warmup", opt, total_steps=max_steps, warmup_steps=warmup, final_factor=0.1)
+
+
+def prepare_run(corpus, config: GPTConfig | None = None, *, lr: float, batch_size: int, max_steps: int,
+                eval_every: int, seed: int = 0, model: nn.Module | None = None):
+    """``(model, fit keyword arguments)`` for ``max_steps`` optimizer steps with a validation pass every
+    ``eval_every`` steps (nanoGPT's eval_interval): an "epoch" is ``eval_every`` random-window batches.
+
+    A new :class:`GPT` from ``config`` (seeded), or ``model`` to go on training (fine-tuning). The kwargs hold
+    ``train_loader, val_loader, optimizer, scheduler, epochs, metrics`` (the CE metric: every model is compared
+    by its validation CE, whatever its training loss) and ``grad_clip=1.0`` (nanoGPT's; tames loss spikes)."""
+    from .utils import seed_everything
+    max_steps, eval_every = check_int("max_steps", max_steps), check_int("eval_every", eval_every)
+    if max_steps % eval_every:
+        lo, hi = max_steps // eval_every * eval_every, (max_steps // eval_every + 1) * eval_every
+        raise ValueError(f"max_steps={max_steps} must be a multiple of eval_every={eval_every} (validation runs "
+                         f"every eval_every steps): e.g. max_steps={lo or hi} or {hi}")
+    seed_everything(seed)
+    if model is None:
+        if config is None:
+            raise ValueError("give a GPTConfig to build a new model, or model= to go on training one")
+        model = GPT(config)
+    block = model.config.block_size
+    optimizer, scheduler = recipe(model, lr, max_steps)
+    return model, dict(train_loader=corpus.train_loader(block, batch_size, eval_every, seed=seed),
+                       val_loader=corpus.val_loader(block, 4 * batch_size), optimizer=optimizer,
+                       scheduler=scheduler, epochs=max_steps // eval_every, metrics=[token_cross_entropy],
+                       grad_clip=1.0)
 
 
 # --------------------------------------------------------------------------- generation

@@ -76,6 +76,23 @@ def test_mse_label_smoothing_and_combined_follow_their_formulas():
         lm_loss("hinge")
 
 
+def test_logit_gradients_match_the_notebooks_formulas_and_mse_vanishes_on_confident_mistakes():
+    V = 50
+    z = torch.zeros(1, 1, V)
+    z[0, 0, 0] = 8.0                                      # sure of token 0; the truth is token 1
+    y = torch.tensor([[1]])
+    grads = {}
+    for name in ("cross_entropy", "mse"):
+        zz = z.clone().requires_grad_()
+        lm_loss(name)(zz, y).backward()
+        grads[name] = zz.grad[0, 0]
+    p, Y = z[0, 0].softmax(-1), F.one_hot(torch.tensor(1), V).float()
+    assert torch.allclose(grads["cross_entropy"], p - Y, atol=1e-6)                       # ∂CE/∂z = p − Y
+    assert torch.allclose(grads["mse"], 2 / V * p * ((p - Y) - (p * (p - Y)).sum()), atol=1e-7)
+    # the push up on the true token: CE ≈ 1 (the model finds it nearly impossible), MSE < 1e-4 (its factor p_y)
+    assert grads["cross_entropy"][1] < -0.99 and -1e-4 < grads["mse"][1] < 0
+
+
 def test_metric_and_perplexity_of_a_uniform_model():
     logits, y = torch.zeros(3, 4, 50), torch.randint(50, (3, 4))
     total, count = token_cross_entropy(logits, y)
