@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import ftkit
 from ftkit.data.corpus import make_tokenizer, RandomWindows, SequentialWindows
-from ftkit.lm import (GPT, GPTConfig, flops_per_token, generate, lm_loss, perplexity, recipe,
+from ftkit.lm import (GPT, GPTConfig, flops_per_token, generate, lm_loss, perplexity, prepare_run, recipe,
                       token_cross_entropy)
 
 
@@ -129,3 +129,14 @@ def test_fit_learns_a_repeating_text_far_below_chance():
     assert history["val_ce"][-1] < 0.3 < math.log(tok.vocab_size)             # chance: ln 10 ≈ 2.3
     out = tok.decode(generate(model, torch.tensor([tok.encode("the ")]), 12, greedy=True)[0].tolist())
     assert out == "the cat sat on t" or out.startswith("the mat. the ")
+
+
+def test_prepare_run_counts_steps_and_refuses_a_budget_that_is_not_a_multiple_of_eval_every():
+    from ftkit.data.corpus import load_corpus
+    from conftest import DATA
+    corpus = load_corpus(DATA / "text" / "milton.txt", "char", block_size=8)
+    model, run = prepare_run(corpus, GPTConfig(corpus.vocab_size, 8, 1, 2, 16), lr=1e-3, batch_size=4,
+                             max_steps=30, eval_every=10)
+    assert run["epochs"] == 3 and len(run["train_loader"]) == 10 and run["grad_clip"] == 1.0
+    with pytest.raises(ValueError, match=r"max_steps=25 must be a multiple of eval_every=10 .*max_steps=20 or 30"):
+        prepare_run(corpus, model.config, lr=1e-3, batch_size=4, max_steps=25, eval_every=10)
