@@ -6,7 +6,7 @@ import types
 import pytest
 import torch
 
-from ftkit.data.corpus import (BPETokenizer, CharTokenizer, RandomWindows, SequentialWindows, load_corpus,
+from ftkit.data.corpus import (BPETokenizer, RandomWindows, SequentialWindows, load_corpus,
                                make_tokenizer, read_text)
 from conftest import DATA
 
