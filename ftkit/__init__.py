@@ -17,7 +17,7 @@ _LAZY = {
     "callbacks": None, "train": None, "data": None, "surfaces": None, "landscape": None, "plots": None,
     "widgets": None, "models": None, "ner": None, "metrics": None, "ui": None, "replay": None,
     "lr_find": "lr_finder", "LRFinderResult": "lr_finder",
-    "launch": "launcher", "launcher": None, "distributed": None, "hessian": None, "gd_engine": None, "races": None,
+    "launch": "launcher", "launcher": None, "distributed": None, "hessian": None, "gd_engine": None, "races": None, "lm": None,
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",

@@ -1,7 +1,7 @@
-"""Data loaders that return ready-to-train objects: ``cifar10``, ``conll`` and ``synthetic``."""
+"""Data loaders that return ready-to-train objects: ``cifar10``, ``conll``, ``corpus`` (text for language models) and ``synthetic``."""
 from importlib import import_module
 
-__all__ = ["cifar10", "conll", "synthetic"]
+__all__ = ["cifar10", "conll", "corpus", "synthetic"]
 
 
 def __getattr__(name):
