@@ -114,9 +114,12 @@ def _load_model(path: str, label_list, mode: str, lora: dict):
         model = PeftModel.from_pretrained(Auto.from_pretrained(base, **names, trust_remote_code=False), path,
                                           is_trainable=True)
         return model, list(label_list), "lora"
-    model = Auto.from_pretrained(path, **names, trust_remote_code=False)
+    model, info = Auto.from_pretrained(path, **names, trust_remote_code=False, output_loading_info=True)
+    # layers the checkpoint lacks start random (the head; a pooler some checkpoints leave out): they must train
+    # and be saved, also with a frozen encoder or LoRA
+    new = sorted({k.rsplit(".", 1)[0] for k in info["missing_keys"]})
     mode = meta.get("mode", mode) if saved is not None and mode == "full" else mode
-    return apply_mode(model, mode, **lora), list(label_list), mode
+    return apply_mode(model, mode, new_modules=new, **lora), list(label_list), mode
 
 
 class SentenceClassifier:

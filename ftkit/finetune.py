@@ -73,10 +73,16 @@ def lora_targets(model: nn.Module, target_modules=None) -> list[str]:
 
 
 def apply_mode(model: nn.Module, mode: str = "full", *, r: int = 8, alpha: float = 16, dropout: float = 0.1,
-               target_modules=None) -> nn.Module:
+               target_modules=None, new_modules=()) -> nn.Module:
     """Set which parameters train. ``lora`` returns a peft model whose head is in ``modules_to_save`` (so it
-    trains and is saved with the adapter: else peft re-initializes it at reload, peft #310/#577)."""
+    trains and is saved with the adapter: else peft re-initializes it at reload, peft #310/#577).
+
+    ``new_modules``: layers the checkpoint did not have (randomly initialized, e.g. ``bert.pooler.dense``);
+    like the head they train in every mode and are saved with the adapter.
+    """
     head = head_modules(model)
+    new = [m for m in new_modules if m.split(".")[0] not in head]
+    model.ftkit_new_modules = new  # read by parameter_table
     if not head:
         raise ValueError(f"{type(model).__name__} has no classification head outside its encoder; load it with "
                          "AutoModelForSequenceClassification")
@@ -85,20 +91,22 @@ def apply_mode(model: nn.Module, mode: str = "full", *, r: int = 8, alpha: float
         if r < 1:
             raise ValueError(f"lora_r must be >= 1, got {r}")
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(r), lora_alpha=alpha, lora_dropout=dropout,
-                            target_modules=lora_targets(model, target_modules), modules_to_save=head)
+                            target_modules=lora_targets(model, target_modules), modules_to_save=head + new)
         return get_peft_model(model, config)
     for name, p in model.named_parameters():
-        p.requires_grad = mode == "full" or name.split(".")[0] in head
+        p.requires_grad = mode == "full" or _part(name, head, new) == "head"
     return model
 
 
-def _part(name: str, head: list[str]) -> str:
+def _part(name: str, head: list[str], new=()) -> str:
     if "lora_" in name:
         return "LoRA A-B"
     parts = name.split(".")
     while parts[:2] == ["base_model", "model"]:  # peft wraps the model twice over
         parts = parts[2:]
-    return "head" if parts[0] in head else "encoder"
+    name = ".".join(parts)
+    fresh = any(name.startswith(m + ".") for m in new)
+    return "head" if parts[0] in head or fresh else "encoder"
 
 
 def count_trainable(model: nn.Module) -> int:
@@ -107,13 +115,14 @@ def count_trainable(model: nn.Module) -> int:
 
 def parameter_table(model: nn.Module):
     """DataFrame: per part (encoder, LoRA A-B, head, total) the trainable and total parameters and the trainable
-    share of all parameters. A peft head counts twice in ``total`` (the frozen original and the trained copy)."""
+    share of all parameters. ``head`` includes new layers the checkpoint lacked (see :func:`apply_mode`); a peft
+    head counts twice in ``total`` (the frozen original and the trained copy)."""
     import pandas as pd
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
-    head = head_modules(inner)
+    head, new = head_modules(inner), getattr(inner, "ftkit_new_modules", ())
     rows = {part: {"trainable": 0, "total": 0} for part in ("encoder", "LoRA A-B", "head")}
     for name, p in model.named_parameters():
-        row = rows[_part(name, head)]
+        row = rows[_part(name, head, new)]
         row["total"] += p.numel()
         row["trainable"] += p.numel() if p.requires_grad else 0
     rows["total"] = {k: sum(r[k] for r in rows.values()) for k in ("trainable", "total")}
