@@ -93,6 +93,9 @@ def run_trainer(args, data, mode, seed, out_dir):
     tok = AutoTokenizer.from_pretrained(args.model)
     model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=len(data.label_list))
     lr = 5e-5
+    if mode == "head":  # what a Trainer user writes to train the classifier only
+        for p in model.base_model.parameters():
+            p.requires_grad = False
     if mode == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
         model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, target_modules=["query", "value"]))
