@@ -16,6 +16,7 @@ _LAZY = {
     "fit": "train", "evaluate": "train", "predict": "train", "History": "train", "TrainState": "train",
     "callbacks": None, "train": None, "data": None, "surfaces": None, "landscape": None, "plots": None,
     "widgets": None, "models": None, "ner": None, "metrics": None,
+    "hf": None, "classify": None, "finetune": None,
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",

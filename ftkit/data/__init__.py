@@ -1,7 +1,7 @@
-"""Data loaders that return ready-to-train objects: ``cifar10``, ``conll`` and ``synthetic``."""
+"""Data loaders that return ready-to-train objects: ``cifar10``, ``conll``, ``synthetic`` and ``text``."""
 from importlib import import_module
 
-__all__ = ["cifar10", "conll", "synthetic"]
+__all__ = ["cifar10", "conll", "synthetic", "text"]
 
 
 def __getattr__(name):
