@@ -3,7 +3,8 @@ r"""Which parameters train: ``full`` fine-tuning, ``head`` only (frozen encoder)
 LoRA (Hu et al., 2021) keeps a pre-trained weight :math:`W_0 \in \mathbb{R}^{d\times k}` frozen and learns a
 low-rank update, scaled by :math:`\alpha / r`:
 
-.. math:: h = W_0 x + \frac{\alpha}{r} B A x,\qquad A \in \mathbb{R}^{r\times k},\ B \in \mathbb{R}^{d\times r},\ B_0 = 0
+.. math:: h = W_0 x + \frac{\alpha}{r} B A x,\qquad A \in \mathbb{R}^{r\times k},\ B \in \mathbb{R}^{d\times r},
+          \ B_0 = 0
 
 so training starts exactly at the pre-trained model and updates :math:`r(d+k)` numbers per adapted matrix.
 
@@ -14,8 +15,8 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["MODES", "RECIPES", "COMMON", "head_modules", "lora_targets", "apply_mode", "parameter_table", "count_trainable",
-           "training_memory_mb"]
+__all__ = ["MODES", "RECIPES", "COMMON", "head_modules", "lora_targets", "apply_mode", "parameter_table",
+           "count_trainable", "training_memory_mb"]
 
 MODES = ("full", "head", "lora")
 # Defaults per mode, each with its reason; every value can be overridden.

@@ -26,7 +26,8 @@ SPLIT_NAMES = {"train": ("train",), "valid": ("dev", "valid", "validation"), "te
 TEXT_COLUMNS = ("sentence", "text", "review", "content")  # tried in order when text_column is None
 PAIR_COLUMNS = (("sentence1", "sentence2"), ("question", "sentence"), ("premise", "hypothesis"))
 # Hub names for the datasets the articles use (Parquet copies: no dataset script ever runs)
-HF_ALIASES = {"glue/sst2": ("nyu-mll/glue", "sst2"), "sst2": ("nyu-mll/glue", "sst2"), "imdb": ("stanfordnlp/imdb", None)}
+HF_ALIASES = {"glue/sst2": ("nyu-mll/glue", "sst2"), "sst2": ("nyu-mll/glue", "sst2"),
+              "imdb": ("stanfordnlp/imdb", None)}
 
 
 @dataclass
@@ -226,7 +227,8 @@ def load_text(data_dir=None, dataset: str | None = None, *, text_column=None, la
             order = list(range(len(split["train"])))
             rng.shuffle(order)
             k = max(1, round(val_fraction * len(order)))
-            split[name], split["train"] = split["train"].subset(sorted(order[:k])), split["train"].subset(sorted(order[k:]))
+            split[name] = split["train"].subset(sorted(order[:k]))
+            split["train"] = split["train"].subset(sorted(order[k:]))
             notes.append(f"{name} = {k} sentences drawn from train (seed {seed})")
     if max_train_sentences is not None:
         if int(max_train_sentences) < 1:
