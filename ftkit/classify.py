@@ -85,6 +85,12 @@ def evaluate_classifier(model, encoded: EncodedText, label_list: list[str], *, b
     return scores_from_confusion(confusion_matrix(logits.argmax(-1), target, len(label_list)), label_list)
 
 
+def _new_modules(info, meta: dict) -> list[str]:
+    """Layers the checkpoint lacks start random (the head; a pooler some checkpoints leave out): they must train
+    and be saved, also with a frozen encoder or LoRA. A saved classifier remembers which ones were new."""
+    return sorted({k.rsplit(".", 1)[0] for k in info["missing_keys"]} | set(meta.get("new_modules", [])))
+
+
 def _load_model(path: str, label_list, mode: str, lora: dict):
     """(model, label_list, mode): a fine-tuned classifier keeps its labels (and must match ``label_list``)."""
     from transformers import AutoModelForSequenceClassification as Auto
@@ -110,14 +116,12 @@ def _load_model(path: str, label_list, mode: str, lora: dict):
              "label2id": {t: i for i, t in enumerate(label_list)}}
     if adapter:
         from peft import PeftConfig, PeftModel
-        base = PeftConfig.from_pretrained(path).base_model_name_or_path
-        model = PeftModel.from_pretrained(Auto.from_pretrained(base, **names, trust_remote_code=False), path,
-                                          is_trainable=True)
-        return model, list(label_list), "lora"
+        base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
+        base, info = Auto.from_pretrained(base_path, **names, trust_remote_code=False, output_loading_info=True)
+        base.ftkit_new_modules = _new_modules(info, meta)  # restored from the adapter's modules_to_save
+        return PeftModel.from_pretrained(base, path, is_trainable=True), list(label_list), "lora"
     model, info = Auto.from_pretrained(path, **names, trust_remote_code=False, output_loading_info=True)
-    # layers the checkpoint lacks start random (the head; a pooler some checkpoints leave out): they must train
-    # and be saved, also with a frozen encoder or LoRA
-    new = sorted({k.rsplit(".", 1)[0] for k in info["missing_keys"]})
+    new = _new_modules(info, meta)
     mode = meta.get("mode", mode) if saved is not None and mode == "full" else mode
     return apply_mode(model, mode, new_modules=new, **lora), list(label_list), mode
 
@@ -231,6 +235,8 @@ class SentenceClassifier:
         """One folder: weights (or the LoRA adapter with the head), tokenizer and ``ftkit_classifier.json``."""
         save_folder(folder, self.model, self.tokenizer)
         with open(os.path.join(folder, META), "w") as f:
-            json.dump({"label_list": self.label_list, "mode": self.mode, "max_length": self.max_length}, f, indent=1)
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            json.dump({"label_list": self.label_list, "mode": self.mode, "max_length": self.max_length,
+                       "new_modules": list(getattr(base, "ftkit_new_modules", []))}, f, indent=1)
         return os.fspath(folder)
 

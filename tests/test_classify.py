@@ -110,6 +110,8 @@ def test_fine_tuning_learns_and_reloads_to_the_same_logits(tiny, tmp_path, one_t
         assert history["val_accuracy"][-1] == pytest.approx(scores["accuracy"])
         assert [p["label"] for p in clf.predict(texts, device="cpu")] == ["positive", "negative", "positive"]
         clf.save(tmp_path / mode)
+        again = SentenceClassifier.from_pretrained(tmp_path / mode)
+        assert again.mode == mode and again.parameter_table().equals(clf.parameter_table())
         logits[mode] = torch.log(clf.predict_proba(texts, device="cpu")).tolist()
     assert (tmp_path / "lora" / "adapter_config.json").exists()
     assert not (tmp_path / "lora" / "model.safetensors").exists()  # the adapter (+ head) only, not the encoder
