@@ -67,7 +67,7 @@ def run_ftkit(args, data, mode, seed):
     ftkit.seed_everything(seed)
     t0 = time.perf_counter()
     clf = SentenceClassifier.from_pretrained(args.model, data.label_list, mode=mode, max_length=args.max_length)
-    fit_args = clf.fit_args(clf.encode(data.train), args.epochs, seed=seed)
+    fit_args = clf.fit_args(clf.encode(data.train), args.epochs, batch_size=args.batch_size, seed=seed)
     with contextlib.redirect_stdout(sys.stderr):
         ftkit.fit(**fit_args, device="cpu", progress=False)
     seconds = time.perf_counter() - t0
@@ -121,6 +121,7 @@ def main():
     ap.add_argument("--n-test", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--max-length", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=None, help="ftkit's batch size (default: its recipe's)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (1: on a shared 2-core machine more threads spin and crawl)")
     ap.add_argument("--quick", action="store_true", help="200 training and 200 test sentences, 1 seed")
