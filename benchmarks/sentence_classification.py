@@ -1,7 +1,7 @@
 """Sentence classification: ftkit (defaults per mode) versus transformers.Trainer (+ peft for LoRA) with theirs.
 
 Same pre-trained model, data, seed and budget (sentences x epochs); each side uses its own defaults:
-ftkit's recipe (AdamW, 10 % warmup + linear decay, clip 1.0, batch 16, length-grouped batches, lr per mode) and
+ftkit's recipe (AdamW, 10 % warmup + linear decay, clip 1.0, batch 8, length-grouped batches, lr per mode) and
 Trainer's (AdamW lr 5e-5, linear decay, no warmup, clip 1.0, batch 8, weight decay 0; LoRA through peft with r=8
 on query/value, lr 5e-4 as in the issue's reference run). Runs alternate which side goes first.
 Time = tokenization + training; accuracy on a held-out test split. Prints ONE JSON line: per mode the mean test
