@@ -141,11 +141,11 @@ def main():
         warm.test = warm.train  # 32 sentences: the warm-up scores on them too
         run_ftkit(args, warm, "full", 0)  # untimed: first-call costs (lazy imports, kernel set-up) hit neither side
         run_trainer(args, warm, "full", 0, os.path.join(tmp, "trainer"))
-        for k, seed in enumerate(args.seeds):
+        for seed in args.seeds:
             data = load_text(tmp, text_column="text", label_column="sentiment", max_train_sentences=args.n_train,
                              seed=seed)
             for j, mode in enumerate(args.modes):
-                sides = ["ftkit", "trainer"] if (k + j) % 2 == 0 else ["trainer", "ftkit"]  # alternate who goes first
+                sides = ["ftkit", "trainer"] if (seed + j) % 2 == 0 else ["trainer", "ftkit"]  # alternate who goes first
                 for side in sides:
                     acc, s = (run_ftkit(args, data, mode, seed) if side == "ftkit"
                               else run_trainer(args, data, mode, seed, os.path.join(tmp, "trainer")))
