@@ -18,6 +18,7 @@ _LAZY = {
     "widgets": None, "models": None, "ner": None, "metrics": None, "ui": None, "replay": None,
     "lr_find": "lr_finder", "LRFinderResult": "lr_finder",
     "launch": "launcher", "launcher": None, "distributed": None, "hessian": None, "gd_engine": None, "races": None, "lm": None,
+    "hf": None, "classify": None, "finetune": None,
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",

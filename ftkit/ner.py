@@ -24,13 +24,13 @@ import html
 import os
 import warnings
 from dataclasses import dataclass
-from functools import partial
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from .data.conll import Sentence, load_conll
+from .hf import (IGNORE, TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
+                 collate, load_tokenizer, make_loader)
 from .train import _autocast, _to_device
 from .utils import get_device
 
@@ -38,52 +38,10 @@ __all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "enco
            "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "NerTagger", "highlight_html",
            "f1_figure", "wordpiece_vocab", "build_tiny_bert"]
 
-IGNORE = -100
-# files that hold a tokenizer's vocabulary (a folder with none of them has no usable tokenizer)
-TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model")
 ENTITY_COLORS = {"PER": "#fde68a", "LOC": "#bbf7d0", "ORG": "#bfdbfe", "MISC": "#fbcfe8"}
 
 
-class TruncationWarning(UserWarning):
-    """Some sentences were longer than ``max_length`` subwords and were cut."""
-
-
 # --------------------------------------------------------------------------- loading
-def _check_path(path: str) -> None:
-    """A string that looks like a path (``./x``, ``../x``, ``/x``, ``a/b/c``) must be an existing folder."""
-    if os.path.isdir(path):
-        return
-    if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
-        raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}; build a small one offline with "
-                                "ftkit.ner.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
-
-
-def _hub_error(path: str, e: Exception) -> OSError:
-    return OSError(f"could not load {path!r} ({type(e).__name__}: {e}). Without internet, save it on a machine "
-                   f"that has it: `python -c \"from transformers import AutoModel, AutoTokenizer as T; "
-                   f"AutoModel.from_pretrained('{path}').save_pretrained('models/{path}'); "
-                   f"T.from_pretrained('{path}').save_pretrained('models/{path}')\"` and pass that folder")
-
-
-def load_tokenizer(model_name_or_path: str):
-    """A fast (Rust) tokenizer from a folder or Hub id: label alignment needs ``word_ids()``, which only they have."""
-    from transformers import AutoTokenizer
-    path = os.fspath(model_name_or_path)
-    _check_path(path)
-    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
-        raise FileNotFoundError(f"model folder {path!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
-                                "save it next to the weights with tokenizer.save_pretrained(folder)")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    except OSError as e:
-        raise _hub_error(path, e) from e
-    if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"the tokenizer of {path!r} is not a fast tokenizer; label alignment needs word_ids(), "
-                         "so save a tokenizer.json with it (tokenizers library)")
-    return tokenizer
-
-
 def load_model(model_name_or_path: str, label_list: list[str] | None = None):
     """``(model, label_list)``: a token-classification model whose head matches the labels.
 
@@ -168,32 +126,6 @@ def encode(sentences: list[Sentence], tokenizer, label_list: list[str], max_leng
                       "words are tagged 'O' (and scored so). Raise max_length to keep them.",
                       TruncationWarning, stacklevel=stacklevel)
     return Encoded(list(sentences), features, all_word_ids, len(cut), max_length)
-
-
-def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
-    """Dynamic padding: pad each key to the longest sequence in the batch (labels with -100, mask with 0)."""
-    pad = {"input_ids": pad_id, "labels": IGNORE}
-    return {k: pad_sequence([f[k] for f in features], batch_first=True, padding_value=pad.get(k, 0))
-            for k in features[0]}
-
-
-def make_loader(encoded: Encoded, batch_size: int = 32, *, shuffle: bool = False, sort_by_length: bool = False,
-                seed: int = 0, pad_id: int = 0) -> DataLoader:
-    """Batches of padded dicts. ``sort_by_length``: similar lengths share a batch (less padding, faster).
-
-    With ``shuffle`` the grouping is HF's ``LengthGroupedSampler`` (shuffle, then sort inside mega-batches of
-    50 batches); without, sentences go longest first. ``seed`` fixes the order of every epoch.
-    """
-    generator = torch.Generator().manual_seed(seed)
-    lengths = encoded.lengths
-    sampler = None
-    if sort_by_length and shuffle:
-        from transformers.trainer_pt_utils import LengthGroupedSampler
-        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
-    elif sort_by_length:
-        sampler = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
-    return DataLoader(encoded, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      generator=generator, collate_fn=partial(collate, pad_id=pad_id))
 
 
 # --------------------------------------------------------------------------- words back from tokens

@@ -1,7 +1,8 @@
-"""Data loaders that return ready-to-train objects: ``cifar10``, ``conll``, ``corpus`` (text for language models) and ``synthetic``."""
+"""Data loaders that return ready-to-train objects: ``cifar10``, ``conll``, ``corpus`` (text for language models),
+``synthetic`` and ``text`` (sentence classification)."""
 from importlib import import_module
 
-__all__ = ["cifar10", "conll", "corpus", "synthetic"]
+__all__ = ["cifar10", "conll", "corpus", "synthetic", "text"]
 
 
 def __getattr__(name):

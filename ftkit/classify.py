@@ -1,0 +1,242 @@
+r"""Sentence classification with a pre-trained Transformer: encode, train through ``fit``, score, predict, save.
+
+The encoder reads ``[CLS] sentence [SEP]`` (or a pair ``[CLS] a [SEP] b [SEP]``); a linear head on the pooled
+``[CLS]`` vector gives logits :math:`z`, and training minimises the cross-entropy
+:math:`L = -\log \operatorname{softmax}(z)_y`, as ``BertForSequenceClassification`` does.
+
+    clf = SentenceClassifier.from_pretrained("bert-base-uncased", data.label_list, mode="lora")
+    train_set, test_set = clf.encode(data.train), clf.encode(data.test)
+    history = ftkit.fit(**clf.fit_args(train_set, epochs=1, val_set=clf.encode(data.valid)))
+    evaluate_classifier(clf.model, test_set, clf.label_list)["accuracy"]
+    clf.predict(["a gripping, funny film"])   # [{'label': 'positive', 'prob': 0.97, 'probs': {...}}]
+    clf.save("out/model"); SentenceClassifier.from_pretrained("out/model")   # same logits, LoRA included
+
+Loading never runs code from a model repository (``trust_remote_code=False`` everywhere).
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from .data.text import TextSplit
+from .finetune import COMMON, RECIPES, _check_mode, apply_mode, count_trainable, parameter_table
+from .hf import TruncationWarning, load_config, load_tokenizer, make_loader, save_folder
+from .train import predict as _predict
+from .utils import get_device
+
+__all__ = ["EncodedText", "SentenceClassifier", "evaluate_classifier", "scores_from_confusion"]
+
+META = "ftkit_classifier.json"  # label list, mode and max_length saved next to the weights
+
+
+@dataclass
+class EncodedText(Dataset):
+    """Tokenized sentences: ``features[i]`` holds 1-D model inputs and a 0-d ``labels``; ``n_truncated`` counts
+    the sentences (or pairs) cut at ``max_length``."""
+    features: list[dict]
+    n_truncated: int
+    max_length: int
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return self.features[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.stack([f["labels"] for f in self.features])
+
+
+def scores_from_confusion(cm: torch.Tensor, label_list: list[str]) -> dict:
+    r"""Accuracy, macro-F1 and per-class precision/recall/F1 from a confusion matrix (rows true, columns predicted).
+
+    :math:`P_c = C_{cc}/\sum_i C_{ic}`, :math:`R_c = C_{cc}/\sum_j C_{cj}`, :math:`F_c = 2P_cR_c/(P_c+R_c)`
+    (0 where undefined); macro-F1 is the mean of :math:`F_c`.
+    """
+    cm = cm.double()
+    tp, pred, true = cm.diag(), cm.sum(0), cm.sum(1)
+    p = torch.where(pred > 0, tp / pred.clamp(min=1), torch.zeros_like(tp))
+    r = torch.where(true > 0, tp / true.clamp(min=1), torch.zeros_like(tp))
+    f = torch.where(p + r > 0, 2 * p * r / (p + r).clamp(min=1e-12), torch.zeros_like(tp))
+    per_class = {name: {"precision": float(p[c]), "recall": float(r[c]), "f1": float(f[c]), "support": int(true[c])}
+                 for c, name in enumerate(label_list)}
+    return {"accuracy": float(tp.sum() / cm.sum()), "macro_f1": float(f.mean()), "per_class": per_class,
+            "confusion": cm.long().tolist()}
+
+
+@torch.no_grad()
+def evaluate_classifier(model, encoded: EncodedText, label_list: list[str], *, batch_size: int = 64,
+                        device="auto") -> dict:
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of ``model`` on ``encoded``."""
+    from .plots.classification import confusion_matrix
+    loader = make_loader(encoded, batch_size, sort_by_length=True)
+    logits = _predict(model, loader, device=device)
+    target = encoded.labels[list(loader.sampler)]
+    return scores_from_confusion(confusion_matrix(logits.argmax(-1), target, len(label_list)), label_list)
+
+
+def _new_modules(info, meta: dict) -> list[str]:
+    """Layers the checkpoint lacks start random (the head; a pooler some checkpoints leave out): they must train
+    and be saved, also with a frozen encoder or LoRA. A saved classifier remembers which ones were new."""
+    return sorted({k.rsplit(".", 1)[0] for k in info["missing_keys"]} | set(meta.get("new_modules", [])))
+
+
+def _load_model(path: str, label_list, mode: str, lora: dict):
+    """(model, label_list, mode): a fine-tuned classifier keeps its labels (and must match ``label_list``)."""
+    from transformers import AutoModelForSequenceClassification as Auto
+    meta = {}
+    if os.path.isfile(os.path.join(path, META)):
+        with open(os.path.join(path, META)) as f:
+            meta = json.load(f)
+    adapter = os.path.isfile(os.path.join(path, "adapter_config.json"))
+    config = None if adapter else load_config(path)
+    saved = meta.get("label_list")
+    if saved is None and config is not None and any(a.endswith("ForSequenceClassification")
+                                                    for a in config.architectures or []):
+        saved = [config.id2label[i] for i in range(config.num_labels)]
+    if saved is not None:
+        if label_list is not None and list(label_list) != list(saved):
+            raise ValueError(f"{path!r} was fine-tuned for {len(saved)} labels {saved}, but the data has "
+                             f"{len(label_list)}: {list(label_list)}; start from its base model or use data with "
+                             "the same labels in the same order")
+        label_list = saved
+    elif label_list is None:
+        raise ValueError(f"{path!r} has no classification head yet; pass label_list= (e.g. load_text(...).label_list)")
+    names = {"num_labels": len(label_list), "id2label": dict(enumerate(label_list)),
+             "label2id": {t: i for i, t in enumerate(label_list)}}
+    if adapter:
+        from peft import PeftConfig, PeftModel
+        base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
+        base, info = Auto.from_pretrained(base_path, **names, trust_remote_code=False, output_loading_info=True)
+        base.ftkit_new_modules = _new_modules(info, meta)  # restored from the adapter's modules_to_save
+        return PeftModel.from_pretrained(base, path, is_trainable=True), list(label_list), "lora"
+    model, info = Auto.from_pretrained(path, **names, trust_remote_code=False, output_loading_info=True)
+    new = _new_modules(info, meta)
+    mode = meta.get("mode", mode) if saved is not None and mode == "full" else mode
+    return apply_mode(model, mode, new_modules=new, **lora), list(label_list), mode
+
+
+class SentenceClassifier:
+    """Model + tokenizer + label list: ``encode`` sentences, ``fit_args`` for ``fit``, ``predict``, ``save``."""
+
+    def __init__(self, model, tokenizer, label_list: list[str], max_length: int = 128, mode: str = "full"):
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        if base.config.num_labels != len(label_list):
+            raise ValueError(f"the model has {base.config.num_labels} output labels but label_list has "
+                             f"{len(label_list)}: {label_list}")
+        limit = getattr(base.config, "max_position_embeddings", None)
+        if limit is not None and max_length > limit:
+            raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
+                             f"use max_length <= {limit}")
+        self.model, self.tokenizer, self.label_list = model, tokenizer, list(label_list)
+        self.max_length, self.mode = max_length, _check_mode(mode)
+
+    @classmethod
+    def from_pretrained(cls, model_name_or_path, label_list: list[str] | None = None, *, mode: str = "full",
+                        max_length: int | None = None, lora_r: int = 8, lora_alpha: float = 16,
+                        lora_dropout: float = 0.1, target_modules=None):
+        """A Hub id or folder: a base encoder gets a fresh head for ``label_list``; a saved classifier (full, head
+        or LoRA) comes back with its labels, mode and weights. The tokenizer loads first, so a folder without
+        one fails before any weight is read."""
+        path = os.fspath(model_name_or_path)
+        _check_mode(mode)
+        tokenizer = load_tokenizer(path)
+        lora = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "target_modules": target_modules}
+        model, label_list, mode = _load_model(path, label_list, mode, lora)
+        meta = os.path.join(path, META)
+        if max_length is None and os.path.isfile(meta):
+            with open(meta) as f:
+                max_length = json.load(f).get("max_length")
+        return cls(model, tokenizer, label_list, max_length or 128, mode)
+
+    def __repr__(self):
+        return (f"SentenceClassifier({self.mode}, {type(self.model).__name__}, {count_trainable(self.model):,} of "
+                f"{sum(p.numel() for p in self.model.parameters()):,} parameters train, labels={self.label_list}, "
+                f"max_length={self.max_length})")
+
+    def parameter_table(self):
+        return parameter_table(self.model)
+
+    # ----------------------------------------------------------------------- data
+    def encode(self, split: TextSplit | list[str], pairs: list[str] | None = None) -> EncodedText:
+        """Token ids for a :class:`TextSplit` (or plain texts, label 0); cut sentences are counted and warned."""
+        if not isinstance(split, TextSplit):
+            split = TextSplit(list(split), [0] * len(split), pairs)
+        args = (split.texts,) if split.pairs is None else (split.texts, split.pairs)
+        full = self.tokenizer(*args, truncation=False, verbose=False)["input_ids"]  # lengths before any cut
+        cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
+        enc = self.tokenizer(*args, truncation=True, max_length=self.max_length)
+        keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
+        features = [{**{k: torch.tensor(enc[k][i]) for k in keys}, "labels": torch.tensor(y)}
+                    for i, y in enumerate(split.labels)]
+        if cut:
+            warnings.warn(f"{len(cut)} of {len(split)} sentences are longer than max_length={self.max_length} "
+                          f"tokens and were cut (first: sentence {cut[0] + 1}, {len(full[cut[0]])} tokens); raise "
+                          "max_length to keep them whole", TruncationWarning, stacklevel=2)
+        return EncodedText(features, len(cut), self.max_length)
+
+    def loader(self, encoded: EncodedText, batch_size: int = 16, **options):
+        return make_loader(encoded, batch_size, pad_id=self.tokenizer.pad_token_id or 0, **options)
+
+    # ----------------------------------------------------------------------- training
+    def fit_args(self, train_set: EncodedText, epochs: int = 1, *, val_set: EncodedText | None = None,
+                 batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
+                 warmup_ratio: float | None = None, grad_clip: float | None = None, sort_by_length: bool = True,
+                 seed: int = 0) -> dict:
+        """Keyword arguments for ``ftkit.fit`` / ``fit_live_async`` with this mode's defaults
+        (:data:`ftkit.finetune.RECIPES`, :data:`~ftkit.finetune.COMMON`): AdamW over the trainable parameters,
+        linear warmup then decay, gradient clipping, length-grouped batches."""
+        from .optim import make_optimizer, make_scheduler
+        batch_size = batch_size or COMMON["batch_size"]
+        lr = lr if lr is not None else RECIPES[self.mode]["lr"]
+        if not count_trainable(self.model):
+            raise ValueError("no parameter of the model trains; build it with mode='full', 'head' or 'lora'")
+        train_loader = self.loader(train_set, batch_size, shuffle=True, sort_by_length=sort_by_length, seed=seed)
+        optimizer = make_optimizer("adamw", self.model, lr=lr,  # frozen parameters are skipped
+                                   weight_decay=COMMON["weight_decay"] if weight_decay is None else weight_decay)
+        total = len(train_loader) * int(epochs)
+        scheduler = make_scheduler("linear_warmup", optimizer, total_steps=total,
+                                   warmup_ratio=COMMON["warmup_ratio"] if warmup_ratio is None else warmup_ratio)
+        return {"model": self.model, "train_loader": train_loader, "loss": None, "optimizer": optimizer,
+                "epochs": int(epochs), "scheduler": scheduler, "metrics": ["accuracy"],
+                "grad_clip": COMMON["grad_clip"] if grad_clip is None else grad_clip,
+                "val_loader": None if val_set is None else self.loader(val_set, 2 * batch_size, sort_by_length=True)}
+
+    # ----------------------------------------------------------------------- inference
+    def predict_proba(self, texts, pairs: list[str] | None = None, *, device="auto") -> torch.Tensor:
+        """Class probabilities ``(len(texts), n_labels)`` in the order of ``texts``."""
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TruncationWarning)
+            encoded = self.encode(texts, pairs)
+        loader = self.loader(encoded, 64, sort_by_length=True)
+        logits = _predict(self.model, loader, device=get_device(device))
+        out = torch.empty_like(logits)
+        out[list(loader.sampler)] = logits
+        return out.softmax(-1)
+
+    def predict(self, texts, pairs: list[str] | None = None, *, device="auto") -> list[dict]:
+        """Per text: the predicted ``label``, its ``prob`` and every class's probability in ``probs``."""
+        probs = self.predict_proba(texts, pairs, device=device)
+        return [{"label": self.label_list[int(row.argmax())], "prob": float(row.max()),
+                 "probs": {name: float(q) for name, q in zip(self.label_list, row)}} for row in probs]
+
+    def save(self, folder) -> str:
+        """One folder: weights (or the LoRA adapter with the head), tokenizer and ``ftkit_classifier.json``."""
+        save_folder(folder, self.model, self.tokenizer)
+        with open(os.path.join(folder, META), "w") as f:
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            json.dump({"label_list": self.label_list, "mode": self.mode, "max_length": self.max_length,
+                       "new_modules": list(getattr(base, "ftkit_new_modules", []))}, f, indent=1)
+        return os.fspath(folder)
+

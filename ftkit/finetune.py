@@ -1,0 +1,143 @@
+r"""Which parameters train: ``full`` fine-tuning, ``head`` only (frozen encoder), or ``lora`` adapters (peft).
+
+LoRA (Hu et al., 2021) keeps a pre-trained weight :math:`W_0 \in \mathbb{R}^{d\times k}` frozen and learns a
+low-rank update, scaled by :math:`\alpha / r`:
+
+.. math:: h = W_0 x + \frac{\alpha}{r} B A x,\qquad A \in \mathbb{R}^{r\times k},\ B \in \mathbb{R}^{d\times r},
+          \ B_0 = 0
+
+so training starts exactly at the pre-trained model and updates :math:`r(d+k)` numbers per adapted matrix.
+
+    model = apply_mode(model, "lora", r=8, alpha=16)      # peft model; the classifier head trains and is saved
+    parameter_table(model)                                # encoder / LoRA A-B / head: trainable, total, share
+"""
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["MODES", "RECIPES", "COMMON", "head_modules", "lora_targets", "apply_mode", "parameter_table",
+           "count_trainable", "training_memory_mb"]
+
+MODES = ("full", "head", "lora")
+# Defaults per mode, each with its reason; every value can be overridden.
+RECIPES = {
+    # the pre-trained weights need only a nudge: BERT's paper searched 2e-5 – 5e-5
+    "full": {"lr": 5e-5},
+    # a single fresh layer on frozen features: a large step is safe and small ones barely move it
+    "head": {"lr": 2e-3},
+    # B starts at 0 and the update is rank-r: LoRA needs ~10x full fine-tuning's rate (LoRA paper: 4e-4 – 5e-4)
+    "lora": {"lr": 5e-4, "r": 8, "alpha": 16, "dropout": 0.1},
+}
+COMMON = {
+    "weight_decay": 0.01,   # AdamW decay on matrices only (not biases/LayerNorm): mild regularisation, as BERT
+    "warmup_ratio": 0.1,    # ramp the lr up first: the fresh head's large early gradients would shake the encoder
+    "grad_clip": 1.0,       # clip the global gradient norm: rare large batches cannot undo pre-training
+    "batch_size": 8,        # as Trainer: in a short budget more updates beat bigger batches (benchmark: 16 lost
+                            # 3.6 pt full, 4.9 pt LoRA); length grouping keeps small batches cheap
+}
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
+    return mode
+
+
+def head_modules(model: nn.Module) -> list[str]:
+    """Names of the top-level modules outside the encoder that hold parameters (``classifier``, ``pre_classifier``)."""
+    encoder = getattr(model, "base_model_prefix", "")
+    return [name for name, child in model.named_children()
+            if name != encoder and any(True for _ in child.parameters())]
+
+
+def _linear_names(model: nn.Module, skip: list[str]) -> list[str]:
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Linear)
+            and name.split(".")[0] not in skip]
+
+
+def lora_targets(model: nn.Module, target_modules=None) -> list[str]:
+    """LoRA's target module names: peft's default for the model type (BERT family: ``query``, ``value``), or
+    ``target_modules`` checked against the model; a missing one is an error listing the candidates."""
+    from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
+    linear = _linear_names(model, head_modules(model))
+    candidates = sorted({n.split(".")[-1] for n in linear})
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if target_modules is None:
+        if model_type not in DEFAULTS:
+            raise ValueError(f"no default LoRA targets for model type {model_type!r}; pass target_modules= with "
+                             f"some of its linear layers: {', '.join(candidates)}")
+        target_modules = DEFAULTS[model_type]
+    targets = [target_modules] if isinstance(target_modules, str) else list(target_modules)
+    for t in targets:
+        if not any(n == t or n.endswith("." + t) for n in linear):
+            raise ValueError(f"LoRA target {t!r} matches no linear layer of this {model_type or 'model'}; "
+                             f"candidates: {', '.join(candidates)}")
+    return targets
+
+
+def apply_mode(model: nn.Module, mode: str = "full", *, r: int = 8, alpha: float = 16, dropout: float = 0.1,
+               target_modules=None, new_modules=()) -> nn.Module:
+    """Set which parameters train. ``lora`` returns a peft model whose head is in ``modules_to_save`` (so it
+    trains and is saved with the adapter: else peft re-initializes it at reload, peft #310/#577).
+
+    ``new_modules``: layers the checkpoint did not have (randomly initialized, e.g. ``bert.pooler.dense``);
+    like the head they train in every mode and are saved with the adapter.
+    """
+    head = head_modules(model)
+    new = [m for m in new_modules if m.split(".")[0] not in head]
+    model.ftkit_new_modules = new  # read by parameter_table
+    if not head:
+        raise ValueError(f"{type(model).__name__} has no classification head outside its encoder; load it with "
+                         "AutoModelForSequenceClassification")
+    if _check_mode(mode) == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+        if r < 1:
+            raise ValueError(f"lora_r must be >= 1, got {r}")
+        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(r), lora_alpha=alpha, lora_dropout=dropout,
+                            target_modules=lora_targets(model, target_modules), modules_to_save=head + new)
+        return get_peft_model(model, config)
+    for name, p in model.named_parameters():
+        p.requires_grad = mode == "full" or _part(name, head, new) == "head"
+    return model
+
+
+def _part(name: str, head: list[str], new=()) -> str:
+    if "lora_" in name:
+        return "LoRA A-B"
+    parts = name.split(".")
+    while parts[:2] == ["base_model", "model"]:  # peft wraps the model twice over
+        parts = parts[2:]
+    name = ".".join(parts)
+    fresh = any(name.startswith(m + ".") for m in new)
+    return "head" if parts[0] in head or fresh else "encoder"
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def parameter_table(model: nn.Module):
+    """DataFrame: per part (encoder, LoRA A-B, head, total) the trainable and total parameters and the trainable
+    share of all parameters. ``head`` includes new layers the checkpoint lacked (see :func:`apply_mode`); a peft
+    head counts twice in ``total`` (the frozen original and the trained copy)."""
+    import pandas as pd
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head, new = head_modules(inner), getattr(inner, "ftkit_new_modules", ())
+    rows = {part: {"trainable": 0, "total": 0} for part in ("encoder", "LoRA A-B", "head")}
+    for name, p in model.named_parameters():
+        row = rows[_part(name, head, new)]
+        row["total"] += p.numel()
+        row["trainable"] += p.numel() if p.requires_grad else 0
+    rows["total"] = {k: sum(r[k] for r in rows.values()) for k in ("trainable", "total")}
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table["trainable %"] = (100 * table["trainable"] / rows["total"]["total"]).round(3)
+    return table
+
+
+def training_memory_mb(model: nn.Module) -> float:
+    """Memory the training state needs, in MiB: all weights + a gradient and two AdamW moments per trainable
+    parameter (activations not included; they depend on batch and length). On CUDA measure the real peak with
+    ``torch.cuda.max_memory_allocated``."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    state = sum(3 * p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return (weights + state) / 2**20

@@ -1,0 +1,119 @@
+"""Hugging Face plumbing shared by every fine-tuning module (NER, sentence classification, language models).
+
+Load a tokenizer/config from a local folder or a Hub id with clear offline errors, pad batches dynamically, group
+sentences of similar length, and save a model folder. Loading never runs code from a model repository
+(``trust_remote_code=False`` everywhere).
+
+    tokenizer = load_tokenizer("bert-base-uncased")                 # or a folder saved with save_pretrained
+    loader = make_loader(encoded, 32, shuffle=True, sort_by_length=True, pad_id=tokenizer.pad_token_id)
+"""
+from __future__ import annotations
+
+import os
+from functools import partial
+
+import torch
+from torch.nn.utils.rnn import pad_sequence
+from torch.utils.data import DataLoader
+
+__all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate",
+           "make_loader", "save_folder"]
+
+IGNORE = -100  # the label cross-entropy skips (HF convention)
+# files that hold a tokenizer's vocabulary (a folder with none of them has no usable tokenizer)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
+
+
+class TruncationWarning(UserWarning):
+    """Some sentences were longer than ``max_length`` subwords and were cut."""
+
+
+# --------------------------------------------------------------------------- loading
+def _check_path(path: str) -> None:
+    """A string that looks like a path (``./x``, ``../x``, ``/x``, ``a/b/c``) must be an existing folder."""
+    if os.path.isdir(path):
+        return
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
+        raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}; build a small one offline with "
+                                "ftkit.ner.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
+
+
+def _hub_error(path: str, e: Exception) -> OSError:
+    return OSError(f"could not load {path!r} ({type(e).__name__}: {e}). Without internet, save it on a machine "
+                   f"that has it: `python -c \"from transformers import AutoModel, AutoTokenizer as T; "
+                   f"AutoModel.from_pretrained('{path}').save_pretrained('models/{path}'); "
+                   f"T.from_pretrained('{path}').save_pretrained('models/{path}')\"` and pass that folder")
+
+
+def load_tokenizer(model_name_or_path: str):
+    """A fast (Rust) tokenizer from a folder or Hub id: label alignment needs ``word_ids()``, which only they have."""
+    from transformers import AutoTokenizer
+    path = os.fspath(model_name_or_path)
+    _check_path(path)
+    if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
+        raise FileNotFoundError(f"model folder {path!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                                "save it next to the weights with tokenizer.save_pretrained(folder)")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+    except OSError as e:
+        raise _hub_error(path, e) from e
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"the tokenizer of {path!r} is not a fast tokenizer; label alignment needs word_ids(), "
+                         "so save a tokenizer.json with it (tokenizers library)")
+    return tokenizer
+
+
+def load_config(model_name_or_path: str):
+    """The model's ``config.json`` (folder or Hub id), with the offline error that says how to fetch it."""
+    from transformers import AutoConfig
+    path = os.fspath(model_name_or_path)
+    _check_path(path)
+    try:
+        return AutoConfig.from_pretrained(path, trust_remote_code=False)
+    except OSError as e:
+        raise _hub_error(path, e) from e
+
+
+# --------------------------------------------------------------------------- batches
+def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
+    """Dynamic padding: pad each key to the longest sequence in the batch (labels with -100, mask with 0).
+
+    0-d entries (one label per sentence) are stacked, not padded.
+    """
+    pad = {"input_ids": pad_id, "labels": IGNORE}
+    return {k: torch.stack([f[k] for f in features]) if features[0][k].dim() == 0 else
+            pad_sequence([f[k] for f in features], batch_first=True, padding_value=pad.get(k, 0))
+            for k in features[0]}
+
+
+def make_loader(encoded, batch_size: int = 32, *, shuffle: bool = False, sort_by_length: bool = False,
+                seed: int = 0, pad_id: int = 0) -> DataLoader:
+    """Batches of padded dicts from a dataset of feature dicts that has ``lengths`` (tokens per item).
+
+    ``sort_by_length``: similar lengths share a batch (less padding, faster). With ``shuffle`` the grouping is HF's
+    ``LengthGroupedSampler`` (shuffle, then sort inside mega-batches of 50 batches); without, items go longest
+    first. ``seed`` fixes the order of every epoch.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    lengths = encoded.lengths
+    sampler = None
+    if sort_by_length and shuffle:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
+    elif sort_by_length:
+        sampler = sorted(range(len(lengths)), key=lengths.__getitem__, reverse=True)
+    return DataLoader(encoded, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
+                      generator=generator, collate_fn=partial(collate, pad_id=pad_id))
+
+
+# --------------------------------------------------------------------------- saving
+def save_folder(folder, model, tokenizer) -> str:
+    """Weights + config (label names included) + tokenizer in one folder that ``from_pretrained`` reloads.
+
+    A peft model writes its adapter (and its ``modules_to_save``) here instead of the full weights.
+    """
+    os.makedirs(folder, exist_ok=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return os.fspath(folder)

@@ -1,0 +1,158 @@
+"""ftkit.classify / ftkit.finetune: encoding, modes and their parameter counts, scores, training, save/reload."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import ftkit
+from ftkit.classify import SentenceClassifier, evaluate_classifier, scores_from_confusion
+from ftkit.data.text import TextSplit
+from ftkit.finetune import count_trainable, lora_targets, parameter_table
+from ftkit.hf import TruncationWarning
+from ftkit.ner import build_tiny_bert
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "data" / "conll2003_sample"
+LABELS = ["negative", "positive"]
+GOOD, BAD = ["good", "great", "fine", "nice"], ["bad", "awful", "poor", "weak"]
+THINGS = ["film", "plot", "cast", "match", "game", "team", "speech", "market"]
+
+
+def keyword_split(n: int, seed: int) -> TextSplit:
+    """'the plot was great' (positive) / 'the game was awful' (negative): learnable from one word."""
+    g = torch.Generator().manual_seed(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        y, thing, word = (int(torch.randint(k, (1,), generator=g)) for k in (2, len(THINGS), 4))
+        texts.append(f"the {THINGS[thing]} was {(GOOD if y else BAD)[word]}")
+        labels.append(y)
+    return TextSplit(texts, labels)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # a 64-wide BERT is faster on one thread than on two busy ones
+    yield
+    torch.set_num_threads(n)
+
+
+def test_encode_pads_dynamically_and_counts_cut_sentences(tiny):
+    clf = SentenceClassifier.from_pretrained(tiny, LABELS, max_length=8)
+    split = TextSplit(["a b", "a b c d e f g h i j", "c"], [0, 1, 0])  # one character = one token
+    with pytest.warns(TruncationWarning, match=r"1 of 3 sentences are longer than max_length=8 tokens and were cut "
+                                               r"\(first: sentence 2, 12 tokens\)"):
+        enc = clf.encode(split)
+    assert enc.n_truncated == 1 and enc.lengths == [4, 8, 3]
+    batch = next(iter(clf.loader(enc, 3)))
+    assert batch["input_ids"].shape == (3, 8) and batch["labels"].tolist() == [0, 1, 0]
+    assert batch["attention_mask"].sum(1).tolist() == enc.lengths
+    pair = clf.encode(TextSplit(["a b"], [1], ["c"]))
+    assert pair[0]["token_type_ids"].tolist() == [0, 0, 0, 0, 1, 1]  # [CLS] a b [SEP] c [SEP]
+
+
+def test_modes_train_the_right_parameters(tiny):
+    full = SentenceClassifier.from_pretrained(tiny, LABELS)
+    total = sum(p.numel() for p in full.model.parameters())
+    assert parameter_table(full.model).loc["total", "trainable"] == total
+
+    # the classifier Linear(64 → 2) and the pooler Linear(64 → 64), which the tiny checkpoint lacks (random: trains)
+    head = SentenceClassifier.from_pretrained(tiny, LABELS, mode="head")
+    assert head.parameter_table().loc["total", "trainable"] == 130 + 4160
+    assert {n for n, p in head.model.named_parameters() if p.requires_grad} == {
+        "classifier.weight", "classifier.bias", "bert.pooler.dense.weight", "bert.pooler.dense.bias"}
+
+    lora = SentenceClassifier.from_pretrained(tiny, LABELS, mode="lora", lora_r=4)
+    table = lora.parameter_table()
+    # r(d + k) per adapted 64x64 matrix; query and value in each of the 2 layers
+    assert table.loc["LoRA A-B", "trainable"] == 4 * (64 + 64) * 2 * 2
+    assert table.loc["head", "trainable"] == 4290 and table.loc["encoder", "trainable"] == 0
+    assert table.loc["total", "trainable"] == count_trainable(lora.model) == 2048 + 4290
+    assert table.loc["total", "trainable %"] == pytest.approx(100 * 6338 / table.loc["total", "total"], abs=1e-3)
+    assert lora_targets(full.model) == ["query", "value"]
+
+
+def test_scores_match_a_hand_computed_confusion_matrix():
+    cm = torch.tensor([[5, 1, 0], [2, 3, 1], [0, 0, 0]])  # rows true, columns predicted
+    s = scores_from_confusion(cm, ["a", "b", "c"])
+    assert s["accuracy"] == pytest.approx(8 / 12)
+    pa, ra = 5 / 7, 5 / 6
+    pb, rb = 3 / 4, 3 / 6
+    fa, fb = 2 * pa * ra / (pa + ra), 2 * pb * rb / (pb + rb)
+    assert s["per_class"]["a"] == pytest.approx({"precision": pa, "recall": ra, "f1": fa, "support": 6})
+    assert s["per_class"]["b"]["f1"] == pytest.approx(fb)
+    assert s["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+    assert s["macro_f1"] == pytest.approx((fa + fb + 0) / 3)
+
+
+def test_fine_tuning_learns_and_reloads_to_the_same_logits(tiny, tmp_path, one_thread):
+    train, test = keyword_split(256, 0), keyword_split(64, 1)
+    texts = ["the film was great", "the market was awful", "the team was fine"]
+    logits = {}
+    for mode, lr in (("full", 3e-3), ("lora", 1e-2)):  # a random tiny encoder: LoRA must move far
+        ftkit.seed_everything(0)
+        clf = SentenceClassifier.from_pretrained(tiny, LABELS, mode=mode, max_length=32)
+        args = clf.fit_args(clf.encode(train), 4, val_set=clf.encode(test), lr=lr, batch_size=16)
+        history = ftkit.fit(**args, device="cpu", progress=False)
+        scores = evaluate_classifier(clf.model, clf.encode(test), LABELS, device="cpu")
+        assert scores["accuracy"] > 0.9, (mode, scores["accuracy"], history["val_accuracy"])  # chance: 0.5
+        assert history["val_accuracy"][-1] == pytest.approx(scores["accuracy"])
+        assert [p["label"] for p in clf.predict(texts, device="cpu")] == ["positive", "negative", "positive"]
+        clf.save(tmp_path / mode)
+        again = SentenceClassifier.from_pretrained(tmp_path / mode)
+        assert again.mode == mode and again.parameter_table().equals(clf.parameter_table())
+        logits[mode] = torch.log(clf.predict_proba(texts, device="cpu")).tolist()
+    assert (tmp_path / "lora" / "adapter_config.json").exists()
+    assert not (tmp_path / "lora" / "model.safetensors").exists()  # the adapter (+ head) only, not the encoder
+    code = ("import json, sys, torch; from ftkit.classify import SentenceClassifier as C; "
+            f"t = {texts!r}; print(json.dumps({{m: torch.log(C.from_pretrained(sys.argv[1] + '/' + m)"
+            ".predict_proba(t, device='cpu')).tolist() for m in ('full', 'lora')}))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(ROOT)})
+    reloaded = json.loads(out.stdout.strip().splitlines()[-1])
+    for mode in ("full", "lora"):
+        assert torch.allclose(torch.tensor(reloaded[mode]), torch.tensor(logits[mode]), atol=1e-5), mode
+
+
+def test_bad_input_gets_one_clear_error(tiny, tmp_path):
+    with pytest.raises(ValueError, match="unknown mode 'adapters'; choose one of: full, head, lora"):
+        SentenceClassifier.from_pretrained(tiny, LABELS, mode="adapters")
+    with pytest.raises(ValueError, match=r"LoRA target 'q_proj' matches no linear layer of this bert; candidates: "
+                                         r"dense, key, query, value"):
+        SentenceClassifier.from_pretrained(tiny, LABELS, mode="lora", target_modules=["q_proj"])
+    no_tok = tmp_path / "weights_only"
+    no_tok.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(Path(tiny) / name, no_tok / name)
+    with pytest.raises(FileNotFoundError, match=r"weights_only' has no tokenizer"):
+        SentenceClassifier.from_pretrained(no_tok, LABELS)
+    with pytest.raises(ValueError, match="has no classification head yet; pass label_list="):
+        SentenceClassifier.from_pretrained(tiny)
+    SentenceClassifier.from_pretrained(tiny, LABELS).save(tmp_path / "two")
+    with pytest.raises(ValueError, match=r"fine-tuned for 2 labels \['negative', 'positive'\], but the data has 3"):
+        SentenceClassifier.from_pretrained(tmp_path / "two", ["a", "b", "c"])
+    with pytest.raises(ValueError, match="max_length=1024 is more than the 512 positions"):
+        SentenceClassifier.from_pretrained(tiny, LABELS, max_length=1024)
+
+
+def test_code_in_a_model_folder_never_runs(tiny, tmp_path):
+    folder = Path(shutil.copytree(tiny, tmp_path / "remote"))
+    marker = tmp_path / "code_ran"
+    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
+                                    "from transformers import BertForSequenceClassification as EvilModel\n")
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForSequenceClassification": "evil.EvilModel"}
+    (folder / "config.json").write_text(json.dumps(config))
+    clf = SentenceClassifier.from_pretrained(folder, LABELS)
+    assert type(clf.model).__module__.startswith("transformers.models.bert") and not marker.exists()
