@@ -31,12 +31,13 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset
 
 from .data.conll import Sentence, load_conll
+from .optim import make_optimizer, make_scheduler
 from .train import _autocast, _to_device
 from .utils import get_device
 
 __all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",
-           "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "NerTagger", "highlight_html",
-           "f1_figure", "wordpiece_vocab", "build_tiny_bert"]
+           "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "entity_metrics", "NerRecipe",
+           "NerTagger", "highlight_html", "f1_figure", "wordpiece_vocab", "build_tiny_bert"]
 
 IGNORE = -100
 # files that hold a tokenizer's vocabulary (a folder with none of them has no usable tokenizer)
@@ -257,24 +258,79 @@ def evaluate_ner(model, encoded: Encoded, *, batch_size: int = 64, device="auto"
             "n_sentences": len(y_true), "n_truncated": encoded.n_truncated, "report": report}
 
 
-def entity_f1(label_list: list[str]):
-    r"""A ``fit`` metric: micro entity F1 over the first-subword tokens of each batch.
-
-    Returns :math:`(2\,TP,\; n_{pred} + n_{true})`; summed over batches the ratio is the exact micro F1
-    :math:`2TP/(2TP+FP+FN)` (entities never cross sentences). Cut words are not in the batch, so they do not count.
-    """
+def _entity_counts(label_list: list[str]):
+    """``counts(outputs, targets) -> (tp, n_pred, n_true)`` over the first-subword tokens of a batch, cached for
+    the batch so that precision, recall and F1 share one pass."""
     from seqeval.metrics.sequence_labeling import get_entities
+    cache = [None, None, None]  # outputs, targets (held, so their identity is unique), counts
+
+    def counts(outputs, targets):
+        if cache[0] is not outputs or cache[1] is not targets:
+            pred, gold = outputs.argmax(-1).tolist(), targets.tolist()
+            tp = n_pred = n_true = 0
+            for p_row, t_row in zip(pred, gold):
+                keep = [(label_list[p], label_list[t]) for p, t in zip(p_row, t_row) if t != IGNORE]
+                p_ents = set(get_entities([p for p, _ in keep]))
+                t_ents = set(get_entities([t for _, t in keep]))
+                tp, n_pred, n_true = tp + len(p_ents & t_ents), n_pred + len(p_ents), n_true + len(t_ents)
+            cache[:] = outputs, targets, (tp, n_pred, n_true)
+        return cache[2]
+    return counts
+
+
+def entity_metrics(label_list: list[str]) -> list:
+    r"""``fit`` metrics ``precision``, ``recall``, ``f1``: micro entity scores (conlleval mode) over the
+    first-subword tokens, so the history holds the per-epoch table :math:`P, R, F_1` of the dev set.
+
+    Each returns a pair summed over batches: :math:`(TP, n_{pred})`, :math:`(TP, n_{true})` and
+    :math:`(2\,TP, n_{pred} + n_{true})`, whose ratios are the exact micro scores (entities never cross
+    sentences). Cut words are not in the batch, so they do not count.
+    """
+    counts = _entity_counts(label_list)
+
+    def precision(outputs, targets):
+        tp, n_pred, _ = counts(outputs, targets)
+        return torch.tensor(tp), torch.tensor(n_pred)
+
+    def recall(outputs, targets):
+        tp, _, n_true = counts(outputs, targets)
+        return torch.tensor(tp), torch.tensor(n_true)
 
     def f1(outputs, targets):
-        pred, targets = outputs.argmax(-1).tolist(), targets.tolist()
-        tp = total = 0
-        for p_row, t_row in zip(pred, targets):
-            keep = [(label_list[p], label_list[t]) for p, t in zip(p_row, t_row) if t != IGNORE]
-            p_ents = set(get_entities([p for p, _ in keep]))
-            t_ents = set(get_entities([t for _, t in keep]))
-            tp, total = tp + len(p_ents & t_ents), total + len(p_ents) + len(t_ents)
-        return torch.tensor(2 * tp), torch.tensor(total)
-    return f1
+        tp, n_pred, n_true = counts(outputs, targets)
+        return torch.tensor(2 * tp), torch.tensor(n_pred + n_true)
+    return [precision, recall, f1]
+
+
+def entity_f1(label_list: list[str]):
+    """The ``f1`` of :func:`entity_metrics` alone (history keys ``train_f1``, ``val_f1``)."""
+    return entity_metrics(label_list)[2]
+
+
+# --------------------------------------------------------------------------- the fine-tuning recipe
+@dataclass
+class NerRecipe:
+    """The NER fine-tuning defaults, each with why (measured: README, ``benchmarks/ner.py --vs trainer``).
+
+    ``recipe.fit_args(tagger, train_set, epochs)`` gives loader, optimizer, schedule and ``grad_clip`` for
+    ``fit(tagger.model, **args, val_loader=..., metrics=...)`` or ``fit_live_async`` with the same arguments.
+    """
+    lr: float = 5e-5                 # BERT fine-tuning's usual 2e-5 to 5e-5; the top end learns most per step
+    batch_size: int = 16             # more optimizer steps per epoch than 32 at the same compute
+    warmup_ratio: float = 0.0        # a ramp spends a short budget at low lr; clipping already tames early steps
+    weight_decay: float = 0.0        # decay over a few hundred steps changes nothing measurable
+    grad_clip: float | None = 1.0    # the fresh head's first gradients are large; clipping keeps the encoder intact
+    sort_by_length: bool = True      # similar lengths per batch: less padding, faster, same F1
+
+    def fit_args(self, tagger: "NerTagger", train_set: Encoded, epochs: int, *, seed: int = 0) -> dict:
+        """``train_loader, loss=None, optimizer, epochs, scheduler, grad_clip`` for ``fit``."""
+        loader = tagger.loader(train_set, self.batch_size, shuffle=True, sort_by_length=self.sort_by_length,
+                               seed=seed)
+        optimizer = make_optimizer("adamw", tagger.model, lr=self.lr, weight_decay=self.weight_decay)
+        scheduler = make_scheduler("linear_warmup", optimizer, total_steps=len(loader) * epochs,
+                                   warmup_ratio=self.warmup_ratio)
+        return dict(train_loader=loader, loss=None, optimizer=optimizer, epochs=epochs, scheduler=scheduler,
+                    grad_clip=self.grad_clip)
 
 
 # --------------------------------------------------------------------------- the tagger
