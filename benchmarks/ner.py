@@ -151,12 +151,14 @@ def vs_trainer(args):
         ftkit_run(argparse.Namespace(**{**vars(args), "epochs": 1}), small, 0, recipe)  # untimed: warms threads
         for seed in range(args.seeds):  # alternate who goes first (after an untimed warm-up run above)
             runs = [("ftkit", lambda: ftkit_run(args, data, seed, recipe)),
-                    ("trainer", lambda: trainer_run(args, data, seed, tmp))]
+                    ("trainer", lambda: trainer_run(args, data, seed, tmp))][:2 if args.trainer else 1]
             for label, run in runs if seed % 2 == 0 else runs[::-1]:
                 score, seconds = run()
                 f1[label].append(score)
                 secs[label].append(seconds)
                 print(f"seed {seed} {label}: test F1 {score:.4f}, {seconds:.1f} s", file=sys.stderr)
+    if not args.trainer:  # an ablation of the recipe alone
+        f1["trainer"], secs["trainer"] = [math.nan], [math.nan]
     mean = {k: statistics.mean(v) for k, v in f1.items()}
     ratio = statistics.median(secs["ftkit"]) / statistics.median(secs["trainer"])
     print(json.dumps({
@@ -196,7 +198,11 @@ def main():
     for name in ("--warmup-ratio", "--weight-decay", "--grad-clip"):  # --vs trainer: override a recipe default
         ap.add_argument(name, type=float, default=None, help="override NerRecipe's default (grad clip 0: none)")
     ap.add_argument("--sort-by-length", type=int, choices=(0, 1), default=None)
+    ap.add_argument("--trainer", type=int, choices=(0, 1), default=1, help="0: ftkit runs only (an ablation)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.vs == "trainer":
         args.batch_size = args.batch_size or 16
         return vs_trainer(args)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
-from ftkit.ner import (Encoded, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert, collate, entity_f1,
+from ftkit.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert, collate, entity_f1,
                        entity_metrics, evaluate_ner, highlight_html, make_loader, words_from_tokens)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
@@ -166,13 +166,28 @@ def test_entity_metrics_give_exact_precision_and_recall():
     assert sums == {"precision": (2, 3), "recall": (2, 4), "f1": (4, 7)}  # P 2/3, R 1/2 as seqeval says above
 
 
+def test_length_grouped_batches_are_shuffled_and_pad_little():
+    rng = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 60, (1000,), generator=rng).tolist()
+    sampler = LengthGroupedBatches(lengths, 16, seed=0)
+    epoch1, epoch2 = list(sampler), list(sampler)
+    assert len(epoch1) == len(sampler) == 63 and sorted(sum(epoch1, [])) == list(range(1000))  # each once
+    assert sum(len(b) < 16 for b in epoch1) == 1 and epoch1 != epoch2  # one short batch; a new order per epoch
+    assert list(LengthGroupedBatches(lengths, 16, seed=0)) == epoch1  # seeded
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in epoch1)
+    assert padded < 1.1 * sum(lengths)  # batches of 16 random lengths in 5..59 pad ~75 %
+    # HF's sampler runs long -> short inside each mega-batch; shuffled batches do not: max lengths not sorted
+    maxima = [max(lengths[i] for i in b) for b in epoch1[:15]]
+    assert maxima != sorted(maxima, reverse=True)
+
+
 def test_recipe_defaults_and_fit_args(tiny, data):
     recipe = NerRecipe()
     assert (recipe.lr, recipe.batch_size, recipe.grad_clip) == (5e-5, 16, 1.0)
     tagger = NerTagger.from_pretrained(tiny, data.label_list, max_length=64)
     args = NerRecipe(lr=1e-3, warmup_ratio=0.25).fit_args(tagger, tagger.encode(data.train[:64]), epochs=2)
     assert args["grad_clip"] == 1.0 and args["loss"] is None and args["epochs"] == 2
-    assert len(args["train_loader"]) == 4 and args["train_loader"].batch_size == 16
+    assert len(args["train_loader"]) == 4 and [len(b["labels"]) for b in args["train_loader"]] == [16] * 4
     lrs = []
     for _ in range(8):  # 8 steps: 2 of warmup, then linear decay to 0
         lrs.append(args["optimizer"].param_groups[0]["lr"])
