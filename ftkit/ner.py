@@ -348,13 +348,15 @@ class NerRecipe:
     weight_decay: float = 0.0        # decay over a few hundred steps changes nothing measurable
     grad_clip: float | None = 1.0    # the fresh head's first gradients are large; clipping keeps the encoder intact
     sort_by_length: bool = True      # similar lengths per batch, batches shuffled: less padding, faster, same F1
+    sort_window: int = 50            # batches per length-sorted group (HF: 50); small keeps batches diverse
     fused: bool = True               # AdamW in one kernel per step (Trainer's adamw_torch_fused): ~2.5x faster on CPU
 
     def fit_args(self, tagger: "NerTagger", train_set: Encoded, epochs: int, *, seed: int = 0) -> dict:
         """``train_loader, loss=None, optimizer, epochs, scheduler, grad_clip`` for ``fit``."""
         if self.sort_by_length:
-            loader = DataLoader(train_set, batch_sampler=LengthGroupedBatches(train_set.lengths, self.batch_size,
-                                seed=seed), collate_fn=partial(collate, pad_id=tagger.tokenizer.pad_token_id or 0))
+            batches = LengthGroupedBatches(train_set.lengths, self.batch_size, mega=self.sort_window, seed=seed)
+            loader = DataLoader(train_set, batch_sampler=batches,
+                                collate_fn=partial(collate, pad_id=tagger.tokenizer.pad_token_id or 0))
         else:
             loader = tagger.loader(train_set, self.batch_size, shuffle=True, seed=seed)
         optimizer = make_optimizer("adamw", tagger.model, lr=self.lr, weight_decay=self.weight_decay, fused=self.fused)
