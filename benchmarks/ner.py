@@ -136,7 +136,7 @@ def vs_trainer(args):
         args.seeds, args.epochs = 1, 1
     overrides = {k: v for k, v in dict(lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
                                        grad_clip=args.grad_clip, sort_by_length=args.sort_by_length,
-                                       sort_window=args.sort_window).items()
+                                       sort_window=args.sort_window, head_lr_mult=args.head_lr_mult).items()
                  if v is not None}
     if overrides.get("grad_clip") == 0:
         overrides["grad_clip"] = None
@@ -200,6 +200,7 @@ def main():
         ap.add_argument(name, type=float, default=None, help="override NerRecipe's default (grad clip 0: none)")
     ap.add_argument("--sort-by-length", type=int, choices=(0, 1), default=None)
     ap.add_argument("--sort-window", type=int, default=None, help="batches per length-sorted group")
+    ap.add_argument("--head-lr-mult", type=float, default=None, help="lr factor of the fresh classifier")
     ap.add_argument("--trainer", type=int, choices=(0, 1), default=1, help="0: ftkit runs only (an ablation)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
