@@ -14,11 +14,11 @@ def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 64-wide BERT is faster on one thread
     tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
     m = run_notebook("04_bert_ner.ipynb", model_name_or_path=str(tiny), data_dir="../data/conll2003_sample",
-                     epochs=3, batch_size=32, lr=5e-3, max_length=64, device="cpu")
+                     epochs=3, batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu")
     assert (m["n_train"], m["n_dev"], m["n_test"]) == (600, 150, 150)
     assert m["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert m["epochs"] == 3 and m["device"] == "cpu" and m["amp"] is False
-    assert m["recipe"]["grad_clip"] == 1.0 and m["recipe"]["batch_size"] == 32
+    assert m["recipe"]["grad_clip"] == 1.0 and m["recipe"]["batch_size"] == 32 and m["recipe"]["head_lr_mult"] == 1
     assert m["test"]["n_truncated"] == 0
     # learned: random tags score ~0 entity F1; the tiny model reaches ~0.8 on words it partly never saw
     assert m["dev"]["f1"] > 0.6 and m["test"]["f1"] > 0.6, (m["dev"]["f1"], m["test"]["f1"])

@@ -183,10 +183,17 @@ def test_length_grouped_batches_are_shuffled_and_pad_little():
 
 def test_recipe_defaults_and_fit_args(tiny, data):
     recipe = NerRecipe()
-    assert (recipe.lr, recipe.batch_size, recipe.grad_clip) == (5e-5, 16, 1.0)
+    assert (recipe.lr, recipe.head_lr_mult, recipe.batch_size, recipe.grad_clip) == (5e-5, 10.0, 16, 1.0)
+    assert (recipe.warmup_ratio, recipe.weight_decay, recipe.sort_by_length, recipe.fused) == (0.0, 0.0, False, True)
     tagger = NerTagger.from_pretrained(tiny, data.label_list, max_length=64)
-    args = NerRecipe(lr=1e-3, warmup_ratio=0.25).fit_args(tagger, tagger.encode(data.train[:64]), epochs=2)
+    args = NerRecipe(lr=1e-3, warmup_ratio=0.25, weight_decay=0.01).fit_args(tagger, tagger.encode(data.train[:64]),
+                                                                              epochs=2)
     assert args["grad_clip"] == 1.0 and args["loss"] is None and args["epochs"] == 2
+    groups = args["optimizer"].param_groups  # encoder and head, each decayed weights + undecayed biases/norms
+    head = {id(p) for p in tagger.model.classifier.parameters()}
+    assert [(g["initial_lr"], g["weight_decay"], any(id(p) in head for p in g["params"])) for g in groups] == [
+        (1e-3, 0.01, False), (1e-3, 0.0, False), (1e-2, 0.01, True), (1e-2, 0.0, True)]
+    assert sum(len(g["params"]) for g in groups) == len(list(tagger.model.parameters()))
     assert len(args["train_loader"]) == 4 and [len(b["labels"]) for b in args["train_loader"]] == [16] * 4
     lrs = []
     for _ in range(8):  # 8 steps: 2 of warmup, then linear decay to 0
@@ -209,7 +216,8 @@ def test_fine_tuning_learns_and_round_trips(tiny, data, tmp_path, one_thread):
     ftkit.seed_everything(0)
     tagger = NerTagger.from_pretrained(tiny, data.label_list, max_length=64)
     train, test = tagger.encode(data.train), tagger.encode(data.test)
-    recipe = NerRecipe(lr=5e-3, batch_size=32, warmup_ratio=0.1)  # a randomly initialized model needs a big lr
+    # a randomly initialized model: one big lr for all (no pre-trained encoder to protect)
+    recipe = NerRecipe(lr=5e-3, head_lr_mult=1.0, batch_size=32, warmup_ratio=0.1, sort_by_length=True)
     history = ftkit.fit(tagger.model, **recipe.fit_args(tagger, train, 3), device="cpu", progress=False,
                         val_loader=tagger.loader(tagger.encode(data.valid), 64), metrics=entity_metrics(data.label_list))
     assert history["train_loss"][-1] < 0.2 * history["train_loss"][0]
