@@ -170,7 +170,8 @@ def vs_trainer(args):
         "f1_ftkit": [round(x, 4) for x in f1["ftkit"]], "f1_trainer": [round(x, 4) for x in f1["trainer"]],
         "mean_f1_ftkit": round(mean["ftkit"], 4), "mean_f1_trainer": round(mean["trainer"], 4),
         "f1_diff_pt": round(100 * (mean["ftkit"] - mean["trainer"]), 2),
-        "ftkit_s": round(statistics.median(secs["ftkit"]), 2), "trainer_s": round(statistics.median(secs["trainer"]), 2),
+        "ftkit_s": round(statistics.median(secs["ftkit"]), 2),
+        "trainer_s": round(statistics.median(secs["trainer"]), 2),
         "time_ratio": round(ratio, 4), "goal": "mean_f1_ftkit >= mean_f1_trainer and time_ratio <= 1.0",
         "ok": mean["ftkit"] >= mean["trainer"] and ratio <= 1.0}))
 

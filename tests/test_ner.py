@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
-from ftkit.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert, collate, entity_f1,
-                       entity_metrics, evaluate_ner, highlight_html, make_loader, words_from_tokens)
+from ftkit.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert,
+                       collate, entity_f1, entity_metrics, evaluate_ner, highlight_html, make_loader,
+                       words_from_tokens)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -219,7 +220,8 @@ def test_fine_tuning_learns_and_round_trips(tiny, data, tmp_path, one_thread):
     # a randomly initialized model: one big lr for all (no pre-trained encoder to protect)
     recipe = NerRecipe(lr=5e-3, head_lr_mult=1.0, batch_size=32, warmup_ratio=0.1, sort_by_length=True)
     history = ftkit.fit(tagger.model, **recipe.fit_args(tagger, train, 3), device="cpu", progress=False,
-                        val_loader=tagger.loader(tagger.encode(data.valid), 64), metrics=entity_metrics(data.label_list))
+                        val_loader=tagger.loader(tagger.encode(data.valid), 64),
+                        metrics=entity_metrics(data.label_list))
     assert history["train_loss"][-1] < 0.2 * history["train_loss"][0]
     for p, r, f1 in zip(history["val_precision"], history["val_recall"], history["val_f1"]):  # per-epoch table
         assert f1 == pytest.approx(2 * p * r / (p + r))
