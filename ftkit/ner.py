@@ -11,8 +11,9 @@ Evaluation maps the first-subword predictions back to **words** and scores entit
 default (conlleval) mode: an entity counts only if type and both boundaries match.
 
     tagger = NerTagger.from_pretrained("bert-base-cased", label_list=data.label_list)
-    loader = tagger.loader(tagger.encode(data.train), 32, shuffle=True, sort_by_length=True)
-    ftkit.fit(tagger.model, loader, None, optimizer, epochs, metrics=[entity_f1(tagger.label_list)])
+    args = NerRecipe().fit_args(tagger, tagger.encode(data.train), epochs=3)  # measured defaults, see README
+    history = ftkit.fit(tagger.model, **args, val_loader=tagger.loader(tagger.encode(data.valid)),
+                        metrics=entity_metrics(tagger.label_list))  # val_precision, val_recall, val_f1 per epoch
     evaluate_ner(tagger.model, tagger.encode(data.test))["f1"]
     tagger.predict(["Angela Merkel visited Paris ."])  # [[{'type': 'PER', 'text': 'Angela Merkel', ...}, ...]]
 
