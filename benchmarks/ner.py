@@ -149,7 +149,10 @@ def vs_trainer(args):
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         small = dataclasses.replace(data, train=data.train[:32], test=data.test[:8])
-        ftkit_run(argparse.Namespace(**{**vars(args), "epochs": 1}), small, 0, recipe)  # untimed: warms threads
+        warm = argparse.Namespace(**{**vars(args), "epochs": 1})  # untimed: threads, allocator, lazy imports
+        ftkit_run(warm, small, 0, recipe)
+        if args.trainer:
+            trainer_run(warm, small, 0, tmp)
         for seed in range(args.seeds):  # alternate who goes first (after an untimed warm-up run above)
             runs = [("ftkit", lambda: ftkit_run(args, data, seed, recipe)),
                     ("trainer", lambda: trainer_run(args, data, seed, tmp))][:2 if args.trainer else 1]
