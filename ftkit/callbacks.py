@@ -206,8 +206,9 @@ class LRSchedule(Callback):
     """The one owner of the learning rate (``fit`` attaches it as ``state.lr_schedule``).
 
     After every optimizer step it steps the scheduler — unless a manual value took over. **The rule:** a manual
-    ``lr`` (``ParamControl.set``, the dashboard's slider, a replay) is applied before the next batch to every
-    param group and wins from that step on; the scheduler no longer drives the lr. Every manual change is an
+    ``lr`` (``ParamControl.set``, the dashboard's slider, a replay) is applied before the next batch and wins from
+    that step on; the scheduler no longer drives the lr. Group 0 gets the value and every other param group keeps
+    its ratio to group 0 (a classifier head trained at 10× keeps its 10×); other settings go to every group. Every manual change is an
     event in ``history.events`` (step, epoch, name, old, new, source).
 
     On resume, a scheduler fit built by name is rebuilt for the new total and continued at the saved step (the
@@ -224,8 +225,9 @@ class LRSchedule(Callback):
             if name not in groups[0]:
                 raise ValueError(f"the optimizer has no {name!r}; settable: {settable(state.optimizer)}")
             old = groups[0][name]
-            for group in groups:
-                group[name] = value
+            for group in groups:   # an lr keeps each group's ratio to group 0 (e.g. a fresh head's 10x)
+                group[name] = value * group["lr"] / old if name == "lr" and old and group is not groups[0] else value
+            groups[0][name] = value
             self.manual[name] = value
             state.history.events.append({"step": state.step, "epoch": state.epoch, "name": name,
                                          "old": _plain(old), "new": _plain(value), "source": source,

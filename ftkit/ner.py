@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
 from .data.conll import Sentence, load_conll
 from .hf import (IGNORE, TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
-                 collate, load_tokenizer, make_loader)
+                 LengthGroupedBatches, collate, load_tokenizer, make_loader)
 from .optim import make_optimizer, make_scheduler, split_decay_params
 from .train import autocast as _autocast, to_device as _to_device
 from .utils import get_device
@@ -243,32 +243,6 @@ def entity_f1(label_list: list[str]):
 
 
 # --------------------------------------------------------------------------- the fine-tuning recipe
-class LengthGroupedBatches(Sampler):
-    """Batches of similar length in random order (a ``batch_sampler``; a new order each epoch, fixed by ``seed``).
-
-    Like HF's ``LengthGroupedSampler`` it shuffles, then sorts by length inside mega-batches of up to ``mega``
-    batches (at least 4 mega-batches), so padding stays small; unlike it, it then shuffles the *batches*, so an
-    epoch does not run from long to short sentences within each mega-batch.
-    """
-
-    def __init__(self, lengths: list[int], batch_size: int, *, mega: int = 50, seed: int = 0):
-        self.lengths, self.batch_size, self.mega = list(lengths), int(batch_size), int(mega)
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self):
-        return math.ceil(len(self.lengths) / self.batch_size)
-
-    def __iter__(self):
-        n, bs = len(self.lengths), self.batch_size
-        perm = torch.randperm(n, generator=self.generator).tolist()
-        size = min(self.mega, max(n // (4 * bs), 1)) * bs  # a multiple of bs: only the last batch can be short
-        batches = []
-        for i in range(0, n, size):
-            group = sorted(perm[i:i + size], key=self.lengths.__getitem__, reverse=True)
-            batches += [group[j:j + bs] for j in range(0, len(group), bs)]
-        yield from (batches[k] for k in torch.randperm(len(batches), generator=self.generator).tolist())
-
-
 @dataclass
 class NerRecipe:
     """The NER fine-tuning defaults, each with why (measured: README, ``benchmarks/ner.py --vs trainer``).

@@ -103,7 +103,7 @@ def test_fine_tuning_learns_and_reloads_to_the_same_logits(tiny, tmp_path, one_t
     for mode, lr in (("full", 3e-3), ("lora", 1e-2)):  # a random tiny encoder: LoRA must move far
         ftkit.seed_everything(0)
         clf = SentenceClassifier.from_pretrained(tiny, LABELS, mode=mode, max_length=32)
-        args = clf.fit_args(clf.encode(train), 4, val_set=clf.encode(test), lr=lr, batch_size=16)
+        args = clf.fit_args(clf.encode(train), 6, val_set=clf.encode(test), lr=lr, batch_size=16)
         history = ftkit.fit(**args, device="cpu", progress=False)
         scores = evaluate_classifier(clf.model, clf.encode(test), LABELS, device="cpu")
         assert scores["accuracy"] > 0.9, (mode, scores["accuracy"], history["val_accuracy"])  # chance: 0.5

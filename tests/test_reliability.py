@@ -442,3 +442,18 @@ def test_tagger_takes_one_string_as_one_text(tmp_path):
     text = "Angela Merkel visited Paris ."
     assert len(tagger.tag(text)) == 5 and tagger.tag(text) == tagger.tag([text])[0]
     assert tagger.predict(text) == tagger.predict([text])[0]
+
+
+def test_a_manual_lr_keeps_each_param_groups_ratio():
+    model = mlp()
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.01},
+                           {"params": model[3].parameters(), "lr": 0.1}], lr=0.01)   # a head at 10x
+    control = ParamControl()
+
+    class At(Callback):
+        def on_batch_end(self, state):
+            if state.step == 2:
+                control.set(lr=0.003)
+
+    ftkit.fit(model, loader(), "cross_entropy", opt, 1, callbacks=[At(), control], progress=False)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.003, 0.03])
