@@ -14,7 +14,8 @@ def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 64-wide BERT is faster on one thread
     tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
     m = run_notebook("04_bert_ner.ipynb", model_name_or_path=str(tiny), data_dir="../data/conll2003_sample",
-                     epochs=3, batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu")
+                     epochs=3, batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu",
+                     ddp_max_steps=3)
     assert (m["n_train"], m["n_dev"], m["n_test"]) == (600, 150, 150)
     assert m["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert m["epochs"] == 3 and m["device"] == "cpu" and m["amp"] is False
@@ -38,3 +39,4 @@ def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
     assert m["reload_matches"] is True
     assert {e["type"] for e in m["predictions"][0]} <= {"PER", "LOC", "ORG", "MISC"}
     assert m["train_tokens_per_s"] > 0
+    assert (m["ddp"]["processes"], m["ddp"]["steps"]) == (2, 3) and 0 <= m["ddp"]["val_f1"] <= 1   # 2 gloo processes
