@@ -13,6 +13,7 @@ import difflib
 import math
 import os
 import threading
+import warnings
 
 from .core import Callback, History, TrainState, save_checkpoint
 
@@ -255,8 +256,10 @@ class LRSchedule(Callback):
             return
         for group, base in zip(self.scheduler.optimizer.param_groups, self.scheduler.base_lrs):
             group["lr"] = base            # replay the new schedule from its start: what a straight run would do
-        for _ in range(step):
-            self.scheduler.step()
+        with warnings.catch_warnings():   # torch warns that no optimizer.step() came first: here none should
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(step):
+                self.scheduler.step()
         if self.lr_is_manual and self.manual.get("lr") is not None:
             for group in self.scheduler.optimizer.param_groups:
                 group["lr"] = self.manual["lr"]
