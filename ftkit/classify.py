@@ -191,16 +191,19 @@ class SentenceClassifier:
     # ----------------------------------------------------------------------- training
     def fit_args(self, train_set: EncodedText, epochs: int = 1, *, val_set: EncodedText | None = None,
                  batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
-                 warmup_ratio: float | None = None, grad_clip: float | None = None, sort_by_length: bool = True,
+                 warmup_ratio: float | None = None, grad_clip: float | None = None, sort_by_length: bool | None = None,
                  seed: int = 0) -> dict:
         """Keyword arguments for ``ftkit.fit`` / ``fit_live_async`` with this mode's defaults
         (:data:`ftkit.finetune.RECIPES`, :data:`~ftkit.finetune.COMMON`): AdamW over the trainable parameters,
-        linear warmup then decay, gradient clipping, length-grouped batches."""
+        linear warmup then decay, gradient clipping; batches in random order for ``full`` and length-grouped for
+        ``head``/``lora`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
         from .optim import make_optimizer, make_scheduler
         batch_size = batch_size or COMMON["batch_size"]
         lr = lr if lr is not None else RECIPES[self.mode]["lr"]
         if not count_trainable(self.model):
             raise ValueError("no parameter of the model trains; build it with mode='full', 'head' or 'lora'")
+        if sort_by_length is None:
+            sort_by_length = RECIPES[self.mode]["sort_by_length"]
         train_loader = self.loader(train_set, batch_size, shuffle=True, sort_by_length=sort_by_length, seed=seed)
         optimizer = make_optimizer("adamw", self.model, lr=lr,  # frozen parameters are skipped
                                    weight_decay=COMMON["weight_decay"] if weight_decay is None else weight_decay)

@@ -22,11 +22,14 @@ MODES = ("full", "head", "lora")
 # Defaults per mode, each with its reason; every value can be overridden.
 RECIPES = {
     # the pre-trained weights need only a nudge: BERT's paper searched 2e-5 – 5e-5
-    "full": {"lr": 5e-5},
+    # batches in random order: length-grouped ones (alike) cost accuracy here (MiniLM, 1,000 tweets, 3 seeds:
+    # 64.8 % grouped, 65.7 % random, Trainer 65.4 %), as they cost entity F1 in the NER ablation
+    "full": {"lr": 5e-5, "sort_by_length": False},
     # a single fresh layer on frozen features: a large step is safe and small ones barely move it
-    "head": {"lr": 2e-3},
-    # B starts at 0 and the update is rank-r: LoRA needs ~10x full fine-tuning's rate (LoRA paper: 4e-4 – 5e-4)
-    "lora": {"lr": 5e-4, "r": 8, "alpha": 16, "dropout": 0.1},
+    "head": {"lr": 2e-3, "sort_by_length": True},
+    # B starts at 0 and the update is rank-r: LoRA needs ~10x full fine-tuning's rate (LoRA paper: 4e-4 – 5e-4);
+    # length-grouped batches measured as good as Trainer + peft here (51.3 % vs 51.0 %; random order: lower)
+    "lora": {"lr": 5e-4, "r": 8, "alpha": 16, "dropout": 0.1, "sort_by_length": True},
 }
 COMMON = {
     "weight_decay": 0.01,   # AdamW decay on matrices only (not biases/LayerNorm): mild regularisation, as BERT

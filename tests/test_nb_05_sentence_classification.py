@@ -23,7 +23,7 @@ def test_sentence_classification_notebook(run_notebook, tmp_path_factory, monkey
     for name, (n, seed) in {"train": (192, 0), "dev": (48, 1), "test": (64, 2)}.items():
         write_tsv(data_dir / f"{name}.tsv", keyword_split(n, seed))
     m = run_notebook("05_sentence_classification.ipynb", model_name_or_path=str(tiny), data_dir=str(data_dir),
-                     dataset=None, epochs=3, batch_size=16, lr=3e-3, head_lr=1e-2, lora_lr=2e-2,
+                     dataset=None, epochs=4, batch_size=16, lr=3e-3, head_lr=1e-2, lora_lr=2e-2,
                      max_length=32, device="cpu", dashboard=False, ddp_max_steps=4)
     assert (m["n_train"], m["n_dev"], m["n_test"]) == (192, 48, 64) and m["labels"] == ["negative", "positive"]
     assert set(m["modes"]) == {"full", "head", "lora"} and m["accuracy"] == m["modes"]["full"]["accuracy"]
@@ -35,7 +35,7 @@ def test_sentence_classification_notebook(run_notebook, tmp_path_factory, monkey
     assert all(r["reload_max_diff"] < 1e-5 for r in m["modes"].values())
     assert all(0 <= r["macro_f1"] <= 1 and r["train_time_s"] > 0 for r in m["modes"].values())
     assert set(full["per_class"]) == {"negative", "positive"}
-    assert len(full["val_accuracy_per_epoch"]) == 3
+    assert len(full["val_accuracy_per_epoch"]) == 4
     ddp = m["ddp"]   # the "on several GPUs" section: 2 gloo processes, 4 steps of the first mode
     assert (ddp["processes"], ddp["steps"]) == (2, 4) and 0 <= ddp["val_accuracy"] <= 1
     probs = m["predictions"]["full"][0]["probs"]
