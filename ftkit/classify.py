@@ -195,8 +195,8 @@ class SentenceClassifier:
                  seed: int = 0) -> dict:
         """Keyword arguments for ``ftkit.fit`` / ``fit_live_async`` with this mode's defaults
         (:data:`ftkit.finetune.RECIPES`, :data:`~ftkit.finetune.COMMON`): AdamW over the trainable parameters,
-        linear warmup then decay, gradient clipping; batches in random order for ``full`` and length-grouped for
-        ``head``/``lora`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
+        linear warmup then decay, gradient clipping; batches in random order for ``full`` and ``lora``, length-grouped
+        for ``head`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
         from .optim import make_optimizer, make_scheduler
         batch_size = batch_size or COMMON["batch_size"]
         lr = lr if lr is not None else RECIPES[self.mode]["lr"]
