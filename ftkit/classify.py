@@ -206,7 +206,8 @@ class SentenceClassifier:
             sort_by_length = RECIPES[self.mode]["sort_by_length"]
         train_loader = self.loader(train_set, batch_size, shuffle=True, sort_by_length=sort_by_length, seed=seed)
         optimizer = make_optimizer("adamw", self.model, lr=lr,  # frozen parameters are skipped
-                                   weight_decay=COMMON["weight_decay"] if weight_decay is None else weight_decay)
+                                   weight_decay=COMMON["weight_decay"] if weight_decay is None else weight_decay,
+                                   fused=COMMON["fused"])
         total = len(train_loader) * int(epochs)
         scheduler = make_scheduler("linear_warmup", optimizer, total_steps=total,
                                    warmup_ratio=COMMON["warmup_ratio"] if warmup_ratio is None else warmup_ratio)
