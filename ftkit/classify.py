@@ -21,11 +21,10 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-from torch.utils.data import Dataset
 
 from .data.text import TextSplit
 from .finetune import COMMON, RECIPES, _check_mode, apply_mode, count_trainable, parameter_table
-from .hf import TruncationWarning, load_config, load_tokenizer, make_loader, save_folder
+from .hf import FeatureDataset, TruncationWarning, load_config, load_tokenizer, make_loader, save_folder
 from .train import predict as _predict
 from .utils import get_device
 
@@ -35,22 +34,12 @@ META = "ftkit_classifier.json"  # label list, mode and max_length saved next to 
 
 
 @dataclass
-class EncodedText(Dataset):
+class EncodedText(FeatureDataset):
     """Tokenized sentences: ``features[i]`` holds 1-D model inputs and a 0-d ``labels``; ``n_truncated`` counts
     the sentences (or pairs) cut at ``max_length``."""
     features: list[dict]
     n_truncated: int
     max_length: int
-
-    def __len__(self):
-        return len(self.features)
-
-    def __getitem__(self, i):
-        return self.features[i]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(f["input_ids"]) for f in self.features]
 
     @property
     def labels(self) -> torch.Tensor:

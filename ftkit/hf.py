@@ -15,9 +15,9 @@ from functools import partial
 
 import torch
 from torch.nn.utils.rnn import pad_sequence
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "LengthGroupedBatches",
+__all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "FeatureDataset", "LengthGroupedBatches",
            "make_loader", "save_folder"]
 
 IGNORE = -100  # the label cross-entropy skips (HF convention)
@@ -86,6 +86,20 @@ def collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor]:
     return {k: torch.stack([f[k] for f in features]) if features[0][k].dim() == 0 else
             pad_sequence([f[k] for f in features], batch_first=True, padding_value=pad.get(k, 0))
             for k in features[0]}
+
+
+class FeatureDataset(Dataset):
+    """Base of the encoded datasets (NER, classification): ``features[i]`` is one item's dict of 1-D tensors."""
+
+    def __len__(self):
+        return len(self.features)
+
+    def __getitem__(self, i):
+        return self.features[i]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(f["input_ids"]) for f in self.features]
 
 
 class LengthGroupedBatches(Sampler):

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from .data.conll import Sentence, load_conll
 from .hf import (IGNORE, TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
-                 LengthGroupedBatches, collate, load_tokenizer, make_loader)
+                 FeatureDataset, LengthGroupedBatches, collate, load_tokenizer, make_loader)
 from .optim import make_optimizer, make_scheduler, split_decay_params
 from .train import autocast as _autocast, to_device as _to_device
 from .utils import get_device
@@ -79,7 +79,7 @@ def load_model(model_name_or_path: str, label_list: list[str] | None = None):
 
 # --------------------------------------------------------------------------- tokenize + align
 @dataclass
-class Encoded(Dataset):
+class Encoded(FeatureDataset):
     """Tokenized sentences: ``features[i]`` holds the model inputs + ``labels`` as 1-D tensors.
 
     ``word_ids[i][t]`` is the word of token ``t`` (``None`` for [CLS]/[SEP]); ``n_truncated`` counts the
@@ -90,16 +90,6 @@ class Encoded(Dataset):
     word_ids: list[list[int | None]]
     n_truncated: int
     max_length: int
-
-    def __len__(self):
-        return len(self.features)
-
-    def __getitem__(self, i):
-        return self.features[i]
-
-    @property
-    def lengths(self) -> list[int]:
-        return [len(f["input_ids"]) for f in self.features]
 
 
 def encode(sentences: list[Sentence], tokenizer, label_list: list[str], max_length: int = 256,
