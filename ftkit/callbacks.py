@@ -40,7 +40,7 @@ class ProgressBar(Callback):
         per_epoch = state.batches_per_epoch
         total = per_epoch * state.epochs if per_epoch else None
         if state.max_steps is not None:
-            total = min(total or state.max_steps, state.max_steps * max(1, getattr(state, "grad_accum", 1)))
+            total = min(total or state.max_steps, state.max_steps * state.grad_accum)
         self.bar = tqdm(total=total, initial=(len(state.history.steps) if total else 0), unit="batch",
                         mininterval=self.mininterval, dynamic_ncols=True, leave=True)
 

@@ -220,6 +220,7 @@ class TrainState:
     batch_idx: int = 0              # batch index within the epoch
     batches_per_epoch: int | None = None
     max_steps: int | None = None    # training ends after this many optimizer steps (None: run all epochs)
+    grad_accum: int = 1             # batches per optimizer step
     loss: float = float("nan")      # last batch loss
     lr: float = float("nan")        # lr used by the last step (param group 0)
     logs: dict = field(default_factory=dict)   # the epoch row being built (train_*, val_*, lr, time)

@@ -419,7 +419,7 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
 
     history = History()
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, device=device,
-                       epochs=epochs, history=history, batches_per_epoch=n_batches, max_steps=max_steps,
+                       epochs=epochs, history=history, batches_per_epoch=n_batches, max_steps=max_steps, grad_accum=grad_accum,
                        log_keys=_epoch_log_keys(metrics, val_loader is not None))
     state.lr_schedule = LRSchedule(scheduler, spec)
     state.callbacks = [history, state.lr_schedule, *([ProgressBar()] if progress else []), *callbacks]
