@@ -23,7 +23,7 @@ from ftkit.data import synthetic
 from ftkit.models import SimpleCNN
 from ftkit.plots.training import training_figure
 from ftkit.ui.live import LiveFigure
-from ftkit.widgets import TrainingDashboard
+from ftkit.ui import TrainingDashboard
 
 
 def run(x, y, batch_size, epochs, dashboard=None):

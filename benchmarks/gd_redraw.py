@@ -7,7 +7,7 @@ Two redraws, each = race + in-place figure update (a FigureWidget when anywidget
   path/loss/3-D figure updated (goal: median ≤ 50 ms).
 * ``basins``: the same 6 optimizers × ``starts²`` starts × ``steps``, the basin-map figure updated
   (goal: median ≤ 150 ms for 16² = 256 starts).
-Contenders, alternated: ``engine="batched"`` (ftkit.gd_engine: every run in one (runs, 2) array) and
+Contenders, alternated: ``engine="batched"`` (ftkit.optviz.gd_engine: every run in one (runs, 2) array) and
 ``engine="torch"`` (one real torch.optim optimizer per run, the reference the tests compare with). The torch
 basin redraw (1,536 optimizers) takes tens of seconds, so it is timed ``--torch-basin-repeats`` times (default 1).
 ``max_abs_diff`` checks that both paths drew the same thing. Prints one JSON line.
@@ -26,8 +26,9 @@ import numpy as np  # noqa: E402
 import plotly.graph_objects as go  # noqa: E402
 import torch  # noqa: E402
 
-from ftkit.plots.surfaces import basin_figure, surface_figure, update_basin_figure, update_surface_figure  # noqa: E402
-from ftkit.surfaces import basins, make_surface, race  # noqa: E402
+from ftkit.plots.descent import basin_figure, surface_figure, update_basin_figure, update_surface_figure  # noqa: E402
+from ftkit.optviz.races import basins, race  # noqa: E402
+from ftkit.optviz.surfaces import make_surface  # noqa: E402
 
 OPTIMIZERS = ("gd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
 

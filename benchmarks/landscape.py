@@ -26,8 +26,8 @@ import torch
 
 import ftkit
 from ftkit.data import synthetic
-from ftkit.hessian import hessian_eigenvalues
-from ftkit.landscape import loss_surface, random_directions
+from ftkit.optviz.hessian import hessian_eigenvalues
+from ftkit.optviz.landscape import loss_surface, random_directions
 from ftkit.models import SimpleCNN
 
 

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 import ftkit
+from ftkit.data import shipped
 from ftkit.data.corpus import load_corpus
-from ftkit.lm import GPT, GPTConfig, flops_per_token, lm_loss, recipe
+from ftkit.nlp.lm import GPT, GPTConfig, flops_per_token, lm_loss, recipe
 
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16/fp16 tensor-core peaks (SXM)
 
@@ -121,7 +122,7 @@ def compare(args, corpus):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--text", default="data/text/shakespeare.txt")
+    ap.add_argument("--text", default=str(shipped("text/shakespeare.txt")))
     ap.add_argument("--n-layer", type=int, default=4)
     ap.add_argument("--n-head", type=int, default=4)
     ap.add_argument("--n-embd", type=int, default=128)

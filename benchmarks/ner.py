@@ -1,6 +1,6 @@
 """NER fine-tuning, two comparisons (each prints one JSON line).
 
-``--vs trainer`` (what users care about): ftkit (``fit`` with :class:`ftkit.ner.NerRecipe` defaults) versus
+``--vs trainer`` (what users care about): ftkit (``fit`` with :class:`ftkit.nlp.ner.NerRecipe` defaults) versus
 ``transformers.Trainer`` with *its* defaults (lr 5e-5, no warmup, no weight decay, ``max_grad_norm`` 1.0,
 linear decay, random batches) on the same pre-trained model, sentences, batch size and epochs, for each seed;
 prints mean test entity F1 of both (goal: ftkit >= Trainer) and the median train-time ratio (goal <= 1.0).
@@ -33,9 +33,10 @@ from pathlib import Path
 
 import torch
 
+from ftkit.data import shipped
 import ftkit
 from ftkit.data.conll import load_conll
-from ftkit.ner import NerRecipe, NerTagger, build_tiny_bert, evaluate_ner
+from ftkit.nlp.ner import NerRecipe, NerTagger, build_tiny_bert, evaluate_ner
 
 ROOT = Path(__file__).resolve().parents[1]
 BERT_BASE_CASED = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,
@@ -188,7 +189,7 @@ def main():
     ap.add_argument("--model-label", default=None, help="name for the JSON line (default: the folder name)")
     ap.add_argument("--random-init-base", action="store_true",
                     help="bert-base-cased-sized BERT, random weights, WordPiece vocabulary built from --data-dir")
-    ap.add_argument("--data-dir", default=str(ROOT / "data" / "conll2003_sample"))
+    ap.add_argument("--data-dir", default=str(shipped("conll2003_sample")))
     ap.add_argument("--train-copies", type=int, default=1, help="repeat the training sentences (a bigger epoch)")
     ap.add_argument("--train-sentences", type=int, default=None, help="--vs trainer: the first N (cycled)")
     ap.add_argument("--epochs", type=int, default=3)

@@ -37,7 +37,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before any Hugging Face import: 
 import torch  # noqa: E402
 
 import ftkit  # noqa: E402
-from ftkit.classify import SentenceClassifier, evaluate_classifier  # noqa: E402
+from ftkit.nlp.classify import SentenceClassifier, evaluate_classifier  # noqa: E402
 from ftkit.data.text import load_text  # noqa: E402
 
 

@@ -11,14 +11,12 @@ from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
 
-# name -> module that defines it; resolved lazily by __getattr__ below
+# name -> submodule that defines it (None: the submodule itself); resolved lazily by __getattr__ below
 _LAZY = {
-    "fit": "train", "evaluate": "train", "predict": "train", "History": "train", "TrainState": "train",
-    "callbacks": None, "train": None, "data": None, "surfaces": None, "landscape": None, "plots": None,
-    "widgets": None, "models": None, "ner": None, "metrics": None, "ui": None, "replay": None,
-    "lr_find": "lr_finder", "LRFinderResult": "lr_finder",
-    "launch": "launcher", "launcher": None, "distributed": None, "hessian": None, "gd_engine": None, "races": None, "lm": None,
-    "hf": None, "classify": None, "finetune": None,
+    "fit": "train", "evaluate": "train", "predict": "train", "History": "core", "TrainState": "core",
+    "Callback": "core", "lr_find": "train", "LRFinderResult": "train", "launch": "train",
+    "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None,
+    "train": None, "optviz": None, "nlp": None, "data": None, "plots": None, "ui": None,
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",

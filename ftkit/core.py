@@ -1,6 +1,6 @@
 """The base every other module builds on: :class:`Callback`, :class:`TrainState`, :class:`History`, the typed
-stops, and checkpoint I/O (one atomic writer). It imports nothing from ftkit above :mod:`ftkit.utils`, so
-``train``, ``callbacks``, ``landscape`` and ``widgets`` all import it and no import circle exists.
+stops, the one atomic file writer and ``eval_mode``. It imports nothing from ftkit above :mod:`ftkit.utils`;
+every topic (``train``, ``optviz``, ``nlp``, ``ui``) builds on it.
 
 Events, in the order :func:`ftkit.fit` fires them (``ftkit.train.show_training_loop()`` prints the loop)::
 
@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
-           "schedule_from_events", "events_as_schedule", "atomic_write", "save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "eval_mode"]
+           "schedule_from_events", "events_as_schedule", "atomic_write", "eval_mode", "describe", "IGNORE"]
+
+IGNORE = -100  # the label cross-entropy skips (HF convention); losses, metrics and the loop leave it out
 
 EVENTS = ("on_fit_start", "on_epoch_start", "on_batch_start", "on_step_end", "on_batch_end", "on_validation_end",
           "on_epoch_end", "on_fit_end")
@@ -149,7 +151,7 @@ class History(Callback):
         return pd.DataFrame(self.steps if _which(which) == "step" else self.epochs)
 
     def events_as_schedule(self) -> str:
-        """The manual changes (``events``) as code that replays them in another fit (see :mod:`ftkit.replay`)."""
+        """The manual changes (``events``) as code that replays them in another fit (see :mod:`ftkit.train.replay`)."""
         return events_as_schedule(self)
 
     def to_dict(self):
@@ -189,7 +191,7 @@ def events_as_schedule(history) -> str:
     """Python code that reapplies the manual changes of ``history`` (``history.events``) in another ``fit``."""
     schedule = schedule_from_events(history.events)
     groups = {e.get("groups") for e in history.events} - {None}
-    return ("from ftkit.replay import Replay\n\n"
+    return ("from ftkit.train.replay import Replay\n\n"
             f"# {len(history.events)} manual change(s), as optimizer step -> values set before that step's batch\n"
             f"replay = Replay({pprint.pformat(schedule, sort_dicts=True)}"
             + (f", param_groups={groups.pop()}" if len(groups) == 1 else "") + ")\n"
@@ -226,7 +228,7 @@ class TrainState:
     logs: dict = field(default_factory=dict)   # the epoch row being built (train_*, val_*, lr, time)
     stop: bool = False
     stop_reason: str | None = None
-    lr_schedule: Any = None         # the one owner of the learning rate (ftkit.callbacks.LRSchedule)
+    lr_schedule: Any = None         # the one owner of the learning rate (ftkit.train.callbacks.LRSchedule)
     callbacks: list = field(default_factory=list)
     log_keys: set = field(default_factory=set)  # epoch-log columns fit will write (monitors check names)
     resume: dict = field(default_factory=dict)  # where a mid-epoch resume continues (batches done, sums, RNG)
@@ -238,7 +240,7 @@ class TrainState:
         return bool(self.lr_schedule is not None and self.lr_schedule.lr_is_manual)
 
 
-# --------------------------------------------------------------------------- checkpoint I/O
+# --------------------------------------------------------------------------- atomic files
 def atomic_write(path, data: bytes | None = None, *, save=None) -> str:
     """Write ``data`` (or call ``save(file)``) to a temp file beside ``path``, fsync, then rename over ``path``:
     readers see the old file or the new one, never a torn one. Temp files left by killed writers are removed."""
@@ -280,102 +282,6 @@ class _suppress_oserror:
 
     def __exit__(self, kind, value, tb):
         return kind is not None and issubclass(kind, OSError)
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def restore_rng(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"].cpu())  # map_location may have moved the states to the GPU
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
-    if rng.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
-
-
-def save_checkpoint(path, state, **extra) -> str:
-    """Write model + optimizer + scheduler + RNG + history + every callback's state, atomically."""
-    schedule = getattr(state, "lr_schedule", None)
-    payload = {
-        "format": "ftkit-checkpoint-1",
-        "model": _unwrap(state.model).state_dict(),
-        "model_class": type(_unwrap(state.model)).__name__,
-        "optimizer": state.optimizer.state_dict(),
-        "optimizer_class": type(state.optimizer).__name__,
-        "scheduler": state.scheduler.state_dict() if getattr(state, "scheduler", None) is not None else None,
-        "lr_schedule": schedule.state_dict() if schedule is not None else None,
-        "epoch": state.epoch, "step": state.step, "lr_override": bool(getattr(state, "lr_override", False)),
-        "resume": dict(getattr(state, "resume", None) or {}),
-        "history": state.history.to_dict(),
-        "callbacks": {cb.state_key: cb.state_dict() for cb in getattr(state, "callbacks", ()) if cb.state_dict()},
-        "rng": rng_state(),
-        **extra,
-    }
-    return atomic_write(path, save=lambda f: torch.save(payload, f))
-
-
-def _unwrap(model):
-    return getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
-
-
-def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_location="cpu") -> dict:
-    """Load a checkpoint dict, with a clear error for a missing, truncated, foreign or mismatched file; with
-    objects given, check that they fit (keys and shapes) *before* restoring their state in place."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"resume_from={path!r} is a folder; give the checkpoint file in it, e.g. "
-                                f"{os.path.join(path, 'last.pt')!r}")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no checkpoint at {path!r}")
-    if os.path.getsize(path) == 0:
-        raise ValueError(f"checkpoint {path!r} is empty (0 bytes): it was never written completely; "
-                         "use another checkpoint (e.g. best.pt) or start without resume_from")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # EOFError, UnpicklingError, BadZipFile, OverflowError… all mean: not readable
-        raise ValueError(f"checkpoint {path!r} ({os.path.getsize(path)} bytes) cannot be read — it is truncated, "
-                         f"corrupted or not a torch file ({type(e).__name__}: {str(e)[:120]}); use another "
-                         "checkpoint (e.g. best.pt) or start without resume_from") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "optimizer" not in ckpt:
-        what = (f"a plain state_dict of {len(ckpt)} tensors" if isinstance(ckpt, dict) and ckpt and all(
-            isinstance(v, torch.Tensor) for v in ckpt.values()) else f"a {type(ckpt).__name__}")
-        raise ValueError(f"{path!r} holds {what}, not an ftkit checkpoint (model + optimizer + history, written by "
-                         "ModelCheckpoint or save_checkpoint); load weights with model.load_state_dict("
-                         "torch.load(path)) and train without resume_from")
-    if model is not None:
-        _check_fits(path, "model", _unwrap(model).state_dict(), ckpt["model"], ckpt.get("model_class"),
-                    type(_unwrap(model)).__name__)
-    if optimizer is not None:
-        saved = ckpt.get("optimizer_class")
-        if saved and saved != type(optimizer).__name__:
-            raise ValueError(f"checkpoint {path!r} was trained with {saved}, but the optimizer given is "
-                             f"{type(optimizer).__name__}; resume with the same optimizer type")
-        n_saved, n_now = len(ckpt["optimizer"]["param_groups"]), len(optimizer.param_groups)
-        if n_saved != n_now:
-            raise ValueError(f"checkpoint {path!r} has {n_saved} optimizer param groups, the optimizer given has "
-                             f"{n_now}; build the optimizer the same way as for the saved run")
-    if model is not None:
-        _unwrap(model).load_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None and ckpt.get("scheduler") is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    return ckpt
-
-
-def _check_fits(path, what, current: dict, saved: dict, saved_class, current_class) -> None:
-    missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
-    shapes = sorted(k for k in set(current) & set(saved) if tuple(current[k].shape) != tuple(saved[k].shape))
-    if missing or unexpected or shapes:
-        detail = "; ".join(part for part in (
-            f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
-            f"shape of {shapes[0]!r}: saved {tuple(saved[shapes[0]].shape)}, model "
-            f"{tuple(current[shapes[0]].shape)}" if shapes else "") if part)
-        raise ValueError(f"checkpoint {path!r} holds a different {what} ({saved_class or '?'}) than the one given "
-                         f"({current_class}): {detail}. Nothing was loaded; build the same model as for the "
-                         "saved run")
 
 
 @contextlib.contextmanager

@@ -5,6 +5,8 @@ A metric returns either a number (averaged over batches, weighted by batch size)
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .utils import choose
@@ -88,3 +90,33 @@ class MetricTracker:
     def compute(self, prefix: str = "") -> dict[str, float]:
         return {prefix + name: float(self.totals[name]) / max(float(self.counts[name]), 1.0)
                 for name, _ in self.metrics}
+
+
+# --------------------------------------------------------------------------- counts and smoothing
+def confusion_matrix(pred, target, num_classes: int) -> torch.Tensor:
+    """``M[i, j]`` = count of ``target == i`` and ``pred == j`` (int64, ``num_classes × num_classes``)."""
+    pred, target = torch.as_tensor(pred).long().flatten(), torch.as_tensor(target).long().flatten()
+    if pred.shape != target.shape:
+        raise ValueError(f"pred has {pred.numel()} entries but target has {target.numel()}")
+    return torch.bincount(target * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes)
+
+
+def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
+    """Diagonal over row sums: the share of each true class predicted right (NaN for a class never seen)."""
+    cm = torch.as_tensor(cm, dtype=torch.float64)
+    return cm.diag() / cm.sum(1)
+
+
+def ema(values, beta: float = 0.9) -> list[float]:
+    """Debiased exponential moving average (as in Adam / fastai): ``m_t = β m_{t-1} + (1-β) x_t``, ``m_t/(1-β^t)``.
+
+    Non-finite values are skipped (the average carries on). ``beta=0`` returns the values unchanged."""
+    if not 0 <= beta < 1:
+        raise ValueError(f"smoothing beta must be in [0, 1), got {beta!r}")
+    out, m, t = [], 0.0, 0
+    for x in values:
+        if x is not None and math.isfinite(x):
+            t += 1
+            m = beta * m + (1 - beta) * x
+        out.append(m / (1 - beta ** t) if t else float("nan"))
+    return out

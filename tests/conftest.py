@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from ftkit.data import FILES
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-DATA = ROOT / "data"
+DATA = FILES          # the texts ftkit ships (ftkit/data/files)
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -9,10 +9,11 @@ import torch
 import torch.nn.functional as F
 
 import ftkit
-from ftkit.callbacks import ModelCheckpoint
+from ftkit.train.callbacks import ModelCheckpoint
 from ftkit.data import cifar10 as C
 from ftkit.models import FAST_RECIPE, FastResNet, FlipTTA, SimpleCNN, make_model
-from ftkit.plots.classification import confusion_matrix, misclassified_figure, per_class_accuracy
+from ftkit.metrics import confusion_matrix, per_class_accuracy
+from ftkit.plots.classification import misclassified_figure
 
 
 def pixels(n, seed=0):

@@ -1,4 +1,4 @@
-"""ftkit.classify / ftkit.finetune: encoding, modes and their parameter counts, scores, training, save/reload."""
+"""ftkit.nlp.classify / ftkit.nlp.finetune: encoding, modes and their parameter counts, scores, training, save/reload."""
 from __future__ import annotations
 
 import json
@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
+from ftkit.data import shipped
 import ftkit
-from ftkit.classify import SentenceClassifier, evaluate_classifier, scores_from_confusion
+from ftkit.nlp.classify import SentenceClassifier, evaluate_classifier, scores_from_confusion
 from ftkit.data.text import TextSplit
-from ftkit.finetune import count_trainable, lora_targets, parameter_table
-from ftkit.hf import TruncationWarning
-from ftkit.ner import build_tiny_bert
+from ftkit.nlp.finetune import count_trainable, lora_targets, parameter_table
+from ftkit.nlp.hf import TruncationWarning
+from ftkit.nlp.ner import build_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE = ROOT / "data" / "conll2003_sample"
+SAMPLE = shipped("conll2003_sample")
 LABELS = ["negative", "positive"]
 GOOD, BAD = ["good", "great", "fine", "nice"], ["bad", "awful", "poor", "weak"]
 THINGS = ["film", "plot", "cast", "match", "game", "team", "speech", "market"]
@@ -115,7 +116,7 @@ def test_fine_tuning_learns_and_reloads_to_the_same_logits(tiny, tmp_path, one_t
         logits[mode] = torch.log(clf.predict_proba(texts, device="cpu")).tolist()
     assert (tmp_path / "lora" / "adapter_config.json").exists()
     assert not (tmp_path / "lora" / "model.safetensors").exists()  # the adapter (+ head) only, not the encoder
-    code = ("import json, sys, torch; from ftkit.classify import SentenceClassifier as C; "
+    code = ("import json, sys, torch; from ftkit.nlp.classify import SentenceClassifier as C; "
             f"t = {texts!r}; print(json.dumps({{m: torch.log(C.from_pretrained(sys.argv[1] + '/' + m)"
             ".predict_proba(t, device='cpu')).tolist() for m in ('full', 'lora')}))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True,

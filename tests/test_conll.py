@@ -5,12 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from ftkit.data import shipped
 from ftkit.data import conll
 from ftkit.data.conll import Sentence, iob1_to_iob2, label_list_from, load_conll, read_conll
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SAMPLE = ROOT / "data" / "conll2003_sample"
+SAMPLE = shipped("conll2003_sample")
 
 
 def write(path, text):

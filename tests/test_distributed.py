@@ -12,12 +12,13 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ftkit.data import shipped
 import ftkit
-from ftkit.callbacks import Callback, ModelCheckpoint
+from ftkit.train.callbacks import Callback, ModelCheckpoint
 from ftkit.core import StopTraining
 from ftkit.data.cifar10 import TensorLoader
-from ftkit.distributed import _bounds, shard
-from ftkit.launcher import _cells_touching_cuda, launch
+from ftkit.train.distributed import _bounds, shard
+from ftkit.train.launcher import _cells_touching_cuda, launch
 
 N, BATCH = 100, 16          # 7 global batches per epoch, the last one of 4 samples (2 per process)
 
@@ -328,18 +329,18 @@ def test_slices_partition_every_batch():
 
 
 def test_one_process_runs_the_plain_loop():
-    assert ftkit.distributed.distributed_for(None) is None                  # no WORLD_SIZE: fit is unchanged
+    assert ftkit.train.distributed.distributed_for(None) is None                  # no WORLD_SIZE: fit is unchanged
     assert launch(lambda a: a + 1, 41, num_processes=1, device="cpu") == 42
 
 
-SAMPLE = os.path.join(os.path.dirname(__file__), "..", "data", "conll2003_sample")
+SAMPLE = str(shipped("conll2003_sample"))
 
 
 def ner_run(folder):
     """BERT token classification: dict batches, the model's own loss over non-(-100) labels, length-grouped
     batches padded per process, entity F1 summed over the processes."""
     from ftkit.data.conll import load_conll
-    from ftkit.ner import NerTagger, entity_f1
+    from ftkit.nlp.ner import NerTagger, entity_f1
     ftkit.seed_everything(0)
     data = load_conll(SAMPLE)
     tagger = NerTagger.from_pretrained(folder, label_list=data.label_list)
@@ -355,7 +356,7 @@ def ner_run(folder):
 
 @pytest.mark.timeout(120)
 def test_bert_ner_on_two_processes_equals_one(tmp_path):
-    from ftkit.ner import build_tiny_bert
+    from ftkit.nlp.ner import build_tiny_bert
     folder = build_tiny_bert(tmp_path / "bert", SAMPLE, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     two = launch(ner_run, folder, num_processes=2, device="cpu")
     threads = torch.get_num_threads()

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ftkit.gd_engine import lr_factors
-from ftkit.surfaces import SURFACES, basins, make_surface, race
+from ftkit.optviz.gd_engine import lr_factors
+from ftkit.optviz.races import basins, race
+from ftkit.optviz.surfaces import SURFACES, make_surface
 
 # every rule and branch the engine implements, at each surface's suggested lr (adaptive variants at RMSprop's)
 CONFIGS = {

@@ -1,11 +1,11 @@
-"""ftkit.hessian: eigenvalues against closed forms and the full Hessian, stability edges, the monitor, bad input."""
+"""ftkit.optviz.hessian: eigenvalues against closed forms and the full Hessian, stability edges, the monitor, bad input."""
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import ftkit
-from ftkit.hessian import SharpnessMonitor, adam_preconditioner, hessian_eigenvalues, stability_edge
+from ftkit.optviz.hessian import SharpnessMonitor, adam_preconditioner, hessian_eigenvalues, stability_edge
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""ftkit.lm: the GPT, its per-token losses (checked against formulas and torch), metrics, generation, learning."""
+"""ftkit.nlp.lm: the GPT, its per-token losses (checked against formulas and torch), metrics, generation, learning."""
 import math
 
 import pytest
@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import ftkit
 from ftkit.data.corpus import make_tokenizer, RandomWindows, SequentialWindows
-from ftkit.lm import (GPT, GPTConfig, flops_per_token, generate, lm_loss, perplexity, prepare_run, recipe,
+from ftkit.nlp.lm import (GPT, GPTConfig, flops_per_token, generate, lm_loss, perplexity, prepare_run, recipe,
                       token_cross_entropy)
 
 

@@ -10,6 +10,7 @@ from torch import nn
 
 import ftkit
 from ftkit.data import synthetic
+from ftkit.plots import lr_find_figure
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_lr_find_ramps_exponentially_restores_everything_and_suggests_an_lr_that
                         metrics=["accuracy"], progress=False)
     assert history["train_accuracy"][-1] > 0.8                             # chance is 1/3
 
-    fig = result.figure()
+    fig = lr_find_figure(result)
     [marks] = [t for t in fig.data if t.name == "suggested lr"]
     assert list(marks.x) == list(result.suggestions.values()) and fig.layout.xaxis.type == "log"
     assert f"suggestion {result.suggestion:.2g}" in fig.layout.title.text

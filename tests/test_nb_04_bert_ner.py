@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.ner import build_tiny_bert
+from ftkit.data import shipped
+from ftkit.nlp.ner import build_tiny_bert
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
+SAMPLE = shipped("conll2003_sample")
 
 pytestmark = pytest.mark.notebook
 
@@ -13,7 +14,7 @@ pytestmark = pytest.mark.notebook
 def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 64-wide BERT is faster on one thread
     tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
-    m = run_notebook("04_bert_ner.ipynb", model_name_or_path=str(tiny), data_dir="../data/conll2003_sample",
+    m = run_notebook("04_bert_ner.ipynb", model_name_or_path=str(tiny), data_dir=str(SAMPLE),
                      epochs=3, batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu",
                      ddp_max_steps=3)
     assert (m["n_train"], m["n_dev"], m["n_test"]) == (600, 150, 150)

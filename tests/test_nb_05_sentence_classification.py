@@ -3,10 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.ner import build_tiny_bert
+from ftkit.data import shipped
+from ftkit.nlp.ner import build_tiny_bert
 from test_classify import keyword_split
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
+SAMPLE = shipped("conll2003_sample")
 
 pytestmark = pytest.mark.notebook
 

@@ -1,4 +1,4 @@
-"""ftkit.ner: label alignment, truncation, batching, word-level scoring, training, save/load and bad input."""
+"""ftkit.nlp.ner: label alignment, truncation, batching, word-level scoring, training, save/load and bad input."""
 from __future__ import annotations
 
 import json
@@ -10,13 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ftkit.data import shipped
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
-from ftkit.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert,
+from ftkit.nlp.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert,
                        collate, entity_f1, entity_metrics, evaluate_ner, highlight_html, make_loader,
                        words_from_tokens)
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
+SAMPLE = shipped("conll2003_sample")
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 ID = {t: i for i, t in enumerate(LABELS)}
 

@@ -1,11 +1,11 @@
-"""ftkit.ner_scores: every convention against its reference (seqeval, sklearn) and by hand, and bad input."""
+"""ftkit.nlp.ner_scores: every convention against its reference (seqeval, sklearn) and by hand, and bad input."""
 from __future__ import annotations
 
 import random
 
 import pytest
 
-from ftkit.ner_scores import alignment_rows, check_tags, entity_scores, score_conventions, to_subwords, token_report
+from ftkit.nlp.ner_scores import alignment_rows, check_tags, entity_scores, score_conventions, to_subwords, token_report
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 # "Angela Merkel visited Paris ." | "Siemens AG" (predicted: the second sentence starts an entity with I-)

@@ -17,9 +17,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from ftkit.data import shipped
 import ftkit
-from ftkit.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ParamControl
-from ftkit.core import Callback, NonFiniteLossWarning, load_checkpoint, save_checkpoint
+from ftkit.train.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ParamControl
+from ftkit.core import Callback, NonFiniteLossWarning
+from ftkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 torch.manual_seed(0)
 X, Y = torch.randn(64, 4), torch.randint(0, 3, (64,))
@@ -100,7 +102,7 @@ def test_real_sigint_then_resume_continues_mid_epoch_bit_for_bit(tmp_path):
         import sys, time, torch, ftkit
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from test_reliability import run
-        from ftkit.callbacks import ModelCheckpoint
+        from ftkit.train.callbacks import ModelCheckpoint
         from ftkit.core import Callback
 
         class Slow(Callback):
@@ -436,8 +438,8 @@ def test_conll_bom_bad_bytes_and_empty_files_are_named(tmp_path):
 def test_tagger_takes_one_string_as_one_text(tmp_path):
     from pathlib import Path
     from ftkit.data.conll import load_conll
-    from ftkit.ner import NerTagger, build_tiny_bert
-    sample = Path(__file__).resolve().parents[1] / "data" / "conll2003_sample"
+    from ftkit.nlp.ner import NerTagger, build_tiny_bert
+    sample = shipped("conll2003_sample")
     tagger = NerTagger.from_pretrained(build_tiny_bert(tmp_path / "bert", sample), load_conll(sample).label_list)
     text = "Angela Merkel visited Paris ."
     assert len(tagger.tag(text)) == 5 and tagger.tag(text) == tagger.tag([text])[0]

@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 import ftkit
-from ftkit.callbacks import Callback, ParamControl
+from ftkit.train.callbacks import Callback, ParamControl
 from ftkit.data import synthetic
-from ftkit.replay import Replay, schedule_from_events
+from ftkit.train.replay import Replay, schedule_from_events
 
 
 class SetAt(Callback):

@@ -1,4 +1,4 @@
-"""ftkit.surfaces and ftkit.plots.surfaces: test functions, real-optimizer paths, quadratic theory, explorer."""
+"""ftkit.optviz.surfaces and ftkit.plots.descent: test functions, real-optimizer paths, quadratic theory, explorer."""
 from __future__ import annotations
 
 import math
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from ftkit.optim import make_optimizer
-from ftkit.surfaces import (SURFACES, convergence_rate, gd_rate, heavy_ball_rate, make_surface, predicted_rate,
-                            quadratic_theory, race, rate_sweep, trajectory)
+from ftkit.optviz import (SURFACES, convergence_rate, gd_rate, heavy_ball_rate, make_surface, predicted_rate,
+                            quadratic_theory, race, rate_sweep, optimizer_path)
 
 SIX = ["gd", "momentum", "nesterov", "rmsprop", "adam", "adamw"]
 
@@ -100,19 +100,19 @@ def test_booth_budgets_hold():
 
 def test_bad_input_gets_one_clear_error():
     with pytest.raises(ValueError, match=r"unknown optimizer 'adamm'; choose one of: adagrad, adam, adamw"):
-        trajectory("booth", "adamm", lr=0.1)
+        optimizer_path("booth", "adamm", lr=0.1)
     with pytest.raises(ValueError, match=r"lr of 'gd' must be > 0, got 0"):
-        trajectory("booth", "gd", lr=0)
+        optimizer_path("booth", "gd", lr=0)
     with pytest.raises(ValueError, match=r"lr of 'gd' must be > 0, got -0.1"):
-        trajectory("booth", "gd", lr=-0.1)
+        optimizer_path("booth", "gd", lr=-0.1)
     for steps in (0, -5, 2.5):
         with pytest.raises(ValueError, match=rf"steps must be a positive integer, got {steps}"):
-            trajectory("booth", "gd", lr=0.1, steps=steps)
+            optimizer_path("booth", "gd", lr=0.1, steps=steps)
     with pytest.raises(ValueError, match=r"start \(12, 0\) is outside the plotted domain x∈\[-10, 10\], "
                                          r"y∈\[-10, 10\] of 'booth'; pick a start inside it"):
-        trajectory("booth", "gd", start=(12, 0), lr=0.1)
+        optimizer_path("booth", "gd", start=(12, 0), lr=0.1)
     with pytest.raises(ValueError, match=r"start must be a pair of numbers \(x, y\), got 'a'"):
-        trajectory("booth", "gd", start="a", lr=0.1)
+        optimizer_path("booth", "gd", start="a", lr=0.1)
     with pytest.raises(ValueError, match=r"no suggested lr for 'adagrad' on 'booth'; pass one"):
         race("booth", ["adagrad"])
     with pytest.raises(ValueError, match=r"runs is empty"):
@@ -120,7 +120,7 @@ def test_bad_input_gets_one_clear_error():
 
 
 def test_diverging_run_is_cut_at_the_bound_with_a_note():
-    p = trajectory("booth", "gd", lr=0.2, steps=300)            # 2/λ₁ = 0.111: |1 - 0.2·18| = 2.6 per step
+    p = optimizer_path("booth", "gd", lr=0.2, steps=300)            # 2/λ₁ = 0.111: |1 - 0.2·18| = 2.6 per step
     assert p.diverged and 1 <= p.steps < 300
     assert np.isfinite(p.points).all() and np.isfinite(p.losses).all()
     assert np.abs(p.points - 0).max() <= 100                        # the box is 10× the domain around (0, 0)
@@ -190,7 +190,7 @@ def test_predicted_rate_needs_a_quadratic_and_a_known_rule():
 
 # --------------------------------------------------------------------------- figures and the explorer
 def test_surface_figure_draws_paths_notes_and_theory():
-    from ftkit.plots.surfaces import surface_figure, update_surface_figure
+    from ftkit.plots.descent import surface_figure, update_surface_figure
     s = make_surface("booth")
     paths = race(s, {"gd": {}, "big": {"optimizer": "gd", "lr": 0.2}}, steps=100)
     fig = surface_figure(s, paths, grid=20, predicted={"gd": 0.9})
@@ -211,7 +211,7 @@ def test_surface_figure_draws_paths_notes_and_theory():
 
 @pytest.fixture(scope="module")
 def explorer():
-    from ftkit.plots.surfaces import GDExplorer
+    from ftkit.ui.gd_explorer import GDExplorer
     return GDExplorer("quadratic", optimizers=("gd", "momentum"), steps=200, grid=20)
 
 
@@ -241,8 +241,8 @@ def test_explorer_function_switch_and_bad_start(explorer):
 
 
 def test_basin_figure_colours_each_minimum_and_hides_missing_labels():
-    from ftkit.plots.surfaces import basin_figure
-    from ftkit.surfaces import basins
+    from ftkit.plots.descent import basin_figure
+    from ftkit.optviz.races import basins
     bm = basins("himmelblau", ["gd"], n=6, steps=200)
     fig = basin_figure(bm, labels=["gd", "adam"])
     by = {t.meta: t for t in fig.data}
@@ -254,7 +254,7 @@ def test_basin_figure_colours_each_minimum_and_hides_missing_labels():
 
 
 def test_explorer_noise_schedule_basins_and_your_function():
-    from ftkit.plots.surfaces import GDExplorer
+    from ftkit.ui.gd_explorer import GDExplorer
     with pytest.raises(ValueError, match=r"your own function needs domain="):
         make_surface(lambda x, y: x * y)
     own = make_surface(lambda x, y: (x * x - 1) ** 2 + y * y, domain=((-2, 2), (-1, 1)))

@@ -17,8 +17,9 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ftkit
-from ftkit.callbacks import (Callback, CSVLogger, EarlyStopping, LivePlot, LRMonitor, ModelCheckpoint, ParamControl,
-                             TensorBoardLogger)
+from ftkit.train.callbacks import (Callback, CSVLogger, EarlyStopping, LRMonitor, ModelCheckpoint, ParamControl,
+                                   TensorBoardLogger)
+from ftkit.ui import LivePlot
 from ftkit.data import synthetic
 from ftkit.train import NonFiniteLossWarning, load_checkpoint, save_checkpoint
 
@@ -188,7 +189,7 @@ def test_checkpoint_survives_a_kill_during_the_write(tmp_path):
     script = textwrap.dedent(f"""
         import sys, torch, ftkit
         from types import SimpleNamespace
-        from ftkit.train import save_checkpoint
+        from ftkit.train.checkpoint import save_checkpoint
         model = torch.nn.Linear(1000, 1000)
         state = SimpleNamespace(model=model, optimizer=torch.optim.SGD(model.parameters(), lr=0.1), scheduler=None,
                                 epoch=2, step=99, lr_override=False, history=ftkit.History())
@@ -329,7 +330,7 @@ def test_amp_on_cpu_runs_in_bfloat16(blobs):
 
 
 def test_train_module_imports_no_widgets_or_plotly():
-    code = "import sys, ftkit.train, ftkit.callbacks; print(json.dumps(sorted(m for m in sys.modules " \
+    code = "import sys, ftkit.train, ftkit.train.callbacks; print(json.dumps(sorted(m for m in sys.modules " \
            "if m.split('.')[0] in ('plotly', 'ipywidgets'))))"
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

@@ -13,11 +13,11 @@ from torch import nn
 from traitlets import TraitError
 
 import ftkit
-from ftkit.callbacks import Callback
+from ftkit.train.callbacks import Callback
 from ftkit.data import synthetic
 import ftkit.ui.run
-import ftkit.widgets
-from ftkit.widgets import TrainingDashboard, fit_live, fit_live_async
+import ftkit.ui
+from ftkit.ui import TrainingDashboard, fit_live, fit_live_async
 
 ASSETS = Path(__file__).parent / "assets"
 
@@ -165,7 +165,7 @@ def test_live_plot_draws_loss_and_every_fit_metric(train_loader, monkeypatch):
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
 
-    def f1(outputs, targets):   # stands in for ftkit.ner.entity_f1's metric of the same name
+    def f1(outputs, targets):   # stands in for ftkit.nlp.ner.entity_f1's metric of the same name
         return (outputs.argmax(-1) == targets).float().mean()
     model = mlp()
     history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
@@ -268,9 +268,10 @@ def test_lr_finder_button_mid_training_leaves_the_training_undisturbed(train_loa
 
 
 def test_figure_marks_events_on_loss_and_lr_panels_with_smoothing_and_log_toggle(train_loader):
-    from ftkit.plots import ema, training_figure
+    from ftkit.metrics import ema
+    from ftkit.plots import training_figure
     model = mlp()
-    control = ftkit.callbacks.ParamControl(source="slider")
+    control = ftkit.train.callbacks.ParamControl(source="slider")
 
     class MoveAt(Callback):
         def on_batch_end(self, state):

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from ..utils import check_int, choose
+from . import shipped
 
 __all__ = ["read_text", "CharTokenizer", "BPETokenizer", "TOKENIZERS", "make_tokenizer", "RandomWindows",
            "SequentialWindows", "Corpus", "load_corpus"]
@@ -41,11 +42,12 @@ def _decode_utf8(data: bytes, where: str) -> str:
 
 def read_text(source, *, hf_split: str = "train", hf_column: str = "text") -> str:
     """The text of a ``.txt`` file, of every ``*.txt`` in a folder (sorted, joined by a blank line), or of
-    ``"hf:<dataset name>"`` (``datasets.load_dataset``: needs the network or its cache)."""
+    ``"hf:<dataset name>"`` (``datasets.load_dataset``: needs the network or its cache), or of
+    ``"shipped:<name>"``, a text that comes with ftkit (``"shipped:text/shakespeare.txt"``, any working directory)."""
     source = os.fspath(source)
     if source.startswith("hf:"):
         return _read_hf(source[3:], hf_split, hf_column)
-    path = Path(source)
+    path = shipped(source[len("shipped:"):]) if source.startswith("shipped:") else Path(source)
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
@@ -55,7 +57,7 @@ def read_text(source, *, hf_split: str = "train", hf_column: str = "text") -> st
         text = _decode_utf8(path.read_bytes(), source)
     else:
         raise FileNotFoundError(f"no text file or folder at {source!r} (working directory {os.getcwd()!r}); give a "
-                                "path to a .txt file or a folder of them, e.g. 'data/text/shakespeare.txt', or "
+                                "path to a .txt file or a folder of them, e.g. 'shipped:text/shakespeare.txt', or "
                                 "'hf:<dataset name>' to load a Hugging Face dataset online")
     if not text.strip():
         raise ValueError(f"{source!r} is empty (or only whitespace): a language model needs text to learn from")

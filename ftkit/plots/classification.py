@@ -13,22 +13,10 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
-__all__ = ["confusion_matrix", "per_class_accuracy", "confusion_figure", "per_class_figure", "image_grid",
+from ..metrics import confusion_matrix, per_class_accuracy
+
+__all__ = ["confusion_figure", "per_class_figure", "image_grid",
            "misclassified_figure", "bar_figure"]
-
-
-def confusion_matrix(pred, target, num_classes: int) -> torch.Tensor:
-    """``M[i, j]`` = count of ``target == i`` and ``pred == j`` (int64, ``num_classes × num_classes``)."""
-    pred, target = torch.as_tensor(pred).long().flatten(), torch.as_tensor(target).long().flatten()
-    if pred.shape != target.shape:
-        raise ValueError(f"pred has {pred.numel()} entries but target has {target.numel()}")
-    return torch.bincount(target * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes)
-
-
-def per_class_accuracy(cm: torch.Tensor) -> torch.Tensor:
-    """Diagonal over row sums: the share of each true class predicted right (NaN for a class never seen)."""
-    cm = torch.as_tensor(cm, dtype=torch.float64)
-    return cm.diag() / cm.sum(1)
 
 
 def confusion_figure(cm, classes, normalize: bool = True, title: str = "confusion matrix") -> go.Figure:

@@ -10,8 +10,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from ..landscape import Landscape, Trajectory, TrajectoryCheck, progressive_surface
-from ..surfaces import gd_rate
+from ..optviz.landscape import Landscape, Trajectory, TrajectoryCheck, progressive_surface
+from ..optviz.surfaces import gd_rate
 
 __all__ = ["landscape_z", "curve_figure", "seed_spread_figure", "contour_figure", "surface3d_figure",
            "compare_figure", "LiveContour", "progressive_contour", "trajectory_check_figure", "sharpness_figure"]
@@ -119,7 +119,7 @@ def compare_figure(lands: dict[str, Landscape], *, log: bool = False, title: str
 
 # --------------------------------------------------------------------------- progressive grids
 class LiveContour:
-    """A contour redrawn in place at each level of :func:`~ftkit.landscape.progressive_surface` (``on_level``).
+    """A contour redrawn in place at each level of :func:`~ftkit.optviz.landscape.progressive_surface` (``on_level``).
 
     The coarse grid is shown within seconds, each finer level replaces it through an IPython display handle
     (``update_display_data``): live in JupyterLab, Colab and VS Code while the cell is still running, with no
@@ -197,7 +197,7 @@ def trajectory_check_figure(check: TrajectoryCheck, *, title: str | None = None)
 
 # --------------------------------------------------------------------------- edge of stability
 def sharpness_figure(runs: dict, *, title: str | None = None) -> go.Figure:
-    """Per run ``label: (history, monitor)`` (a :class:`~ftkit.hessian.SharpnessMonitor`): the sharpness against
+    """Per run ``label: (history, monitor)`` (a :class:`~ftkit.optviz.hessian.SharpnessMonitor`): the sharpness against
     its stability edge (dotted), the training loss per step, and notebook 02's quadratic prediction
     :math:`|1-ηλ_t|`, the factor by which GD would grow (> 1) or shrink the top eigen-direction each step if the
     loss were the quadratic with curvature :math:`λ_t`."""

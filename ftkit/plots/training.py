@@ -8,24 +8,11 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-__all__ = ["training_figure", "update_training_figure", "ema", "event_label", "lr_find_figure", "compare_runs"]
+from ..metrics import ema
+
+__all__ = ["training_figure", "update_training_figure", "event_label", "lr_find_figure", "compare_runs"]
 
 EVENTS = "events"          # the name of the marker traces (one on the loss panel, one on the LR panel)
-
-
-def ema(values, beta: float = 0.9) -> list[float]:
-    """Debiased exponential moving average (as in Adam / fastai): ``m_t = β m_{t-1} + (1-β) x_t``, ``m_t/(1-β^t)``.
-
-    Non-finite values are skipped (the average carries on). ``beta=0`` returns the values unchanged."""
-    if not 0 <= beta < 1:
-        raise ValueError(f"smoothing beta must be in [0, 1), got {beta!r}")
-    out, m, t = [], 0.0, 0
-    for x in values:
-        if x is not None and math.isfinite(x):
-            t += 1
-            m = beta * m + (1 - beta) * x
-        out.append(m / (1 - beta ** t) if t else float("nan"))
-    return out
 
 
 def event_label(event: dict) -> str:

@@ -6,7 +6,7 @@
 - :mod:`ftkit.ui.dashboard`: :class:`TrainingDashboard` (LR slider, Stop, Pause/Resume, LR finder, smoothing).
 - :mod:`ftkit.ui.run`: ``fit_live`` / ``await fit_live_async`` with ``dashboard="auto"``.
 
-``ftkit.widgets`` re-exports the same names.
+``ftkit.ui`` re-exports the same names.
 """
 from .dashboard import TrainingDashboard
 from .live import Frontend, LiveFigure, LivePlot, last_probe, probe_frontend, probe_frontend_sync

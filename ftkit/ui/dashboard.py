@@ -1,6 +1,6 @@
 """The training dashboard: log-scale LR slider, Stop, Pause/Resume, LR finder, loss smoothing, live plot (loss
 with the manual changes marked, the lr of every step, epoch metrics) and an epoch/step readout — one callback
-for :func:`ftkit.fit`, wired through :class:`~ftkit.callbacks.ParamControl`.
+for :func:`ftkit.fit`, wired through :class:`~ftkit.train.callbacks.ParamControl`.
 
 **The learning-rate rule.** The slider follows the schedule until you move it. A move is applied before the
 next batch to every param group, and from that step on the scheduler stops driving the lr; each move is an event
@@ -25,8 +25,10 @@ import time
 import ipywidgets as widgets
 from traitlets import TraitError, validate
 
-from ..callbacks import ParamControl
 from ..core import Callback, History
+from ..plots.training import lr_find_figure, training_figure, update_training_figure
+from ..train.callbacks import ParamControl
+from ..train.lr_finder import lr_find
 from ..utils import check_number
 from .live import LiveFigure, _kernel
 
@@ -121,7 +123,6 @@ class TrainingDashboard(Callback):
         return self.view.widget
 
     def _live_figure(self, history):
-        from ..plots.training import training_figure
         figure = training_figure(history, _metric_names(history), title=self.title) if _kernel() else None
         return LiveFigure(figure, self.every_ms, live=_kernel() is not None)
 
@@ -203,7 +204,6 @@ class TrainingDashboard(Callback):
         if not self._want_lr_find:
             return
         self._want_lr_find = False
-        from ..lr_finder import lr_find
         try:
             self._say("LR finder running…")
             result = lr_find(state.model, self.train_loader, state.loss_fn, state.optimizer, device=state.device,
@@ -216,7 +216,7 @@ class TrainingDashboard(Callback):
                 f"{k} {v:.2g}" for k, v in result.suggestions.items()) + "); move the slider to use it")
             if self.view.widget is not None:
                 import plotly.graph_objects as go
-                self.lr_find_box.children = (go.FigureWidget(result.figure()),)
+                self.lr_find_box.children = (go.FigureWidget(lr_find_figure(result)),)
         finally:
             self.lr_find_button.disabled, self.lr_find_button.description = False, "LR finder"
 
@@ -241,7 +241,6 @@ class TrainingDashboard(Callback):
     def _draw(self, state, force=False):
         if self.view.widget is None:
             return
-        from ..plots.training import update_training_figure
         self.view.update(lambda fig: update_training_figure(fig, state.history, _metric_names(state.history),
                                                             smooth=self.smooth.value), force)
 

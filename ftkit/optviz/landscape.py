@@ -37,10 +37,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .losses import make_loss
-from .core import Callback
-from .core import eval_mode as _eval_mode
-from .utils import check_int
+from ..losses import make_loss
+from ..core import Callback
+from ..core import eval_mode as _eval_mode
+from ..utils import check_int
 
 __all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "check_data", "random_direction", "random_directions",
            "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
@@ -265,7 +265,7 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
                     continue
                 if start == 0 and verbose:
                     per_point = (time.perf_counter() - t0) / len(c)
-                    print(f"ftkit.landscape: {len(coords)} points × {1e3 * per_point:.2f} ms/point ≈ "
+                    print(f"ftkit.optviz.landscape: {len(coords)} points × {1e3 * per_point:.2f} ms/point ≈ "
                           f"{per_point * len(coords):.1f} s ({method}, {n_images} images per point)")
                 start += len(c)
     finally:
@@ -469,7 +469,7 @@ def progressive_surface(model: nn.Module, loss_fn, data, directions: tuple[Param
         if level == 0 and verbose:
             per_point = (time.perf_counter() - t_level) / len(todo)
             rest = nx * ny - len(todo)
-            print(f"ftkit.landscape: coarse {len(ix)}×{len(iy)} grid in {time.perf_counter() - t_level:.1f} s; "
+            print(f"ftkit.optviz.landscape: coarse {len(ix)}×{len(iy)} grid in {time.perf_counter() - t_level:.1f} s; "
                   f"{nx}×{ny}: {rest} more points × {1e3 * per_point:.1f} ms/point ≈ {rest * per_point:.0f} s")
         if on_level is not None:
             on_level(Landscape(alphas[ix], betas[iy], losses[np.ix_(iy, ix)].copy(), method,

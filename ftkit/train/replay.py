@@ -9,7 +9,7 @@ changes as code to paste into a script.
 """
 from __future__ import annotations
 
-from .core import Callback, events_as_schedule, schedule_from_events
+from ..core import Callback, events_as_schedule, schedule_from_events
 
 __all__ = ["Replay", "schedule_from_events", "events_as_schedule"]
 

@@ -1,5 +1,5 @@
 r"""Optimizer paths on 2-D test functions: contour + loss figures, a 3-D view, the rate-vs-lr picture, basin maps
-(which minimum each start reaches, and when), and an interactive explorer (:mod:`ftkit.plots.gd_explorer`)
+(which minimum each start reaches, and when), and an interactive explorer (:mod:`ftkit.ui.gd_explorer`)
 whose every control redraws the same figures in place.
 
 Figures have fixed trace slots (a ``meta`` tag per role and run label), so :func:`update_surface_figure` only
@@ -12,10 +12,11 @@ import plotly.graph_objects as go
 from plotly.basedatatypes import Undefined
 from plotly.subplots import make_subplots
 
-from ..surfaces import BasinMap, OptimizerPath, Surface, make_surface
+from ..optviz.races import BasinMap, OptimizerPath
+from ..optviz.surfaces import Surface, make_surface
 
 __all__ = ["surface_figure", "update_surface_figure", "rate_figure", "basin_figure", "update_basin_figure",
-           "GDExplorer", "OPTIMIZER_COLORS"]
+           "OPTIMIZER_COLORS"]
 
 OPTIMIZER_COLORS = {"gd": "#1f77b4", "sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c",
                     "rmsprop": "#d62728", "adam": "#9467bd", "adamw": "#e377c2", "adagrad": "#8c564b"}
@@ -262,5 +263,3 @@ def update_basin_figure(fig, basin_map: BasinMap) -> None:
                 settled = sum(v for key, v in shares[label].items() if key >= 0)
                 ann.text = f"{label} ({100 * settled:.0f}% settle)"
 
-
-from .gd_explorer import GDExplorer  # noqa: E402  (the explorer builds on the figures above)

@@ -5,7 +5,7 @@
 ``(inputs, targets)`` or a dict (Hugging Face style, ``model(**batch)``; with ``loss=None`` the model's own
 ``outputs.loss``). Stops are typed (:class:`~ftkit.core.StopTraining`), never parsed from messages.
 
-The learning rate has one owner, :class:`~ftkit.callbacks.LRSchedule`: it steps the scheduler after each optimizer
+The learning rate has one owner, :class:`~ftkit.train.callbacks.LRSchedule`: it steps the scheduler after each optimizer
 step, and a manual change (``ParamControl``, the dashboard, a replay) goes through it and wins from its step on.
 
 This module imports nothing from ipywidgets or plotly: widgets and plots are callbacks.
@@ -23,18 +23,18 @@ import warnings
 import torch
 from torch import nn
 
+from ..core import Callback, Events, History, NonFiniteLoss, NonFiniteLossWarning, StopTraining, TrainState
+from ..losses import make_loss
+from ..metrics import MetricTracker, make_metric
+from ..optim import make_optimizer, make_scheduler
+from ..utils import check_int, check_number, get_device
 from .callbacks import LRSchedule, ProgressBar
-from .core import (Callback, Events, History, NonFiniteLoss, NonFiniteLossWarning, StopTraining, TrainState,
-                   describe, eval_mode, load_checkpoint, restore_rng, rng_state, save_checkpoint)
-from .losses import make_loss
-from .metrics import MetricTracker
-from .optim import make_optimizer, make_scheduler
-from .utils import check_int, check_number, get_device
+from .checkpoint import load_checkpoint, restore_rng, rng_state
+from .distributed import distributed_for
+from .replay import Replay
+from .step import autocast, count_targets, evaluate, forward, to_device
 
-__all__ = ["fit", "evaluate", "predict", "show_training_loop", "History", "TrainState", "Callback",
-           "NonFiniteLossWarning", "StopTraining", "save_checkpoint", "load_checkpoint"]
-
-IGNORE = -100
+__all__ = ["fit", "show_training_loop"]
 
 LOOP = """\
 fit(model, train_loader, loss, optimizer, epochs)
@@ -58,83 +58,6 @@ def show_training_loop() -> None:
     print(LOOP)
 
 
-# --------------------------------------------------------------------------- batches
-def to_device(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict) or hasattr(batch, "keys"):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
-
-
-def autocast(device, amp):
-    if not amp:
-        return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
-
-
-_to_device, _autocast = to_device, autocast   # older names, still imported by ftkit.ner
-
-
-def _forward(model, batch, loss_fn):
-    """Returns (outputs, targets, loss). Dict batches are HF style; tuples are (inputs, targets)."""
-    if isinstance(batch, dict):
-        out = model(**batch)
-        targets = batch.get("labels")
-        if loss_fn is None:
-            if getattr(out, "loss", None) is None:
-                raise ValueError("loss=None needs a model that returns outputs.loss (pass labels in the batch) "
-                                 "or give a loss, e.g. loss='cross_entropy'")
-            return _logits(out), targets, out.loss
-        logits = _logits(out)
-        return logits, targets, _loss(loss_fn, logits.flatten(0, -2) if logits.dim() > 2 else logits,
-                                      targets.flatten() if logits.dim() > 2 else targets)
-    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
-        raise ValueError(f"a batch must be (inputs, targets) or a dict; got {type(batch).__name__}"
-                         + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else ""))
-    if len(batch) > 2:
-        raise ValueError(f"a batch must be (inputs, targets) or a dict; got a {type(batch).__name__} of "
-                         f"{len(batch)} elements ({', '.join(describe(b) for b in batch)}), and fit cannot tell "
-                         "which one is the target. Yield (inputs, targets) — e.g. ((x, mask), y) — or dict "
-                         "batches with a 'labels' key")
-    inputs, targets = batch
-    if loss_fn is None:
-        raise ValueError("loss=None works only for dict batches whose model returns .loss; give a loss, "
-                         "e.g. loss='cross_entropy'")
-    out = _logits(model(inputs))
-    return out, targets, _loss(loss_fn, out, targets)
-
-
-def _logits(out):
-    if hasattr(out, "logits"):
-        return out.logits
-    if isinstance(out, torch.Tensor):
-        return out
-    kind = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list, dict)) else "")
-    raise TypeError(f"the model returned {kind}, not a tensor of outputs; fit needs the logits: wrap the model, "
-                    "e.g. nn.Sequential(model, PickFirst()) or a forward that returns out[0] / out['logits']")
-
-
-def _loss(loss_fn, outputs, targets):
-    try:
-        return loss_fn(outputs, targets)
-    except (RuntimeError, ValueError, TypeError, IndexError) as e:
-        raise type(e)(f"the loss could not be computed from the model output ({describe(outputs)}) and the "
-                      f"targets ({describe(targets)}): {e}") from e
-
-
-def _count(targets) -> torch.Tensor | int:
-    """Targets that count toward the mean: labels other than -100 (integer targets), else the batch size."""
-    if not isinstance(targets, torch.Tensor) or targets.dim() == 0:
-        return 1
-    if targets.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
-        return (targets != IGNORE).sum()
-    return targets.shape[0]
-
-
 # --------------------------------------------------------------------------- argument checks
 def _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip, metrics, callbacks):
     if epochs is None and max_steps is None:
@@ -152,7 +75,7 @@ def _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, g
     callbacks = [callbacks] if isinstance(callbacks, Callback) else list(callbacks or ())
     for cb in callbacks:
         if not any(callable(getattr(cb, e, None)) for e in ("on_batch_end", "on_epoch_end", "on_fit_start")):
-            raise TypeError(f"callbacks must be Callback objects (ftkit.callbacks), got {cb!r}")
+            raise TypeError(f"callbacks must be Callback objects (ftkit.train.callbacks), got {cb!r}")
     if hasattr(val_loader, "__len__") and len(val_loader) == 0:
         raise ValueError("val_loader is empty (0 batches): check the validation split's size, batch_size and "
                          "drop_last, or pass val_loader=None")
@@ -172,7 +95,6 @@ def _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, g
 
 
 def _epoch_log_keys(metrics, has_val: bool) -> set[str]:
-    from .metrics import make_metric
     names = ["loss", *(make_metric(m)[0] for m in metrics)]
     return {"epoch", "lr", "time", *(f"train_{n}" for n in names), *(f"val_{n}" for n in names if has_val)}
 
@@ -184,7 +106,7 @@ class _Loop:
     def __init__(self, state: TrainState, events: Events, train_loader, val_loader, metrics, *, amp, grad_clip,
                  grad_accum, dist=None, net=None):
         self.s, self.events, self.train_loader, self.val_loader = state, events, train_loader, val_loader
-        self.dist, self.net = dist, net if net is not None else state.model   # several processes: ftkit.distributed
+        self.dist, self.net = dist, net if net is not None else state.model   # several processes: ftkit.train.distributed
         self.metrics, self.amp, self.grad_clip, self.grad_accum = metrics, amp, grad_clip, grad_accum
         self.scaler = torch.amp.GradScaler("cuda") if amp and state.device.type == "cuda" else None
         self.tracker = MetricTracker(metrics)
@@ -241,13 +163,13 @@ class _Loop:
         batch = to_device(batch, s.device)
         targets = batch.get("labels") if isinstance(batch, dict) else (
             batch[1] if isinstance(batch, (list, tuple)) and len(batch) == 2 else None)
-        n = _count(targets)
+        n = count_targets(targets)
         if isinstance(n, torch.Tensor) and int(n) == 0 and self.dist is None:
             _warn_once(s, "empty", "a batch had every label -100 (nothing to learn from): it was skipped; its "
                                    "sentences may be all padding or all cut by max_length")
             return
         with autocast(s.device, self.amp):
-            outputs, targets, batch_loss = _forward(self.net, batch, s.loss_fn)
+            outputs, targets, batch_loss = forward(self.net, batch, s.loss_fn)
         grad_loss, stepping = batch_loss, (i + 1) % self.grad_accum == 0 or i + 1 == s.batches_per_epoch
         if self.dist is not None:   # global loss and count; stop and lr changes reach every rank
             synced = self.dist.sync_batch(s, batch_loss, n, outputs)
@@ -384,21 +306,20 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     ``loss``: a name for :func:`make_loss`, a callable, or ``None`` (HF models' own loss).
     ``optimizer``: a ``torch.optim.Optimizer`` or a name (default options of :func:`make_optimizer`).
     ``scheduler``: a scheduler object or a name for :func:`make_scheduler` (``total_steps`` filled in);
-    stepped after every optimizer step by :class:`~ftkit.callbacks.LRSchedule`. ``amp``: autocast (fp16 +
+    stepped after every optimizer step by :class:`~ftkit.train.callbacks.LRSchedule`. ``amp``: autocast (fp16 +
     GradScaler on CUDA, bf16 on CPU). ``grad_clip``: max global gradient norm. ``grad_accum``: batches per
     optimizer step. ``max_steps``: end after that many optimizer steps (the epoch in progress is closed with its
     row and validation). ``resume_from``: a checkpoint; training continues where it stopped — after its epoch,
     or mid-epoch at the next batch — up to ``epochs`` (the total, not a number of extra epochs).
     ``replay``: a History (or its events) whose manual changes are reapplied at the same steps
-    (:class:`ftkit.replay.Replay`).
+    (:class:`ftkit.train.replay.Replay`).
     ``accelerator``: an ``accelerate.Accelerator`` to train data-parallel on its processes (made for you under
     ``ftkit.launch``, ``accelerate launch`` or ``torchrun``); ``batch_size`` stays the global batch (see
-    :mod:`ftkit.distributed`).
+    :mod:`ftkit.train.distributed`).
     """
     metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip,
                                      metrics, callbacks)
     if replay is not None:
-        from .replay import Replay
         callbacks = [Replay(replay), *callbacks]
     n_batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     if n_batches == 0:
@@ -406,7 +327,6 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     steps_per_epoch = math.ceil(n_batches / grad_accum) if n_batches else None
     if epochs is None:
         epochs = math.ceil(max_steps / steps_per_epoch) if steps_per_epoch else 10**9
-    from .distributed import distributed_for
     dist = distributed_for(accelerator, device)   # None on one process
     device = dist.device if dist is not None else get_device(device)
     model.to(device)
@@ -497,63 +417,3 @@ def _resume(state: TrainState, path) -> int:
     state.resume = {**done, "rng": ckpt["rng"]}
     restore_rng(ckpt["rng"])
     return start
-
-
-# --------------------------------------------------------------------------- evaluate / predict
-@torch.no_grad()
-def evaluate(model: nn.Module, loader, loss=None, metrics=(), *, device="auto", amp: bool = False,
-             prefix: str = "") -> dict[str, float]:
-    """Mean loss and metrics over ``loader``, in eval mode; restores the mode. Batch losses are weighted by the
-    targets they count (labels other than -100), so padding-only batches do not turn the mean into NaN."""
-    device = get_device(device)
-    loss_fn = make_loss(loss) if isinstance(loss, str) else loss
-    metrics = [metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics or ())
-    tracker = MetricTracker(metrics)
-    loss_sum, n_seen = evaluate_sums(model, loader, loss_fn, tracker, device=device, amp=amp)
-    if n_seen == 0:
-        raise ValueError("evaluate got an empty loader (0 batches, or every label -100)")
-    return {f"{prefix}loss": float(loss_sum) / n_seen, **tracker.compute(prefix)}
-
-
-@torch.no_grad()
-def evaluate_sums(model, loader, loss_fn, tracker, *, device, amp=False):
-    """(summed loss, target count) over ``loader``, metrics into ``tracker``: what evaluate divides (and what
-    several processes add up first)."""
-    loss_sum, n_seen = torch.zeros((), device=device), 0.0
-    with eval_mode(model):
-        for batch in loader:
-            batch = to_device(batch, device)
-            with autocast(device, amp):
-                outputs, targets, batch_loss = _forward(model, batch, loss_fn)
-            n = _count(targets)
-            if float(n) == 0:
-                continue
-            loss_sum, n_seen = loss_sum + batch_loss.float() * n, n_seen + float(n)
-            if tracker.metrics:
-                tracker.update(outputs, targets)
-    return loss_sum, n_seen
-
-
-@torch.no_grad()
-def predict(model: nn.Module, data, *, device="auto", batch_size: int = 256) -> torch.Tensor:
-    """Model outputs (logits) on CPU for a tensor, a list of same-shaped samples, or a loader of ``(inputs, …)`` /
-    dict batches."""
-    device = get_device(device)
-    if isinstance(data, (list, tuple)) and data and all(isinstance(t, torch.Tensor) for t in data):
-        shapes = {tuple(t.shape) for t in data}
-        if len(shapes) > 1:
-            raise ValueError(f"predict got a list of tensors of different shapes {sorted(shapes)[:3]}; pass one "
-                             "stacked tensor of samples or a DataLoader of batches")
-        data = torch.stack(list(data))
-    if isinstance(data, torch.Tensor):
-        data = [(chunk,) for chunk in data.split(batch_size)]
-    outs = []
-    with eval_mode(model):
-        for batch in data:
-            batch = to_device(batch, device)
-            if isinstance(batch, dict):
-                out = _logits(model(**{k: v for k, v in batch.items() if k != "labels"}))
-            else:
-                out = _logits(model(batch[0] if isinstance(batch, (list, tuple)) else batch))
-            outs.append(out.float().cpu())
-    return torch.cat(outs) if outs else torch.empty(0)

@@ -15,7 +15,7 @@ adds what ``fit`` needs on top, so that N processes train exactly like one:
   stops at the same step. Epoch metrics and validation are summed over the processes before they are logged.
 * **Only the main process writes**: progress bar, live plot, dashboard, checkpoints, CSV/TensorBoard logs.
 
-The processes come from :func:`ftkit.launch` (:mod:`ftkit.launcher`) in a notebook, or from ``accelerate launch`` /
+The processes come from :func:`ftkit.launch` (:mod:`ftkit.train.launcher`) in a notebook, or from ``accelerate launch`` /
 ``torchrun`` in a shell; ``fit`` notices them (``WORLD_SIZE``) and calls :class:`Distributed` at a few points.
 """
 from __future__ import annotations
@@ -24,7 +24,9 @@ import os
 
 import torch
 
-from .core import Events, StopTraining
+from ..core import Events, StopTraining
+from ..metrics import MetricTracker
+from .step import evaluate_sums
 
 __all__ = ["Distributed", "distributed_for", "shard", "WRITERS"]
 
@@ -178,8 +180,6 @@ class Distributed:
 
     def evaluate(self, model, loader, loss_fn, metrics, *, amp, prefix) -> dict:
         """``evaluate`` on this process's slice of ``loader``, summed over the processes."""
-        from .metrics import MetricTracker
-        from .train import evaluate_sums
         tracker = MetricTracker(metrics)
         loss_sum, n_seen = evaluate_sums(model, loader, loss_fn, tracker, device=self.device, amp=amp)
         both = torch.tensor([float(loss_sum), float(n_seen)], dtype=torch.float64, device=self.device)

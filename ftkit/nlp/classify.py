@@ -22,11 +22,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .data.text import TextSplit
+from ..data.text import TextSplit
 from .finetune import COMMON, RECIPES, _check_mode, apply_mode, count_trainable, parameter_table
 from .hf import FeatureDataset, TruncationWarning, load_config, load_tokenizer, make_loader, save_folder
-from .train import predict as _predict
-from .utils import get_device
+from ..train.step import predict as _predict
+from ..metrics import confusion_matrix
+from ..utils import get_device
 
 __all__ = ["EncodedText", "SentenceClassifier", "evaluate_classifier", "scores_from_confusion"]
 
@@ -67,7 +68,6 @@ def scores_from_confusion(cm: torch.Tensor, label_list: list[str]) -> dict:
 def evaluate_classifier(model, encoded: EncodedText, label_list: list[str], *, batch_size: int = 64,
                         device="auto") -> dict:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of ``model`` on ``encoded``."""
-    from .plots.classification import confusion_matrix
     loader = make_loader(encoded, batch_size, sort_by_length=True)
     logits = _predict(model, loader, device=device)
     target = encoded.labels[list(loader.sampler)]
@@ -183,10 +183,10 @@ class SentenceClassifier:
                  warmup_ratio: float | None = None, grad_clip: float | None = None, sort_by_length: bool | None = None,
                  seed: int = 0) -> dict:
         """Keyword arguments for ``ftkit.fit`` / ``fit_live_async`` with this mode's defaults
-        (:data:`ftkit.finetune.RECIPES`, :data:`~ftkit.finetune.COMMON`): AdamW over the trainable parameters,
+        (:data:`ftkit.nlp.finetune.RECIPES`, :data:`~ftkit.nlp.finetune.COMMON`): AdamW over the trainable parameters,
         linear warmup then decay, gradient clipping; batches in random order for ``full`` and ``lora``, length-grouped
         for ``head`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
-        from .optim import make_optimizer, make_scheduler
+        from ..optim import make_optimizer, make_scheduler
         batch_size = batch_size or COMMON["batch_size"]
         lr = lr if lr is not None else RECIPES[self.mode]["lr"]
         if not count_trainable(self.model):

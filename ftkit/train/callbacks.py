@@ -15,7 +15,8 @@ import os
 import threading
 import warnings
 
-from .core import Callback, History, TrainState, save_checkpoint
+from ..core import Callback, History, TrainState
+from .checkpoint import save_checkpoint
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "MonitorCallback", "EarlyStopping",
            "ModelCheckpoint", "LRMonitor", "LRSchedule",
@@ -328,14 +329,6 @@ class ParamControl(Callback):
         state.lr_schedule.set(state, source=self.source,
                               **{k: v for k, v in values.items() if k in state.optimizer.param_groups[0]})
         self.applied.append({"step": state.step, **values})
-
-def __getattr__(name):
-    """``from ftkit.callbacks import LivePlot`` keeps working: it lives in :mod:`ftkit.ui.live` (plotly loads lazily)."""
-    if name == "LivePlot":
-        from .ui.live import LivePlot
-        return LivePlot
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 
 class TensorBoardLogger(Callback):
     """Scalars to TensorBoard (``torch.utils.tensorboard``): step loss/lr every ``every`` steps, epoch logs."""

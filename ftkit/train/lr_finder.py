@@ -13,8 +13,11 @@ import copy
 import math
 from dataclasses import dataclass, field
 
-from .core import Callback, rng_state, restore_rng
-from .utils import check_int, check_number
+from ..core import Callback
+from ..metrics import ema
+from .checkpoint import restore_rng, rng_state
+from .loop import fit
+from ..utils import check_int, check_number
 
 __all__ = ["lr_find", "LRFinderResult"]
 
@@ -30,10 +33,6 @@ class LRFinderResult:
     suggestions: dict = field(default_factory=dict)
     smooth: float = 0.98
     stopped_early: bool = False
-
-    def figure(self, title: str = "learning-rate finder"):
-        from .plots.training import lr_find_figure
-        return lr_find_figure(self, title=title)
 
     def __repr__(self):
         return (f"LRFinderResult({len(self.lrs)} steps, lr {self.lrs[0]:.2g} → {self.lrs[-1]:.2g}, suggestion "
@@ -73,7 +72,7 @@ def lr_find(model, train_loader, loss, optimizer, *, start_lr: float = 1e-7, end
             ) -> LRFinderResult:
     """Run the LR range test on ``model`` (same arguments as :func:`ftkit.fit`) and restore everything after.
 
-    Returns an :class:`LRFinderResult`; ``result.figure()`` plots it. ``fit_kwargs`` go to ``fit`` (e.g.
+    Returns an :class:`LRFinderResult`; ``ftkit.plots.lr_find_figure(result)`` plots it. ``fit_kwargs`` go to ``fit`` (e.g.
     ``grad_clip``, ``amp``). The loader is cycled if it has fewer than ``num_steps`` batches.
     """
     check_number("start_lr", start_lr, positive=True)
@@ -92,7 +91,6 @@ def lr_find(model, train_loader, loss, optimizer, *, start_lr: float = 1e-7, end
     if not hasattr(optimizer, "param_groups"):
         raise TypeError(f"lr_find needs the optimizer object you will train with (it is restored afterwards), got "
                         f"{optimizer!r}; build it first, e.g. make_optimizer('adamw', model, lr=1e-3)")
-    from .train import fit
     saved = (copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), rng_state(), model.training)
     ramp = _Ramp(start_lr, end_lr, num_steps, smooth, diverge)
     try:
@@ -107,7 +105,6 @@ def lr_find(model, train_loader, loss, optimizer, *, start_lr: float = 1e-7, end
     if len(rows) < 3:
         raise ValueError(f"lr_find got only {len(rows)} finite losses (the loss diverged at once): lower start_lr "
                          f"(now {start_lr:g}); the model was restored")
-    from .plots.training import ema   # a pure function; plotly is already a dependency of the plots
     lrs, raw = [r["lr"] for r in rows], [r["loss"] for r in rows]
     losses = ema(raw, smooth)
     return LRFinderResult(lrs, losses, raw, *_suggest(lrs, losses), smooth=smooth, stopped_early=ramp.stopped)

@@ -31,12 +31,14 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
-from .data.conll import Sentence, load_conll
-from .hf import (IGNORE, TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
+from ..data import shipped
+from ..data.conll import Sentence, load_conll
+from ..core import IGNORE
+from .hf import (TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
                  FeatureDataset, LengthGroupedBatches, collate, load_tokenizer, make_loader)
-from .optim import make_optimizer, make_scheduler, split_decay_params
-from .train import autocast as _autocast, to_device as _to_device
-from .utils import get_device
+from ..optim import make_optimizer, make_scheduler, split_decay_params
+from ..train.step import autocast as _autocast, to_device as _to_device
+from ..utils import get_device
 
 __all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",
            "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "entity_metrics", "NerRecipe",
@@ -392,7 +394,7 @@ def wordpiece_vocab(sentences: list[Sentence], size: int = 1000) -> dict[str, in
     return {t: i for i, t in enumerate(tokens)}
 
 
-def build_tiny_bert(out_dir, data_dir="data/conll2003_sample", *, tokenizer_vocab_size: int = 1000,
+def build_tiny_bert(out_dir, data_dir=None, *, tokenizer_vocab_size: int = 1000,
                     hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 2,
                     intermediate_size: int = 128, max_position_embeddings: int = 512, seed: int = 0,
                     **config_kwargs) -> str:
@@ -403,7 +405,7 @@ def build_tiny_bert(out_dir, data_dir="data/conll2003_sample", *, tokenizer_voca
     """
     from transformers import BertConfig, BertModel, BertTokenizer
 
-    data = load_conll(data_dir, download=False)
+    data = load_conll(data_dir if data_dir is not None else shipped("conll2003_sample"), download=False)
     tokenizer = BertTokenizer(vocab=wordpiece_vocab(data.train, tokenizer_vocab_size), do_lower_case=False,
                               strip_accents=False, model_max_length=max_position_embeddings)
     vocab_size = config_kwargs.pop("vocab_size", len(tokenizer))

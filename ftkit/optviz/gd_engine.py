@@ -28,10 +28,10 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from .optim import OPTIMIZERS, make_optimizer, make_scheduler
-from .utils import check_int, check_number, choose, normalize_name
+from ..optim import OPTIMIZERS, make_optimizer, make_scheduler
+from ..utils import check_int, check_number, choose, normalize_name
 
-__all__ = ["RunSpec", "SCHEDULES", "lr_factors", "lr_table", "resolve_schedule", "resolve_spec", "run_batched", "run_torch"]
+__all__ = ["RunSpec", "GD_SCHEDULES", "lr_factors", "lr_table", "resolve_schedule", "resolve_spec", "run_batched", "run_torch"]
 
 # options each rule family understands (torch's names); anything else is refused before any work
 _OPTIONS = {
@@ -48,7 +48,7 @@ _TORCH_DEFAULTS = {     # torch.optim's own defaults, filled in so every row has
 }
 
 # --------------------------------------------------------------------------- learning-rate schedules
-SCHEDULES = {
+GD_SCHEDULES = {
     "constant": {},
     "step": {"step_size": None, "gamma": 0.1},     # step_size None: a third of the steps
     "cosine": {},
@@ -56,7 +56,7 @@ SCHEDULES = {
 
 
 def _schedule(name, steps: int, options: dict | None) -> tuple[str, dict]:
-    defaults = choose("schedule", name, SCHEDULES)
+    defaults = choose("schedule", name, GD_SCHEDULES)
     options = dict(options or {})
     unknown = set(options) - set(defaults)
     if unknown:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-from .utils import choose
+from ..utils import choose
 
 __all__ = ["SCHEMES", "check_tags", "entity_scores", "token_report", "to_subwords", "score_conventions",
            "alignment_rows"]
@@ -51,7 +51,7 @@ def check_tags(y_true, y_pred, *, labels=None, scheme: str = "IOB2") -> tuple[st
             raise TypeError(f"sentence {i}: expected a list of tags, got a string; wrap one sentence as [tags]")
         if len(t) != len(p):
             raise ValueError(f"sentence {i}: {len(t)} true tags but {len(p)} predicted; score the same words "
-                             "(ftkit.ner.words_from_tokens maps subword predictions back to words)")
+                             "(ftkit.nlp.ner.words_from_tokens maps subword predictions back to words)")
     seen = {tag for seqs in (y_true, y_pred) for s in seqs for tag in s}
     if labels is not None:
         unknown = sorted(seen - set(labels))
@@ -140,7 +140,7 @@ def to_subwords(word_tags: list[str], word_ids: list[int | None], continuation: 
 def score_conventions(y_true, y_pred, *, word_ids=None, labels=None) -> list[dict]:
     """Every convention on the same word-level IOB2 predictions: one row each with ``convention``, ``unit``,
     ``n`` (units scored), ``precision``, ``recall``, ``f1`` and what it means. With ``word_ids`` (one list per
-    sentence, as :class:`ftkit.ner.Encoded` keeps them) the all-subword rows are added."""
+    sentence, as :class:`ftkit.nlp.ner.Encoded` keeps them) the all-subword rows are added."""
     check_tags(y_true, y_pred, labels=labels)
 
     def entity_row(name, t, p, mode, meaning):

@@ -1,7 +1,7 @@
 r"""Optimizer races on 2-D surfaces: paths from one start, basin maps from a grid of starts, rate sweeps.
 
 ``race(surface, ["gd", "adam"], start, steps)`` advances every run at once with the batched engine of
-:mod:`ftkit.gd_engine`, which equals ``torch.optim`` (``engine="torch"`` runs one real optimizer per run instead;
+:mod:`ftkit.optviz.gd_engine`, which equals ``torch.optim`` (``engine="torch"`` runs one real optimizer per run instead;
 ``scratch=True`` the from-scratch twins). Options:
 
 * ``noise=σ, seed=…``: each gradient gets :math:`\mathcal N(0, σ^2 I)` added, the model of mini-batch SGD
@@ -23,11 +23,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gd_engine import resolve_schedule, resolve_spec, run_batched, run_torch
-from .optim import OPTIMIZERS
+from ..optim import OPTIMIZERS
 from .surfaces import Surface, convergence_rate, make_surface, predicted_rate
-from .utils import check_int, check_number, choose, normalize_name
+from ..utils import check_int, check_number, choose, normalize_name
 
-__all__ = ["OptimizerPath", "BasinMap", "race", "trajectory", "basins", "rate_sweep", "ENGINES"]
+__all__ = ["OptimizerPath", "BasinMap", "race", "optimizer_path", "basins", "rate_sweep", "ENGINES"]
 
 ENGINES = {"batched": run_batched, "torch": run_torch}
 
@@ -162,9 +162,9 @@ def race(fn, runs, start=None, steps: int = 100, *, engine: str = "batched", scr
     return out
 
 
-def trajectory(fn, optimizer_name: str, start=None, lr: float | None = None, steps: int = 100, *,
+def optimizer_path(fn, optimizer_name: str, start=None, lr: float | None = None, steps: int = 100, *,
                scratch: bool = False, **options) -> OptimizerPath:
-    """One optimizer's path: ``trajectory("booth", "momentum", (-8, -6), lr=0.02, steps=100, momentum=0.9)``."""
+    """One optimizer's path: ``optimizer_path("booth", "momentum", (-8, -6), lr=0.02, steps=100, momentum=0.9)``."""
     return race(fn, {optimizer_name: {"lr": lr, **options}}, start, steps, scratch=scratch)[optimizer_name]
 
 

@@ -8,7 +8,7 @@ The workers are forked from the kernel (``notebook_launcher``), so the kernel mu
 (accelerate #940): ``launch`` checks that first and names the cells that look guilty. A worker that raises is
 reported with its rank and error, and the others are stopped. Under ``accelerate launch`` or ``torchrun`` the
 processes already exist and ``launch`` simply calls ``train_fn``. What ``fit`` does on several processes is in
-:mod:`ftkit.distributed`.
+:mod:`ftkit.train.distributed`.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import traceback
 import torch
 
 from .distributed import world_size
-from .utils import check_int
+from ..utils import check_int
 
 __all__ = ["launch"]
 

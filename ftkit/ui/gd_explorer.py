@@ -9,10 +9,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ..optim import OPTIMIZERS
-from ..races import ENGINES, basins, race
-from ..surfaces import SURFACES, OptimizerPath, Surface, convergence_rate, make_surface, predicted_rate
-from ..gd_engine import SCHEDULES
-from .surfaces import basin_figure, surface_figure, update_basin_figure, update_surface_figure
+from ..optviz.races import ENGINES, basins, race
+from ..optviz.races import OptimizerPath
+from ..optviz.surfaces import SURFACES, Surface, convergence_rate, make_surface, predicted_rate
+from ..optviz.gd_engine import GD_SCHEDULES
+from ..plots.descent import basin_figure, surface_figure, update_basin_figure, update_surface_figure
 
 __all__ = ["GDExplorer"]
 
@@ -65,7 +66,7 @@ class GDExplorer:
         self.noise = W.FloatSlider(value=noise, min=0, max=max(noise, self._noise_range(surface, start)),
                                    step=0.01, description="noise σ", readout_format=".3g", **wide)
         self.seed = W.IntText(value=seed, description="seed", layout=W.Layout(width="200px"))
-        self.schedule = W.Dropdown(options=list(SCHEDULES), value=schedule, description="lr schedule", **wide)
+        self.schedule = W.Dropdown(options=list(GD_SCHEDULES), value=schedule, description="lr schedule", **wide)
         self.engine = W.Dropdown(options=list(ENGINES), value=engine, description="engine", **wide)
         self.basin_grid = W.IntSlider(value=basin_grid, min=0, max=32, step=4, description="basin grid", **wide)
         self.status = W.HTML()

@@ -36,10 +36,10 @@ from torch import nn
 from torch.func import functional_call
 
 from .landscape import check_data
-from .losses import make_loss
-from .core import Callback
-from .core import eval_mode as _eval_mode
-from .utils import check_int, check_number
+from ..losses import make_loss
+from ..core import Callback
+from ..core import eval_mode as _eval_mode
+from ..utils import check_int, check_number
 
 __all__ = ["Spectrum", "hessian_eigenvalues", "stability_edge", "adam_preconditioner", "SharpnessMonitor"]
 

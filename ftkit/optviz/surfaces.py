@@ -15,8 +15,8 @@ NumPy arrays) of any shape, together with its gradient in closed form (tests che
 Your own function: ``make_surface(lambda x, y: x**2 + 3*torch.sin(y), domain=((-3, 3), (-3, 3)))`` takes any
 scalar torch expression; its gradient comes from autograd, batched over all runs with ``torch.func.vmap``.
 
-The paths live in :mod:`ftkit.races` (``race``, ``trajectory``, ``basins``, ``rate_sweep``, re-exported here),
-advanced by the batched engine of :mod:`ftkit.gd_engine`.
+The paths live in :mod:`ftkit.optviz.races` (``race``, ``trajectory``, ``basins``, ``rate_sweep``, re-exported here),
+advanced by the batched engine of :mod:`ftkit.optviz.gd_engine`.
 
 Quadratic theory (step :math:`η`, eigenvalues :math:`λ_n \le λ \le λ_1`, :math:`κ=λ_1/λ_n`):
 
@@ -38,12 +38,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .optim import OPTIMIZERS
-from .utils import check_number, choose
+from ..optim import OPTIMIZERS
+from ..utils import check_number, choose
 
-__all__ = ["Surface", "OptimizerPath", "BasinMap", "SURFACES", "make_surface", "function_surface", "trajectory",
-           "race", "basins", "convergence_rate", "gd_rate", "heavy_ball_rate", "predicted_rate", "rate_sweep",
-           "quadratic_theory"]
+__all__ = ["Surface", "SURFACES", "make_surface", "function_surface",
+           "convergence_rate", "gd_rate", "heavy_ball_rate", "predicted_rate", "quadratic_theory"]
 
 
 def _cos(x):
@@ -356,14 +355,3 @@ def predicted_rate(fn, optimizer: str, lr: float, **options) -> float:
     if name == "momentum" or (name in ("gd", "sgd") and options.get("momentum")):
         return heavy_ball_rate(lr, options.get("momentum", OPTIMIZERS["momentum"].defaults["momentum"]), eigs)
     raise ValueError(f"no rate theory here for {optimizer!r}; it covers gd/sgd and momentum (heavy ball)")
-
-
-_RACES = {"BasinMap", "OptimizerPath", "basins", "race", "rate_sweep", "trajectory"}
-
-
-def __getattr__(name):
-    """``race``, ``basins``… live in :mod:`ftkit.races` (which imports this module); reachable from here too."""
-    if name in _RACES:
-        from . import races
-        return getattr(races, name)
-    raise AttributeError(f"module 'ftkit.surfaces' has no attribute {name!r}")

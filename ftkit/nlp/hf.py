@@ -17,10 +17,11 @@ import torch
 from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..core import IGNORE
+
 __all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "FeatureDataset", "LengthGroupedBatches",
            "make_loader", "save_folder"]
 
-IGNORE = -100  # the label cross-entropy skips (HF convention)
 # files that hold a tokenizer's vocabulary (a folder with none of them has no usable tokenizer)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
                    "tokenizer.model")
@@ -37,7 +38,7 @@ def _check_path(path: str) -> None:
         return
     if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
         raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}; build a small one offline with "
-                                "ftkit.ner.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
+                                "ftkit.nlp.ner.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
 
 
 def _hub_error(path: str, e: Exception) -> OSError:

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .losses import make_loss
-from .utils import check_int, check_number
+from ..losses import make_loss
+from ..utils import check_int, check_number
 
 __all__ = ["GPTConfig", "GPT", "LM_LOSSES", "lm_loss", "TokenLoss", "token_cross_entropy", "perplexity",
            "report", "recipe", "prepare_run", "generate", "flops_per_token"]
@@ -199,7 +199,7 @@ def recipe(model: nn.Module, lr: float, max_steps: int, warmup_steps: int | None
     β₂ = 0.99 (not 0.999): a small model on small batches sees noisy gradients, a shorter memory adapts faster.
     Weight decay 0.1 on matrices and embeddings only. Warmup 5 % of the steps: Adam's first steps are unreliable.
     """
-    from .optim import make_optimizer, make_scheduler
+    from ..optim import make_optimizer, make_scheduler
     opt = make_optimizer("adamw", model, lr=lr, betas=(0.9, 0.99), weight_decay=0.1)
     warmup = max(1, max_steps // 20) if warmup_steps is None else warmup_steps
     return opt, make_scheduler("linear_warmup", opt, total_steps=max_steps, warmup_steps=warmup, final_factor=0.1)
@@ -213,7 +213,7 @@ def prepare_run(corpus, config: GPTConfig | None = None, *, lr: float, batch_siz
     A new :class:`GPT` from ``config`` (seeded), or ``model`` to go on training (fine-tuning). The kwargs hold
     ``train_loader, val_loader, optimizer, scheduler, epochs, metrics`` (the CE metric: every model is compared
     by its validation CE, whatever its training loss) and ``grad_clip=1.0`` (nanoGPT's; tames loss spikes)."""
-    from .utils import seed_everything
+    from ..utils import seed_everything
     max_steps, eval_every = check_int("max_steps", max_steps), check_int("eval_every", eval_every)
     if max_steps % eval_every:
         lo, hi = max_steps // eval_every * eval_every, (max_steps // eval_every + 1) * eval_every

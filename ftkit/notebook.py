@@ -1,0 +1,285 @@
+"""What every notebook's first cells use: a preset chosen from the device, and one check of the ``parameters`` cell.
+
+The cell after ``parameters`` calls :func:`setup` with the notebook's parameter spec and its presets::
+
+    P = setup(globals(), {
+        "epochs": Int(min=1), "lr": Float(min=0, open_min=True), "optimizer": Choice(*OPTIMIZERS),
+        "modes": ListOf(Choice("full", "head", "lora")), "output_dir": OutputDir(),
+    }, presets={"cpu": dict(epochs=2), "gpu": dict(epochs=10)}, minutes={"cpu": 4, "gpu": 6})
+
+Rules (what a reader of any notebook can count on):
+
+- ``preset = "auto"`` picks ``"gpu"`` where CUDA is there, else ``"cpu"``; the cell prints the preset, why, and the
+  expected minutes. A parameter left at ``None`` in the ``parameters`` cell takes the preset's value; any value the
+  user sets (in the cell, or ``papermill -p``) wins.
+- Every parameter is checked before any data loads: an unknown name (a typo), a wrong type (a string where a list
+  or number belongs), a value out of range or not among the choices stops the notebook with one message that names
+  the parameter and what it accepts (papermill issues #818, #869 ask for exactly this).
+- The checked values are written back into the notebook's namespace, so later cells use the plain names.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import types
+from dataclasses import dataclass, field
+
+__all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "ListOf", "Path", "OutputDir",
+           "choose_preset", "PRESETS"]
+
+PRESETS = ("auto", "cpu", "gpu")
+# names a kernel defines by itself; never parameters
+_KERNEL_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open", "display"}
+
+
+class ParameterError(ValueError):
+    """A notebook parameter that cannot work; raised before any data loads."""
+
+
+# --------------------------------------------------------------------------- the kinds of parameter
+@dataclass
+class Spec:
+    optional: bool = False          # None is a valid final value (e.g. subset=None: every example)
+    help: str = ""
+
+    def check(self, name: str, value):
+        if value is None:
+            if self.optional:
+                return None
+            raise ParameterError(f"parameter {name} is None: {self.describe()} is needed (set it, or choose a preset)")
+        return self._check(name, value)
+
+    def fail(self, name, value, extra: str = ""):
+        raise ParameterError(f"parameter {name}={value!r}: expected {self.describe()}{extra}"
+                             + (f" ({self.help})" if self.help else ""))
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def _check(self, name, value):
+        raise NotImplementedError
+
+
+@dataclass
+class Int(Spec):
+    min: int | None = None
+    max: int | None = None
+
+    def describe(self):
+        return "a whole number" + _bounds(self.min, self.max) + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                self.fail(name, value)
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            self.fail(name, value)
+        return value
+
+
+@dataclass
+class Float(Spec):
+    min: float | None = None
+    max: float | None = None
+    open_min: bool = False          # min itself excluded (a learning rate > 0)
+
+    def describe(self):
+        low = "" if self.min is None else f" {'>' if self.open_min else '>='} {self.min:g}"
+        high = "" if self.max is None else f" <= {self.max:g}"
+        joint = " and" if low and high else ""
+        return "a number" + low + joint + high + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(name, value)
+        value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            self.fail(name, value)
+        if self.min is not None and (value < self.min or (self.open_min and value == self.min)):
+            self.fail(name, value)
+        if self.max is not None and value > self.max:
+            self.fail(name, value)
+        return value
+
+
+@dataclass
+class Bool(Spec):
+    def describe(self):
+        return "True or False" + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        if not isinstance(value, bool):
+            self.fail(name, value)
+        return value
+
+
+@dataclass
+class Str(Spec):
+    def describe(self):
+        return "a string" + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        if not isinstance(value, str) or not value:
+            self.fail(name, value)
+        return value
+
+
+class Choice(Spec):
+    """One of ``options`` (case-sensitive after normalising ``-`` to ``_``); a near miss gets "did you mean"."""
+
+    def __init__(self, *options, optional: bool = False, help: str = ""):
+        super().__init__(optional=optional, help=help)
+        self.options = tuple(options)
+
+    def describe(self):
+        return "one of " + ", ".join(repr(o) for o in self.options) + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        if value in self.options:
+            return value
+        if isinstance(value, str):
+            near = difflib.get_close_matches(value, [str(o) for o in self.options], n=1)
+            self.fail(name, value, f"; did you mean {near[0]!r}?" if near else "")
+        self.fail(name, value)
+
+
+class ListOf(Spec):
+    """A list (or tuple) whose items each pass ``item``; a lone string is refused with the list to write."""
+
+    def __init__(self, item: Spec, *, min_len: int = 1, optional: bool = False, help: str = ""):
+        super().__init__(optional=optional, help=help)
+        self.item, self.min_len = item, min_len
+
+    def describe(self):
+        return f"a list of {self.item.describe()}" + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            hint = f"; write {name}=[{value!r}]" if isinstance(value, (str, int, float)) else ""
+            self.fail(name, value, hint)
+        if len(value) < self.min_len:
+            self.fail(name, value, f" with at least {self.min_len} item(s)")
+        return [self.item.check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+@dataclass
+class Path(Spec):
+    """A path (string). Relative paths are read from the working directory, which the message names."""
+    must_exist: bool = False
+
+    def describe(self):
+        return "a path" + (" that exists" if self.must_exist else "") + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+            self.fail(name, value)
+        if self.must_exist and not os.path.exists(value):
+            self.fail(name, value, f"; nothing is there (working directory {os.getcwd()!r})")
+        return os.fspath(value)
+
+
+@dataclass
+class OutputDir(Spec):
+    """A folder the notebook writes to: created, and proven writable now — not after the training."""
+
+    def describe(self):
+        return "a writable folder path"
+
+    def _check(self, name, value):
+        if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+            self.fail(name, value)
+        path = os.path.abspath(os.fspath(value))
+        try:
+            os.makedirs(path, exist_ok=True)
+            probe = os.path.join(path, f".ftkit-write-test-{os.getpid()}")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as e:
+            raise ParameterError(f"parameter {name}={value!r}: the folder {path!r} cannot be written "
+                                 f"({type(e).__name__}: {e.strerror or e}); give a folder you can write to, "
+                                 "e.g. output_dir='outputs/run1'. Nothing has been trained yet") from None
+        return os.fspath(value)
+
+
+def _bounds(low, high) -> str:
+    if low is not None and high is not None:
+        return f" from {low} to {high}"
+    if low is not None:
+        return f" >= {low}"
+    if high is not None:
+        return f" <= {high}"
+    return ""
+
+
+# --------------------------------------------------------------------------- presets
+def choose_preset(preset: str = "auto") -> tuple[str, str]:
+    """(preset, why): ``"auto"`` becomes ``"gpu"`` where CUDA is there, else ``"cpu"``."""
+    Choice(*PRESETS).check("preset", preset)
+    if preset != "auto":
+        return preset, "set by you"
+    import torch
+    if torch.cuda.is_available():
+        return "gpu", f"found {torch.cuda.get_device_name(0)}"
+    return "cpu", "no CUDA GPU found"
+
+
+@dataclass
+class Setup:
+    """What :func:`setup` decided: the preset, why, and every checked parameter."""
+    preset: str
+    why: str
+    params: dict = field(default_factory=dict)
+    from_preset: tuple = ()
+
+    def __getitem__(self, name):
+        return self.params[name]
+
+
+def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | None = None,
+          minutes: dict[str, float] | None = None, quiet: bool = False) -> Setup:
+    """Check the notebook's parameters in ``namespace`` (its ``globals()``) against ``spec``, fill the ones left
+    at ``None`` from the chosen preset, write the results back, and print the preset line."""
+    presets = presets or {}
+    spec = {"preset": Choice(*PRESETS, help="'auto' picks 'gpu' where CUDA is there"), **spec}
+    unknown = sorted(n for n, v in namespace.items() if _looks_like_parameter(n, v) and n not in spec)
+    if unknown:
+        name = unknown[0]
+        near = difflib.get_close_matches(name, list(spec), n=1)
+        raise ParameterError(f"unknown parameter {name!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+                             + f". This notebook's parameters: {', '.join(spec)}")
+    missing = [n for n in spec if n not in namespace]
+    if missing:
+        raise ParameterError(f"parameter {missing[0]!r} is not set: the parameters cell must define it")
+    preset, why = choose_preset(namespace["preset"])
+    values = presets.get(preset, {})
+    for name in values:
+        if name not in spec:
+            raise ParameterError(f"preset {preset!r} sets {name!r}, which is not a parameter")  # a notebook bug
+    filled = tuple(n for n in spec if namespace[n] is None and n in values)
+    checked = {"preset": preset}
+    for name, kind in spec.items():
+        if name == "preset":
+            continue
+        value = values[name] if name in filled else namespace[name]
+        checked[name] = kind.check(name, value)
+    namespace.update(checked)
+    result = Setup(preset, why, checked, filled)
+    if not quiet:
+        others = [p for p in presets if p != preset]
+        eta = f"about {minutes[preset]:g} min" if minutes and preset in minutes else ""
+        print(f"preset {preset!r} ({why})" + (f": {eta}" if eta else "")
+              + (f"; preset={others[0]!r} runs " + ("the full experiment" if others[0] == "gpu" else "the small one")
+                 + (f" (about {minutes[others[0]]:g} min)" if minutes and others[0] in minutes else "")
+                 if others else "")
+              + (f". From the preset: " + ", ".join(f"{n}={checked[n]!r}" for n in filled) if filled else ""))
+    return result
+
+
+def _looks_like_parameter(name: str, value) -> bool:
+    if name.startswith("_") or name in _KERNEL_NAMES:
+        return False
+    return not isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)) \
+        and not callable(value)

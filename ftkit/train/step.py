@@ -1,0 +1,152 @@
+"""One batch through a model: move it to the device, forward, loss, and the target count — and ``evaluate`` /
+``predict``, which run the same forward without training.
+
+A batch is ``(inputs, targets)`` or a dict (Hugging Face style, ``model(**batch)``; with ``loss=None`` the model's
+own ``outputs.loss``). A model output with a ``.logits`` attribute (a Hugging Face ``ModelOutput``) is read through
+``.logits`` — a convenience: the loss is computed on the logits, never on the output object.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from ..core import IGNORE, describe, eval_mode
+from ..losses import make_loss
+from ..metrics import MetricTracker
+from ..utils import get_device
+
+__all__ = ["to_device", "autocast", "forward", "count_targets", "evaluate", "evaluate_sums", "predict"]
+
+def to_device(batch, device):
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict) or hasattr(batch, "keys"):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def autocast(device, amp):
+    if not amp:
+        return contextlib.nullcontext()
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def forward(model, batch, loss_fn):
+    """Returns (outputs, targets, loss). Dict batches are HF style; tuples are (inputs, targets)."""
+    if isinstance(batch, dict):
+        out = model(**batch)
+        targets = batch.get("labels")
+        if loss_fn is None:
+            if getattr(out, "loss", None) is None:
+                raise ValueError("loss=None needs a model that returns outputs.loss (pass labels in the batch) "
+                                 "or give a loss, e.g. loss='cross_entropy'")
+            return _logits(out), targets, out.loss
+        logits = _logits(out)
+        return logits, targets, _loss(loss_fn, logits.flatten(0, -2) if logits.dim() > 2 else logits,
+                                      targets.flatten() if logits.dim() > 2 else targets)
+    if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+        raise ValueError(f"a batch must be (inputs, targets) or a dict; got {type(batch).__name__}"
+                         + (f" of length {len(batch)}" if isinstance(batch, (list, tuple)) else ""))
+    if len(batch) > 2:
+        raise ValueError(f"a batch must be (inputs, targets) or a dict; got a {type(batch).__name__} of "
+                         f"{len(batch)} elements ({', '.join(describe(b) for b in batch)}), and fit cannot tell "
+                         "which one is the target. Yield (inputs, targets) — e.g. ((x, mask), y) — or dict "
+                         "batches with a 'labels' key")
+    inputs, targets = batch
+    if loss_fn is None:
+        raise ValueError("loss=None works only for dict batches whose model returns .loss; give a loss, "
+                         "e.g. loss='cross_entropy'")
+    out = _logits(model(inputs))
+    return out, targets, _loss(loss_fn, out, targets)
+
+
+def _logits(out):
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, torch.Tensor):
+        return out
+    kind = f"a {type(out).__name__}" + (f" of {len(out)}" if isinstance(out, (tuple, list, dict)) else "")
+    raise TypeError(f"the model returned {kind}, not a tensor of outputs; fit needs the logits: wrap the model, "
+                    "e.g. nn.Sequential(model, PickFirst()) or a forward that returns out[0] / out['logits']")
+
+
+def _loss(loss_fn, outputs, targets):
+    try:
+        return loss_fn(outputs, targets)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:
+        raise type(e)(f"the loss could not be computed from the model output ({describe(outputs)}) and the "
+                      f"targets ({describe(targets)}): {e}") from e
+
+
+def count_targets(targets) -> torch.Tensor | int:
+    """Targets that count toward the mean: labels other than -100 (integer targets), else the batch size."""
+    if not isinstance(targets, torch.Tensor) or targets.dim() == 0:
+        return 1
+    if targets.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8):
+        return (targets != IGNORE).sum()
+    return targets.shape[0]
+
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, loss=None, metrics=(), *, device="auto", amp: bool = False,
+             prefix: str = "") -> dict[str, float]:
+    """Mean loss and metrics over ``loader``, in eval mode; restores the mode. Batch losses are weighted by the
+    targets they count (labels other than -100), so padding-only batches do not turn the mean into NaN."""
+    device = get_device(device)
+    loss_fn = make_loss(loss) if isinstance(loss, str) else loss
+    metrics = [metrics] if isinstance(metrics, str) or callable(metrics) else list(metrics or ())
+    tracker = MetricTracker(metrics)
+    loss_sum, n_seen = evaluate_sums(model, loader, loss_fn, tracker, device=device, amp=amp)
+    if n_seen == 0:
+        raise ValueError("evaluate got an empty loader (0 batches, or every label -100)")
+    return {f"{prefix}loss": float(loss_sum) / n_seen, **tracker.compute(prefix)}
+
+
+@torch.no_grad()
+def evaluate_sums(model, loader, loss_fn, tracker, *, device, amp=False):
+    """(summed loss, target count) over ``loader``, metrics into ``tracker``: what evaluate divides (and what
+    several processes add up first)."""
+    loss_sum, n_seen = torch.zeros((), device=device), 0.0
+    with eval_mode(model):
+        for batch in loader:
+            batch = to_device(batch, device)
+            with autocast(device, amp):
+                outputs, targets, batch_loss = forward(model, batch, loss_fn)
+            n = count_targets(targets)
+            if float(n) == 0:
+                continue
+            loss_sum, n_seen = loss_sum + batch_loss.float() * n, n_seen + float(n)
+            if tracker.metrics:
+                tracker.update(outputs, targets)
+    return loss_sum, n_seen
+
+
+@torch.no_grad()
+def predict(model: nn.Module, data, *, device="auto", batch_size: int = 256) -> torch.Tensor:
+    """Model outputs (logits) on CPU for a tensor, a list of same-shaped samples, or a loader of ``(inputs, …)`` /
+    dict batches."""
+    device = get_device(device)
+    if isinstance(data, (list, tuple)) and data and all(isinstance(t, torch.Tensor) for t in data):
+        shapes = {tuple(t.shape) for t in data}
+        if len(shapes) > 1:
+            raise ValueError(f"predict got a list of tensors of different shapes {sorted(shapes)[:3]}; pass one "
+                             "stacked tensor of samples or a DataLoader of batches")
+        data = torch.stack(list(data))
+    if isinstance(data, torch.Tensor):
+        data = [(chunk,) for chunk in data.split(batch_size)]
+    outs = []
+    with eval_mode(model):
+        for batch in data:
+            batch = to_device(batch, device)
+            if isinstance(batch, dict):
+                out = _logits(model(**{k: v for k, v in batch.items() if k != "labels"}))
+            else:
+                out = _logits(model(batch[0] if isinstance(batch, (list, tuple)) else batch))
+            outs.append(out.float().cpu())
+    return torch.cat(outs) if outs else torch.empty(0)

@@ -1,0 +1,62 @@
+"""ftkit.notebook.setup: presets fill what the user left at None, and every bad parameter stops before any work."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ftkit.notebook import Choice, Float, Int, ListOf, OutputDir, ParameterError, setup
+
+SPEC = {"epochs": Int(min=1), "lr": Float(min=0, open_min=True), "optimizer": Choice("adam", "sgd"),
+        "modes": ListOf(Choice("full", "head", "lora")), "subset": Int(min=1, optional=True)}
+PRESETS = {"cpu": {"epochs": 1, "subset": 500}, "gpu": {"epochs": 10, "subset": None}}
+
+
+def ns(**over):
+    base = {"preset": "cpu", "epochs": None, "lr": 1e-3, "optimizer": "adam", "modes": ["full"], "subset": None,
+            "os": os, "setup": setup}
+    return {**base, **over}
+
+
+def test_the_preset_fills_what_was_left_at_none_and_a_set_value_wins(capsys):
+    g = ns()
+    res = setup(g, SPEC, presets=PRESETS, minutes={"cpu": 3, "gpu": 12})
+    assert (g["epochs"], g["subset"], res.preset, res.from_preset) == (1, 500, "cpu", ("epochs", "subset"))
+    out = capsys.readouterr().out
+    assert "preset 'cpu' (set by you): about 3 min; preset='gpu' runs the full experiment (about 12 min)" in out
+    g = ns(epochs=4, preset="gpu")
+    setup(g, SPEC, presets=PRESETS, quiet=True)
+    assert (g["epochs"], g["subset"]) == (4, None)
+
+
+def test_auto_picks_the_device(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert setup(ns(preset="auto"), SPEC, presets=PRESETS, quiet=True).preset == "cpu"
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"epochs": "abc"}, "parameter epochs='abc': expected a whole number >= 1"),
+    ({"epochs": 0}, "parameter epochs=0: expected a whole number >= 1"),
+    ({"lr": 0.0}, "parameter lr=0.0: expected a number > 0"),
+    ({"lr": "abc"}, "parameter lr='abc': expected a number > 0"),
+    ({"optimizer": "adamm"}, "parameter optimizer='adamm': expected one of 'adam', 'sgd'; did you mean 'adam'?"),
+    ({"modes": "full"}, "parameter modes='full': expected a list of one of 'full', 'head', 'lora'; write modes=['full']"),
+    ({"modes": ["full", "lorra"]}, "parameter modes[1]='lorra'"),
+    ({"epochz": 3}, "unknown parameter 'epochz'; did you mean 'epochs'?"),
+    ({"preset": "tpu"}, "parameter preset='tpu': expected one of 'auto', 'cpu', 'gpu'"),
+])
+def test_a_bad_parameter_stops_with_one_message_naming_it(over, message):
+    with pytest.raises(ParameterError) as err:
+        setup(ns(**over), SPEC, presets=PRESETS, quiet=True)
+    assert message in str(err.value)
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ParameterError, match="cannot be written.*Nothing has been trained yet"):
+        setup({"preset": "cpu", "output_dir": str(blocker / "sub")}, {"output_dir": OutputDir()}, quiet=True)
+    g = {"preset": "cpu", "output_dir": str(tmp_path / "new")}
+    setup(g, {"output_dir": OutputDir()}, quiet=True)
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
