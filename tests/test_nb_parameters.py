@@ -70,6 +70,8 @@ def test_papermill_stops_in_the_setup_cell_naming_the_parameter(nb, bad, message
     ("05", {"amp": "yes"}, "parameter amp='yes': expected True or False"),
     ("06", {"losses": ["cross_entropy", "msa"]}, "parameter losses[1]='msa'"),
     ("06", {"tokenizer": "wordpiece"}, "parameter tokenizer='wordpiece': expected one of 'char', 'bpe'"),
+    ("06", {"finetune_steps": 150}, "parameter finetune_steps=150 must be a multiple of eval_every=100"),
+    ("06", {"n_embd": 130}, "parameter n_embd=130 must be a multiple of n_head=4"),
 ])
 def test_every_bad_value_of_the_issue_is_named_before_any_work(nb, bad, message, tmp_path):
     with pytest.raises(ParameterError) as err:
@@ -94,3 +96,21 @@ def test_the_presets_fill_every_knob_left_at_none_and_a_set_value_wins(nb, tmp_p
     name = cpu["chosen"].from_preset[0]
     mine = run_setup(NOTEBOOK[nb], tmp_path, **{name: gpu[name]})
     assert mine[name] == gpu[name] and name not in mine["chosen"].from_preset   # the user's value wins
+
+
+def test_offline_the_loaders_name_the_working_directory_a_relative_data_dir_was_read_from(tmp_path, monkeypatch):
+    """A notebook run from the repo root, notebooks/ or Colab's /content reads ``data/...`` from different folders:
+    the message says which one."""
+    from ftkit.data.cifar10 import load_cifar10
+    from ftkit.data.conll import load_conll
+    from ftkit.data.text import load_text
+    monkeypatch.chdir(tmp_path)
+    where = f"(relative to the working directory {str(tmp_path)!r})"
+    for load in (lambda: load_cifar10("data/cifar10", download=False),
+                 lambda: load_conll("data/conll2003", download=False), lambda: load_text("data/sst2", None)):
+        with pytest.raises(FileNotFoundError) as err:
+            load()
+        assert where in str(err.value), str(err.value)
+    with pytest.raises(FileNotFoundError) as err:
+        load_cifar10(str(tmp_path / "abs"), download=False)
+    assert "working directory" not in str(err.value)

@@ -156,11 +156,16 @@ def download_cifar10(data_dir) -> str:
     return os.path.join(data_dir, FOLDER)
 
 
+def _where(path: str) -> str:
+    """For a relative path: which working directory it was read from (a notebook's is not always the repo root)."""
+    return "" if os.path.isabs(path) else f" (relative to the working directory {os.getcwd()!r})"
+
+
 def _missing(data_dir: str, why: str) -> FileNotFoundError:
     return FileNotFoundError(
-        f"no CIFAR-10 batches (data_batch_1…, test_batch) in {data_dir!r} or {os.path.join(data_dir, FOLDER)!r}; "
-        f"{why}. On a machine with internet run `{DOWNLOAD_CMD.format(data_dir=data_dir)}` and copy the folder "
-        f"here, or pass data_dir= pointing at your copy")
+        f"no CIFAR-10 batches (data_batch_1…, test_batch) in {data_dir!r} or {os.path.join(data_dir, FOLDER)!r}"
+        f"{_where(data_dir)}; {why}. On a machine with internet run `{DOWNLOAD_CMD.format(data_dir=data_dir)}` and "
+        f"copy the folder here, or pass data_dir= pointing at your copy")
 
 
 def _read_split(files: list[str]) -> Split:
