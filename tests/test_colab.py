@@ -79,11 +79,17 @@ def test_each_notebook_installs_the_colab_extra_from_that_url_and_has_the_badge(
     assert links == [repository()], "the introduction links docs/seed_errors.md (what the articles get wrong)"
 
 
+def test_the_readme_badges_use_the_same_url():
+    readme = (ROOT / "README.md").read_text()
+    repos = set(re.findall(r"colab\.research\.google\.com/github/([^/]+/[^/]+)/blob/main/notebooks/", readme))
+    assert repos <= {repository().split("github.com/", 1)[1]}, repos
+
+
 def rewrite(url: str) -> list[str]:
     """Point every notebook's install line, badge and seed-errors link at ``url``; return the files changed."""
     owner_repo = url.split("github.com/", 1)[1]
     changed = []
-    for path in NOTEBOOKS:
+    for path in [*NOTEBOOKS, ROOT / "README.md"]:
         text = path.read_text()
         new = re.sub(r'(%pip install -q \\"ftkit\[colab\] @ git\+)[^"\\]+', rf"\g<1>{url}", text)
         new = re.sub(r"(colab\.research\.google\.com/github/)[^/]+/[^/]+(/blob/main/notebooks/)",
