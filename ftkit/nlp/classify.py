@@ -190,6 +190,8 @@ class SentenceClassifier:
         if split.pairs is not None and len(split.pairs) != len(split.texts):
             raise ValueError(f"{len(split.texts)} texts but {len(split.pairs)} pairs: give one second sentence per text")
         labels = self._labels_by_name(split)
+        if len(split) == 0:  # the tokenizer cannot take an empty batch
+            return EncodedText([], 0, self.max_length, list(self.label_list), [])
         args = (split.texts,) if split.pairs is None else (split.texts, split.pairs)
         full = self.tokenizer(*args, truncation=False, verbose=False)["input_ids"]  # lengths before any cut
         cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
