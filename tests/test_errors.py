@@ -432,3 +432,25 @@ def test_save_onto_a_file_fails_before_writing(tiny, tmp_path):
     with pytest.raises(FileExistsError, match="is a file"):
         NerTagger.from_pretrained(tiny, ["O", "B-PER"]).save(target)
     assert target.read_text() == "not a folder"
+
+
+# --------------------------------------------------------------------------- neighbours
+def test_neighbours_zero_sizes_seeds_and_replayed_values(tiny):
+    from ftkit.data.text import load_text
+    from ftkit.nlp.classify import SentenceClassifier
+    from ftkit.train.replay import Replay
+    with pytest.raises(ValueError, match=r"replay step 3: momentum must be in \[0, 1\), got 5"):
+        Replay({3: {"momentum": 5}})
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got 'abc'"):
+        C.load_cifar10("nowhere", seed="abc", download=False)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got 'abc'"):
+        load_text("nowhere", seed="abc")
+    with pytest.raises(ValueError, match=r"val_fraction must be a number, got '0.1' \(a string"):
+        load_text("nowhere", val_fraction="0.1")
+    clf = SentenceClassifier.from_pretrained(tiny, DATA_LABELS, max_length=16)
+    enc = clf.encode(TextSplit(["a film", "a plot"], [0, 1]))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        clf.fit_args(enc, batch_size=0)  # 0 was taken for "not given" (the default, 16)
+    with pytest.raises(ValueError, match=r"2 texts but 1 pairs"):
+        clf.encode(TextSplit(["a", "b"], [0, 1], ["c"]))
+

@@ -239,8 +239,10 @@ def test_param_control_sets_lr_at_next_step_and_overrides_the_scheduler(blobs):
     assert lrs[0] == pytest.approx(0.1) and lrs[3] < 0.1           # the cosine schedule drove steps 1-4
     assert all(lr == pytest.approx(0.0123) for lr in lrs[4:])      # from step 5 on the hand wins
     assert control.applied == [{"step": 4, "lr": 0.0123}]
-    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="lr must be finite, got nan"):
         control.set(lr=float("nan"))
+    with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
+        control.set(lr=-1)
 
 
 def test_grad_accum_equals_a_bigger_batch():

@@ -227,6 +227,7 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     is always the whole ``test_batch``. ``mean``/``std`` come from the remaining training images only.
     """
     data_dir = os.fspath(data_dir)
+    check_int("seed", seed, 0)
     if subset is not None:
         check_int("subset", subset, meaning=" (training images to keep) or None")   # before any file is read
     if not 0 <= check_number("val_fraction", val_fraction) < 1:

@@ -19,7 +19,7 @@ import os
 import random
 from dataclasses import dataclass, field
 
-from ..utils import check_number
+from ..utils import check_int, check_number
 
 __all__ = ["TextSplit", "TextData", "read_text_file", "load_text", "HF_ALIASES"]
 
@@ -194,6 +194,7 @@ def load_text(data_dir=None, dataset: str | None = None, *, text_column=None, la
     ``sentence1``/``sentence2``, … whichever the file has). ``max_train_sentences`` keeps a seeded random subset
     of train after the dev split was taken.
     """
+    check_int("seed", seed, 0)
     if not 0 < check_number("val_fraction", val_fraction) < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     files = {split: _find(os.fspath(data_dir), split) for split in SPLIT_NAMES} if data_dir is not None else {}

@@ -231,7 +231,7 @@ class SentenceClassifier:
         linear warmup then decay, gradient clipping; batches in random order for ``full`` and ``lora``, length-grouped
         for ``head`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
         from ..optim import make_optimizer, make_scheduler
-        batch_size = batch_size or COMMON["batch_size"]
+        batch_size = COMMON["batch_size"] if batch_size is None else check_int("batch_size", batch_size)
         lr = lr if lr is not None else RECIPES[self.mode]["lr"]
         if not count_trainable(self.model):
             raise ValueError("no parameter of the model trains; build it with mode='full', 'head' or 'lora'")

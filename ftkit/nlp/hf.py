@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core import IGNORE
+from ..utils import check_int
 
 __all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "FeatureDataset", "LengthGroupedBatches",
            "make_loader", "check_label_order", "check_texts", "check_save_folder",
@@ -200,7 +201,8 @@ def make_loader(encoded, batch_size: int = 32, *, shuffle: bool = False, sort_by
     ``LengthGroupedSampler`` runs long → short inside each mega-batch, which cost F1 in the NER measurements);
     without, items go longest first. ``seed`` fixes the order of every epoch.
     """
-    generator = torch.Generator().manual_seed(seed)
+    batch_size = check_int("batch_size", batch_size, meaning=" (sentences per batch)")
+    generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
     lengths = encoded.lengths
     sampler = None
     if sort_by_length and shuffle:
