@@ -35,8 +35,8 @@ from torch.optim import lr_scheduler
 
 from .utils import check_int, check_number, choose, normalize_name
 
-__all__ = ["OPTIMIZERS", "OPTION_RANGES", "check_option", "OptimInfo", "SCHEDULERS", "make_optimizer", "make_scheduler", "split_decay_params",
-           "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
+__all__ = ["OPTIMIZERS", "OPTION_RANGES", "check_option", "OptimInfo", "SCHEDULERS", "make_optimizer", "make_scheduler",
+           "split_decay_params", "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 

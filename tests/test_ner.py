@@ -260,7 +260,8 @@ def test_bad_model_folders(tiny, tmp_path):
         shutil.copy(Path(tiny) / name, no_tok / name)
     with pytest.raises(FileNotFoundError, match=r"weights_only' has no tokenizer \(none of tokenizer\.json, vocab"):
         NerTagger.from_pretrained(no_tok, LABELS)
-    with pytest.raises(FileNotFoundError, match=r"no model folder at .*nowhere' \(its parent holds: .*\); build a small one offline"):
+    with pytest.raises(FileNotFoundError, match=r"no model folder at .*nowhere' \(its parent holds: .*\); build a "
+                                                r"small one offline"):
         NerTagger.from_pretrained(str(tmp_path / "nowhere"), LABELS)
 
     tagger = NerTagger.from_pretrained(tiny, LABELS)

@@ -43,7 +43,8 @@ import torch
 from ..utils import check_int, check_number, get_device
 
 __all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
-           "write_cifar_batches", "write_fake_cifar10", "cifar10_or_synthetic", "random_crop_flip", "TensorLoader", "CifarDataset",
+           "write_cifar_batches", "write_fake_cifar10", "cifar10_or_synthetic", "random_crop_flip", "TensorLoader",
+           "CifarDataset",
            "dataloader", "make_loaders", "throughput"]
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -188,7 +188,8 @@ class SentenceClassifier:
         if split.pairs is not None:
             check_texts(split.pairs)
         if split.pairs is not None and len(split.pairs) != len(split.texts):
-            raise ValueError(f"{len(split.texts)} texts but {len(split.pairs)} pairs: give one second sentence per text")
+            raise ValueError(f"{len(split.texts)} texts but {len(split.pairs)} pairs: give one second sentence per "
+                             "text")
         labels = self._labels_by_name(split)
         if len(split) == 0:  # the tokenizer cannot take an empty batch
             return EncodedText([], 0, self.max_length, list(self.label_list), [])
@@ -213,8 +214,8 @@ class SentenceClassifier:
             raise ValueError(f"the data's labels {list(names)} are not the classifier's {self.label_list}; build the "
                              "classifier with label_list=data.label_list (or from a model fine-tuned on these labels)")
         index = {name: i for i, name in enumerate(self.label_list)}
-        warnings.warn(f"the data orders its labels {list(names)}, the classifier {self.label_list}: labels are mapped by "
-                      "name (index i of the data is the classifier's index of the same name)", LabelOrderWarning,
+        warnings.warn(f"the data orders its labels {list(names)}, the classifier {self.label_list}: labels are mapped "
+                      "by name (index i of the data is the classifier's index of the same name)", LabelOrderWarning,
                       stacklevel=3)
         return [index[names[y]] for y in split.labels]
 
@@ -258,8 +259,8 @@ class SentenceClassifier:
             warnings.simplefilter("ignore", TruncationWarning)  # said below, in prediction terms
             encoded = self.encode(texts, pairs)
         if encoded.cut:
-            warnings.warn(f"{len(encoded.cut)} of {len(texts)} texts are longer than max_length={self.max_length} tokens: "
-                          f"only their start was read (first: text {encoded.cut[0] + 1}); the "
+            warnings.warn(f"{len(encoded.cut)} of {len(texts)} texts are longer than max_length={self.max_length} "
+                          f"tokens: only their start was read (first: text {encoded.cut[0] + 1}); the "
                           "predictions say so ('cut': True). Raise max_length (up to the model's limit) to read more",
                           TruncationWarning, stacklevel=3)
         return encoded

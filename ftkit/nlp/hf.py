@@ -64,15 +64,17 @@ def _check_config(path: str) -> None:
         has = sorted(os.listdir(path))
         hint = (" It holds a LoRA adapter: load it with the class that saved it (SentenceClassifier.from_pretrained)"
                 if "adapter_config.json" in has else "")
-        raise FileNotFoundError(f"model folder {path!r} has no config.json (it holds: {', '.join(has[:10]) or 'nothing'})"
-                                f"; a folder written by model.save_pretrained(folder) has one.{hint}")
+        raise FileNotFoundError(f"model folder {path!r} has no config.json (it holds: "
+                                f"{', '.join(has[:10]) or 'nothing'}); a folder written by "
+                                f"model.save_pretrained(folder) has one.{hint}")
 
 
 def _hub_error(path: str, e: Exception) -> OSError:
     return OSError(f"could not load {path!r} ({type(e).__name__}: {e}). It is not a folder here "
                    f"({os.path.abspath(path)!r} does not exist), so it was taken for a Hub id. If it is a Hub id and "
                    f"there is no internet, save it on a machine that has it: `python -c \"from transformers import "
-                   f"AutoModel, AutoTokenizer as T; AutoModel.from_pretrained('{path}').save_pretrained('models/{path}'); "
+                   f"AutoModel, AutoTokenizer as T; "
+                   f"AutoModel.from_pretrained('{path}').save_pretrained('models/{path}'); "
                    f"T.from_pretrained('{path}').save_pretrained('models/{path}')\"` and pass that folder")
 
 

@@ -161,9 +161,9 @@ def _axis(name: str, span, resolution) -> np.ndarray:
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{name} range must have min < max (both finite), got ({lo:g}, {hi:g}); e.g. (-1, 1)")
     if max(abs(lo), abs(hi)) > MAX_SPAN:
-        raise ValueError(f"{name} range ({lo:g}, {hi:g}) reaches beyond ±{MAX_SPAN:g}: the directions have the size of "
-                         "the weights themselves (filter normalization), so ±1 already moves every filter by its own "
-                         "norm, and this far out float32 overflows (the losses would be NaN); use e.g. (-1, 1)")
+        raise ValueError(f"{name} range ({lo:g}, {hi:g}) reaches beyond ±{MAX_SPAN:g}: the directions have the size "
+                         "of the weights themselves (filter normalization), so ±1 already moves every filter by its "
+                         "own norm, and this far out float32 overflows (the losses would be NaN); use e.g. (-1, 1)")
     return np.linspace(lo, hi, int(resolution))
 
 
