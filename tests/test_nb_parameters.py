@@ -114,3 +114,18 @@ def test_offline_the_loaders_name_the_working_directory_a_relative_data_dir_was_
     with pytest.raises(FileNotFoundError) as err:
         load_cifar10(str(tmp_path / "abs"), download=False)
     assert "working directory" not in str(err.value)
+
+
+def test_notebook_01_asks_for_cifar_by_default_and_synthetic_only_by_name(tmp_path, monkeypatch):
+    """``synthetic=False`` (01's task="cifar10"): no silent stand-in; offline, the loader's message with the working
+    directory. ``synthetic=True`` (task="synthetic"): the synthetic task even where CIFAR-10 is."""
+    from ftkit.data import cifar10 as C
+    monkeypatch.setattr(C, "_can_reach", lambda *a, **k: False)          # offline, without waiting for a timeout
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match=r"relative to the working directory .*cannot be reached"):
+        C.cifar10_or_synthetic("data/cifar10", 30, seed=0, synthetic=False)
+    C.write_fake_cifar10(tmp_path / "cifar", n_train=50, n_test=10)
+    assert C.cifar10_or_synthetic(tmp_path / "cifar", 30, synthetic=False)[2] == "CIFAR-10"
+    assert C.cifar10_or_synthetic(tmp_path / "cifar", 30, synthetic=True)[2] == "synthetic"
+    params, _ = cell_sources("01_loss_landscapes.ipynb")
+    assert 'task = "cifar10"' in params
