@@ -31,7 +31,7 @@ def depth_curves_figure(runs: dict[str, dict], title: str = "plain vs residual, 
 
 def gradient_norms_figure(norms: dict[str, list[dict]], title: str = "per-layer gradient norm at initialization",
                           key: str = "grad_norm") -> go.Figure:
-    """``norms[label]`` = rows of :func:`ftkit.vision.resnets.gradient_norms`: ‖∂L/∂W‖ per layer, input → output,
+    """``norms[label]``: rows of :func:`~ftkit.vision.resnets.gradient_norms`; ‖∂L/∂W‖ per layer in order,
     on a log axis (a factor of 10 is the same height anywhere). Labels containing "plain" are dashed."""
     fig = go.Figure()
     for i, (label, rows) in enumerate(norms.items()):

@@ -82,7 +82,7 @@ class CifarNet(nn.Module):
 
 def cifar_net(depth: int, residual: bool = True, *, norm: bool = True, width: int = 16,
               num_classes: int = 10) -> CifarNet:
-    """``cifar_net(32, residual=False)``: the plain 32-layer net. ``depth`` must be ``6n + 2`` (8, 14, 20, 32, 56…)."""
+    """``cifar_net(32, residual=False)``: the plain 32-layer net; ``depth`` must be ``6n + 2`` (8, 14, 20, 32…)."""
     if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, 32, 44, 56, 110), got {depth!r}")
     return CifarNet((depth - 2) // 6, residual=residual, norm=norm, width=width, num_classes=num_classes)

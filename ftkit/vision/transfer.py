@@ -120,7 +120,8 @@ class TransferNet(nn.Module):
 
 
 def make_transfer(mode: str, *, num_classes: int = 10, resolution: int = 32, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                  weights_path=None, download: bool = True, backbone: nn.Module | None = None) -> tuple[TransferNet, dict]:
+                  weights_path=None, download: bool = True,
+                  backbone: nn.Module | None = None) -> tuple[TransferNet, dict]:
     """``(net, info)`` for ``mode`` in :data:`MODES`. ``mean``/``std``: the statistics the batches were standardized
     with. ``backbone``: a loaded ResNet-18 to copy (so three modes load the weights once); ``scratch`` ignores it."""
     if mode not in MODES:
