@@ -14,3 +14,24 @@ One module per topic, each used by the notebook where that topic lives:
 Import the submodule you need (``from ftkit.articles.adam import adam_variants``); each sits above the topic
 packages it reuses (``optviz``, ``nlp``, ``train``, ``data``) and below ``plots``.
 """
+from __future__ import annotations
+
+import json
+import os
+
+from ..core import atomic_write
+
+__all__ = ["record"]
+
+
+def record(output_dir, values: dict, key: str = "article_errors") -> dict:
+    """Merge ``values`` into ``output_dir/metrics.json`` under ``key`` (the file the notebook already wrote, or a
+    new one): each notebook's article-error section adds its measured numbers beside the notebook's own."""
+    path = os.path.join(os.fspath(output_dir), "metrics.json")
+    saved = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+    saved.setdefault(key, {}).update(values)
+    atomic_write(path, json.dumps(saved, indent=1, default=float).encode())
+    return saved[key]

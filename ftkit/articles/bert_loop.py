@@ -32,7 +32,6 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import shipped
 from ..data.conll import load_conll
-from .. import nlp  # noqa: F401  (the package; ner is imported where used)
 from ..nlp.ner import build_tiny_bert
 
 __all__ = ["SEED001_CODE", "SEED001_FIXES", "SEED003_EVALUATE", "SEED004_PRINT", "tiny_classifier",

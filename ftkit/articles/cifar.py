@@ -16,6 +16,7 @@ named split (:class:`EveryEpoch`: the article's ``evaluate_step(x_test, y_test)`
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +30,7 @@ from ..train.loop import fit
 from ..train.step import predict
 from ..utils import check_int, seed_everything
 
-__all__ = ["ARTICLE_SETTINGS", "EveryEpoch", "ArticleRun", "article_run", "per_image_losses", "loss_prints",
+__all__ = ["ARTICLE_SETTINGS", "EveryEpoch", "ArticleRun", "article_run", "per_image_losses", "split_scores", "loss_prints",
            "selection_bias"]
 
 # 000:189–209 and 000:233 (epochs = 10 is implied by the printed table; batching is never defined, S0-06: the
@@ -98,6 +99,18 @@ def article_run(data, *, epochs: int = 10, lr: float = 1e-3, batch_size: int = 6
                       {k: torch.stack(v) for k, v in every.correct.items()}, model, final, len(train_loader),
                       dict(epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, augment=False,
                            scheduler="constant", model="simple_cnn"))
+
+
+def split_scores(model, data, split: str, *, batch_size: int = 256, device="cpu", limit: int | None = None) -> dict:
+    """Mean cross-entropy and accuracy of ``model`` on ``data.<split>`` ("train", "val", "test"), at most
+    ``limit`` images: S2-13's "test" score read from ``data[0]`` is this on ``"train"``."""
+    images, labels = getattr(data, split)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    sub = dataclasses.replace(data, test=type(data.test)(images, labels))
+    loader = make_loaders(sub, batch_size, augment=False, device=device)[2]
+    loss, ok = per_image_losses(model, loader, labels, device)
+    return {"split": split, "n": len(labels), "loss": float(loss.mean()), "accuracy": float(ok.float().mean())}
 
 
 def loss_prints(history, n_batches: int) -> dict[str, list[float]]:
