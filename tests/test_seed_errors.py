@@ -76,11 +76,12 @@ def test_every_row_is_shown_in_a_notebook_section_or_says_why_not():
 
 @pytest.mark.parametrize("sid", sorted(IDS))
 def test_links_lead_to_a_section_that_names_the_id(sid):
-    shown = rows()[sid][-1]
+    shown, pending = rows()[sid][-1], []
     for path, anchor in LINK.findall(shown):
         notebook = ROOT / path
         if path in PENDING and not notebook.exists():
-            pytest.skip(f"{path} comes with another branch; its section is checked once it is here")
+            pending.append(path)
+            continue
         assert notebook.exists(), f"{sid}: {path} does not exist"
         found = sections(notebook)
         assert anchor in found, f"{sid}: no heading with anchor #{anchor} in {path}; anchors: {sorted(found)}"
@@ -92,6 +93,8 @@ def test_links_lead_to_a_section_that_names_the_id(sid):
     for nb, title in TITLE.findall(shown):
         (notebook,) = (ROOT / "notebooks").glob(f"{nb}_*.ipynb")
         assert title in [t for t, _ in sections(notebook).values()], f"{sid}: no section {title!r} in {notebook.name}"
+    if pending:
+        pytest.skip(f"{pending[0]} comes with another branch; its section is checked once it is here")
 
 
 def test_serious_errors_that_run_in_pytorch_are_shown():
