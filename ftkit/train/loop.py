@@ -269,6 +269,10 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     """Train ``model`` and return its :class:`History` (also kept when training stops early).
 
     ``loss``: a name for :func:`make_loss`, a callable, or ``None`` (HF models' own loss).
+    A model that returns an object with ``.logits`` (a Hugging Face ``ModelOutput``) has its ``.logits`` taken
+    silently before ``loss`` and the metrics see it: the convenience that hides the articles' bug
+    ``criterion(outputs, labels)`` on a ``ModelOutput`` (S1-07, shown in notebooks/05; docs/seed_errors.md).
+    Any other non-tensor output raises a ``TypeError``.
     ``optimizer``: a ``torch.optim.Optimizer`` or a name (default options of :func:`make_optimizer`).
     ``scheduler``: a scheduler object or a name for :func:`make_scheduler` (``total_steps`` filled in);
     stepped after every optimizer step by :class:`~ftkit.train.callbacks.LRSchedule`. ``amp``: autocast (fp16 +
