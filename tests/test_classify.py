@@ -16,7 +16,7 @@ from ftkit.nlp.classify import SentenceClassifier, evaluate_classifier, scores_f
 from ftkit.data.text import TextSplit
 from ftkit.nlp.finetune import count_trainable, lora_targets, parameter_table
 from ftkit.nlp.hf import TruncationWarning
-from ftkit.nlp.ner import build_tiny_bert
+from ftkit.nlp.tiny import build_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = shipped("conll2003_sample")

@@ -38,7 +38,7 @@ def _check_path(path: str) -> None:
         return
     if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
         raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}; build a small one offline with "
-                                "ftkit.nlp.ner.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
+                                "ftkit.nlp.tiny.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
 
 
 def _hub_error(path: str, e: Exception) -> OSError:
