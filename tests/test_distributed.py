@@ -16,7 +16,7 @@ from ftkit.data import shipped
 import ftkit
 from ftkit.train.callbacks import Callback, ModelCheckpoint
 from ftkit.core import StopTraining
-from ftkit.data.cifar10 import TensorLoader
+from ftkit.data.images import TensorLoader
 from ftkit.train.distributed import _bounds, shard
 from ftkit.train.launcher import _cells_touching_cuda, launch
 

@@ -1,4 +1,5 @@
-"""ftkit.optviz.landscape and .trajectory: directions, grids (vmap == loop), interpolation, NaN gaps, trajectories, bad input."""
+"""ftkit.optviz.landscape and .trajectory: directions, grids (vmap == loop), interpolation, NaN gaps, trajectories,
+bad input."""
 import math
 
 import numpy as np

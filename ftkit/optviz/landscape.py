@@ -5,7 +5,7 @@ directions through the trained weights :math:`θ^*`:
 
 * 1-D slice        :math:`L(θ^* + αδ)`, and 2-D grid :math:`L(θ^* + αδ + βη)` (:func:`loss_slice`, :func:`loss_surface`).
 * interpolation    :math:`L\big((1-α)θ_0 + αθ_1\big)` between two weight sets, e.g. init → trained (:func:`interpolate`).
-* trajectory       the weights recorded during ``fit``, projected on two PCA directions: :mod:`ftkit.optviz.trajectory`.
+* trajectory       weights recorded during ``fit``, projected on two PCA directions: :mod:`ftkit.optviz.trajectory`.
 
 **Filter normalization** (Li et al.): a Gaussian direction :math:`d` is rescaled per output filter/neuron
 :math:`i` (row ``i`` of a weight, i.e. ``weight[i]`` of a conv or linear layer) to the norm of the weights it
