@@ -13,11 +13,14 @@ download (``python -m ftkit.data.cifar10 --download data/cifar10``).
 :func:`load_cifar10` also returns the training split's per-channel mean and std, which the loaders of
 :mod:`ftkit.data.images` normalize with.
 
-Pickle files can run code when loaded: load only folders you fetched yourself or wrote with this module.
+Pickle files can run code when loaded; the batches are read with an unpickler that builds only the plain types
+they hold (NumPy arrays, lists, dicts, bytes, strings, numbers) and refuses any other class or function a file
+names, so a crafted batch fails instead of running its code.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import pickle
 import re
@@ -32,7 +35,7 @@ import torch
 from ..utils import check_int, check_number
 
 __all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
-           "write_cifar_batches", "write_fake_cifar10"]
+           "write_cifar_batches", "write_fake_cifar10", "cifar10_or_synthetic"]
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -65,13 +68,47 @@ class Cifar10:
 
 
 # --------------------------------------------------------------------------- files
+# the only globals a CIFAR-10 pickle names: NumPy's array rebuilding (numpy.core before NumPy 2) and the bytes
+# codec of protocol-2 pickles written by Python 3
+_PLAIN_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle named a class or function outside the plain types of a CIFAR-10 batch."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds arrays, lists, dicts, bytes, strings and numbers; any other global a file names is refused
+    (a crafted ``__reduce__`` names ``os.system`` or the like: it is never looked up, let alone called)."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _PLAIN_GLOBALS:
+            raise UnsafePickleError(f"it asks for {module}.{name}, which a CIFAR-10 batch never holds")
+        if module.startswith("numpy.core"):  # NumPy 2 moved numpy.core to numpy._core
+            try:
+                return getattr(importlib.import_module("numpy._core" + module[len("numpy.core"):]), name)
+            except ImportError:
+                pass
+        return getattr(importlib.import_module(module), name)
+
+
+def _load_plain(path: str):
+    with open(path, "rb") as f:
+        return _PlainUnpickler(f, encoding="bytes").load()
+
+
 def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(data uint8 N×3072, labels int64 N)`` of one batch file; a bad file fails naming it."""
+    """``(data uint8 N×3072, labels int64 N)`` of one batch file; a bad file fails naming it. Only plain data
+    is unpickled (see :class:`UnsafePickleError`)."""
     path = os.fspath(path)
     fix = f"delete it and fetch the data again ({DOWNLOAD_CMD.format(data_dir='<data_dir>')})"
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = _load_plain(path)
+    except UnsafePickleError as e:
+        raise ValueError(f"{path} was not loaded: {e} (a file that names other code may be crafted to run it); "
+                         f"{fix}") from None
     except Exception as e:  # truncated/corrupt pickles raise EOFError, UnpicklingError, ValueError, …
         raise ValueError(f"{path} is not a readable CIFAR-10 batch (truncated or corrupt: {type(e).__name__}: "
                          f"{e}); {fix}") from e
@@ -124,6 +161,11 @@ def _find_root(data_dir: str) -> str | None:
                                     f"{', '.join(files + (['test_batch'] if has_test else [])) or 'no batch'}); "
                                     f"copy the missing files from the tarball, or re-download: "
                                     f"`{DOWNLOAD_CMD.format(data_dir=data_dir)}`")
+        if k > 5:
+            extra = ", ".join(f for f in files if int(f.rsplit("_", 1)[1]) > 5)
+            raise ValueError(f"CIFAR-10 folder {root!r} has {extra} besides data_batch_1..5: CIFAR-10 has 5 training "
+                             "batches, so it would load images that are not CIFAR-10's (a copy, another data set?); "
+                             "move the extra file(s) out of the folder")
         if k < 5:
             warnings.warn(f"{root!r} holds data_batch_1..{k}, not the 5 training batches of CIFAR-10: loading "
                           f"{k}/5 of the training files", UserWarning, stacklevel=3)
@@ -176,10 +218,12 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     is always the whole ``test_batch``. ``mean``/``std`` come from the remaining training images only.
     """
     data_dir = os.fspath(data_dir)
+    check_int("seed", seed, 0)
     if subset is not None:
         check_int("subset", subset, meaning=" (training images to keep) or None")   # before any file is read
     if not 0 <= check_number("val_fraction", val_fraction) < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    val_fraction = float(val_fraction)
     root = _find_root(data_dir)
     if root is None:
         if not download:
@@ -208,13 +252,56 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     return Cifar10(train, val, test, classes, mean, std, root)
 
 
+def _has_batches(data_dir: str) -> bool:
+    """Whether ``data_dir`` (or its ``cifar-10-batches-py``) holds any CIFAR-10 file at all."""
+    for root in (os.path.join(data_dir, FOLDER), data_dir):
+        if os.path.isdir(root) and (_batch_files(root) or os.path.exists(os.path.join(root, "test_batch"))):
+            return True
+    return False
+
+
+def cifar10_or_synthetic(data_dir, n_train: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``(x, y, source)``: ``n_train`` normalized CIFAR-10 training images (a seeded subset, no validation split)
+    when ``data_dir`` holds CIFAR-10, else as many synthetic 10-class images
+    (:func:`ftkit.data.synthetic.image_classification`) with ``source="synthetic"``.
+
+    Only an absent folder (or one without any CIFAR-10 file) falls back: a folder that holds some batches but
+    not all, or a corrupt one, raises its error — a run never silently trains on the wrong data.
+    """
+    data_dir = os.fspath(data_dir)
+    check_int("n_train", n_train, meaning=" (training images)")
+    if not _has_batches(data_dir):
+        from .synthetic import image_classification
+        x, y = image_classification(n_train, num_classes=10, seed=seed)
+        return x, y, "synthetic"
+    cifar = load_cifar10(data_dir, subset=n_train, val_fraction=0.0, seed=seed, download=False)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (cifar.mean, cifar.std))
+    return (cifar.train.images.float() / 255 - mean) / std, cifar.train.labels, "CIFAR-10"
+
+
 def _label_names(root: str) -> list[str]:
+    """The 10 class names of ``batches.meta`` (CIFAR-10's own when the file is absent); a corrupt file or one
+    with another number of names fails naming it."""
     meta = os.path.join(root, "batches.meta")
     if not os.path.exists(meta):
         return list(CLASSES)
-    with open(meta, "rb") as f:
-        names = {k.decode() if isinstance(k, bytes) else k: v for k, v in pickle.load(f, encoding="bytes").items()}
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names.get("label_names", CLASSES)]
+    fix = f"delete it (the standard CIFAR-10 names are then used) or fetch the data again " \
+          f"({DOWNLOAD_CMD.format(data_dir='<data_dir>')})"
+    try:
+        data = _load_plain(meta)
+    except Exception as e:
+        raise ValueError(f"{meta} is not a readable CIFAR-10 batches.meta ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{meta} holds a {type(data).__name__}, not the batches.meta dict; {fix}")
+    data = {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+    names = data.get("label_names", CLASSES)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise ValueError(f"{meta}: label_names must be a list of 10 names, got {type(names).__name__}; {fix}")
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    if len(names) != len(CLASSES) or len(set(names)) != len(names):
+        raise ValueError(f"{meta} lists {len(names)} label names {names[:12]}, but CIFAR-10 has 10 distinct classes "
+                         f"(labels 0–9); {fix}")
+    return names
 
 
 def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, num_batches: int = 5,
@@ -227,8 +314,8 @@ def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, n
     root = os.path.join(os.fspath(data_dir), FOLDER)
     train = _as_rows(images, labels, "images")
     test = _as_rows(test_images, test_labels, "test_images")
-    if int(num_batches) < 1:
-        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    if not 1 <= check_int("num_batches", num_batches) <= 5:
+        raise ValueError(f"num_batches must be 1 to 5 (CIFAR-10 has data_batch_1..5), got {num_batches}")
     os.makedirs(root, exist_ok=True)
     parts = np.array_split(np.arange(len(train[0])), int(num_batches))
     for k, idx in enumerate(parts, start=1):

@@ -49,6 +49,23 @@ def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
     return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))
 
 
+def _check_stats(mean, std) -> tuple[list[float], list[float]]:
+    """Three finite means and three positive stds (a 0 would divide by zero: every pixel becomes inf/NaN)."""
+    out = []
+    for name, v in (("mean", mean), ("std", std)):
+        try:
+            values = [float(x) for x in v]
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be 3 numbers (one per channel R, G, B), got {v!r}") from None
+        if len(values) != 3 or not all(math.isfinite(x) for x in values):
+            raise ValueError(f"{name} must be 3 finite numbers (one per channel R, G, B), got {v!r}")
+        out.append(values)
+    if min(out[1]) <= 0:
+        raise ValueError(f"std must be > 0 in every channel (x/255 - mean)/std divides by it, got {tuple(std)}; "
+                         "use the training split's std (data.std)")
+    return out[0], out[1]
+
+
 class TensorLoader:
     """``(x, y)`` batches from uint8 images kept on ``device``: gather → crop/flip → normalize, all there.
 
@@ -65,6 +82,7 @@ class TensorLoader:
                              f"{tuple(images.shape)}")
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        mean, std = _check_stats(mean, std)
         self.device = get_device(device)
         self.images, self.labels = images.to(self.device), labels.to(self.device, torch.long)
         std = torch.as_tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -109,6 +127,7 @@ def make_loader(images, labels, batch_size: int, *, mean, std, shuffle: bool = F
                 num_workers: int = 0, drop_last: bool = False, pin_memory: bool = False, pad: int = 4):
     """The classic path: ``CifarDataset`` + ``v2`` crop/flip/normalize per image in a ``DataLoader``."""
     from torchvision.transforms import v2
+    mean, std = _check_stats(mean, std)
     ops = [v2.RandomCrop(images.shape[-1], padding=pad, padding_mode="reflect"), v2.RandomHorizontalFlip()]
     transform = v2.Compose([*(ops if augment else []), v2.ToDtype(torch.float32, scale=True),
                             v2.Normalize(list(mean), list(std))])
