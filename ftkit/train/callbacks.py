@@ -10,17 +10,34 @@ from __future__ import annotations
 import copy
 import csv
 import difflib
+import io
 import math
 import os
+import tempfile
 import threading
 import warnings
 
-from ..core import Callback, History, TrainState
-from .checkpoint import save_checkpoint
+from ..core import Callback, History, TrainState, atomic_write
+from .checkpoint import checkpoint_payload, save_checkpoint
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "MonitorCallback", "EarlyStopping",
            "ModelCheckpoint", "LRMonitor", "LRSchedule",
            "ParamControl", "TensorBoardLogger", "CSVLogger"]
+
+
+def check_writable(folder, who: str, example: str) -> str:
+    """Create ``folder`` and prove a file can be written in it (a probe file, removed); else one clear error
+    at ``fit`` start, before anything trains. Root ignores permission bits, so only a real write tells."""
+    folder = os.fspath(folder) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ftkit-write-test-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"{who} cannot write to the folder {folder!r} ({type(e).__name__}: {e.strerror or e}); "
+                              f"give a folder you can write to, e.g. {example}. Nothing has been trained yet") from None
+    return folder
 
 
 def _fmt(logs: dict) -> str:
@@ -161,7 +178,6 @@ class ModelCheckpoint(MonitorCallback):
         super().__init__(monitor or "val_loss", mode)
         self._default_monitor = monitor is None   # val_loss with a val_loader, else train_loss
         self.dirpath, self.save_best, self.save_last = os.fspath(dirpath), save_best, save_last
-        os.makedirs(self.dirpath, exist_ok=True)
 
     @property
     def last_path(self):
@@ -172,10 +188,12 @@ class ModelCheckpoint(MonitorCallback):
         return os.path.join(self.dirpath, "best.pt")
 
     def on_fit_start(self, state):
+        check_writable(self.dirpath, "ModelCheckpoint", "ModelCheckpoint('checkpoints/run1')")
         if self._default_monitor and state.log_keys and "val_loss" not in state.log_keys:
             self.monitor = "train_loss"
         if self.save_best:
             super().on_fit_start(state)
+        checkpoint_payload(state)   # a callback state that cannot be saved safely fails now, not after epoch 1
 
     def on_epoch_end(self, state):
         if self.save_best:
@@ -247,6 +265,8 @@ class LRSchedule(Callback):
         return {"manual": dict(self.manual), "spec": self.spec}
 
     def resume(self, ckpt: dict, step: int) -> None:
+        """Continue the saved schedule. ``step``: the point of the (rebuilt) schedule to continue from. A manual lr
+        keeps the values the checkpoint's optimizer holds — each param group's, so their ratios too."""
         saved = ckpt.get("lr_schedule") or {}
         self.manual = dict(saved.get("manual") or ({"lr": None} if ckpt.get("lr_override") else {}))
         if self.scheduler is None:
@@ -255,15 +275,17 @@ class LRSchedule(Callback):
         if ckpt.get("scheduler") is not None and (same or self.spec is None):
             self.scheduler.load_state_dict(ckpt["scheduler"])
             return
-        for group, base in zip(self.scheduler.optimizer.param_groups, self.scheduler.base_lrs):
+        groups = self.scheduler.optimizer.param_groups
+        kept = [group["lr"] for group in groups]   # the checkpoint's, restored with the optimizer
+        for group, base in zip(groups, self.scheduler.base_lrs):
             group["lr"] = base            # replay the new schedule from its start: what a straight run would do
         with warnings.catch_warnings():   # torch warns that no optimizer.step() came first: here none should
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(step):
                 self.scheduler.step()
-        if self.lr_is_manual and self.manual.get("lr") is not None:
-            for group in self.scheduler.optimizer.param_groups:
-                group["lr"] = self.manual["lr"]
+        if self.lr_is_manual:             # a manual lr won before the checkpoint: it still wins, group by group
+            for group, lr in zip(groups, kept):
+                group["lr"] = lr
 
 
 def settable(optimizer) -> str:
@@ -338,6 +360,7 @@ class TensorBoardLogger(Callback):
 
     def on_fit_start(self, state):
         from torch.utils.tensorboard import SummaryWriter
+        check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
         self.writer = SummaryWriter(self.log_dir)
 
     def on_batch_end(self, state):
@@ -357,30 +380,62 @@ class TensorBoardLogger(Callback):
 
 
 class CSVLogger(Callback):
-    """Appends one row per epoch to a CSV file (header from the first row's keys).
+    """One row per epoch in a CSV file, rewritten atomically after each epoch (a crash never leaves half a row).
 
-    A new fit starts the file afresh; a resumed fit (``resume_from``) appends after the rows it already has.
+    A new fit starts the file afresh. A resumed fit (``resume_from``) keeps the file's rows up to the checkpoint's
+    last epoch (rows of later epochs belong to the run the resume replaces: dropped, with a warning) and goes on
+    after them. A column that appears later — a resume that adds ``val_loader`` — widens the header; the earlier
+    rows get empty cells. Nothing logged is ever dropped.
     """
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        self._fields = None
-        self._append = False
+        self._fields: list[str] = []
+        self._rows: list[dict] = []
 
     def on_fit_start(self, state):
-        self._append = bool(state.history.epochs) and os.path.exists(self.path)
-        if self._append:
-            with open(self.path, newline="") as f:
-                self._fields = next(csv.reader(f), None)
+        check_writable(os.path.dirname(os.path.abspath(self.path)), "CSVLogger", "CSVLogger('logs/run1.csv')")
+        if os.path.isdir(self.path):
+            raise IsADirectoryError(f"CSVLogger path {self.path!r} is a folder; give a file, e.g. "
+                                    f"{os.path.join(self.path, 'log.csv')!r}")
+        if os.path.exists(self.path):
+            try:
+                open(self.path, "a").close()
+            except OSError as e:
+                raise PermissionError(f"CSVLogger cannot write {self.path!r} ({e.strerror or e}); give a file you "
+                                      "can write to. Nothing has been trained yet") from None
+        self._fields, self._rows = [], []
+        if state.history.epochs:   # a resume: the rows of the epochs the checkpoint holds
+            last = state.history.epochs[-1].get("epoch", len(state.history.epochs))
+            saved = {row.get("epoch"): dict(row) for row in state.history.epochs}
+            for row in self._read():
+                saved[int(row["epoch"])] = row   # the file's row, with the columns later callbacks added
+            dropped = sorted(e for e in saved if e > last)
+            if dropped:
+                warnings.warn(f"CSVLogger: {self.path!r} has rows for epochs {dropped} after the checkpoint's last "
+                              f"epoch {last}; the resumed run replaces them", stacklevel=2)
+            for epoch in sorted(e for e in saved if e <= last):
+                self._add(saved[epoch])
+
+    def _read(self) -> list[dict]:
+        if not os.path.exists(self.path):
+            return []
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        ok = [r for r in rows if str(r.get("epoch") or "").isdigit()]
+        if len(ok) < len(rows):
+            warnings.warn(f"CSVLogger: {len(rows) - len(ok)} row(s) of {self.path!r} have no epoch number; they "
+                          "are left out", stacklevel=3)
+        return ok
+
+    def _add(self, row: dict) -> None:
+        self._fields += [k for k in row if k not in self._fields]
+        self._rows.append(row)
 
     def on_epoch_end(self, state):
-        row = dict(state.logs)
-        new = self._fields is None
-        if new:
-            self._fields = list(row)
-        with open(self.path, "w" if new and not self._append else "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
+        self._add(dict(state.logs))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self._fields, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic_write(self.path, out.getvalue().encode())
