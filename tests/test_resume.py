@@ -194,3 +194,194 @@ def test_a_manual_lr_survives_a_resume_with_a_named_schedule_and_more_epochs(tmp
     assert [r["lr"] for r in resumed.steps[20:]] == pytest.approx([0.005] * 44)   # from the change on, to the end
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.05])    # the head keeps its 10x
     assert resumed.events[0]["new"] == 0.005
+
+
+# --------------------------------------------------------------------------- a refused resume changes nothing
+def snapshot(model, opt):
+    return (weights(model).clone(), [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups],
+            {k: {n: t.clone() for n, t in v.items()} for k, v in opt.state.items()}, torch.get_rng_state().clone(),
+            np.random.get_state()[1].copy())
+
+
+def same(a, b):
+    return (torch.equal(a[0], b[0]) and a[1] == b[1] and a[2].keys() == b[2].keys()
+            and all(torch.equal(a[2][k][n], b[2][k][n]) for k in a[2] for n in a[2][k])
+            and torch.equal(a[3], b[3]) and (a[4] == b[4]).all())
+
+
+@pytest.mark.parametrize("case", ["epochs", "schedule", "max_steps", "dataset"])
+def test_a_refused_resume_changes_nothing(tmp_path, case):
+    run(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=22)] if case == "dataset"
+        else [ModelCheckpoint(tmp_path)])
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ftkit.fit(model, loader(), "cross_entropy", opt, 1, progress=False)   # a model trained in this session
+    ftkit.seed_everything(7)
+    before = snapshot(model, opt)
+    kwargs = {"epochs": dict(epochs=2, scheduler="cosine"),
+              "schedule": dict(epochs=3),   # the checkpoint has a schedule: this run has none
+              "max_steps": dict(epochs=None, max_steps=30, scheduler="cosine"),
+              "dataset": dict(epochs=3, data=TensorDataset(X[:48], Y[:48]), scheduler="cosine")}[case]
+    epochs = kwargs.pop("epochs")
+    data = kwargs.pop("data", None)
+    message = {"epochs": r"already finished epoch 2.*pass epochs > 2",
+               "schedule": r"was trained with a learning-rate schedule",
+               "max_steps": r"already took 32 optimizer steps.* max_steps=30",
+               "dataset": r"stopped in epoch 2 after 24 of its 64 samples.*now 48 samples"}[case]
+    with pytest.raises(ValueError, match=message):
+        ftkit.fit(model, loader(4, data), "cross_entropy", opt, epochs, resume_from=tmp_path / "last.pt",
+                  progress=False, **kwargs)
+    assert same(snapshot(model, opt), before)
+
+
+# --------------------------------------------------------------------------- batch size changed on resume
+class Seen(Callback):
+    """Which samples each training batch held (the first input feature identifies a sample of X)."""
+
+    def __init__(self, model):
+        self.rows = []
+        model[0].register_forward_pre_hook(lambda m, args: self.rows.append(args[0][:, 0].tolist()) if m.training
+                                           else None)
+
+    def samples(self):
+        index = {round(v, 6): i for i, v in enumerate(X[:, 0].tolist())}
+        return [[index[round(v, 6)] for v in row] for row in self.rows]
+
+
+def test_a_larger_batch_on_resume_trains_exactly_the_remaining_samples_of_the_epoch(tmp_path):
+    model = mlp()
+    first = Seen(model)
+    run(3, model=model, callbacks=[first, ModelCheckpoint(tmp_path), StopAt(step=21)])  # 5 batches of 4 into epoch 2
+    model = mlp()
+    straight = Seen(model)
+    run(3, model=model)                                   # batch 4 throughout: epoch 2 draws this order
+    order = [i for row in straight.samples()[16:32] for i in row]
+    model = mlp()
+    resumed = Seen(model)
+    history, _ = run(3, model=model, batch_size=8, callbacks=[resumed], resume_from=tmp_path / "last.pt")
+    rows = resumed.samples()
+    assert [len(r) for r in rows[:6]] == [4, 8, 8, 8, 8, 8]   # the half-done batch of 8, then whole ones
+    assert [i for r in rows[:6] for i in r] == order[20:]      # exactly the 44 samples epoch 2 had not trained on
+    assert sorted(i for r in rows[6:] for i in r) == list(range(64))   # epoch 3: every sample once
+    assert [r["epoch"] for r in history.epochs] == [1, 2, 3] and len(history.steps) == 21 + 6 + 8
+
+
+def test_a_smaller_batch_on_resume_starts_inside_the_next_batch(tmp_path):
+    model = mlp()
+    run(2, model=model, batch_size=8, callbacks=[ModelCheckpoint(tmp_path), StopAt(step=11)])  # 3 batches of 8 in
+    model = mlp()
+    seen = Seen(model)
+    history, _ = run(2, model=model, batch_size=16, callbacks=[seen], resume_from=tmp_path / "last.pt")
+    assert [len(r) for r in seen.samples()] == [8, 16, 16]
+
+
+def test_a_larger_batch_continues_the_schedule_at_the_same_point_of_its_curve(tmp_path):
+    run(4, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])   # 32 of 64 steps
+    straight, _ = run(4, batch_size=16, scheduler="cosine")                                # 16 steps in all
+    resumed, _ = run(4, batch_size=16, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    lrs = [r["lr"] for r in resumed.steps[32:]]
+    assert lrs == pytest.approx([r["lr"] for r in straight.steps[8:]], rel=1e-9)   # from the middle on, not the peak
+    assert lrs[0] == pytest.approx(0.05) and lrs[-1] < 0.002
+
+
+def test_a_changed_batch_size_with_a_scheduler_object_is_refused(tmp_path):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run(2, model=model, opt=opt, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 32),
+        callbacks=[ModelCheckpoint(tmp_path)])
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"16 optimizer steps per epoch, this run 4 .*scheduler object .* by name"):
+        run(4, model=model, opt=opt, batch_size=16, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 16),
+            resume_from=tmp_path / "last.pt")
+
+
+# --------------------------------------------------------------------------- whatever ends a fit keeps its work
+class Flaky(torch.utils.data.Dataset):
+    """X, Y, with sample 5 corrupt from epoch ``bad_epoch`` on (raises on read)."""
+
+    def __init__(self):
+        self.epoch, self.bad_epoch = 0, 2
+
+    def __len__(self):
+        return len(X)
+
+    def __getitem__(self, i):
+        if i == 5 and self.epoch >= self.bad_epoch:
+            raise OSError("corrupt sample 5")
+        return X[i], Y[i]
+
+
+class EpochOf(Callback):
+    def __init__(self, data):
+        self.data = data
+
+    def on_epoch_start(self, state):
+        self.data.epoch = state.epoch
+
+
+def test_an_error_from_the_data_keeps_the_history_and_a_resumable_last_pt(tmp_path):
+    data = Flaky()
+    with pytest.raises(OSError, match="corrupt sample 5") as err:
+        run(3, data=data, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path)])
+    history = err.value.history
+    assert [r["epoch"] for r in history.epochs] == [1] and 16 <= len(history.steps) < 32
+    assert "OSError: corrupt sample 5" in history.stop_reason
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["step"] == len(history.steps) and saved["resume"]["epoch"] == 2
+    data.bad_epoch = 99                                  # the sample is fixed: the resume trains on to the end
+    resumed, model_b = run(3, data=data, callbacks=[EpochOf(data)], resume_from=tmp_path / "last.pt")
+    straight, model_a = run(3, data=data, callbacks=[EpochOf(data)])
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
+    assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
+
+
+@pytest.mark.parametrize("where", ["model", "callback", "validation"])
+def test_an_error_from_the_model_a_callback_or_validation_keeps_the_history(tmp_path, where):
+    class Breaks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = mlp(), 0
+
+        def forward(self, x):
+            self.calls += 1
+            if where == "model" and self.calls == 23:
+                raise RuntimeError("model broke")
+            return self.net(x)
+
+    class BreaksAt(Callback):
+        def on_batch_end(self, state):
+            if where == "callback" and state.step == 22:
+                raise RuntimeError("callback broke")
+
+    class BadVal:
+        def __len__(self):
+            return 1
+
+        def __iter__(self):
+            if where == "validation":
+                raise RuntimeError("validation broke")
+            yield X[:8], Y[:8]
+
+    model = Breaks()
+    with pytest.raises(RuntimeError, match=f"{where} broke") as err:
+        run(3, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1), val_loader=BadVal(),
+            callbacks=[BreaksAt(), ModelCheckpoint(tmp_path)])
+    history = err.value.history
+    steps = {"model": 22, "callback": 22, "validation": 16}[where]
+    assert len(history.steps) == steps and f"RuntimeError: {where} broke" in history.stop_reason
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["step"] == steps
+    if where == "validation":   # every batch of epoch 1 trained: the resume validates and closes epoch 1
+        assert saved["resume"]["epoch"] == 1 and not saved["resume"].get("complete")
+
+
+def test_ctrl_c_keeps_the_history_and_last_pt(tmp_path):
+    class CtrlC(Callback):
+        def on_batch_end(self, state):
+            if state.step == 21:
+                raise KeyboardInterrupt
+
+    history, _ = run(3, callbacks=[CtrlC(), ModelCheckpoint(tmp_path)])
+    assert len(history.steps) == 21 and history.stop_reason.startswith("interrupted at epoch 2")
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 21
