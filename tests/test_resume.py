@@ -227,7 +227,7 @@ def test_a_refused_resume_changes_nothing(tmp_path, case):
     message = {"epochs": r"already finished epoch 2.*pass epochs > 2",
                "schedule": r"was trained with a learning-rate schedule",
                "max_steps": r"already took 32 optimizer steps.* max_steps=30",
-               "dataset": r"stopped in epoch 2 after 24 of its 64 samples.*now 48 samples"}[case]
+               "dataset": r"stopped in epoch 2 after 24 of its 64 samples.*now has 48 samples"}[case]
     with pytest.raises(ValueError, match=message):
         ftkit.fit(model, loader(4, data), "cross_entropy", opt, epochs, resume_from=tmp_path / "last.pt",
                   progress=False, **kwargs)
@@ -368,7 +368,7 @@ def test_an_error_from_the_model_a_callback_or_validation_keeps_the_history(tmp_
         run(3, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1), val_loader=BadVal(),
             callbacks=[BreaksAt(), ModelCheckpoint(tmp_path)])
     history = err.value.history
-    steps = {"model": 22, "callback": 22, "validation": 16}[where]
+    steps = {"model": 21, "callback": 22, "validation": 16}[where]   # call 23 = step 22 (one val call)
     assert len(history.steps) == steps and f"RuntimeError: {where} broke" in history.stop_reason
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved["step"] == steps

@@ -100,7 +100,7 @@ class MonitorCallback(Callback):
             return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
-    def on_fit_start(self, state):
+    def check(self, state):
         known = set(getattr(state, "log_keys", ()) or ())
         for cb in getattr(state, "callbacks", ()):
             if cb is self:
@@ -191,12 +191,12 @@ class ModelCheckpoint(MonitorCallback):
     def best_path(self):
         return os.path.join(self.dirpath, "best.pt")
 
-    def on_fit_start(self, state):
+    def check(self, state):
         check_writable(self.dirpath, "ModelCheckpoint", "ModelCheckpoint('checkpoints/run1')")
         if self._default_monitor and state.log_keys and "val_loss" not in state.log_keys:
             self.monitor = "train_loss"
         if self.save_best:
-            super().on_fit_start(state)
+            super().check(state)
         checkpoint_payload(state)   # a callback state that cannot be saved safely fails now, not after epoch 1
 
     def on_epoch_end(self, state):
@@ -209,8 +209,14 @@ class ModelCheckpoint(MonitorCallback):
             save_checkpoint(self.last_path, state)
 
     def on_fit_end(self, state):
-        if self.save_last and state.stop and state.stop_reason:
-            save_checkpoint(self.last_path, state, stop_reason=state.stop_reason)
+        if not (self.save_last and state.stop and state.stop_reason):
+            return
+        if state.resume.get("step", state.step) != state.step:   # stopped between an optimizer step and its record
+            warnings.warn(f"ModelCheckpoint: no last.pt for step {state.step}: training ended inside it (after the "
+                          "optimizer step, before its bookkeeping), so it would not resume exactly; the last.pt "
+                          "already written is kept", RuntimeWarning, stacklevel=2)
+            return
+        save_checkpoint(self.last_path, state, stop_reason=state.stop_reason)
 
 class LRMonitor(Callback):
     """Adds every param group's lr to the step rows (``lr_0``, ``lr_1``…) and to the epoch rows."""
@@ -364,9 +370,11 @@ class TensorBoardLogger(Callback):
     def __init__(self, log_dir="runs/ftkit", every: int = 10):
         self.log_dir, self.every, self.writer = os.fspath(log_dir), int(every), None
 
+    def check(self, state):
+        check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
+
     def on_fit_start(self, state):
         from torch.utils.tensorboard import SummaryWriter
-        check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
         self.writer = SummaryWriter(self.log_dir)
 
     def on_batch_end(self, state):
@@ -401,7 +409,7 @@ class CSVLogger(Callback):
         self._fields: list[str] = []
         self._rows: list[dict] = []
 
-    def on_fit_start(self, state):
+    def check(self, state):
         check_writable(os.path.dirname(os.path.abspath(self.path)), "CSVLogger", "CSVLogger('logs/run1.csv')")
         if os.path.isdir(self.path):
             raise IsADirectoryError(f"CSVLogger path {self.path!r} is a folder; give a file, e.g. "
@@ -412,6 +420,8 @@ class CSVLogger(Callback):
             except OSError as e:
                 raise PermissionError(f"CSVLogger cannot write {self.path!r} ({e.strerror or e}); give a file you "
                                       "can write to. Nothing has been trained yet") from None
+
+    def on_fit_start(self, state):
         self._fields, self._rows = [], []
         if state.history.epochs:   # a resume: the rows of the epochs the checkpoint holds
             last = state.history.epochs[-1].get("epoch", len(state.history.epochs))

@@ -20,6 +20,7 @@ import torch
 from ..core import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
+           "read_checkpoint", "check_fits",
            "resave_trusted"]
 
 
@@ -108,7 +109,22 @@ def _unwrap(model):
 
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_location="cpu") -> dict:
     """Load a checkpoint dict, with a clear error for a missing, truncated, foreign or mismatched file; with
-    objects given, check that they fit (keys and shapes) *before* restoring their state in place."""
+    objects given, check that they fit (keys, shapes, dtypes, optimizer type and groups) *before* restoring their
+    state in place."""
+    ckpt = read_checkpoint(path, map_location)
+    check_fits(path, ckpt, model, optimizer)
+    if model is not None:
+        _unwrap(model).load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and ckpt.get("scheduler") is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    return ckpt
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """The checkpoint dict (safe loading), with one clear error for a missing, empty, truncated, unsafe or foreign
+    file. Changes nothing."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"resume_from={path!r} is a folder; give the checkpoint file in it, e.g. "
@@ -140,6 +156,11 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
         raise ValueError(f"{path!r} holds {what}, not an ftkit checkpoint (model + optimizer + history, written by "
                          "ModelCheckpoint or save_checkpoint); load weights with model.load_state_dict("
                          "torch.load(path)) and train without resume_from")
+    return ckpt
+
+
+def check_fits(path, ckpt: dict, model=None, optimizer=None) -> None:
+    """Raise, changing nothing, unless ``model`` and ``optimizer`` can take the checkpoint's state exactly."""
     if model is not None:
         _check_fits(path, "model", _unwrap(model).state_dict(), ckpt["model"], ckpt.get("model_class"),
                     type(_unwrap(model)).__name__)
@@ -152,13 +173,11 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
         if n_saved != n_now:
             raise ValueError(f"checkpoint {path!r} has {n_saved} optimizer param groups, the optimizer given has "
                              f"{n_now}; build the optimizer the same way as for the saved run")
-    if model is not None:
-        _unwrap(model).load_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None and ckpt.get("scheduler") is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    return ckpt
+        sizes = [len(g["params"]) for g in ckpt["optimizer"]["param_groups"]]
+        if sizes != [len(g["params"]) for g in optimizer.param_groups]:
+            raise ValueError(f"checkpoint {path!r} has optimizer param groups of {sizes} tensors, the optimizer given "
+                             f"{[len(g['params']) for g in optimizer.param_groups]}; build the optimizer the same "
+                             "way as for the saved run")
 
 
 def _unreadable(path, e) -> ValueError:
@@ -197,6 +216,12 @@ def resave_trusted(path, out=None) -> str:
 def _check_fits(path, what, current: dict, saved: dict, saved_class, current_class) -> None:
     missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
     shapes = sorted(k for k in set(current) & set(saved) if tuple(current[k].shape) != tuple(saved[k].shape))
+    dtypes = sorted(k for k in set(current) & set(saved) if current[k].dtype != saved[k].dtype)
+    if dtypes and not (missing or unexpected or shapes):   # load_state_dict would cast silently: not the saved run
+        k = dtypes[0]
+        raise ValueError(f"checkpoint {path!r} holds {what} weights in {saved[k].dtype} ({k!r}), the model given is "
+                         f"in {current[k].dtype}; nothing was loaded. Resume with the model in the saved dtype "
+                         f"(e.g. model.to({saved[k].dtype})) — amp= changes the compute dtype, not the weights'")
     if missing or unexpected or shapes:
         detail = "; ".join(part for part in (
             f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",
