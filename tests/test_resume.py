@@ -275,13 +275,28 @@ def test_a_smaller_batch_on_resume_starts_inside_the_next_batch(tmp_path):
     assert [len(r) for r in seen.samples()] == [8, 16, 16]
 
 
-def test_a_larger_batch_continues_the_schedule_at_the_same_point_of_its_curve(tmp_path):
+def step_lrs(rows, after=0):
+    """The lr of each optimizer step after step ``after`` (History has a row per batch: with grad_accum, several
+    rows share a step)."""
+    return [lr for step, lr in {r["step"]: r["lr"] for r in rows}.items() if step > after]
+
+
+@pytest.mark.parametrize("change", [dict(batch_size=16), dict(grad_accum=4)], ids=["batch_size", "grad_accum"])
+def test_a_larger_step_continues_the_schedule_at_the_same_point_of_its_curve(tmp_path, change):
     run(4, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])   # 32 of 64 steps
-    straight, _ = run(4, batch_size=16, scheduler="cosine")                                # 16 steps in all
-    resumed, _ = run(4, batch_size=16, scheduler="cosine", resume_from=tmp_path / "last.pt")
-    lrs = [r["lr"] for r in resumed.steps[32:]]
-    assert lrs == pytest.approx([r["lr"] for r in straight.steps[8:]], rel=1e-9)   # from the middle on, not the peak
+    straight, _ = run(4, scheduler="cosine", **change)                                     # 16 steps in all
+    resumed, _ = run(4, scheduler="cosine", resume_from=tmp_path / "last.pt", **change)
+    lrs = step_lrs(resumed.steps, after=32)
+    assert len(lrs) == 8 and lrs == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)   # from the middle on, not the peak
     assert lrs[0] == pytest.approx(0.05) and lrs[-1] < 0.002
+
+
+def test_a_larger_batch_mid_epoch_ends_the_schedule_exactly_at_its_end(tmp_path):
+    run(3, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=21)])   # 20 samples into epoch 2
+    straight, _ = run(3, batch_size=8, scheduler="cosine")                               # 24 steps
+    resumed, _ = run(3, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    assert len(resumed.steps) == 21 + 6 + 8                 # epoch 2: the cut batch + 5; epoch 3: 8
+    assert [r["lr"] for r in resumed.steps[21:]] == pytest.approx([r["lr"] for r in straight.steps[10:]], rel=1e-9)
 
 
 def test_a_changed_batch_size_with_a_scheduler_object_is_refused(tmp_path):
@@ -385,3 +400,102 @@ def test_ctrl_c_keeps_the_history_and_last_pt(tmp_path):
     history, _ = run(3, callbacks=[CtrlC(), ModelCheckpoint(tmp_path)])
     assert len(history.steps) == 21 and history.stop_reason.startswith("interrupted at epoch 2")
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 21
+
+
+def test_an_error_inside_an_optimizer_step_keeps_the_last_consistent_last_pt(tmp_path):
+    class BreaksInStep(Callback):
+        def on_step_end(self, state):
+            if state.step == 22:
+                raise RuntimeError("scheduler hook broke")
+
+    with pytest.warns(RuntimeWarning, match=r"no last\.pt for step 22: training ended inside it"):
+        with pytest.raises(RuntimeError, match="scheduler hook broke") as err:
+            run(3, callbacks=[BreaksInStep(), ModelCheckpoint(tmp_path)])
+    assert len(err.value.history.steps) == 21
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 16     # epoch 1's, not a torn one
+
+
+def test_a_crash_in_validation_resumes_to_validate_and_close_that_epoch(tmp_path):
+    class BadOnce:
+        broken = True
+
+        def __len__(self):
+            return 1
+
+        def __iter__(self):
+            if BadOnce.broken and self.epoch == 2:
+                raise RuntimeError("validation broke")
+            yield X[:8], Y[:8]
+
+    val = BadOnce()
+
+    class Epoch(Callback):
+        def on_epoch_start(self, state):
+            val.epoch = state.epoch
+
+    with pytest.raises(RuntimeError, match="validation broke"):
+        run(3, val_loader=val, callbacks=[Epoch(), ModelCheckpoint(tmp_path)])
+    BadOnce.broken = False
+    resumed, model_b = run(3, val_loader=val, callbacks=[Epoch()], resume_from=tmp_path / "last.pt")
+    straight, model_a = run(3, val_loader=val, callbacks=[Epoch()])
+    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3] and len(resumed.steps) == 48
+    assert resumed["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-6)
+    assert resumed["train_loss"] == pytest.approx(straight["train_loss"], abs=1e-6)
+    assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- other settings changed between runs
+def test_other_changes_between_runs_are_refused_before_anything_changes_or_said(tmp_path):
+    run(1, callbacks=[ModelCheckpoint(tmp_path)])
+    model = mlp().to(torch.bfloat16)
+    before = weights(model).clone()
+    with pytest.raises(ValueError, match=r"holds model weights in torch\.float32 \('0\.\w+'\), the model given is "
+                                         r"in torch\.bfloat16; nothing was loaded"):
+        ftkit.fit(model, loader(), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2,
+                  resume_from=tmp_path / "last.pt", progress=False)
+    assert torch.equal(weights(model), before)
+    model = mlp()
+    groups = [{"params": [model[0].weight]}, {"params": [model[0].bias, *model[2].parameters()]}]
+    with pytest.raises(ValueError, match=r"has 1 optimizer param groups, the optimizer given has 2"):
+        run(2, model=model, opt=torch.optim.SGD(groups, lr=0.1), resume_from=tmp_path / "last.pt")
+    model = mlp()
+    with pytest.warns(UserWarning, match=r"resuming with the checkpoint's weight_decay 0 \(the optimizer given had "
+                                         r"0\.01\)"):
+        run(2, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01),
+            resume_from=tmp_path / "last.pt")
+
+
+def test_early_stopping_restores_the_best_only_when_it_stopped_the_run_not_on_ctrl_c(tmp_path):
+    from ftkit.train.callbacks import EarlyStopping
+
+    class Vals(Callback):
+        def on_epoch_end(self, state):
+            state.logs["val_loss"] = {1: 0.5, 2: 0.9}.get(state.epoch, 1.0)
+
+    class CtrlC(Callback):
+        def on_batch_end(self, state):
+            if state.step == 37:
+                raise KeyboardInterrupt
+
+    history, model = run(4, callbacks=[Vals(), EarlyStopping(patience=5), ModelCheckpoint(tmp_path), CtrlC()])
+    assert history.stop_reason.startswith("interrupted at epoch 3")
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["step"] == 37 and torch.equal(weights(model), torch.cat([t.flatten() for t in saved["model"].values()]))
+    straight, model_a = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)])
+    resumed, model_b = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)],
+                           resume_from=tmp_path / "last.pt")
+    assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
+
+
+def test_an_old_checkpoint_with_numpy_rng_is_refused_with_the_way_to_convert_it(tmp_path):
+    run(2, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    ckpt["rng"]["numpy"] = np.random.get_state()          # what ftkit wrote before checkpoints became plain data
+    ckpt["rng"]["python"] = __import__("random").getstate()
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"holds a pickled numpy\..*resave_trusted"):
+        run(2, resume_from=tmp_path / "old.pt")
+    from ftkit.train.checkpoint import resave_trusted
+    resave_trusted(tmp_path / "old.pt")                    # the user wrote it: trusted once, then plain data
+    history, _ = run(2, resume_from=tmp_path / "old.pt")
+    assert [r["epoch"] for r in history.epochs] == [1, 2]

@@ -134,7 +134,8 @@ class MonitorCallback(Callback):
 
 
 class EarlyStopping(MonitorCallback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore best."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore the best
+    weights at the end (when the run ends by itself or by this stop; see :meth:`on_fit_end`)."""
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
                  restore_best: bool = True):
@@ -156,7 +157,10 @@ class EarlyStopping(MonitorCallback):
                                      f"(best {self.best:.4g} at epoch {self.best_epoch})")
 
     def on_fit_end(self, state):
-        if self.restore_best and self.best_weights is not None and self.best_epoch != state.epoch:
+        """Restore the best weights when the run ended by itself or by this early stop — not after Ctrl-C, another
+        stop or an error: then the model keeps its last weights, those of ``last.pt``, so a resume is exact."""
+        ended_here = not state.stop or (state.stop_reason or "").startswith("early stopping")
+        if self.restore_best and ended_here and self.best_weights is not None and self.best_epoch != state.epoch:
             state.model.load_state_dict(self.best_weights)
 
     def state_dict(self):
@@ -207,9 +211,12 @@ class ModelCheckpoint(MonitorCallback):
                 save_checkpoint(self.best_path, state, best=value, monitor=self.monitor)
         if self.save_last:
             save_checkpoint(self.last_path, state)
+            self._saved = (state.step, state.epoch)
 
     def on_fit_end(self, state):
-        if not (self.save_last and state.stop and state.stop_reason):
+        if not (self.save_last and state.stop and state.stop_reason) or not state.history.steps:
+            return
+        if getattr(self, "_saved", None) == (state.step, state.epoch):   # written at this epoch's end already
             return
         if state.resume.get("step", state.step) != state.step:   # stopped between an optimizer step and its record
             warnings.warn(f"ModelCheckpoint: no last.pt for step {state.step}: training ended inside it (after the "

@@ -68,6 +68,7 @@ class Resume:
         s.history.steps, s.history.epochs = ckpt["history"]["steps"], ckpt["history"]["epochs"]
         s.history.events = ckpt["history"].get("events", [])
         s.step = ckpt["step"]
+        s.lr = s.history.steps[-1]["lr"] if s.history.steps else s.lr   # the lr of the last step, as in a straight run
         s.lr_schedule.resume(ckpt, position)
         self._warn_settings(given, ckpt)
         for cb in s.callbacks:
