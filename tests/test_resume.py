@@ -287,8 +287,16 @@ def test_a_larger_step_continues_the_schedule_at_the_same_point_of_its_curve(tmp
     straight, _ = run(4, scheduler="cosine", **change)                                     # 16 steps in all
     resumed, _ = run(4, scheduler="cosine", resume_from=tmp_path / "last.pt", **change)
     lrs = step_lrs(resumed.steps, after=32)
-    assert len(lrs) == 8 and lrs == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)   # from the middle on, not the peak
+    assert len(lrs) == 8   # from the middle of the curve on, not from its peak:
+    assert lrs == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)
     assert lrs[0] == pytest.approx(0.05) and lrs[-1] < 0.002
+
+
+def test_same_total_steps_by_coincidence_still_continues_at_the_same_fraction(tmp_path):
+    run(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # 16 of 32 steps: half
+    straight, _ = run(4, batch_size=8, scheduler="cosine")                               # 32 steps too: 1/4 done
+    resumed, _ = run(4, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    assert step_lrs(resumed.steps, after=16) == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)
 
 
 def test_a_larger_batch_mid_epoch_ends_the_schedule_exactly_at_its_end(tmp_path):
@@ -480,7 +488,8 @@ def test_early_stopping_restores_the_best_only_when_it_stopped_the_run_not_on_ct
     history, model = run(4, callbacks=[Vals(), EarlyStopping(patience=5), ModelCheckpoint(tmp_path), CtrlC()])
     assert history.stop_reason.startswith("interrupted at epoch 3")
     saved = load_checkpoint(tmp_path / "last.pt")
-    assert saved["step"] == 37 and torch.equal(weights(model), torch.cat([t.flatten() for t in saved["model"].values()]))
+    assert saved["step"] == 37   # the model keeps its last weights, those of last.pt (not epoch 1's best)
+    assert torch.equal(weights(model), torch.cat([t.flatten() for t in saved["model"].values()]))
     straight, model_a = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)])
     resumed, model_b = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)],
                            resume_from=tmp_path / "last.pt")

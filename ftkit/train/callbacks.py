@@ -13,31 +13,15 @@ import difflib
 import io
 import math
 import os
-import tempfile
 import threading
 import warnings
 
-from ..core import Callback, History, TrainState, atomic_write
+from ..core import Callback, History, TrainState, atomic_write, check_writable
 from .checkpoint import checkpoint_payload, save_checkpoint
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "MonitorCallback", "EarlyStopping",
            "ModelCheckpoint", "LRMonitor", "LRSchedule",
            "ParamControl", "TensorBoardLogger", "CSVLogger"]
-
-
-def check_writable(folder, who: str, example: str) -> str:
-    """Create ``folder`` and prove a file can be written in it (a probe file, removed); else one clear error
-    at ``fit`` start, before anything trains. Root ignores permission bits, so only a real write tells."""
-    folder = os.fspath(folder) or "."
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".ftkit-write-test-", dir=folder)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise PermissionError(f"{who} cannot write to the folder {folder!r} ({type(e).__name__}: {e.strerror or e}); "
-                              f"give a folder you can write to, e.g. {example}. Nothing has been trained yet") from None
-    return folder
 
 
 def _fmt(logs: dict) -> str:
@@ -248,8 +232,10 @@ class LRSchedule(Callback):
     its ratio to group 0 (a classifier head trained at 10× keeps its 10×); other settings go to every group. Every manual change is an
     event in ``history.events`` (step, epoch, name, old, new, source).
 
-    On resume, a scheduler fit built by name is rebuilt for the new total and continued at the saved step (the
-    lr an uninterrupted run with that total would have); a scheduler object is restored from its state.
+    On resume, a scheduler fit built by name is rebuilt for the new total and continued at the same point of its
+    curve (the lr an uninterrupted run with the new settings would have: same epochs done, counted in the new
+    steps when the batch size or grad_accum changed); a scheduler object is restored from its state. A manual lr
+    set before the checkpoint still wins, each param group keeping its own value (and so its ratio).
     """
 
     def __init__(self, scheduler=None, spec: dict | None = None):
@@ -288,7 +274,7 @@ class LRSchedule(Callback):
         self.manual = dict(saved.get("manual") or ({"lr": None} if ckpt.get("lr_override") else {}))
         if self.scheduler is None:
             return
-        same = self.spec is not None and saved.get("spec") == self.spec
+        same = self.spec is not None and saved.get("spec") == self.spec and step == ckpt.get("step")
         if ckpt.get("scheduler") is not None and (same or self.spec is None):
             self.scheduler.load_state_dict(ckpt["scheduler"])
             return
@@ -418,40 +404,28 @@ class CSVLogger(Callback):
 
     def check(self, state):
         check_writable(os.path.dirname(os.path.abspath(self.path)), "CSVLogger", "CSVLogger('logs/run1.csv')")
-        if os.path.isdir(self.path):
-            raise IsADirectoryError(f"CSVLogger path {self.path!r} is a folder; give a file, e.g. "
-                                    f"{os.path.join(self.path, 'log.csv')!r}")
-        if os.path.exists(self.path):
-            try:
-                open(self.path, "a").close()
-            except OSError as e:
-                raise PermissionError(f"CSVLogger cannot write {self.path!r} ({e.strerror or e}); give a file you "
-                                      "can write to. Nothing has been trained yet") from None
+        try:
+            if os.path.exists(self.path):
+                open(self.path, "a").close()   # a folder, or a file that cannot be replaced
+        except OSError as e:
+            raise PermissionError(f"CSVLogger cannot write {self.path!r} ({e.strerror or e}); give a file you can "
+                                  "write to, e.g. CSVLogger('logs/run1.csv'). Nothing has been trained yet") from None
 
     def on_fit_start(self, state):
         self._fields, self._rows = [], []
-        if state.history.epochs:   # a resume: the rows of the epochs the checkpoint holds
-            last = state.history.epochs[-1].get("epoch", len(state.history.epochs))
-            saved = {row.get("epoch"): dict(row) for row in state.history.epochs}
-            for row in self._read():
-                saved[int(row["epoch"])] = row   # the file's row, with the columns later callbacks added
-            dropped = sorted(e for e in saved if e > last)
-            if dropped:
-                warnings.warn(f"CSVLogger: {self.path!r} has rows for epochs {dropped} after the checkpoint's last "
-                              f"epoch {last}; the resumed run replaces them", stacklevel=2)
-            for epoch in sorted(e for e in saved if e <= last):
-                self._add(saved[epoch])
-
-    def _read(self) -> list[dict]:
-        if not os.path.exists(self.path):
-            return []
-        with open(self.path, newline="") as f:
-            rows = list(csv.DictReader(f))
-        ok = [r for r in rows if str(r.get("epoch") or "").isdigit()]
-        if len(ok) < len(rows):
-            warnings.warn(f"CSVLogger: {len(rows) - len(ok)} row(s) of {self.path!r} have no epoch number; they "
-                          "are left out", stacklevel=3)
-        return ok
+        if not state.history.epochs:
+            return
+        last = state.history.epochs[-1].get("epoch", len(state.history.epochs))   # a resume: the checkpoint's rows,
+        rows = {row.get("epoch"): dict(row) for row in state.history.epochs}       # or the file's (with the columns
+        if os.path.exists(self.path):                                              # later callbacks added)
+            with open(self.path, newline="") as f:
+                rows.update({int(r["epoch"]): r for r in csv.DictReader(f) if str(r.get("epoch") or "").isdigit()})
+        dropped = sorted(e for e in rows if e > last)
+        if dropped:
+            warnings.warn(f"CSVLogger: {self.path!r} has rows for epochs {dropped} after the checkpoint's last epoch "
+                          f"{last}; the resumed run replaces them", stacklevel=2)
+        for epoch in sorted(e for e in rows if e <= last):
+            self._add(rows[epoch])
 
     def _add(self, row: dict) -> None:
         self._fields += [k for k in row if k not in self._fields]

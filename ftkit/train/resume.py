@@ -113,8 +113,8 @@ class Resume:
         if mid and resized:
             self.cut = samples % now["batch_size"] if samples < now["samples_per_epoch"] else 0
             if self.cut and getattr(self.strategy, "world", 1) > 1:
-                raise ValueError(f"{path!r} stopped after {samples} samples of epoch {done['epoch']}, inside a batch of "
-                                 f"{now['batch_size']}; on several processes a batch cannot be cut: resume with a "
+                raise ValueError(f"{path!r} stopped after {samples} samples of epoch {done['epoch']}, inside a batch "
+                                 f"of {now['batch_size']}; on several processes a batch cannot be cut: resume with a "
                                  f"batch size dividing {samples}, or from a checkpoint written at an epoch end")
         spe_then = _steps_per_epoch(then.get("batches_per_epoch"), then.get("grad_accum"))
         spe_now = _steps_per_epoch(now["batches_per_epoch"], now["grad_accum"])
@@ -180,7 +180,8 @@ class Resume:
     def _skip(self, resume: dict) -> tuple[int, int]:
         """(whole batches to skip, samples to cut from the next one) for the resumed epoch."""
         done = resume.get("batches", 0)
-        if not done or not self.cut and resume.get("settings", {}).get("batch_size") in (None, self.settings["batch_size"]):
+        same_size = resume.get("settings", {}).get("batch_size") in (None, self.settings["batch_size"])
+        if not done or not self.cut and same_size:
             return done, 0
         samples, size = resume["samples"], self.settings["batch_size"]
         if samples >= self.settings["samples_per_epoch"]:
