@@ -508,3 +508,20 @@ def test_an_old_checkpoint_with_numpy_rng_is_refused_with_the_way_to_convert_it(
     resave_trusted(tmp_path / "old.pt")                    # the user wrote it: trusted once, then plain data
     history, _ = run(2, resume_from=tmp_path / "old.pt")
     assert [r["epoch"] for r in history.epochs] == [1, 2]
+
+
+def test_a_changed_batch_size_mid_epoch_on_a_loader_without_batch_size_is_refused(tmp_path):
+    from ftkit.data.cifar10 import TensorLoader
+    images, labels = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 10, (32,))
+    tensors = lambda bs: TensorLoader(images, labels, bs, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True, device="cpu")
+    net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(192, 10))
+    model = net()
+    ftkit.fit(model, tensors(4), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2, progress=False,
+              callbacks=[ModelCheckpoint(tmp_path), StopAt(step=11)])
+    model = net()
+    before = weights(model).clone()
+    with pytest.raises(ValueError, match=r"stopped mid-epoch, and the train_loader's batches changed \(8 → 4 per "
+                                         r"epoch\) without a batch size and dataset length"):
+        ftkit.fit(model, tensors(8), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2,
+                  progress=False, resume_from=tmp_path / "last.pt")
+    assert torch.equal(weights(model), before)

@@ -105,10 +105,12 @@ class Resume:
                              f"{now['samples_per_epoch']} samples: the rest of that epoch cannot be told apart. Resume "
                              "with the same dataset, or from a checkpoint written at an epoch end")
         resized = then.get("batch_size") not in (None, now["batch_size"])
-        if mid and resized and (now["batch_size"] is None or samples is None):
-            raise ValueError(f"{path!r} stopped mid-epoch with batches of {then['batch_size']}; this train_loader "
-                             "does not say its batch size (a DataLoader's batch_size), so the samples left in that "
-                             "epoch cannot be found: resume with the same batch size")
+        unknown = then.get("batch_size") is None or now["batch_size"] is None or samples is None
+        if mid and unknown and (resized or then.get("batches_per_epoch") not in (None, now["batches_per_epoch"])):
+            raise ValueError(f"{path!r} stopped mid-epoch, and the train_loader's batches changed ("
+                             f"{then.get('batches_per_epoch')} → {now['batches_per_epoch']} per epoch) without a batch "
+                             "size and dataset length to count samples by (a DataLoader has both), so the samples "
+                             "left in that epoch cannot be found: resume with the same batch size")
         self.cut = 0
         if mid and resized:
             self.cut = samples % now["batch_size"] if samples < now["samples_per_epoch"] else 0
