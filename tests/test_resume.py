@@ -525,3 +525,13 @@ def test_a_changed_batch_size_mid_epoch_on_a_loader_without_batch_size_is_refuse
         ftkit.fit(model, tensors(8), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2,
                   progress=False, resume_from=tmp_path / "last.pt")
     assert torch.equal(weights(model), before)
+
+
+def test_a_resume_that_changes_the_monitored_column_starts_the_best_afresh(tmp_path):
+    val = loader(16, TensorDataset(X[:16], Y[:16]))
+    run(3, val_loader=val, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # best = epoch 1's val_loss
+    best_val = load_checkpoint(tmp_path / "best.pt")["best"]
+    with pytest.warns(UserWarning, match=r"best score is of 'val_loss' \(min\), this run watches 'train_loss' \(min\)"):
+        run(3, callbacks=[ModelCheckpoint(tmp_path)], resume_from=tmp_path / "last.pt")   # no val_loader now
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["monitor"] == "train_loss" and best["best"] != best_val and best["epoch"] >= 2

@@ -111,10 +111,18 @@ class MonitorCallback(Callback):
         return state.logs[self.monitor]
 
     def state_dict(self):
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "monitor": self.monitor, "mode": self.mode}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state) -> bool:
+        """Take the saved best score — unless it was of another column or mode (a resume that adds or drops
+        ``val_loader``): then the best starts afresh, with a warning. True when it was taken."""
+        then = (state.get("monitor", self.monitor), state.get("mode", self.mode))
+        if then != (self.monitor, self.mode):
+            warnings.warn(f"{type(self).__name__}: the checkpoint's best score is of {then[0]!r} ({then[1]}), this "
+                          f"run watches {self.monitor!r} ({self.mode}); the best score starts afresh", stacklevel=2)
+            return False
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+        return True
 
 
 class EarlyStopping(MonitorCallback):
@@ -151,8 +159,8 @@ class EarlyStopping(MonitorCallback):
         return {**super().state_dict(), "wait": self.wait, "best_weights": self.best_weights}
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
+        if super().load_state_dict(state):
+            self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
 
 
 class ModelCheckpoint(MonitorCallback):
