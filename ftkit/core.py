@@ -76,7 +76,7 @@ class Callback:
     log_keys: tuple[str, ...] = ()
     main_process_only: bool = False
 
-    def check(self, state) -> None:
+    def check_fit(self, state) -> None:
         """Raise if this callback cannot do its work in this fit (an unwritable folder, an unknown monitor):
         ``fit`` calls it first, before a checkpoint is loaded or anything trains. Not an event."""
 

@@ -84,7 +84,7 @@ class MonitorCallback(Callback):
             return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
-    def check(self, state):
+    def check_fit(self, state):
         known = set(getattr(state, "log_keys", ()) or ())
         for cb in getattr(state, "callbacks", ()):
             if cb is self:
@@ -187,12 +187,12 @@ class ModelCheckpoint(MonitorCallback):
     def best_path(self):
         return os.path.join(self.dirpath, "best.pt")
 
-    def check(self, state):
+    def check_fit(self, state):
         check_writable(self.dirpath, "ModelCheckpoint", "ModelCheckpoint('checkpoints/run1')")
         if self._default_monitor and state.log_keys and "val_loss" not in state.log_keys:
             self.monitor = "train_loss"
         if self.save_best:
-            super().check(state)
+            super().check_fit(state)
         checkpoint_payload(state)   # a callback state that cannot be saved safely fails now, not after epoch 1
 
     def on_epoch_end(self, state):
@@ -371,7 +371,7 @@ class TensorBoardLogger(Callback):
     def __init__(self, log_dir="runs/ftkit", every: int = 10):
         self.log_dir, self.every, self.writer = os.fspath(log_dir), int(every), None
 
-    def check(self, state):
+    def check_fit(self, state):
         check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
 
     def on_fit_start(self, state):
@@ -410,7 +410,7 @@ class CSVLogger(Callback):
         self._fields: list[str] = []
         self._rows: list[dict] = []
 
-    def check(self, state):
+    def check_fit(self, state):
         check_writable(os.path.dirname(os.path.abspath(self.path)), "CSVLogger", "CSVLogger('logs/run1.csv')")
         try:
             if os.path.exists(self.path):

@@ -291,7 +291,7 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
         state.callbacks = strategy.callbacks([state.history, state.lr_schedule, *([ProgressBar()] if progress else []),
                                               *([Replay(replay)] if replay is not None else []), *callbacks])
         for cb in state.callbacks:   # unwritable folders, unknown monitors: refused before anything is loaded
-            getattr(cb, "check", lambda s: None)(state)
+            getattr(cb, "check_fit", lambda s: None)(state)
         resume = Resume(state, strategy, loader_settings(train_loader, grad_accum))
         net, train_loader, val_loader = strategy.prepare(model, train_loader, val_loader)
         start_epoch = resume.load(resume_from) if resume_from is not None else 1
