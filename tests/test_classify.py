@@ -14,7 +14,8 @@ from ftkit.data import shipped
 import ftkit
 from ftkit.nlp.classify import SentenceClassifier, evaluate_classifier, scores_from_confusion
 from ftkit.data.text import TextSplit
-from ftkit.nlp.finetune import count_trainable, lora_targets, parameter_table
+from ftkit.nlp.finetune import lora_targets, parameter_table
+from ftkit.params import count_trainable
 from ftkit.nlp.hf import TruncationWarning
 from ftkit.nlp.tiny import build_tiny_bert
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import torch
 
 from ..data.text import TextSplit
-from .finetune import COMMON, RECIPES, _check_mode, apply_mode, count_trainable, parameter_table
+from ..params import count_trainable
+from .finetune import COMMON, RECIPES, _check_mode, apply_mode, parameter_table
 from .hf import (FeatureDataset, TruncationWarning, check_label_order, check_texts, load_config, load_tokenizer,
                  make_loader, save_folder)
 from ..train.step import predict as _predict
