@@ -511,7 +511,7 @@ def test_an_old_checkpoint_with_numpy_rng_is_refused_with_the_way_to_convert_it(
 
 
 def test_a_changed_batch_size_mid_epoch_on_a_loader_without_batch_size_is_refused(tmp_path):
-    from ftkit.data.cifar10 import TensorLoader
+    from ftkit.data.images import TensorLoader
     images, labels = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 10, (32,))
     tensors = lambda bs: TensorLoader(images, labels, bs, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True, device="cpu")
     net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(192, 10))
