@@ -20,6 +20,7 @@ import json
 import pprint
 import os
 import random
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,8 @@ import torch
 from torch import nn
 
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
-           "schedule_from_events", "events_as_schedule", "atomic_write", "eval_mode", "describe", "IGNORE"]
+           "schedule_from_events", "events_as_schedule", "atomic_write", "check_writable", "eval_mode", "describe",
+           "IGNORE"]
 
 IGNORE = -100  # the label cross-entropy skips (HF convention); losses, metrics and the loop leave it out
 
@@ -73,6 +75,10 @@ class Callback:
 
     log_keys: tuple[str, ...] = ()
     main_process_only: bool = False
+
+    def check_fit(self, state) -> None:
+        """Raise if this callback cannot do its work in this fit (an unwritable folder, an unknown monitor):
+        ``fit`` calls it first, before a checkpoint is loaded or anything trains. Not an event."""
 
     def on_fit_start(self, state): ...
     def on_epoch_start(self, state): ...
@@ -302,6 +308,21 @@ def atomic_write(path, data: bytes | None = None, *, save=None) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def check_writable(folder, who: str, example: str) -> str:
+    """Create ``folder`` and prove a file can be written in it (a probe file, removed); else one clear error
+    at ``fit`` start, before anything trains. Root ignores permission bits, so only a real write tells."""
+    folder = os.fspath(folder) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ftkit-write-test-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"{who} cannot write to the folder {folder!r} ({type(e).__name__}: {e.strerror or e}); "
+                              f"give a folder you can write to, e.g. {example}. Nothing has been trained yet") from None
+    return folder
 
 
 def _alive(pid: int) -> bool:

@@ -17,7 +17,7 @@ from ftkit.data.text import TextSplit
 from ftkit.nlp.finetune import lora_targets, parameter_table
 from ftkit.params import count_trainable
 from ftkit.nlp.hf import TruncationWarning
-from ftkit.nlp.ner import build_tiny_bert
+from ftkit.nlp.tiny import build_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = shipped("conll2003_sample")

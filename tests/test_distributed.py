@@ -16,7 +16,7 @@ from ftkit.data import shipped
 import ftkit
 from ftkit.train.callbacks import Callback, ModelCheckpoint
 from ftkit.core import StopTraining
-from ftkit.data.cifar10 import TensorLoader
+from ftkit.data.images import TensorLoader
 from ftkit.train.distributed import _bounds, shard
 from ftkit.train.launcher import _cells_touching_cuda, launch, why_not_launch
 
@@ -401,7 +401,7 @@ def ner_run(folder):
 
 @pytest.mark.timeout(120)
 def test_bert_ner_on_two_processes_equals_one(tmp_path):
-    from ftkit.nlp.ner import build_tiny_bert
+    from ftkit.nlp.tiny import build_tiny_bert
     folder = build_tiny_bert(tmp_path / "bert", SAMPLE, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     two = launch(ner_run, folder, num_processes=2, device="cpu")
     threads = torch.get_num_threads()

@@ -18,6 +18,7 @@ from torch import nn
 import ftkit
 from ftkit.core import History
 from ftkit.data import cifar10 as C
+from ftkit.data import images as L
 from ftkit.data import shipped
 from ftkit.data.text import TextSplit
 from ftkit.metrics import top_k
@@ -215,9 +216,9 @@ def test_cifar_meta_and_folder_problems_are_named(cifar):
         C.load_cifar10(root, val_fraction="0.1", download=False)
     data = C.load_cifar10(root, download=False)
     with pytest.raises(ValueError, match=r"std must be > 0 in every channel.*got \(0.2, 0, 0.2\)"):
-        C.TensorLoader(*data.train, 8, mean=data.mean, std=(0.2, 0, 0.2), device="cpu")
+        L.TensorLoader(*data.train, 8, mean=data.mean, std=(0.2, 0, 0.2), device="cpu")
     with pytest.raises(ValueError, match="std must be > 0 in every channel"):
-        C.dataloader(*data.train, 8, mean=data.mean, std=(0.2, 0, 0.2))
+        L.make_loader(*data.train, 8, mean=data.mean, std=(0.2, 0, 0.2))
     with pytest.raises(ValueError, match="num_batches must be 1 to 5"):
         C.write_fake_cifar10(root, 20, 5, num_batches=6)
 
@@ -311,7 +312,7 @@ def test_generate_checks_the_prompt():
 # --------------------------------------------------------------------------- Transformers: labels, texts, folders
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from ftkit.nlp.ner import build_tiny_bert
+    from ftkit.nlp.tiny import build_tiny_bert
     return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", shipped("conll2003_sample"))
 
 

@@ -1,4 +1,5 @@
-"""ftkit.optviz.landscape: directions, grids (vmap == loop), interpolation, NaN gaps, trajectories, bad input."""
+"""ftkit.optviz.landscape and .trajectory: directions, grids (vmap == loop), interpolation, NaN gaps, trajectories,
+bad input."""
 import math
 
 import numpy as np
@@ -8,9 +9,9 @@ from torch import nn
 
 import ftkit
 from ftkit.data import synthetic
-from ftkit.optviz.landscape import (WeightRecorder, grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
-                             pca_trajectory, progressive_surface, random_direction, random_directions,
-                             slices_over_seeds, trajectory_check)
+from ftkit.optviz.landscape import (grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
+                                    progressive_surface, random_direction, random_directions, slices_over_seeds)
+from ftkit.optviz.trajectory import WeightRecorder, pca_trajectory, trajectory_check
 from ftkit.plots.landscape import (compare_figure, contour_figure, curve_figure, landscape_z, progressive_contour,
                                    seed_spread_figure, sharpness_figure, trajectory_check_figure)
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from ftkit.data import shipped
-from ftkit.nlp.ner import build_tiny_bert
+from ftkit.nlp.tiny import build_tiny_bert
 
 SAMPLE = shipped("conll2003_sample")
 

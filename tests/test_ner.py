@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from ftkit.data import shipped
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
-from ftkit.nlp.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert,
-                       collate, entity_f1, entity_metrics, evaluate_ner, highlight_html, make_loader,
-                       words_from_tokens)
+from ftkit.nlp.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, collate,
+                           entity_f1, entity_metrics, evaluate_ner, make_loader, words_from_tokens)
+from ftkit.nlp.tiny import build_tiny_bert
+from ftkit.plots.ner import highlight_html
 
 SAMPLE = shipped("conll2003_sample")
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

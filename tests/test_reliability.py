@@ -442,7 +442,8 @@ def test_conll_bom_bad_bytes_and_empty_files_are_named(tmp_path):
 def test_tagger_takes_one_string_as_one_text(tmp_path):
     from pathlib import Path
     from ftkit.data.conll import load_conll
-    from ftkit.nlp.ner import NerTagger, build_tiny_bert
+    from ftkit.nlp.ner import NerTagger
+    from ftkit.nlp.tiny import build_tiny_bert
     sample = shipped("conll2003_sample")
     tagger = NerTagger.from_pretrained(build_tiny_bert(tmp_path / "bert", sample), load_conll(sample).label_list)
     text = "Angela Merkel visited Paris ."

@@ -31,7 +31,7 @@ def mlp(dim=2, classes=2, dropout=0.0):
 @pytest.fixture
 def blobs():
     x, y = synthetic.blobs(n=600, num_classes=3, spread=0.7)
-    return synthetic.loaders(x, y, batch_size=32)
+    return synthetic.make_loaders(x, y, batch_size=32)
 
 
 class At(Callback):

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ..data import shipped
 from ..data.conll import load_conll
-from ..nlp.ner import build_tiny_bert
+from ..nlp.tiny import build_tiny_bert
 
 __all__ = ["SEED001_CODE", "SEED001_FIXES", "SEED003_EVALUATE", "SEED004_PRINT", "tiny_classifier",
            "sentence_batches", "apply_fixes", "run_stages", "parse_prints", "unpack_batch_encoding", "output_shapes", "loss_twice",
@@ -118,7 +118,7 @@ SEED004_PRINT = 'print(f\\"Epoch {epoch+1}/{num_epochs}, Loss: {loss.item()}\\")
 
 
 def tiny_classifier(folder, num_labels: int = 2, *, token: bool = False, seed: int = 0):
-    """(model, tokenizer): a tiny BERT written offline by :func:`ftkit.nlp.ner.build_tiny_bert` (random weights,
+    """(model, tokenizer): a tiny BERT written offline by :func:`ftkit.nlp.tiny.build_tiny_bert` (random weights,
     a WordPiece vocabulary from the shipped CoNLL sample) under ``BertForSequenceClassification`` (or
     ``BertForTokenClassification`` with ``token=True``)."""
     from transformers import (AutoTokenizer, BertForSequenceClassification, BertForTokenClassification,

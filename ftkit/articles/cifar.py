@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core import Callback
-from ..data.cifar10 import make_loaders
+from ..data.images import make_loaders
 from ..models import SimpleCNN
 from ..train.loop import fit
 from ..train.step import predict

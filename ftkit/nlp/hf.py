@@ -54,7 +54,7 @@ def _check_path(path: str) -> None:
         near = sorted(os.listdir(parent))[:8] if os.path.isdir(parent) else []
         raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}"
                                 + (f" (its parent holds: {', '.join(near)})" if near else "")
-                                + "; build a small one offline with ftkit.nlp.ner.build_tiny_bert(out_dir) or give a "
+                                + "; build a small one offline with ftkit.nlp.tiny.build_tiny_bert(out_dir) or give a "
                                   "Hub id such as 'bert-base-cased'")
 
 

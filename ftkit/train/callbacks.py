@@ -10,15 +10,16 @@ from __future__ import annotations
 import copy
 import csv
 import difflib
+import io
 import math
 import os
 import threading
 import warnings
 
-from ..core import Callback, History, TrainState
-from .checkpoint import save_checkpoint
+from ..core import Callback, History, TrainState, atomic_write, check_writable
 from ..optim import check_option
 from ..utils import check_int, check_number
+from .checkpoint import checkpoint_payload, save_checkpoint
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "MonitorCallback", "EarlyStopping",
            "ModelCheckpoint", "LRMonitor", "LRSchedule",
@@ -87,7 +88,7 @@ class MonitorCallback(Callback):
             return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
-    def on_fit_start(self, state):
+    def check_fit(self, state):
         known = set(getattr(state, "log_keys", ()) or ())
         for cb in getattr(state, "callbacks", ()):
             if cb is self:
@@ -114,14 +115,23 @@ class MonitorCallback(Callback):
         return state.logs[self.monitor]
 
     def state_dict(self):
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "monitor": self.monitor, "mode": self.mode}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state) -> bool:
+        """Take the saved best score — unless it was of another column or mode (a resume that adds or drops
+        ``val_loader``): then the best starts afresh, with a warning. True when it was taken."""
+        then = (state.get("monitor", self.monitor), state.get("mode", self.mode))
+        if then != (self.monitor, self.mode):
+            warnings.warn(f"{type(self).__name__}: the checkpoint's best score is of {then[0]!r} ({then[1]}), this "
+                          f"run watches {self.monitor!r} ({self.mode}); the best score starts afresh", stacklevel=2)
+            return False
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+        return True
 
 
 class EarlyStopping(MonitorCallback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore best."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore the best
+    weights at the end (when the run ends by itself or by this stop; see :meth:`on_fit_end`)."""
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
                  restore_best: bool = True):
@@ -144,15 +154,18 @@ class EarlyStopping(MonitorCallback):
                                      f"(best {self.best:.4g} at epoch {self.best_epoch})")
 
     def on_fit_end(self, state):
-        if self.restore_best and self.best_weights is not None and self.best_epoch != state.epoch:
+        """Restore the best weights when the run ended by itself or by this early stop — not after Ctrl-C, another
+        stop or an error: then the model keeps its last weights, those of ``last.pt``, so a resume is exact."""
+        ended_here = not state.stop or (state.stop_reason or "").startswith("early stopping")
+        if self.restore_best and ended_here and self.best_weights is not None and self.best_epoch != state.epoch:
             state.model.load_state_dict(self.best_weights)
 
     def state_dict(self):
         return {**super().state_dict(), "wait": self.wait, "best_weights": self.best_weights}
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
+        if super().load_state_dict(state):
+            self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -170,7 +183,6 @@ class ModelCheckpoint(MonitorCallback):
         super().__init__(monitor or "val_loss", mode)
         self._default_monitor = monitor is None   # val_loss with a val_loader, else train_loss
         self.dirpath, self.save_best, self.save_last = os.fspath(dirpath), save_best, save_last
-        os.makedirs(self.dirpath, exist_ok=True)
 
     @property
     def last_path(self):
@@ -180,11 +192,13 @@ class ModelCheckpoint(MonitorCallback):
     def best_path(self):
         return os.path.join(self.dirpath, "best.pt")
 
-    def on_fit_start(self, state):
+    def check_fit(self, state):
+        check_writable(self.dirpath, "ModelCheckpoint", "ModelCheckpoint('checkpoints/run1')")
         if self._default_monitor and state.log_keys and "val_loss" not in state.log_keys:
             self.monitor = "train_loss"
         if self.save_best:
-            super().on_fit_start(state)
+            super().check_fit(state)
+        checkpoint_payload(state)   # a callback state that cannot be saved safely fails now, not after epoch 1
 
     def on_epoch_end(self, state):
         if self.save_best:
@@ -194,10 +208,19 @@ class ModelCheckpoint(MonitorCallback):
                 save_checkpoint(self.best_path, state, best=value, monitor=self.monitor)
         if self.save_last:
             save_checkpoint(self.last_path, state)
+            self._saved = (state.step, state.epoch)
 
     def on_fit_end(self, state):
-        if self.save_last and state.stop and state.stop_reason:
-            save_checkpoint(self.last_path, state, stop_reason=state.stop_reason)
+        if not (self.save_last and state.stop and state.stop_reason) or not state.history.steps:
+            return
+        if getattr(self, "_saved", None) == (state.step, state.epoch):   # written at this epoch's end already
+            return
+        if state.resume.get("step", state.step) != state.step:   # stopped between an optimizer step and its record
+            warnings.warn(f"ModelCheckpoint: no last.pt for step {state.step}: training ended inside it (after the "
+                          "optimizer step, before its bookkeeping), so it would not resume exactly; the last.pt "
+                          "already written is kept", RuntimeWarning, stacklevel=2)
+            return
+        save_checkpoint(self.last_path, state, stop_reason=state.stop_reason)
 
 class LRMonitor(Callback):
     """Adds every param group's lr to the step rows (``lr_0``, ``lr_1``…) and to the epoch rows."""
@@ -222,8 +245,10 @@ class LRSchedule(Callback):
     its ratio to group 0 (a classifier head trained at 10× keeps its 10×); other settings go to every group. Every manual change is an
     event in ``history.events`` (step, epoch, name, old, new, source).
 
-    On resume, a scheduler fit built by name is rebuilt for the new total and continued at the saved step (the
-    lr an uninterrupted run with that total would have); a scheduler object is restored from its state.
+    On resume, a scheduler fit built by name is rebuilt for the new total and continued at the same point of its
+    curve (the lr an uninterrupted run with the new settings would have: same epochs done, counted in the new
+    steps when the batch size or grad_accum changed); a scheduler object is restored from its state. A manual lr
+    set before the checkpoint still wins, each param group keeping its own value (and so its ratio).
     """
 
     def __init__(self, scheduler=None, spec: dict | None = None):
@@ -256,23 +281,27 @@ class LRSchedule(Callback):
         return {"manual": dict(self.manual), "spec": self.spec}
 
     def resume(self, ckpt: dict, step: int) -> None:
+        """Continue the saved schedule. ``step``: the point of the (rebuilt) schedule to continue from. A manual lr
+        keeps the values the checkpoint's optimizer holds — each param group's, so their ratios too."""
         saved = ckpt.get("lr_schedule") or {}
         self.manual = dict(saved.get("manual") or ({"lr": None} if ckpt.get("lr_override") else {}))
         if self.scheduler is None:
             return
-        same = self.spec is not None and saved.get("spec") == self.spec
+        same = self.spec is not None and saved.get("spec") == self.spec and step == ckpt.get("step")
         if ckpt.get("scheduler") is not None and (same or self.spec is None):
             self.scheduler.load_state_dict(ckpt["scheduler"])
             return
-        for group, base in zip(self.scheduler.optimizer.param_groups, self.scheduler.base_lrs):
+        groups = self.scheduler.optimizer.param_groups
+        kept = [group["lr"] for group in groups]   # the checkpoint's, restored with the optimizer
+        for group, base in zip(groups, self.scheduler.base_lrs):
             group["lr"] = base            # replay the new schedule from its start: what a straight run would do
         with warnings.catch_warnings():   # torch warns that no optimizer.step() came first: here none should
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(step):
                 self.scheduler.step()
-        if self.lr_is_manual and self.manual.get("lr") is not None:
-            for group in self.scheduler.optimizer.param_groups:
-                group["lr"] = self.manual["lr"]
+        if self.lr_is_manual:             # a manual lr won before the checkpoint: it still wins, group by group
+            for group, lr in zip(groups, kept):
+                group["lr"] = lr
 
 
 def settable(optimizer) -> str:
@@ -345,6 +374,9 @@ class TensorBoardLogger(Callback):
     def __init__(self, log_dir="runs/ftkit", every: int = 10):
         self.log_dir, self.every, self.writer = os.fspath(log_dir), int(every), None
 
+    def check_fit(self, state):
+        check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
+
     def on_fit_start(self, state):
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(self.log_dir)
@@ -366,32 +398,54 @@ class TensorBoardLogger(Callback):
 
 
 class CSVLogger(Callback):
-    """Appends one row per epoch to a CSV file (header from the first row's keys).
+    """One row per epoch in a CSV file, rewritten atomically after each epoch (a crash never leaves half a row).
 
-    A new fit starts the file afresh; a resumed fit (``resume_from``) appends after the rows it already has.
+    A new fit starts the file afresh. A resumed fit (``resume_from``) keeps the file's rows up to the checkpoint's
+    last epoch (rows of later epochs belong to the run the resume replaces: dropped, with a warning) and goes on
+    after them. A column that appears later — a resume that adds ``val_loader`` — widens the header; the earlier
+    rows get empty cells. Nothing logged is ever dropped.
     """
 
     main_process_only = True   # writes: on the main process only when several train
 
     def __init__(self, path):
         self.path = os.fspath(path)
-        self._fields = None
-        self._append = False
+        self._fields: list[str] = []
+        self._rows: list[dict] = []
+
+    def check_fit(self, state):
+        check_writable(os.path.dirname(os.path.abspath(self.path)), "CSVLogger", "CSVLogger('logs/run1.csv')")
+        try:
+            if os.path.exists(self.path):
+                open(self.path, "a").close()   # a folder, or a file that cannot be replaced
+        except OSError as e:
+            raise PermissionError(f"CSVLogger cannot write {self.path!r} ({e.strerror or e}); give a file you can "
+                                  "write to, e.g. CSVLogger('logs/run1.csv'). Nothing has been trained yet") from None
 
     def on_fit_start(self, state):
-        self._append = bool(state.history.epochs) and os.path.exists(self.path)
-        if self._append:
+        self._fields, self._rows = [], []
+        if not state.history.epochs:
+            return
+        last = state.history.epochs[-1].get("epoch", len(state.history.epochs))   # a resume: the checkpoint's rows,
+        rows = {row.get("epoch"): dict(row) for row in state.history.epochs}       # or the file's (with the columns
+        if os.path.exists(self.path):                                              # later callbacks added)
             with open(self.path, newline="") as f:
-                self._fields = next(csv.reader(f), None)
+                rows.update({int(r["epoch"]): r for r in csv.DictReader(f) if str(r.get("epoch") or "").isdigit()})
+        dropped = sorted(e for e in rows if e > last)
+        if dropped:
+            warnings.warn(f"CSVLogger: {self.path!r} has rows for epochs {dropped} after the checkpoint's last epoch "
+                          f"{last}; the resumed run replaces them", stacklevel=2)
+        for epoch in sorted(e for e in rows if e <= last):
+            self._add(rows[epoch])
+
+    def _add(self, row: dict) -> None:
+        self._fields += [k for k in row if k not in self._fields]
+        self._rows.append(row)
 
     def on_epoch_end(self, state):
-        row = dict(state.logs)
-        new = self._fields is None
-        if new:
-            self._fields = list(row)
-        with open(self.path, "w" if new and not self._append else "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-
+        self._add(dict(state.logs))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self._fields, restval="", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self._rows)
+        atomic_write(self.path, out.getvalue().encode())
