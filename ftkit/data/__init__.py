@@ -4,7 +4,7 @@ package (found from any working directory: the repo root, ``notebooks/``, Colab'
 from importlib import import_module
 from pathlib import Path
 
-__all__ = ["cifar10", "conll", "corpus", "synthetic", "text", "shipped", "FILES"]
+__all__ = ["cifar10", "conll", "corpus", "instructions", "synthetic", "text", "shipped", "FILES"]
 
 FILES = Path(__file__).resolve().parent / "files"
 
