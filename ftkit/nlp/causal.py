@@ -22,7 +22,7 @@ import torch
 from .hf import _check_path, _hub_error, load_config
 
 __all__ = ["SMOLLM2", "QWEN", "GGUF_PACKAGE", "load_causal_lm", "offline_smollm2", "build_tiny_causal_lm",
-           "generate", "CHATML_TEMPLATE", "folder_size_mb"]
+           "generate", "CHATML_TEMPLATE", "PLAIN_TEMPLATE", "format_prompt", "folder_size_mb"]
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"   # 135 M parameters, 30 layers, chat template (ChatML)
 QWEN = "Qwen/Qwen2.5-0.5B-Instruct"                 # 494 M parameters, 24 layers, chat template (ChatML)
@@ -160,17 +160,43 @@ def build_tiny_causal_lm(out_dir, texts, *, vocab_size: int = 400, hidden_size: 
     return os.fspath(out_dir)
 
 
-# --------------------------------------------------------------------------- generation
+# --------------------------------------------------------------------------- prompts and generation
+# for a base model without a chat template (Alpaca's layout); the completion ends with the EOS token
+PLAIN_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
+
+
+def _use_chat(tokenizer, chat):
+    has = bool(getattr(tokenizer, "chat_template", None))
+    if chat is None:
+        return has
+    if chat and not has:
+        raise ValueError(f"{type(tokenizer).__name__} ({getattr(tokenizer, 'name_or_path', '')!r}) has no chat "
+                         "template: it is a base model's tokenizer. Pass chat=False for the plain template "
+                         f"({PLAIN_TEMPLATE!r}), or set tokenizer.chat_template to a Jinja template")
+    return bool(chat)
+
+
+def format_prompt(tokenizer, prompt, *, chat=None, system: str | None = None) -> str:
+    """The text the model reads before its reply: the chat template with the generation prompt (``chat=None``:
+    when the tokenizer has one), else :data:`PLAIN_TEMPLATE`. ``prompt``: a string or a list of messages."""
+    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    if system is not None:
+        msgs = [{"role": "system", "content": system}, *msgs]
+    if _use_chat(tokenizer, chat):
+        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    return PLAIN_TEMPLATE.format(prompt="\n\n".join(m["content"] for m in msgs))
+
+
+
 @torch.no_grad()
 def generate(model, tokenizer, prompts, *, max_new_tokens: int = 32, chat: bool | None = None,
              batch_size: int = 16, system: str | None = None) -> list[str]:
     """Greedy replies to ``prompts`` (one string each, special tokens dropped, surrounding spaces stripped).
 
-    Prompts are formatted as training formats them (:func:`ftkit.nlp.sft.format_prompt`: the chat template, or
+    Prompts are formatted as training formats them (:func:`format_prompt`: the chat template, or
     the plain template for a model without one) and padded on the left, so every reply starts right after its
     prompt. Deterministic: no sampling.
     """
-    from .sft import format_prompt
     device = next(model.parameters()).device
     texts = [format_prompt(tokenizer, p, chat=chat, system=system) for p in prompts]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"

@@ -23,14 +23,13 @@ import torch
 
 from ..core import IGNORE
 from .finetune import count_trainable, lora_targets, parameter_table as _parameter_table
+from .causal import PLAIN_TEMPLATE, _use_chat, format_prompt
 from .hf import FeatureDataset, make_loader
 
 __all__ = ["PLAIN_TEMPLATE", "RECIPES", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
            "token_table", "padding_share", "check_labels", "apply_lora", "apply_full", "parameter_table",
            "fit_args", "sft_loss", "score", "merge", "logits", "logits_in_fresh_process", "load_folder", "perplexity"]
 
-# for a base model without a chat template (Alpaca's layout); the completion ends with the EOS token
-PLAIN_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
 ROLES = ("system", "user", "assistant")
 RECIPES = {
     # LoRA: B starts at 0 and the update is rank r, so it needs ~10x full fine-tuning's lr (QLoRA paper: 2e-4)
@@ -73,28 +72,6 @@ def check_examples(examples) -> str:
         if not any(m["role"] == "user" for m in msgs[:-1]):
             raise ValueError(f"example {i}: no 'user' message before the assistant's reply")
     return kind
-
-
-def _use_chat(tokenizer, chat):
-    has = bool(getattr(tokenizer, "chat_template", None))
-    if chat is None:
-        return has
-    if chat and not has:
-        raise ValueError(f"{type(tokenizer).__name__} ({getattr(tokenizer, 'name_or_path', '')!r}) has no chat "
-                         "template: it is a base model's tokenizer. Pass chat=False for the plain template "
-                         f"({PLAIN_TEMPLATE!r}), or set tokenizer.chat_template to a Jinja template")
-    return bool(chat)
-
-
-def format_prompt(tokenizer, prompt, *, chat=None, system: str | None = None) -> str:
-    """The text the model reads before its reply: the chat template with the generation prompt (``chat=None``:
-    when the tokenizer has one), else :data:`PLAIN_TEMPLATE`. ``prompt``: a string or a list of messages."""
-    msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
-    if system is not None:
-        msgs = [{"role": "system", "content": system}, *msgs]
-    if _use_chat(tokenizer, chat):
-        return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    return PLAIN_TEMPLATE.format(prompt="\n\n".join(m["content"] for m in msgs))
 
 
 def split_example(tokenizer, example, *, chat=None, system=None) -> tuple[str, str]:
