@@ -281,11 +281,13 @@ def logits(model, tokenizer, texts) -> torch.Tensor:
 
 
 def merge(model):
-    """``merge_and_unload``: W ← W₀ + (α/r)·BA in every adapted layer; returns the plain transformers model."""
+    """``merge_and_unload``: W ← W₀ + (α/r)·BA in every adapted layer; returns the plain transformers model. On
+    4-bit (QLoRA) weights the merged sum is rounded back to 4 bits, so the logits move: merge a float copy of the
+    base instead (load it without ``load_in_4bit`` and ``load_folder`` the adapter onto it)."""
     return model.merge_and_unload()
 
 
-def logits_in_fresh_process(folder, texts, *, timeout: int = 600) -> torch.Tensor:
+def logits_in_fresh_process(folder, texts, *, load_in_4bit: bool = False, timeout: int = 600) -> torch.Tensor:
     """Load ``folder`` (a full model or a LoRA adapter, whose base it names) in a new Python process and return the
     logits of ``texts`` there: proof that the folder alone rebuilds the model."""
     import json
@@ -294,20 +296,21 @@ def logits_in_fresh_process(folder, texts, *, timeout: int = 600) -> torch.Tenso
     import tempfile
     code = ("import json, sys, torch\n"
             "from ftkit.nlp.sft import load_folder, logits\n"
-            "model, tok = load_folder(sys.argv[1])\n"
+            "model, tok = load_folder(sys.argv[1], load_in_4bit=sys.argv[4] == '1')\n"
             "torch.save(logits(model, tok, json.loads(sys.argv[2])), sys.argv[3])\n")
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "logits.pt")
-        done = subprocess.run([sys.executable, "-c", code, os.fspath(folder), json.dumps(list(texts)), out],
+        done = subprocess.run([sys.executable, "-c", code, os.fspath(folder), json.dumps(list(texts)), out,
+                               "1" if load_in_4bit else "0"],
                               capture_output=True, text=True, timeout=timeout)
         if done.returncode:
             raise RuntimeError(f"reloading {folder} in a fresh process failed:\n{done.stderr[-2000:]}")
         return torch.load(out)
 
 
-def load_folder(folder):
+def load_folder(folder, *, load_in_4bit: bool = False):
     """(model, tokenizer) from a folder written by ``save_pretrained``: a full model, or a LoRA adapter loaded on
-    the base model its ``adapter_config.json`` names."""
+    the base model its ``adapter_config.json`` names (``load_in_4bit``: as it was trained, for QLoRA)."""
     from .causal import load_causal_lm
     if os.path.isfile(os.path.join(folder, "adapter_config.json")):
         import json
@@ -315,11 +318,11 @@ def load_folder(folder):
         from transformers import AutoTokenizer
         with open(os.path.join(folder, "adapter_config.json")) as f:
             base = json.load(f)["base_model_name_or_path"]
-        model, _ = load_causal_lm(base)
+        model, _ = load_causal_lm(base, load_in_4bit=load_in_4bit)
         tokenizer = AutoTokenizer.from_pretrained(folder)
         tokenizer.padding_side = "right"
         return PeftModel.from_pretrained(model, folder), tokenizer
-    return load_causal_lm(folder)
+    return load_causal_lm(folder, load_in_4bit=load_in_4bit)
 
 
 def perplexity(loss: float) -> float:
