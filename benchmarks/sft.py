@@ -18,8 +18,10 @@ dequantized to float32), as ``load_causal_lm(..., fallback=True)`` says. Prints 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -77,6 +79,12 @@ def run_trl(args, train, val_set, test):
 
 
 def main():
+    with contextlib.redirect_stdout(sys.stderr):   # stdout holds only the JSON line (TRL and loaders print)
+        result = run_all()
+    print(json.dumps(result))
+
+
+def run_all():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default=SMOLLM2)
     p.add_argument("--n-train", type=int, default=96)
@@ -109,7 +117,7 @@ def main():
     result["time_ratio_ftkit_over_trl"] = round(result["ftkit"]["train_s"] / result["trl"]["train_s"], 3)
     result["exact_match_diff_points"] = round(100 * (result["ftkit"]["exact_match"]["all"]
                                                      - result["trl"]["exact_match"]["all"]), 2)
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
