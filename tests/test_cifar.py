@@ -137,7 +137,32 @@ def test_dataloader_path_matches_tensor_path_without_augmentation(folder):
     train, val, test = C.make_loaders(data, 16, kind="dataloader", device="cpu")
     x, _ = next(iter(train))
     assert x.shape == (16, 3, 32, 32) and len(test) == 2 and len(val) == 1
-    assert C.throughput(test, "cpu") > 0
+
+
+def test_make_loaders_normalize_with_mean_then_std_per_channel(folder):
+    """(x/255 - μ_c)/σ_c with the data's own statistics, for both loader kinds (a swap of mean and std, or of
+    channels, changes every value)."""
+    path, *_ = folder
+    data = C.load_cifar10(path)
+    data.mean, data.std = (0.1, 0.5, 0.9), (0.2, 0.4, 0.8)  # distinct per channel and between mean and std
+    mean, std = torch.tensor(data.mean).view(1, 3, 1, 1), torch.tensor(data.std).view(1, 3, 1, 1)
+    expected = (data.test.images[:16].float() / 255 - mean) / std
+    for kind in ("tensor", "dataloader"):
+        _, _, test = C.make_loaders(data, 16, kind=kind, device="cpu")
+        x, y = next(iter(test))  # the test loader neither shuffles nor augments
+        assert torch.allclose(x, expected, atol=1e-5), kind
+        assert torch.equal(y, data.test.labels[:16])
+
+
+def test_throughput_counts_images_over_the_elapsed_time(folder, monkeypatch):
+    path, *_ = folder
+    data = C.load_cifar10(path)
+    _, _, test = C.make_loaders(data, 16, device="cpu")  # 30 test images: batches of 16 and 14
+    clock = iter([10.0, 12.0])  # two readings: start and end, 2 s apart
+    monkeypatch.setattr(C.time, "perf_counter", lambda: next(clock))
+    assert C.throughput(test, "cpu") == 30 / 2
+    clock = iter([10.0, 12.0])
+    assert C.throughput(test, "cpu", max_batches=1) == 16 / 2
 
 
 def test_resume_from_checkpoint_replays_the_same_batches(tmp_path):

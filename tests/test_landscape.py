@@ -121,8 +121,9 @@ def log_loss(out, y):
 def test_non_finite_losses_are_kept_as_nan(method):
     model = Log()
     d = {"w": torch.tensor([[1.0]])}
-    land = loss_slice(model, log_loss, (torch.ones(4, 1), torch.zeros(4)), d, span=(-1, 1), resolution=5,
-                      method=method, verbose=False)
+    with pytest.warns(RuntimeWarning, match="2 of 5 grid points gave a non-finite loss and are NaN"):
+        land = loss_slice(model, log_loss, (torch.ones(4, 1), torch.zeros(4)), d, span=(-1, 1), resolution=5,
+                          method=method, verbose=False)
     w = 0.5 + land.x
     expected = np.where(w > 0, np.log(np.where(w > 0, w, 1)), np.nan)
     expected[w == 0] = np.nan  # log 0 = −inf: non-finite, also a gap

@@ -260,8 +260,12 @@ def test_wrong_types_name_the_parameter():
 
 
 def test_metrics_and_callbacks_may_be_given_alone():
-    history, _ = run(1, metrics="accuracy", callbacks=EarlyStopping("train_loss"))
-    assert 0 <= history["train_accuracy"][0] <= 1
+    stopper = EarlyStopping("train_loss", patience=0, min_delta=1e9)  # nothing after epoch 1 counts as better
+    history, _ = run(3, metrics="accuracy", callbacks=stopper)
+    assert len(history) == 2 and history.stop_reason.startswith("early stopping: train_loss did not improve")
+    assert stopper.best == history["train_loss"][0] and stopper.best_epoch == history.epochs[0]["epoch"]
+    for acc in history["train_accuracy"]:  # correct predictions / samples of the epoch
+        assert 0 <= acc <= 1 and acc * len(X) == pytest.approx(round(acc * len(X)))
 
 
 def test_a_nan_gradient_with_a_finite_loss_stops_before_the_update():

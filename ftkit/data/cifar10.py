@@ -19,11 +19,14 @@ Two loaders yield the same ``(x, y)`` batches:
   checkpoint's RNG state makes a resumed run exact). No workers, no host→device copies: the fast path.
 * :func:`dataloader`: a ``Dataset`` with torchvision ``transforms.v2`` per image in a ``DataLoader``.
 
-Pickle files can run code when loaded: load only folders you fetched yourself or wrote with this module.
+Pickle files can run code when loaded; the batches are read with an unpickler that builds only the plain types
+they hold (NumPy arrays, lists, dicts, bytes, strings, numbers) and refuses any other class or function a file
+names, so a crafted batch fails instead of running its code.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import os
 import pickle
@@ -40,7 +43,8 @@ import torch
 from ..utils import check_int, check_number, get_device
 
 __all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
-           "write_cifar_batches", "write_fake_cifar10", "random_crop_flip", "TensorLoader", "CifarDataset",
+           "write_cifar_batches", "write_fake_cifar10", "cifar10_or_synthetic", "random_crop_flip", "TensorLoader",
+           "CifarDataset",
            "dataloader", "make_loaders", "throughput"]
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -74,13 +78,47 @@ class Cifar10:
 
 
 # --------------------------------------------------------------------------- files
+# the only globals a CIFAR-10 pickle names: NumPy's array rebuilding (numpy.core before NumPy 2) and the bytes
+# codec of protocol-2 pickles written by Python 3
+_PLAIN_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle named a class or function outside the plain types of a CIFAR-10 batch."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds arrays, lists, dicts, bytes, strings and numbers; any other global a file names is refused
+    (a crafted ``__reduce__`` names ``os.system`` or the like: it is never looked up, let alone called)."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _PLAIN_GLOBALS:
+            raise UnsafePickleError(f"it asks for {module}.{name}, which a CIFAR-10 batch never holds")
+        if module.startswith("numpy.core"):  # NumPy 2 moved numpy.core to numpy._core
+            try:
+                return getattr(importlib.import_module("numpy._core" + module[len("numpy.core"):]), name)
+            except ImportError:
+                pass
+        return getattr(importlib.import_module(module), name)
+
+
+def _load_plain(path: str):
+    with open(path, "rb") as f:
+        return _PlainUnpickler(f, encoding="bytes").load()
+
+
 def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(data uint8 N×3072, labels int64 N)`` of one batch file; a bad file fails naming it."""
+    """``(data uint8 N×3072, labels int64 N)`` of one batch file; a bad file fails naming it. Only plain data
+    is unpickled (see :class:`UnsafePickleError`)."""
     path = os.fspath(path)
     fix = f"delete it and fetch the data again ({DOWNLOAD_CMD.format(data_dir='<data_dir>')})"
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = _load_plain(path)
+    except UnsafePickleError as e:
+        raise ValueError(f"{path} was not loaded: {e} (a file that names other code may be crafted to run it); "
+                         f"{fix}") from None
     except Exception as e:  # truncated/corrupt pickles raise EOFError, UnpicklingError, ValueError, …
         raise ValueError(f"{path} is not a readable CIFAR-10 batch (truncated or corrupt: {type(e).__name__}: "
                          f"{e}); {fix}") from e
@@ -133,6 +171,11 @@ def _find_root(data_dir: str) -> str | None:
                                     f"{', '.join(files + (['test_batch'] if has_test else [])) or 'no batch'}); "
                                     f"copy the missing files from the tarball, or re-download: "
                                     f"`{DOWNLOAD_CMD.format(data_dir=data_dir)}`")
+        if k > 5:
+            extra = ", ".join(f for f in files if int(f.rsplit("_", 1)[1]) > 5)
+            raise ValueError(f"CIFAR-10 folder {root!r} has {extra} besides data_batch_1..5: CIFAR-10 has 5 training "
+                             "batches, so it would load images that are not CIFAR-10's (a copy, another data set?); "
+                             "move the extra file(s) out of the folder")
         if k < 5:
             warnings.warn(f"{root!r} holds data_batch_1..{k}, not the 5 training batches of CIFAR-10: loading "
                           f"{k}/5 of the training files", UserWarning, stacklevel=3)
@@ -185,10 +228,12 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     is always the whole ``test_batch``. ``mean``/``std`` come from the remaining training images only.
     """
     data_dir = os.fspath(data_dir)
+    check_int("seed", seed, 0)
     if subset is not None:
         check_int("subset", subset, meaning=" (training images to keep) or None")   # before any file is read
     if not 0 <= check_number("val_fraction", val_fraction) < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    val_fraction = float(val_fraction)
     root = _find_root(data_dir)
     if root is None:
         if not download:
@@ -217,13 +262,56 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     return Cifar10(train, val, test, classes, mean, std, root)
 
 
+def _has_batches(data_dir: str) -> bool:
+    """Whether ``data_dir`` (or its ``cifar-10-batches-py``) holds any CIFAR-10 file at all."""
+    for root in (os.path.join(data_dir, FOLDER), data_dir):
+        if os.path.isdir(root) and (_batch_files(root) or os.path.exists(os.path.join(root, "test_batch"))):
+            return True
+    return False
+
+
+def cifar10_or_synthetic(data_dir, n_train: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``(x, y, source)``: ``n_train`` normalized CIFAR-10 training images (a seeded subset, no validation split)
+    when ``data_dir`` holds CIFAR-10, else as many synthetic 10-class images
+    (:func:`ftkit.data.synthetic.image_classification`) with ``source="synthetic"``.
+
+    Only an absent folder (or one without any CIFAR-10 file) falls back: a folder that holds some batches but
+    not all, or a corrupt one, raises its error — a run never silently trains on the wrong data.
+    """
+    data_dir = os.fspath(data_dir)
+    check_int("n_train", n_train, meaning=" (training images)")
+    if not _has_batches(data_dir):
+        from .synthetic import image_classification
+        x, y = image_classification(n_train, num_classes=10, seed=seed)
+        return x, y, "synthetic"
+    cifar = load_cifar10(data_dir, subset=n_train, val_fraction=0.0, seed=seed, download=False)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (cifar.mean, cifar.std))
+    return (cifar.train.images.float() / 255 - mean) / std, cifar.train.labels, "CIFAR-10"
+
+
 def _label_names(root: str) -> list[str]:
+    """The 10 class names of ``batches.meta`` (CIFAR-10's own when the file is absent); a corrupt file or one
+    with another number of names fails naming it."""
     meta = os.path.join(root, "batches.meta")
     if not os.path.exists(meta):
         return list(CLASSES)
-    with open(meta, "rb") as f:
-        names = {k.decode() if isinstance(k, bytes) else k: v for k, v in pickle.load(f, encoding="bytes").items()}
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names.get("label_names", CLASSES)]
+    fix = f"delete it (the standard CIFAR-10 names are then used) or fetch the data again " \
+          f"({DOWNLOAD_CMD.format(data_dir='<data_dir>')})"
+    try:
+        data = _load_plain(meta)
+    except Exception as e:
+        raise ValueError(f"{meta} is not a readable CIFAR-10 batches.meta ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{meta} holds a {type(data).__name__}, not the batches.meta dict; {fix}")
+    data = {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+    names = data.get("label_names", CLASSES)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise ValueError(f"{meta}: label_names must be a list of 10 names, got {type(names).__name__}; {fix}")
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    if len(names) != len(CLASSES) or len(set(names)) != len(names):
+        raise ValueError(f"{meta} lists {len(names)} label names {names[:12]}, but CIFAR-10 has 10 distinct classes "
+                         f"(labels 0–9); {fix}")
+    return names
 
 
 def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, num_batches: int = 5,
@@ -236,8 +324,8 @@ def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, n
     root = os.path.join(os.fspath(data_dir), FOLDER)
     train = _as_rows(images, labels, "images")
     test = _as_rows(test_images, test_labels, "test_images")
-    if int(num_batches) < 1:
-        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    if not 1 <= check_int("num_batches", num_batches) <= 5:
+        raise ValueError(f"num_batches must be 1 to 5 (CIFAR-10 has data_batch_1..5), got {num_batches}")
     os.makedirs(root, exist_ok=True)
     parts = np.array_split(np.arange(len(train[0])), int(num_batches))
     for k, idx in enumerate(parts, start=1):
@@ -304,6 +392,23 @@ def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
     return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))
 
 
+def _check_stats(mean, std) -> tuple[list[float], list[float]]:
+    """Three finite means and three positive stds (a 0 would divide by zero: every pixel becomes inf/NaN)."""
+    out = []
+    for name, v in (("mean", mean), ("std", std)):
+        try:
+            values = [float(x) for x in v]
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be 3 numbers (one per channel R, G, B), got {v!r}") from None
+        if len(values) != 3 or not all(math.isfinite(x) for x in values):
+            raise ValueError(f"{name} must be 3 finite numbers (one per channel R, G, B), got {v!r}")
+        out.append(values)
+    if min(out[1]) <= 0:
+        raise ValueError(f"std must be > 0 in every channel (x/255 - mean)/std divides by it, got {tuple(std)}; "
+                         "use the training split's std (data.std)")
+    return out[0], out[1]
+
+
 class TensorLoader:
     """``(x, y)`` batches from uint8 images kept on ``device``: gather → crop/flip → normalize, all there.
 
@@ -320,6 +425,7 @@ class TensorLoader:
                              f"{tuple(images.shape)}")
         if len(labels) != len(images):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        mean, std = _check_stats(mean, std)
         self.device = get_device(device)
         self.images, self.labels = images.to(self.device), labels.to(self.device, torch.long)
         std = torch.as_tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -364,6 +470,7 @@ def dataloader(images, labels, batch_size: int, *, mean, std, shuffle: bool = Fa
                num_workers: int = 0, drop_last: bool = False, pin_memory: bool = False, pad: int = 4):
     """The classic path: ``CifarDataset`` + ``v2`` crop/flip/normalize per image in a ``DataLoader``."""
     from torchvision.transforms import v2
+    mean, std = _check_stats(mean, std)
     ops = [v2.RandomCrop(images.shape[-1], padding=pad, padding_mode="reflect"), v2.RandomHorizontalFlip()]
     transform = v2.Compose([*(ops if augment else []), v2.ToDtype(torch.float32, scale=True),
                             v2.Normalize(list(mean), list(std))])

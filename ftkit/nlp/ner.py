@@ -35,10 +35,11 @@ from ..data import shipped
 from ..data.conll import Sentence, load_conll
 from ..core import IGNORE
 from .hf import (TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
-                 FeatureDataset, LengthGroupedBatches, collate, load_tokenizer, make_loader)
+                 FeatureDataset, LengthGroupedBatches, check_label_order, check_save_folder, check_texts, collate,
+                 load_config, load_tokenizer, make_loader)
 from ..optim import make_optimizer, make_scheduler, split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
-from ..utils import get_device
+from ..utils import check_int, get_device
 
 __all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",
            "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "entity_metrics", "NerRecipe",
@@ -54,13 +55,9 @@ def load_model(model_name_or_path: str, label_list: list[str] | None = None):
     A base model (no NER head) gets a fresh head for ``label_list``. A fine-tuned one keeps its own label order;
     it must have the same labels as the data, else ``ValueError`` (its head would not fit).
     """
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    from transformers import AutoModelForTokenClassification
     path = os.fspath(model_name_or_path)
-    _check_path(path)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    except OSError as e:
-        raise _hub_error(path, e) from e
+    config = load_config(path)
     has_head = any(a.endswith("ForTokenClassification") for a in (config.architectures or []))
     if has_head:
         model_labels = [config.id2label[i] for i in range(config.num_labels)]
@@ -70,6 +67,10 @@ def load_model(model_name_or_path: str, label_list: list[str] | None = None):
             raise ValueError(f"{path!r} was fine-tuned for {len(model_labels)} labels {model_labels}, but the data "
                              f"has {len(label_list)}: {label_list}; start from its base model (e.g. bert-base-cased) "
                              "or evaluate it on data with the same entity types")
+        if label_list is not None and list(label_list) != model_labels:
+            warnings.warn(f"{path!r} orders its labels {model_labels}, the data {list(label_list)}: tags are mapped "
+                          "by name (the model's order is kept), so pass tagger.label_list, not the data's, to "
+                          "entity_metrics", UserWarning, stacklevel=3)
         label_list = model_labels
     elif label_list is None:
         raise ValueError(f"{path!r} has no NER head yet; pass label_list= (e.g. load_conll(...).label_list)")
@@ -168,6 +169,9 @@ def evaluate_ner(model, encoded: Encoded, *, batch_size: int = 64, device="auto"
     Micro :math:`P = TP/(TP+FP)`, :math:`R = TP/(TP+FN)`, :math:`F_1 = 2PR/(P+R)`; macro averages per-type F1.
     """
     from seqeval.metrics import classification_report
+    if len(encoded) == 0:
+        raise ValueError("evaluate_ner got no sentences (an empty split): check the data file or the split's "
+                         "name, e.g. len(data.test) before encoding")
     y_pred = predict_tags(model, encoded, batch_size=batch_size, device=device, amp=amp)
     y_true = [s.labels for s in encoded.sentences]
     report = classification_report(y_true, y_pred, digits=4, zero_division=0)
@@ -288,6 +292,9 @@ class NerTagger:
         if model.config.num_labels != len(label_list):
             raise ValueError(f"the model has {model.config.num_labels} output labels but label_list has "
                              f"{len(label_list)}: {label_list}")
+        check_label_order(model.config, label_list)
+        check_int("max_length", max_length, tokenizer.num_special_tokens_to_add() + 1,
+                  " (subwords per sentence, [CLS] and [SEP] included)")
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and max_length > limit:
             raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
@@ -319,6 +326,7 @@ class NerTagger:
         text (not a list of characters): ``tag("EU rejects it")`` returns that text's tags."""
         if isinstance(texts, str):
             return self.tag([texts], device=device)[0]
+        texts = check_texts(texts, allow_words=True, allow_empty=True)
         sentences = [Sentence(t.split() if isinstance(t, str) else list(t), []) for t in texts]
         sentences = [Sentence(s.words, ["O"] * len(s.words)) for s in sentences]
         return predict_tags(self.model, self.encode(sentences), device=device)
@@ -329,6 +337,7 @@ class NerTagger:
         from seqeval.metrics.sequence_labeling import get_entities
         if isinstance(texts, str):
             return self.predict([texts], device=device)[0]
+        texts = check_texts(texts, allow_words=True, allow_empty=True)
         out = []
         for text, tags in zip(texts, self.tag(texts, device=device)):
             words = text.split() if isinstance(text, str) else list(text)
@@ -338,6 +347,7 @@ class NerTagger:
 
     def save(self, folder) -> str:
         """Weights, config (with the label names) and tokenizer in one folder; reload with ``from_pretrained``."""
+        check_save_folder(folder)
         os.makedirs(folder, exist_ok=True)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)

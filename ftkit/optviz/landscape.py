@@ -149,6 +149,9 @@ def check_data(data) -> None:
                          f"inputs and {len(data[1])} targets")
 
 
+MAX_SPAN = 1e4  # grid coefficients beyond this are no landscape: weights ×10⁴ overflow the logits
+
+
 def _axis(name: str, span, resolution) -> np.ndarray:
     resolution = check_int(f"{name} resolution", resolution, 2, " (points along the axis)")
     try:
@@ -157,6 +160,10 @@ def _axis(name: str, span, resolution) -> np.ndarray:
         raise ValueError(f"{name} range must be two numbers (min, max), got {span!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{name} range must have min < max (both finite), got ({lo:g}, {hi:g}); e.g. (-1, 1)")
+    if max(abs(lo), abs(hi)) > MAX_SPAN:
+        raise ValueError(f"{name} range ({lo:g}, {hi:g}) reaches beyond ±{MAX_SPAN:g}: the directions have the size "
+                         "of the weights themselves (filter normalization), so ±1 already moves every filter by its "
+                         "own norm, and this far out float32 overflows (the losses would be NaN); use e.g. (-1, 1)")
     return np.linspace(lo, hi, int(resolution))
 
 
@@ -184,6 +191,9 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
     """
     if method not in ("auto", "vmap", "loop"):
         raise ValueError(f"unknown method {method!r}; choose one of: auto, loop, vmap")
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size, meaning=" (grid points per vmap call) or None for the default")
+    check_int("batch_size", batch_size, meaning=" (images per forward pass)")
     check_data(data)
     loss_fn = make_loss(loss_fn)
     _check_direction(origin, parameters_of(model), "the origin")
@@ -213,9 +223,7 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
         raise ValueError(TRAIN_BN_MESSAGE)
     if method == "auto":
         method = "loop" if _has_train_bn(model) else "vmap"
-    chunk = int(chunk_size) if chunk_size else max(1, (16384 if device.type == "cuda" else 128) // bs)
-    if chunk < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk = max(1, (16384 if device.type == "cuda" else 128) // bs) if chunk_size is None else chunk_size
 
     def forward(p, x):
         return functional_call(model, {**fixed, **p}, (x,))
@@ -271,7 +279,23 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
     finally:
         guard.__exit__(None, None, None)
     losses = torch.cat(losses).numpy()
+    _check_finite(losses, coords)
     return np.where(np.isfinite(losses), losses, np.nan), method
+
+
+def _check_finite(losses: np.ndarray, coords: torch.Tensor) -> None:
+    """Non-finite losses become NaN (gaps in a figure) — said once, with where and what to change; none finite
+    at all is an error (a figure of nothing)."""
+    bad = ~np.isfinite(losses)
+    if not bad.any():
+        return
+    reach = float(coords.abs().max())
+    fix = (f"the grid reaches coefficient {reach:.3g}, where the weights overflow: use a smaller span, e.g. (-1, 1)"
+           if reach > 1e3 else "the model or loss overflows there: try a smaller span or check the model")
+    if bad.all():
+        raise ValueError(f"every one of the {len(losses)} grid points gave a non-finite loss (inf/NaN); {fix}")
+    warnings.warn(f"{int(bad.sum())} of {len(losses)} grid points gave a non-finite loss and are NaN (gaps in the "
+                  f"figure); {fix}", RuntimeWarning, stacklevel=3)
 
 
 def loss_slice(model: nn.Module, loss_fn, data, direction: Params, span=(-1.0, 1.0), resolution: int = 41,

@@ -17,6 +17,8 @@ import warnings
 
 from ..core import Callback, History, TrainState
 from .checkpoint import save_checkpoint
+from ..optim import check_option
+from ..utils import check_int, check_number
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "MonitorCallback", "EarlyStopping",
            "ModelCheckpoint", "LRMonitor", "LRSchedule",
@@ -73,7 +75,9 @@ class MonitorCallback(Callback):
     def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be the name of a logged column such as 'val_loss', got {monitor!r}")
+        self.monitor, self.mode, self.min_delta = monitor, mode, check_number("min_delta", min_delta)
         self.best, self.best_epoch = None, None
 
     def is_improvement(self, value) -> bool:
@@ -122,7 +126,8 @@ class EarlyStopping(MonitorCallback):
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
                  restore_best: bool = True):
         super().__init__(monitor, mode, min_delta)
-        self.patience, self.restore_best = int(patience), restore_best
+        self.patience = check_int("patience", patience, 0, " (epochs without improvement before stopping)")
+        self.restore_best = restore_best
         self.best_weights, self.wait = None, 0
 
     def on_epoch_end(self, state):
@@ -306,9 +311,7 @@ class ParamControl(Callback):
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 raise ValueError(f"unknown setting {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                                  + f" (settable: {', '.join(sorted(known))})")
-            if key == "lr" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                or not math.isfinite(value) or value < 0):
-                raise ValueError(f"lr must be a finite number >= 0, got {value!r}")
+            values[key] = check_option(key, value)  # momentum 5, a negative lr, betas=0.9: refused here
         with self._lock:
             self._pending.update(values)
 
