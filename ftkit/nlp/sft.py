@@ -22,7 +22,8 @@ import os
 import torch
 
 from ..core import IGNORE
-from .finetune import count_trainable, lora_targets, parameter_table as _parameter_table
+from ..params import count_trainable
+from .finetune import lora_targets, parameter_table as _parameter_table
 from .causal import PLAIN_TEMPLATE, _use_chat, format_prompt
 from .hf import FeatureDataset, make_loader
 
