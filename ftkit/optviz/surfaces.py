@@ -137,7 +137,7 @@ def _rastrigin(x, y):
 
 
 def _rastrigin_minima(lo: float = -5.12, hi: float = 5.12) -> tuple[tuple[float, float], ...]:
-    """Rastrigin's local minima: per axis the roots of :math:`2x + 20π\sin 2πx` near each integer (Newton)."""
+    r"""Rastrigin's local minima: per axis the roots of :math:`2x + 20π\sin 2πx` near each integer (Newton)."""
     roots = []
     for k in range(math.ceil(lo), math.floor(hi) + 1):
         x = float(k)
