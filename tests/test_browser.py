@@ -313,6 +313,7 @@ def _basin_agreement(page) -> list[tuple]:
     return rows
 
 
+@pytest.mark.timeout(600)   # two real notebooks: ~75 s on a quiet machine; the limit only guards a hang
 def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_reload(lab, tmp_path):
     from playwright.sync_api import sync_playwright
     from ftkit.data.cifar10 import write_fake_cifar10

@@ -51,7 +51,8 @@ def test_ftkit_figures_pass_the_check_and_share_one_style():
                            {"gd": 2.0}, {"gd": (1.0, 0.5)}, title="rate")]
     for fig in figures:
         assert figure_problems(fig) == [], fig.layout.title.text
-        assert fig.layout.width is None and fig.layout.legend.x == 1.02      # follows the cell; legend outside
+        assert fig.layout.width is None and fig.layout.legend.x is None      # follows the cell; the template's …
+        assert fig.layout.template.layout.legend.x == 1.02                    # … legend, outside the plots
         assert fig.layout.xaxis.exponentformat == "power"
     [edge] = [a for a in figures[3].layout.annotations if "edge" in a.text]
     assert edge.x == pytest.approx(np.log10(2.0))                             # data units of the log axis
@@ -71,8 +72,9 @@ def test_explorer_state_is_json_named_categorical_and_survives_a_reload():
         json.dumps({k: state[k] for k in ("_widget_data", "_widget_layout")}, allow_nan=False)
         assert len(state["_widget_data"]) == len(fig.data)
         assert figure_problems(go.Figure(fig)) == []
-    legend = [t.name for t in explorer.figure.data if t.showlegend is not False and t.visible is not False]
-    assert "minimum" in legend and "start" in legend and None not in legend
+    legend = [t.name for t in explorer.figure.data if t.type == "scatter" and t.showlegend is not False
+              and t.visible is not False]
+    assert legend[:2] == ["minimum", "start"] and None not in legend
     heat = [t for t in explorer.basin_figure.data if t.meta == "basin:gd"][0]
     assert (heat.zmin, heat.zmax, heat.zauto) == (-0.5, 11.5, False)
     # the colours agree with the status line: category 0 (black) is exactly the diverged share

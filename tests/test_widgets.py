@@ -262,7 +262,7 @@ def test_lr_finder_button_mid_training_leaves_the_training_undisturbed(train_loa
     assert "needs a running or paused training" in dash.message.value
     found, dash = train(dash, find_at=6)
     result = dash.lr_find_result
-    assert result is not None and len(result.lrs) > 10 and "LR finder: suggestion" in dash.message.value
+    assert result is not None and len(result.lrs) > 10 and "LR finder: suggested lr" in dash.message.value
     assert [r["loss"] for r in found.steps] == [r["loss"] for r in plain.steps]   # bit for bit
     assert found.events == []                                    # the finder is no manual change of the run
 

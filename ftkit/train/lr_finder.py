@@ -154,4 +154,5 @@ def _suggest(lrs, losses, raw, smooth):
     while begin > 0 and c[begin - 1] < start - 0.05 * drop:              # back to where the fall began
         begin -= 1
     suggestion = math.sqrt(lrs[begin] * lrs[low])
-    return suggestion, {"valley": suggestion, "minimum/10": lrs[low] / 10}, (lrs[begin], lrs[low]), ""
+    shown = min(range(n), key=losses.__getitem__)  # fastai's other rule, on the curve the figure draws
+    return suggestion, {"valley": suggestion, "minimum/10": lrs[shown] / 10}, (lrs[begin], lrs[low]), ""
