@@ -80,9 +80,10 @@ class GDExplorer:
         controls = W.VBox([self.function, self.optimizers, self.lr, self.lr_edge, self.momentum, self.beta1,
                            self.beta2, self.steps, self.kappa, W.HBox([self.start_x, self.start_y]), self.noise,
                            self.seed, self.schedule, self.engine, self.basin_grid, self.status])
-        self.widget = W.VBox([controls, self.figure, self.basin_box])
+        self.figure_box = W.Box([self.figure])   # a plain box carries the CSS class (the anywidget figure does not)
+        self.widget = W.VBox([controls, self.figure_box, self.basin_box])
         for w, name in ((self.widget, "explorer"), (self.lr, "explorer-lr"), (self.status, "explorer-status"),
-                        (self.figure, "explorer-paths"), (self.basin_box, "explorer-basins")):
+                        (self.figure_box, "explorer-paths"), (self.basin_box, "explorer-basins")):
             w.add_class(f"ftkit-{name}")  # stable hooks for CSS and browser tests
         self.function.observe(self._on_function, "value")
         for w in (self.optimizers, self.lr, self.momentum, self.beta1, self.beta2, self.steps, self.kappa,
