@@ -65,9 +65,14 @@ class Callback:
     returns it from :meth:`state_dict` and takes it back in :meth:`load_state_dict`; checkpoints store it
     under :attr:`state_key` (the class name, unless two callbacks of one class need telling apart).
     ``log_keys`` names the epoch-log columns the callback adds (so monitors can check names before training).
+    ``main_process_only = True`` on a class that writes (files, plots, the terminal) runs it on the main process only
+    when several processes train.
+
+    A hook may also be set on an instance (``cb.on_epoch_end = lambda state: ...``): it fires like an overridden one.
     """
 
     log_keys: tuple[str, ...] = ()
+    main_process_only: bool = False
 
     def on_fit_start(self, state): ...
     def on_epoch_start(self, state): ...
@@ -90,15 +95,14 @@ class Callback:
 
 
 class Events:
-    """Per-event lists of bound methods, built once: no per-batch ``getattr`` on every callback."""
+    """Per-event lists of hooks, built once: no per-batch ``getattr`` on every callback. A hook is a method the
+    callback's class overrides or a callable set on the instance (``cb.on_epoch_end = f``); the base class's empty
+    methods are left out."""
 
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
         for event in EVENTS:
-            base = getattr(Callback, event)
-            hooks = [getattr(cb, event) for cb in self.callbacks
-                     if getattr(type(cb), event, base) is not base and callable(getattr(cb, event, None))]
-            setattr(self, event, self._fire(hooks))
+            setattr(self, event, self._fire([getattr(cb, event) for cb in self.callbacks if _has_hook(cb, event)]))
 
     @staticmethod
     def _fire(hooks):
@@ -106,6 +110,17 @@ class Events:
             for hook in hooks:
                 hook(state)
         return fire
+
+
+def _has_hook(callback, event: str) -> bool:
+    if event in getattr(callback, "__dict__", {}):   # set on the instance
+        hook = callback.__dict__[event]
+        if not callable(hook):
+            raise TypeError(f"{type(callback).__name__}.{event} was set to {hook!r}, which is not callable: set it to "
+                            f"a function of the training state, e.g. cb.{event} = lambda state: print(state.epoch)")
+        return True
+    base = getattr(Callback, event)
+    return getattr(type(callback), event, base) is not base and callable(getattr(callback, event, None))
 
 
 # --------------------------------------------------------------------------- history

@@ -37,7 +37,7 @@ from ..core import IGNORE
 from .hf import (TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
                  FeatureDataset, LengthGroupedBatches, collate, load_tokenizer, make_loader)
 from ..optim import make_optimizer, make_scheduler, split_decay_params
-from ..train.step import autocast as _autocast, to_device as _to_device
+from ..train.step import autocast as _autocast, send_to_device as _to_device
 from ..utils import get_device
 
 __all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",

@@ -33,6 +33,8 @@ class ProgressBar(Callback):
     ``tqdm.auto`` picks the notebook widget or the text bar; ``mininterval`` keeps papermill logs short.
     """
 
+    main_process_only = True   # writes: on the main process only when several train
+
     def __init__(self, mininterval: float = 1.0, summary: bool = True):
         self.mininterval, self.summary, self.bar = mininterval, summary, None
 
@@ -155,6 +157,8 @@ class ModelCheckpoint(MonitorCallback):
     fails before the first epoch. Each write is atomic (temp file + fsync + rename): a crash mid-save never leaves
     a file that fails to load. The best score travels in the checkpoint, so a resumed run replaces ``best.pt`` only when it beats it.
     """
+
+    main_process_only = True   # writes: on the main process only when several train
 
     def __init__(self, dirpath, monitor: str | None = None, mode: str = "min", save_best: bool = True,
                  save_last: bool = True):
@@ -333,6 +337,8 @@ class ParamControl(Callback):
 class TensorBoardLogger(Callback):
     """Scalars to TensorBoard (``torch.utils.tensorboard``): step loss/lr every ``every`` steps, epoch logs."""
 
+    main_process_only = True   # writes: on the main process only when several train
+
     def __init__(self, log_dir="runs/ftkit", every: int = 10):
         self.log_dir, self.every, self.writer = os.fspath(log_dir), int(every), None
 
@@ -361,6 +367,8 @@ class CSVLogger(Callback):
 
     A new fit starts the file afresh; a resumed fit (``resume_from``) appends after the rows it already has.
     """
+
+    main_process_only = True   # writes: on the main process only when several train
 
     def __init__(self, path):
         self.path = os.fspath(path)

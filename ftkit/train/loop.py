@@ -1,7 +1,10 @@
 """The training loop: ``fit`` / ``evaluate`` / ``predict``.
 
 ``fit`` is a chain of small named steps — ``run → epoch → batch → optimizer_step``, plus ``validate`` — and one
-:class:`~ftkit.core.Events` object fires the callbacks; ``show_training_loop()`` prints the order. A batch is
+:class:`~ftkit.core.Events` object fires the callbacks; ``show_training_loop()`` prints the order. One process and
+several run the same code: the few points where processes meet are methods of a strategy
+(:class:`~ftkit.train.strategy.Local` or :class:`~ftkit.train.distributed.Distributed`), and resume bookkeeping
+lives in :class:`~ftkit.train.resume.Resume`. A batch is
 ``(inputs, targets)`` or a dict (Hugging Face style, ``model(**batch)``; with ``loss=None`` the model's own
 ``outputs.loss``). Stops are typed (:class:`~ftkit.core.StopTraining`), never parsed from messages.
 
@@ -23,32 +26,37 @@ import warnings
 import torch
 from torch import nn
 
+from accelerate.utils import send_to_device
+
 from ..core import Callback, Events, History, NonFiniteLoss, NonFiniteLossWarning, StopTraining, TrainState
 from ..losses import make_loss
 from ..metrics import MetricTracker, make_metric
 from ..optim import make_optimizer, make_scheduler
-from ..utils import check_int, check_number, get_device
+from ..utils import check_int, check_number
 from .callbacks import LRSchedule, ProgressBar
-from .checkpoint import load_checkpoint, restore_rng, rng_state
-from .distributed import distributed_for
 from .replay import Replay
-from .step import autocast, count_targets, evaluate, forward, to_device
+from .resume import Resume
+from .step import autocast, count_targets, forward
+from .strategy import strategy_for
 
 __all__ = ["fit", "show_training_loop"]
 
 LOOP = """\
 fit(model, train_loader, loss, optimizer, epochs)
+  strategy = Local (one process) or Distributed (several): the same methods, one loop path
   on_fit_start
   for epoch:                                   _Loop.epoch
     on_epoch_start
-    for batch in train_loader:                 _Loop.batch
+    for batch in train_loader:                 _Loop.batch  (a resumed epoch starts after its last finished step)
       on_batch_start                           (ParamControl applies slider / set() values here)
-      forward → loss → backward                (skipped batches: every target is -100)
+      forward → loss                           strategy.sync_batch: global loss and target count (skips a batch
+                                               whose every target is -100; several processes agree on stops here)
+      backward                                 strategy.backward (several: gradients averaged on stepping batches)
       every grad_accum batches:                _Loop.optimizer_step
         clip, check grad norm is finite, optimizer.step()
         on_step_end                            (LRSchedule steps the scheduler unless a manual lr won)
       on_batch_end                             (History appends the step row)
-    validate → on_validation_end               _Loop.validate
+    validate → on_validation_end               _Loop.validate (several: summed over the processes)
     on_epoch_end                               (History appends the epoch row; checkpoints, early stop)
   on_fit_end                                   (always; after Ctrl-C, a stop or a non-finite loss too)"""
 
@@ -101,42 +109,39 @@ def _epoch_log_keys(metrics, has_val: bool) -> set[str]:
 
 # --------------------------------------------------------------------------- the loop
 class _Loop:
-    """One ``fit`` call: the state, the callbacks and the steps, each a few lines."""
+    """One ``fit`` call: the state, the callbacks and the steps, each a few lines. ``strategy`` is
+    :class:`~ftkit.train.strategy.Local` (one process) or :class:`~ftkit.train.distributed.Distributed`: the same
+    methods, so one process and several run this same code."""
 
-    def __init__(self, state: TrainState, events: Events, train_loader, val_loader, metrics, *, amp, grad_clip,
-                 grad_accum, dist=None, net=None):
-        self.s, self.events, self.train_loader, self.val_loader = state, events, train_loader, val_loader
-        self.dist, self.net = dist, net if net is not None else state.model   # several processes: ftkit.train.distributed
-        self.metrics, self.amp, self.grad_clip, self.grad_accum = metrics, amp, grad_clip, grad_accum
+    def __init__(self, state: TrainState, strategy, resume: Resume, net, train_loader, val_loader, metrics, *, amp,
+                 grad_clip, grad_accum):
+        self.s, self.strategy, self.resume, self.net = state, strategy, resume, net
+        self.events = strategy.events(state.callbacks)
+        self.train_loader, self.val_loader, self.metrics = train_loader, val_loader, metrics
+        self.amp, self.grad_clip, self.grad_accum = amp, grad_clip, grad_accum
         self.scaler = torch.amp.GradScaler("cuda") if amp and state.device.type == "cuda" else None
         self.tracker = MetricTracker(metrics)
         self.params = [p for g in state.optimizer.param_groups for p in g["params"]]
         self.finished = False      # max_steps reached: the epoch ends normally, then fit
 
     def run(self, start_epoch: int) -> None:
-        s = self.s
-        self.events.on_fit_start(s)
-        with _stop_on_sigint(s):
-            for epoch in range(start_epoch, s.epochs + 1):
+        self.events.on_fit_start(self.s)
+        with _stop_on_sigint(self.s):
+            for epoch in range(start_epoch, self.s.epochs + 1):
                 self.epoch(epoch)
                 if self.finished:
                     break
 
     def epoch(self, epoch: int) -> None:
         s = self.s
-        resume = s.resume if s.resume.get("epoch") == epoch and not s.resume.get("complete") else {}
         s.epoch, s.logs = epoch, {"epoch": epoch}
         t0 = time.perf_counter()
         s.model.train()
-        self.tracker.reset()
-        self.loss_sum, self.n_seen = resume.get("loss_sum", 0.0), resume.get("n_seen", 0)
-        if resume.get("metrics"):
-            self.tracker.totals, self.tracker.counts = resume["metrics"]
         self.events.on_epoch_start(s)
         s.optimizer.zero_grad(set_to_none=True)
-        if self.dist is not None:
-            self.dist.sync_rng()
-        for i, batch in _batches(self.train_loader, s, resume):
+        self.strategy.sync_rng()   # several processes: rank 0's RNG, so the slices partition one shuffle
+        batches, self.loss_sum, self.n_seen = self.resume.epoch(epoch, self.train_loader, self.tracker)
+        for i, batch in batches:
             s.batch_idx = i
             self.batch(i, batch)
             if self.finished:
@@ -144,61 +149,34 @@ class _Loop:
         if self.n_seen == 0:
             raise ValueError("train_loader yielded no batches (or only batches whose every label is -100): check "
                              "the dataset size, batch_size and drop_last")
-        s.resume = {"epoch": epoch, "complete": True}
-        if self.dist is not None:
-            self.dist.reduce_metrics(self.tracker)
+        self.resume.epoch_done(epoch)
+        self.strategy.reduce_metrics(self.tracker)
         s.logs.update(train_loss=_mean(self.loss_sum, self.n_seen), **self.tracker.compute("train_"))
         self.validate()
         s.logs.update(lr=s.optimizer.param_groups[0]["lr"], time=time.perf_counter() - t0)
         self.events.on_epoch_end(s)
-        if self.dist is not None:
-            self.dist.sync_stop(s)
-        _raise_if_stopped(s)
+        self.strategy.sync_stop(s)   # a stop set on any process ends training on all
 
     def batch(self, i: int, batch) -> None:
-        s = self.s
+        s, strategy = self.s, self.strategy
         self.events.on_batch_start(s)
-        if self.dist is None:   # several processes: stops are acted on together, in dist.sync_batch
-            _raise_if_stopped(s)
-        batch = to_device(batch, s.device)
-        targets = batch.get("labels") if isinstance(batch, dict) else (
-            batch[1] if isinstance(batch, (list, tuple)) and len(batch) == 2 else None)
-        n = count_targets(targets)
-        if isinstance(n, torch.Tensor) and int(n) == 0 and self.dist is None:
-            _warn_once(s, "empty", "a batch had every label -100 (nothing to learn from): it was skipped; its "
-                                   "sentences may be all padding or all cut by max_length")
-            return
+        strategy.check_stop(s)       # several processes stop together, inside sync_batch
+        batch = send_to_device(batch, s.device, non_blocking=True)
         with autocast(s.device, self.amp):
-            outputs, targets, batch_loss = forward(self.net, batch, s.loss_fn)
-        grad_loss, stepping = batch_loss, (i + 1) % self.grad_accum == 0 or i + 1 == s.batches_per_epoch
-        if self.dist is not None:   # global loss and count; stop and lr changes reach every rank
-            synced = self.dist.sync_batch(s, batch_loss, n, outputs)
-            if synced is None:
-                return
-            grad_loss, batch_loss, n = synced
-        scaled = grad_loss / self.grad_accum if self.grad_accum > 1 else grad_loss
-        scaled = self.scaler.scale(scaled) if self.scaler else scaled
-        if self.dist is None:
-            scaled.backward()
-        else:
-            self.dist.backward(self.net, scaled, stepping)
-        s.loss = batch_loss.item()
-        if not math.isfinite(s.loss):
-            self._non_finite(f"non-finite loss ({s.loss})", i)
+            outputs, targets, loss = forward(self.net, batch, s.loss_fn)
+        synced = strategy.sync_batch(s, loss, count_targets(targets), outputs)   # global loss and target count
+        if synced is None:           # every label -100: nothing to learn from
+            return
+        grad_loss, loss, n = synced
+        stepping = (i + 1) % self.grad_accum == 0 or i + 1 == s.batches_per_epoch
+        strategy.backward(self.net, self._scaled(grad_loss), stepping)
+        self._check_loss(loss, i)
         if stepping:
             self.optimizer_step(i)
-        self.loss_sum, self.n_seen = self.loss_sum + s.loss * float(n), self.n_seen + float(n)
-        if self.tracker.metrics:
-            self.tracker.update(outputs.detach(), targets)
-        if (i + 1) % self.grad_accum == 0:   # a clean point to resume from: after a finished optimizer step
-            s.resume = {"epoch": s.epoch, "batches": i + 1, "loss_sum": self.loss_sum, "n_seen": self.n_seen,
-                        "metrics": (dict(self.tracker.totals), dict(self.tracker.counts)),
-                        "epoch_rng": s.resume.get("epoch_rng")}
+        self._count(i, n, outputs, targets)
         self.events.on_batch_end(s)
-        if self.dist is None:
-            _raise_if_stopped(s)
-        if s.max_steps is not None and s.step >= s.max_steps:
-            self.finished = True
+        strategy.check_stop(s)
+        self.finished = s.max_steps is not None and s.step >= s.max_steps
 
     def optimizer_step(self, i: int) -> None:
         s = self.s
@@ -225,53 +203,40 @@ class _Loop:
         if self.val_loader is None:
             return
         s = self.s
-        if self.dist is not None:
-            s.logs.update(self.dist.evaluate(s.model, self.val_loader, s.loss_fn, self.metrics, amp=self.amp,
+        s.logs.update(self.strategy.evaluate(s.model, self.val_loader, s.loss_fn, self.metrics, amp=self.amp,
                                              prefix="val_"))
-        else:
-            s.logs.update(evaluate(s.model, self.val_loader, s.loss_fn, self.metrics, device=s.device, amp=self.amp,
-                                   prefix="val_"))
         self.events.on_validation_end(s)
+
+    # ---- the batch step's small parts
+    def _scaled(self, loss):
+        """The loss to backpropagate: averaged over ``grad_accum`` batches, scaled for fp16 (GradScaler)."""
+        loss = loss / self.grad_accum if self.grad_accum > 1 else loss
+        return self.scaler.scale(loss) if self.scaler else loss
+
+    def _check_loss(self, loss, i: int) -> None:
+        self.s.loss = loss.item()
+        if not math.isfinite(self.s.loss):
+            self._non_finite(f"non-finite loss ({self.s.loss})", i)
+
+    def _count(self, i: int, n, outputs, targets) -> None:
+        """Epoch totals and metrics; after a finished optimizer step, the resume point."""
+        self.loss_sum, self.n_seen = self.loss_sum + self.s.loss * float(n), self.n_seen + float(n)
+        if self.tracker.metrics:
+            self.tracker.update(outputs.detach(), targets)
+        if (i + 1) % self.grad_accum == 0:
+            self.resume.step_done(i + 1, self.loss_sum, self.n_seen, self.tracker)
 
     def _non_finite(self, what: str, i: int):
         s = self.s
         s.optimizer.zero_grad(set_to_none=True)  # never apply an update computed from it
         reason = (f"{what} at epoch {s.epoch}, step {s.step + 1} (batch {i}); stopped before its update, so the "
                   "model keeps the last finite weights. Lower lr, set grad_clip, or check the inputs.")
-        warnings.warn(reason, NonFiniteLossWarning, stacklevel=4)
+        warnings.warn(reason, NonFiniteLossWarning, stacklevel=5)
         raise NonFiniteLoss(reason)
-
-
-def _batches(loader, state: TrainState, resume: dict):
-    """``enumerate(loader)``, continuing a resumed epoch at the batch after its last finished step: the epoch's
-    RNG state is restored so the loader draws the same order, the done batches are skipped, then the RNG is
-    restored to where the interrupted run stood."""
-    done = resume.get("batches", 0)
-    if done and resume.get("epoch_rng") is not None:
-        restore_rng(resume["epoch_rng"])
-    else:
-        state.resume = {"epoch": state.epoch, "batches": 0, "epoch_rng": rng_state()}
-    it = iter(loader)
-    for _ in range(done):
-        next(it, None)
-    if done and resume.get("rng") is not None:
-        restore_rng(resume["rng"])
-    return enumerate(it, start=done)
 
 
 def _mean(total, count) -> float:
     return float(total) / float(count) if float(count) else float("nan")
-
-
-def _raise_if_stopped(state: TrainState) -> None:
-    if state.stop:
-        raise StopTraining(state.stop_reason or f"stopped at epoch {state.epoch}, step {state.step}")
-
-
-def _warn_once(state: TrainState, key: str, message: str) -> None:
-    if key not in state.extra.setdefault("warned", set()):
-        state.extra["warned"].add(key)
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 @contextlib.contextmanager
@@ -317,18 +282,43 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     ``ftkit.launch``, ``accelerate launch`` or ``torchrun``); ``batch_size`` stays the global batch (see
     :mod:`ftkit.train.distributed`).
     """
-    metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip,
-                                     metrics, callbacks)
-    if replay is not None:
-        callbacks = [Replay(replay), *callbacks]
+    metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum,
+                                     grad_clip, metrics, callbacks)
+    strategy = strategy_for(accelerator, device)   # Local on one process, Distributed on several
+    state = _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_accum, scheduler, strategy.device,
+                        log_keys=_epoch_log_keys(metrics, val_loader is not None))
+    state.callbacks = strategy.callbacks([state.history, state.lr_schedule, *([ProgressBar()] if progress else []),
+                                          *([Replay(replay)] if replay is not None else []), *callbacks])
+    net, train_loader, val_loader = strategy.prepare(model, train_loader, val_loader)
+    resume = Resume(state, strategy)
+    start_epoch = resume.load(resume_from) if resume_from is not None else 1
+    loop = _Loop(state, strategy, resume, net, train_loader, val_loader, metrics, amp=amp, grad_clip=grad_clip,
+                 grad_accum=grad_accum)
+    try:
+        loop.run(start_epoch)
+        strategy.finish(state)
+    except StopTraining as stop:
+        state.stop, state.stop_reason = True, stop.reason
+        strategy.finish(state)
+    except KeyboardInterrupt:
+        state.stop = True
+        state.stop_reason = f"interrupted at epoch {state.epoch}, step {state.step}; the model and its history are kept"
+        print(f"ftkit: {state.stop_reason}")
+    finally:
+        state.history.stop_reason = state.stop_reason
+    Events(state.callbacks).on_fit_end(state)
+    return state.history
+
+
+def _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_accum, scheduler, device, log_keys):
+    """The :class:`TrainState` of a new fit: model on ``device``, loss and optimizer built, epochs and the
+    schedule's total steps worked out from the loader's length."""
     n_batches = len(train_loader) if hasattr(train_loader, "__len__") else None
     if n_batches == 0:
         raise ValueError("train_loader is empty (0 batches): check the dataset size, batch_size and drop_last")
     steps_per_epoch = math.ceil(n_batches / grad_accum) if n_batches else None
     if epochs is None:
         epochs = math.ceil(max_steps / steps_per_epoch) if steps_per_epoch else 10**9
-    dist = distributed_for(accelerator, device)   # None on one process
-    device = dist.device if dist is not None else get_device(device)
     model.to(device)
     loss_fn = make_loss(loss) if loss is not None else None
     if isinstance(loss_fn, nn.Module):
@@ -336,41 +326,11 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     optimizer = make_optimizer(optimizer, model)
     total_steps = min(steps_per_epoch * epochs, max_steps or 10**18) if steps_per_epoch else max_steps
     scheduler, spec = _build_scheduler(scheduler, optimizer, total_steps)
-
-    history = History()
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, device=device,
-                       epochs=epochs, history=history, batches_per_epoch=n_batches, max_steps=max_steps, grad_accum=grad_accum,
-                       log_keys=_epoch_log_keys(metrics, val_loader is not None))
+                       epochs=epochs, history=History(), batches_per_epoch=n_batches, max_steps=max_steps,
+                       grad_accum=grad_accum, log_keys=log_keys)
     state.lr_schedule = LRSchedule(scheduler, spec)
-    state.callbacks = [history, state.lr_schedule, *([ProgressBar()] if progress else []), *callbacks]
-    net = None
-    if dist is not None:   # DDP model, per-process slices of the loaders, writers on the main process only
-        net, train_loader, val_loader = dist.prepare(model, train_loader, val_loader)
-        state.callbacks = dist.callbacks(state.callbacks)
-    start_epoch = 1
-    if resume_from is not None:
-        start_epoch = _resume(state, resume_from)
-        if dist is not None:
-            dist.after_resume(state)
-    events = Events(state.callbacks) if dist is None else dist.events(state.callbacks)
-    loop = _Loop(state, events, train_loader, val_loader, metrics, amp=amp, grad_clip=grad_clip,
-                 grad_accum=grad_accum, dist=dist, net=net)
-    try:
-        loop.run(start_epoch)
-        if dist is not None:
-            dist.finish(state)
-    except StopTraining as stop:
-        state.stop, state.stop_reason = True, stop.reason
-        if dist is not None:
-            dist.finish(state)
-    except KeyboardInterrupt:
-        state.stop = True
-        state.stop_reason = f"interrupted at epoch {state.epoch}, step {state.step}; the model and its history are kept"
-        print(f"ftkit: {state.stop_reason}")
-    finally:
-        history.stop_reason = state.stop_reason
-    Events(state.callbacks).on_fit_end(state)
-    return history
+    return state
 
 
 def _build_scheduler(scheduler, optimizer, total_steps):
@@ -385,35 +345,3 @@ def _build_scheduler(scheduler, optimizer, total_steps):
     except (TypeError, ValueError) as e:
         raise type(e)(f"{e}. fit can only fill in total_steps: for other options build the scheduler yourself, "
                       f"e.g. scheduler=make_scheduler({scheduler!r}, optimizer, ...)") from None
-
-
-def _resume(state: TrainState, path) -> int:
-    """Restore model, optimizer, schedule, history, callbacks and RNG; return the epoch to start at."""
-    lr_given = [g["lr"] for g in state.optimizer.param_groups]
-    ckpt = load_checkpoint(path, state.model, state.optimizer, map_location=state.device)
-    done = ckpt.get("resume") or {"epoch": ckpt["epoch"], "complete": True}
-    start = done["epoch"] + 1 if done.get("complete") else done["epoch"]
-    if start > state.epochs:
-        raise ValueError(f"{path!r} already finished epoch {ckpt['epoch']}, and epochs={state.epochs} is the total "
-                         f"to reach, not a number of extra epochs: pass epochs > {ckpt['epoch']} to train on")
-    if ckpt.get("scheduler") is not None and state.scheduler is None:
-        raise ValueError(f"{path!r} was trained with a learning-rate schedule (lr now "
-                         f"{ckpt['optimizer']['param_groups'][0]['lr']:.3g}); pass the same scheduler= to continue it "
-                         "(a named one is rebuilt for the new total and continued at the saved step), or "
-                         "scheduler='constant' to go on at the initial lr")
-    state.history.steps, state.history.epochs = ckpt["history"]["steps"], ckpt["history"]["epochs"]
-    state.history.events = ckpt["history"].get("events", [])
-    state.step = ckpt["step"]
-    state.lr_schedule.resume(ckpt, state.step)
-    lr_now = [g["lr"] for g in state.optimizer.param_groups]
-    if state.scheduler is None and not ckpt.get("lr_override") and any(
-            not math.isclose(a, b) for a, b in zip(lr_given, lr_now)):
-        warnings.warn(f"resuming with the checkpoint's lr {lr_now[0]:.3g} (the optimizer given had "
-                      f"{lr_given[0]:.3g}): resume continues the saved run exactly; to change the lr, use "
-                      "ParamControl.set(lr=...) or the dashboard", stacklevel=3)
-    for cb in state.callbacks:
-        if cb.state_key in ckpt.get("callbacks", {}):
-            cb.load_state_dict(ckpt["callbacks"][cb.state_key])
-    state.resume = {**done, "rng": ckpt["rng"]}
-    restore_rng(ckpt["rng"])
-    return start

@@ -8,8 +8,10 @@ own ``outputs.loss``). A model output with a ``.logits`` attribute (a Hugging Fa
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 
 import torch
+from accelerate.utils import send_to_device
 from torch import nn
 
 from ..core import IGNORE, describe, eval_mode
@@ -17,16 +19,10 @@ from ..losses import make_loss
 from ..metrics import MetricTracker
 from ..utils import get_device
 
-__all__ = ["to_device", "autocast", "forward", "count_targets", "evaluate", "evaluate_sums", "predict"]
-
-def to_device(batch, device):
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict) or hasattr(batch, "keys"):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
+__all__ = ["send_to_device", "autocast", "forward", "count_targets", "evaluate", "evaluate_sums",
+           "predict"]
+# send_to_device (Accelerate) moves a batch: tensors, tuples, lists and mappings of them (a Hugging Face
+# BatchEncoding stays one: it is a Mapping, which is what the code below checks for)
 
 
 def autocast(device, amp):
@@ -38,7 +34,7 @@ def autocast(device, amp):
 
 def forward(model, batch, loss_fn):
     """Returns (outputs, targets, loss). Dict batches are HF style; tuples are (inputs, targets)."""
-    if isinstance(batch, dict):
+    if isinstance(batch, Mapping):
         out = model(**batch)
         targets = batch.get("labels")
         if loss_fn is None:
@@ -115,7 +111,7 @@ def evaluate_sums(model, loader, loss_fn, tracker, *, device, amp=False):
     loss_sum, n_seen = torch.zeros((), device=device), 0.0
     with eval_mode(model):
         for batch in loader:
-            batch = to_device(batch, device)
+            batch = send_to_device(batch, device, non_blocking=True)
             with autocast(device, amp):
                 outputs, targets, batch_loss = forward(model, batch, loss_fn)
             n = count_targets(targets)
@@ -143,8 +139,8 @@ def predict(model: nn.Module, data, *, device="auto", batch_size: int = 256) -> 
     outs = []
     with eval_mode(model):
         for batch in data:
-            batch = to_device(batch, device)
-            if isinstance(batch, dict):
+            batch = send_to_device(batch, device, non_blocking=True)
+            if isinstance(batch, Mapping):
                 out = _logits(model(**{k: v for k, v in batch.items() if k != "labels"}))
             else:
                 out = _logits(model(batch[0] if isinstance(batch, (list, tuple)) else batch))

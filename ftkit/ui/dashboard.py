@@ -69,6 +69,8 @@ class TrainingDashboard(Callback):
     :class:`ParamControl` it drives; ``dash.lr_find_result`` the last LR-finder result.
     """
 
+    main_process_only = True   # draws: on the main process only when several train
+
     def __init__(self, lr_range: tuple[float, float] = (1e-6, 1.0), every_ms: int = 500, title: str = "training",
                  lr_find_steps: int = 100):
         lo, hi = (check_number(f"lr_range[{i}]", v, positive=True) for i, v in enumerate(lr_range))

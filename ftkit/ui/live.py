@@ -230,6 +230,8 @@ class LivePlot(Callback):
     """Loss per step (``smooth``: plus its EMA), the lr of every step with the manual changes marked, and the
     epoch metrics, in a :class:`LiveFigure` refreshed at most every ``every_ms``; one static figure at the end."""
 
+    main_process_only = True   # draws: on the main process only when several train
+
     def __init__(self, every_ms: int = 500, metrics=("loss", "accuracy"), title: str = "training",
                  smooth: float = 0.0, live: bool | None = None):
         self.every_ms, self.metrics, self.title, self.smooth, self.live = every_ms, tuple(metrics), title, smooth, live
