@@ -146,9 +146,9 @@ def lr_find_figure(result, title: str = "learning-rate finder") -> go.Figure:
                         marker=dict(size=14, color="crimson", symbol="circle-open", line=dict(width=3)))
         title = f"{title} · suggested lr {result.suggestion:.2g}"
     else:
-        fig.add_annotation(text=result.message, xref="paper", yref="paper", x=0.02, y=0.98, xanchor="left",
-                           yanchor="top", showarrow=False, align="left", font=dict(color=INFO, size=12),
-                           width=420, bgcolor="rgba(255,255,255,0.85)")
+        fig.add_annotation(text=result.message.replace("; ", ";<br>"), xref="paper", yref="paper", x=0.02,
+                           y=0.98, xanchor="left", yanchor="top", showarrow=False, align="left",
+                           font=dict(color=INFO, size=12), bgcolor="rgba(255,255,255,0.85)")
         title = f"{title} · no suggestion"
     fig.update_xaxes(type="log", title_text="learning rate")
     fig.update_yaxes(title_text="loss", range=[low - 0.08 * (high - low), high])
