@@ -64,7 +64,8 @@ def lab(tmp_path):
     root, home = tmp_path / "root", tmp_path / "jupyter"
     root.mkdir()
     for plugin, value in (("apputils-extension/notification", '{"fetchNews": "false"}'),      # no news toast
-                          ("notebook-extension/tracker", '{"autoStartDefaultKernel": true}')):  # no kernel dialog
+                          ("notebook-extension/tracker",   # no kernel dialog; every cell rendered (no windowing),
+                                             '{"autoStartDefaultKernel": true, "windowingMode": "none"}')):  # no kernel dialog
         path = home / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(value)
@@ -295,20 +296,27 @@ def _move_lr(page, before):
                            timeout=30_000)
 
 
-def _basin_agreement(page) -> list[tuple]:
-    """Per optimizer: (label, settle % and diverge % from the status line, the same from the map's colours)."""
-    status = page.locator(f"{CURRENT} .ftkit-explorer-status").inner_text()
+def _basin_colours(page) -> dict:
+    """Per optimizer on the basin map: (settle %, diverge %) counted from its colour categories."""
     [basin_fig] = _figures(page, ".ftkit-explorer-basins .js-plotly-plot")
-    rows = []
+    out = {}
     for trace in basin_fig["data"]:
         if not (trace["meta"] or "").startswith("basin:") or trace["visible"] is False or trace["z"] is None:
             continue
-        label = trace["meta"].split(":")[1]
         assert (trace["zmin"], trace["zmax"]) == (-0.5, 11.5), trace["meta"]    # explicit category range
         cells = [v for row in trace["z"] for v in row]
-        colours = (round(100 * sum(v >= 2 for v in cells) / len(cells)), round(100 * sum(v == 0 for v in cells)
-                                                                                / len(cells)))
-        line = re.search(rf"{label}: .*?basins: (\d+)% of \d+ starts settle(?:, (\d+)% diverge)?", status)
+        out[trace["meta"].split(":")[1]] = (round(100 * sum(v >= 2 for v in cells) / len(cells)),
+                                            round(100 * sum(v == 0 for v in cells) / len(cells)))
+    return out
+
+
+def _basin_agreement(page) -> list[tuple]:
+    """Per optimizer: (label, settle % and diverge % from the status line, the same from the map's colours)."""
+    status = page.locator(f"{CURRENT} .ftkit-explorer-status").inner_text()
+    rows = []
+    for label, colours in _basin_colours(page).items():
+        line = re.search(rf"(?m)^{label}: .*?basins: (\d+)% of \d+ starts settle(?:, (\d+)% diverge)?", status)
+        assert line, (label, status)
         rows.append((label, (int(line.group(1)), int(line.group(2) or 0)), colours))
     return rows
 
@@ -346,8 +354,12 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
             agree = _basin_agreement(page)
             before = _explorer_path(page)
             _move_lr(page, before)                                  # the lr slider redraws the path figure
-            moved = _explorer_path(page)
-            page.locator(f"{CURRENT} .ftkit-explorer").screenshot(path=str(SHOTS / "02_gradient_descent.png"))
+            time.sleep(2.0)                                          # the three key presses all arrive
+            moved, moved_basins = _explorer_path(page), _basin_colours(page)
+            paths = page.locator(f"{CURRENT} .ftkit-explorer-paths")   # fits the viewport (the whole explorer
+            paths.scroll_into_view_if_needed()                          # does not: a screenshot would be cut)
+            time.sleep(0.5)
+            paths.screenshot(path=str(SHOTS / "02_gradient_descent.png"))
             page.keyboard.press("Control+s")                        # saved, as autosave would
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=10_000)
             time.sleep(1.0)
@@ -363,7 +375,7 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
                                    f"'{CURRENT} .ftkit-explorer-basins .js-plotly-plot'); return d && d.data && "
                                    "d.data.some(t => t.meta === 'basin:gd' && t.z && t.z.length > 0); }",
                                    timeout=30_000)
-            reloaded_basins = _basin_agreement(page)
+            reloaded_basins = _basin_colours(page)
             _move_lr(page, reloaded)                                # and still follows the slider
             times["02 reload"] = time.monotonic() - t0
 
@@ -375,8 +387,10 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
             stderr03 = page.locator(f"{CURRENT} [data-mime-type='application/vnd.jupyter.stderr']").count()
             text03 = page.locator(f"{CURRENT} .jp-OutputArea").all_inner_texts()
             figures03 = _figures(page)
-            training = page.locator(f"{CURRENT} .js-plotly-plot").filter(has_text="epoch metrics")
-            training.first.screenshot(path=str(SHOTS / "03_cifar10_cnn.png"))
+            training = page.locator(f"{CURRENT} .jp-OutputArea-output").filter(has_text="epoch metrics").first
+            training.scroll_into_view_if_needed()
+            time.sleep(0.5)
+            training.screenshot(path=str(SHOTS / "03_cifar10_cnn.png"))
         except Exception:
             if page is not None and not page.is_closed():
                 page.screenshot(path=str(ARTIFACTS / "failure_notebooks.png"))
@@ -393,7 +407,7 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
     assert len(static02) >= 12                                 # every figure of 02 drawn
     assert agree and all(status == colours for _, status, colours in agree), agree
     assert moved != before and reloaded == moved               # the slider moved the path; the reload kept it
-    assert reloaded_basins == agree                            # the basin map came back, same colours
+    assert reloaded_basins == moved_basins and len(moved_basins) == 6   # the basin map came back, same colours
     titles = [f["title"] for f in figures03]
     assert sum(t.startswith("training") for t in titles) == 1, titles     # the training figure once
     assert not any("Launching training on" in t for t in text03)
