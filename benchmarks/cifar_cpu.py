@@ -5,7 +5,7 @@ Both contenders run alternately in one process, several rounds after a warm-up; 
    and progress bar) and by the ten-line loop below. Goal: time ratio fit/plain <= 1.03 with identical test
    accuracy (same seed, same batches: the weights should match bit for bit).
 2. Images/s of one augmented epoch (crop + flip + normalize) from ``TensorLoader`` and from
-   ``dataloader()`` (torchvision ``transforms.v2`` per image in a ``DataLoader``).
+   ``ftkit.data.images.make_loader()`` (torchvision ``transforms.v2`` per image in a ``DataLoader``).
 
 Data: ``--data-dir`` with the real ``cifar-10-batches-py`` (``--subset`` images of it), else a learnable fake
 in the real file format (``write_fake_cifar10``).
@@ -25,12 +25,13 @@ import torch
 
 import ftkit
 from ftkit.data import cifar10 as C
+from ftkit.data import images as L
 from ftkit.models import SimpleCNN
 
 
 def loader(data, batch_size, seed):
     ftkit.seed_everything(seed)  # same weights below, same shuffles and crops in both contenders
-    return C.TensorLoader(*data.train, batch_size, mean=data.mean, std=data.std, shuffle=True, augment=True,
+    return L.TensorLoader(*data.train, batch_size, mean=data.mean, std=data.std, shuffle=True, augment=True,
                           device="cpu")
 
 
@@ -60,7 +61,7 @@ def with_fit(data, batch_size, epochs, lr, seed):
 
 
 def test_accuracy(model, data) -> float:
-    test_loader = C.TensorLoader(*data.test, 500, mean=data.mean, std=data.std, device="cpu")
+    test_loader = L.TensorLoader(*data.test, 500, mean=data.mean, std=data.std, device="cpu")
     return ftkit.evaluate(model, test_loader, "cross_entropy", ["accuracy"], device="cpu")["accuracy"]
 
 
@@ -105,10 +106,10 @@ def main():
 
     # 2. TensorLoader versus the DataLoader path (one augmented epoch each, alternated)
     makers = {
-        "tensor": lambda: C.TensorLoader(*data.train, args.batch_size, mean=data.mean, std=data.std, shuffle=True,
+        "tensor": lambda: L.TensorLoader(*data.train, args.batch_size, mean=data.mean, std=data.std, shuffle=True,
                                          augment=True, device="cpu"),
-        "dataloader": lambda: C.dataloader(*data.train, args.batch_size, mean=data.mean, std=data.std, shuffle=True,
-                                           augment=True, num_workers=args.workers),
+        "dataloader": lambda: L.make_loader(*data.train, args.batch_size, mean=data.mean, std=data.std,
+                                            shuffle=True, augment=True, num_workers=args.workers),
     }
     speed = {k: [] for k in makers}
     for r in range(args.repeats + 1):

@@ -36,6 +36,7 @@ import torch
 
 import ftkit
 from ftkit.data import cifar10 as C
+from ftkit.data import images as L
 from ftkit.models import FAST_RECIPE, FlipTTA, make_model
 from ftkit.core import Callback
 
@@ -110,7 +111,7 @@ def main():
             C.write_fake_cifar10(tmp, n_train, n_test, noise=2.0, seed=args.seed)
         data = C.load_cifar10(tmp if fake else args.data_dir or "data/cifar10", val_fraction=0.0, seed=args.seed,
                               download=False)
-    train_loader, _, test_loader = C.make_loaders(data, batch_size, augment=FAST_RECIPE["augment"],
+    train_loader, _, test_loader = L.make_loaders(data, batch_size, augment=FAST_RECIPE["augment"],
                                                   device=device, channels_last=channels_last,
                                                   drop_last=True)  # equal batches: no odd-shaped last step
     loss = ftkit.make_loss("cross_entropy", label_smoothing=FAST_RECIPE["label_smoothing"])
@@ -119,7 +120,7 @@ def main():
         # warm-up (untimed): CUDA context, cuDNN autotuning, torch.compile
         model, opt = build(widths, args.lr, channels_last, device)
         k = 5 * batch_size
-        few = C.TensorLoader(data.train.images[:k], data.train.labels[:k], batch_size, mean=data.mean,
+        few = L.TensorLoader(data.train.images[:k], data.train.labels[:k], batch_size, mean=data.mean,
                              std=data.std, shuffle=True, augment=True, device=device,
                              channels_last=channels_last, drop_last=True)
         ftkit.fit(torch.compile(model) if args.compile else model, few, loss, opt, 1, device=device, amp=amp,

@@ -36,7 +36,8 @@ import torch
 from ftkit.data import shipped
 import ftkit
 from ftkit.data.conll import load_conll
-from ftkit.nlp.ner import NerRecipe, NerTagger, build_tiny_bert, evaluate_ner
+from ftkit.nlp.ner import NerRecipe, NerTagger, evaluate_ner
+from ftkit.nlp.tiny import build_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 BERT_BASE_CASED = dict(hidden_size=768, num_hidden_layers=12, num_attention_heads=12, intermediate_size=3072,

@@ -16,7 +16,7 @@ _LAZY = {
     "fit": "train", "evaluate": "train", "predict": "train", "History": "core", "TrainState": "core",
     "Callback": "core", "lr_find": "train", "LRFinderResult": "train", "launch": "train",
     "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None,
-    "train": None, "optviz": None, "nlp": None, "data": None, "plots": None, "ui": None,
+    "params": None, "train": None, "optviz": None, "nlp": None, "vision": None, "data": None, "plots": None, "ui": None,
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",

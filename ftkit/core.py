@@ -20,6 +20,7 @@ import json
 import pprint
 import os
 import random
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,8 @@ import torch
 from torch import nn
 
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
-           "schedule_from_events", "events_as_schedule", "atomic_write", "eval_mode", "describe", "IGNORE"]
+           "schedule_from_events", "events_as_schedule", "atomic_write", "check_writable", "eval_mode", "describe",
+           "IGNORE"]
 
 IGNORE = -100  # the label cross-entropy skips (HF convention); losses, metrics and the loop leave it out
 
@@ -73,6 +75,10 @@ class Callback:
 
     log_keys: tuple[str, ...] = ()
     main_process_only: bool = False
+
+    def check_fit(self, state) -> None:
+        """Raise if this callback cannot do its work in this fit (an unwritable folder, an unknown monitor):
+        ``fit`` calls it first, before a checkpoint is loaded or anything trains. Not an event."""
 
     def on_fit_start(self, state): ...
     def on_epoch_start(self, state): ...
@@ -182,16 +188,41 @@ class History(Callback):
         self.to_frame(which).to_csv(path, index=False)
 
     @classmethod
-    def from_dict(cls, data):
+    def from_dict(cls, data, where: str = "the data"):
+        """A History from :meth:`to_dict`'s dict; anything else (a metrics file, a list) fails naming what it is."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where} holds a JSON {type(data).__name__}, not a History (a JSON object with "
+                             "'steps' and 'epochs' lists, as History.to_json writes)")
+        if "steps" not in data and "epochs" not in data:
+            keys = ", ".join(map(repr, list(data)[:6])) or "no keys"
+            raise ValueError(f"{where} is not a History: it has {keys}, but no 'steps' or 'epochs' (a metrics file?); "
+                             "load the file that history.to_json(path) wrote")
+        for key in ("steps", "epochs", "events"):
+            rows = data.get(key)
+            if rows is not None and not (isinstance(rows, list) and all(isinstance(r, dict) for r in rows)):
+                raise ValueError(f"{where}: {key!r} must be a list of dicts (one per {key[:-1]}), "
+                                 f"got {type(rows).__name__}")
         return cls(data.get("steps"), data.get("epochs"), data.get("stop_reason"), data.get("events"))
 
     @classmethod
     def from_json(cls, path_or_text):
+        """A History from a path or from JSON text (as :meth:`to_json` writes); a truncated, empty or foreign
+        file fails naming the file and what is wrong with it."""
         text = str(path_or_text)
-        if not text.lstrip().startswith("{"):
+        where = "the JSON text"
+        if not text.lstrip().startswith(("{", "[")):
+            where = repr(os.fspath(path_or_text))
             with open(path_or_text) as f:
                 text = f.read()
-        return cls.from_dict(json.loads(text))
+        if not text.strip():
+            raise ValueError(f"{where} is empty, not a History; was the run interrupted while writing it? "
+                             "Write it again with history.to_json(path)")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{where} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}: truncated "
+                             "or edited?); write it again with history.to_json(path)") from None
+        return cls.from_dict(data, where)
 
 
 def schedule_from_events(events) -> dict[int, dict]:
@@ -277,6 +308,21 @@ def atomic_write(path, data: bytes | None = None, *, save=None) -> str:
         if os.path.exists(tmp):
             os.remove(tmp)
     return path
+
+
+def check_writable(folder, who: str, example: str) -> str:
+    """Create ``folder`` and prove a file can be written in it (a probe file, removed); else one clear error
+    at ``fit`` start, before anything trains. Root ignores permission bits, so only a real write tells."""
+    folder = os.fspath(folder) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ftkit-write-test-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"{who} cannot write to the folder {folder!r} ({type(e).__name__}: {e.strerror or e}); "
+                              f"give a folder you can write to, e.g. {example}. Nothing has been trained yet") from None
+    return folder
 
 
 def _alive(pid: int) -> bool:

@@ -39,14 +39,16 @@ def accuracy(outputs: torch.Tensor, targets: torch.Tensor, ignore_index: int = -
     return (pred == targets)[keep].sum(), keep.sum()
 
 
-def top_k(k: int):
-    """Top-k accuracy: the label is among the k largest outputs."""
+def top_k(k: int, ignore_index: int = -100):
+    """Top-k accuracy: the label is among the k largest outputs; labels equal to ``ignore_index`` are skipped
+    (as in :func:`accuracy`)."""
     def metric(outputs, targets):
         if outputs.dim() < 2 or outputs.shape[1] < k:
             raise ValueError(f"top{k} accuracy needs at least {k} classes, but the model outputs "
                              f"{outputs.shape[1] if outputs.dim() > 1 else 1}; use 'accuracy' or a smaller k")
+        keep = targets != ignore_index
         topk = outputs.topk(k, dim=1).indices
-        return (topk == targets.unsqueeze(1)).any(1).sum(), torch.tensor(targets.shape[0])
+        return ((topk == targets.unsqueeze(1)).any(1) & keep).sum(), keep.sum()
     metric.__name__ = f"top{k}"
     return metric
 

@@ -24,6 +24,8 @@ in plain tensor math (tests check it against ``torch.optim`` to 1e-6).
 """
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -33,8 +35,8 @@ from torch.optim import lr_scheduler
 
 from .utils import check_int, check_number, choose, normalize_name
 
-__all__ = ["OPTIMIZERS", "OptimInfo", "SCHEDULERS", "make_optimizer", "make_scheduler", "split_decay_params",
-           "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
+__all__ = ["OPTIMIZERS", "OPTION_RANGES", "check_option", "OptimInfo", "SCHEDULERS", "make_optimizer", "make_scheduler",
+           "split_decay_params", "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -206,29 +208,85 @@ OPTIMIZERS: dict[str, OptimInfo] = {
 }
 
 
+# option -> (low, high, low included, high included): what each update rule accepts (torch accepts more for a
+# few, e.g. momentum 5, which only makes the loss explode)
+OPTION_RANGES = {"lr": (0, math.inf, True, False), "weight_decay": (0, math.inf, True, False),
+                 "momentum": (0, 1, True, False), "dampening": (0, 1, True, True), "eps": (0, math.inf, True, False),
+                 "alpha": (0, 1, True, False), "lr_decay": (0, math.inf, True, False)}
+
+
+def check_option(name: str, value):
+    """One optimizer option checked against its range (``betas``: a pair in [0, 1); ``nesterov``: a bool);
+    returns it (``betas`` as a tuple). Names without a known range pass through."""
+    if name == "betas":
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+            raise ValueError(f"betas must be a pair (β₁, β₂), e.g. betas=(0.9, 0.999), got {value!r}")
+        for i, b in enumerate(value):
+            if not 0 <= check_number(f"betas[{i}]", b) < 1:
+                raise ValueError(f"betas[{i}] must be in [0, 1), got {b!r}; e.g. betas=(0.9, 0.999)")
+        return tuple(float(b) for b in value)
+    if name == "nesterov":
+        if not isinstance(value, bool):
+            raise ValueError(f"nesterov must be True or False, got {value!r}")
+        return value
+    if name in OPTION_RANGES:
+        lo, hi, lo_in, hi_in = OPTION_RANGES[name]
+        x = check_number(name, value)
+        if x < lo or (x == lo and not lo_in) or x > hi or (x == hi and not hi_in):
+            span = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
+            raise ValueError(f"{name} must be in {span}, got {value!r}")
+    return value
+
+
+def _accepted(cls) -> set[str]:
+    return {n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "params")}
+
+
+def _check_keys(keys, accepted: set[str], where: str, name: str):
+    for key in keys:
+        if key not in accepted:
+            close = difflib.get_close_matches(key, sorted(accepted), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"{where} has an unknown option {key!r}: {hint}optimizer {name!r} takes "
+                             f"{', '.join(sorted(accepted))}")
+
+
+def _param_groups(params: list, accepted: set[str], name: str) -> list[dict]:
+    """Groups read once (an iterator of parameters is used up), each key known and each value in its range."""
+    groups = []
+    for i, g in enumerate(params):
+        where = f"param group {i}"
+        if not isinstance(g, dict):
+            raise TypeError(f"{where} is a {type(g).__name__}: pass either parameters or param-group dicts "
+                            "({'params': [...], 'lr': ...}), not a mix")
+        if "params" not in g:
+            raise ValueError(f"{where} has no 'params' entry (it has {', '.join(map(repr, g)) or 'nothing'}); "
+                             "each group is {'params': model.part.parameters(), 'lr': ...}")
+        _check_keys([k for k in g if k not in ("params", "name")], accepted, where, name)
+        opts = {k: check_option(k, v) for k, v in g.items() if k not in ("params", "name")}
+        p = g["params"]
+        groups.append({**g, **opts, "params": [p] if isinstance(p, torch.Tensor) else list(p)})
+    return groups
+
+
 def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = False,
                    **options) -> torch.optim.Optimizer:
     """``make_optimizer("adamw", model, lr=3e-4, weight_decay=0.01)``.
 
     ``params_or_model`` is a model (biases/norm weights then skip weight decay), an iterable of parameters
-    or of param-group dicts. An existing optimizer passes through unchanged.
+    or of param-group dicts (keys: ``params`` and this optimizer's options, plus an optional ``name``). An
+    existing optimizer passes through unchanged. An unknown option or a value out of its range (momentum 5,
+    a negative lr, ``betas=0.9``) fails naming it.
     """
     if isinstance(name, torch.optim.Optimizer):
         return name
     if not isinstance(name, str):
         raise TypeError(f"make_optimizer takes an optimizer name or a torch.optim.Optimizer, got {name!r}")
     info = choose("optimizer", name, OPTIMIZERS)
-    lr = check_number("lr", lr)
-    opts = {**info.defaults, **options}
-    for k in ("weight_decay", "momentum", "eps", "alpha", "dampening", "lr_decay"):
-        if k in opts:
-            check_number(k, opts[k])
-    if "betas" in opts:
-        for i, b in enumerate(opts["betas"]):
-            if not 0 <= check_number(f"betas[{i}]", b) < 1:
-                raise ValueError(f"betas[{i}] must be in [0, 1), got {b}")
-    if opts.get("momentum", 0) >= 1:
-        raise ValueError(f"momentum must be in [0, 1), got {opts['momentum']}")
+    lr = check_option("lr", lr)
+    accepted = _accepted(info.scratch if scratch else info.cls) - {"decoupled"}
+    _check_keys(options, accepted, "make_optimizer", name)
+    opts = {**info.defaults, **{k: check_option(k, v) for k, v in options.items()}}
 
     wd = opts.get("weight_decay", 0.0)
     if isinstance(params_or_model, torch.Tensor):
@@ -242,10 +300,8 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
             params = decay + no_decay
     else:
         params = list(params_or_model)
-        if params and isinstance(params[0], dict):  # param groups: read each group's iterable once
-            groups = [{**g, "params": [g["params"]] if isinstance(g["params"], torch.Tensor) else list(g["params"])}
-                      for g in params]
-            params = [g for g in groups if g["params"]]
+        if any(isinstance(g, dict) for g in params):  # param groups: read each group's iterable once
+            params = [g for g in _param_groups(params, accepted, name) if g["params"]]
     n = sum(len(g["params"]) if isinstance(g, dict) else 1 for g in params)
     if n == 0:
         raise ValueError(f"no parameters to optimize for {name!r}: the model or list has no parameters with "

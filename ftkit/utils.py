@@ -15,6 +15,10 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     ``deterministic=True`` also asks cuDNN/cuBLAS for deterministic kernels (slower on GPU);
     on CPU the default kernels are already deterministic.
     """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed_everything(0)"
+                         + (" (a string: write the number without quotes)" if isinstance(seed, str) else ""))
+    seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -53,6 +57,8 @@ def check_number(name: str, value, *, positive: bool = False, allow_zero: bool =
     """Raise ``ValueError`` naming ``name`` unless ``value`` is a finite, non-negative number."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, (str, bytes)):  # float("0.1") works, but the string itself would travel on
+        raise ValueError(f"{name} must be a number, got {value!r} (a string: write it without quotes)")
     try:
         x = float(value)
     except (TypeError, ValueError):

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 import ftkit
 from ftkit.train.callbacks import ModelCheckpoint
 from ftkit.data import cifar10 as C
+from ftkit.data import images as L
 from ftkit.models import FAST_RECIPE, FastResNet, FlipTTA, SimpleCNN, make_model
 from ftkit.metrics import confusion_matrix, per_class_accuracy
 from ftkit.plots.classification import misclassified_figure
@@ -86,9 +87,9 @@ def test_subset_and_mean_std_from_train_split_only(folder):
 def test_tensor_loader_normalizes_in_order_and_counts_batches(folder):
     path, *_ = folder
     data = C.load_cifar10(path, val_fraction=0.0)
-    loader = C.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, device="cpu")
+    loader = L.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, device="cpu")
     assert len(loader) == math.ceil(100 / 32) == 4
-    assert len(C.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, drop_last=True, device="cpu")) == 3
+    assert len(L.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, drop_last=True, device="cpu")) == 3
     xs, ys = zip(*loader)
     assert [len(b) for b in ys] == [32, 32, 32, 4]
     x = torch.cat(xs)
@@ -98,7 +99,7 @@ def test_tensor_loader_normalizes_in_order_and_counts_batches(folder):
     # normalized with the train statistics, the train split has per-channel mean 0 and std 1
     assert x.mean((0, 2, 3)) == pytest.approx([0, 0, 0], abs=1e-4)
     assert x.std((0, 2, 3), correction=0) == pytest.approx([1, 1, 1], abs=1e-4)
-    shuffled = C.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, shuffle=True, channels_last=True,
+    shuffled = L.TensorLoader(*data.train, 32, mean=data.mean, std=data.std, shuffle=True, channels_last=True,
                               device="cpu")
     xb, _ = next(iter(shuffled))
     assert xb.is_contiguous(memory_format=torch.channels_last)
@@ -108,9 +109,9 @@ def test_tensor_loader_normalizes_in_order_and_counts_batches(folder):
 def test_random_crop_flip_is_a_reflect_padded_crop_or_its_mirror():
     x = torch.randint(0, 256, (64, 3, 32, 32), dtype=torch.uint8)
     torch.manual_seed(5)
-    out = C.random_crop_flip(x)
+    out = L.random_crop_flip(x)
     torch.manual_seed(5)
-    assert torch.equal(out, C.random_crop_flip(x))  # the global RNG decides
+    assert torch.equal(out, L.random_crop_flip(x))  # the global RNG decides
     padded = F.pad(x.float(), (4, 4, 4, 4), mode="reflect")  # what v2.RandomCrop(padding_mode="reflect") pads
     crops = padded.unfold(2, 32, 1).unfold(3, 32, 1)           # 64×3×9×9×32×32: every shift
     found = set()
@@ -129,15 +130,40 @@ def test_random_crop_flip_is_a_reflect_padded_crop_or_its_mirror():
 def test_dataloader_path_matches_tensor_path_without_augmentation(folder):
     path, *_ = folder
     data = C.load_cifar10(path)
-    classic = C.dataloader(*data.train, 16, mean=data.mean, std=data.std)
-    fast = C.TensorLoader(*data.train, 16, mean=data.mean, std=data.std, device="cpu")
+    classic = L.make_loader(*data.train, 16, mean=data.mean, std=data.std)
+    fast = L.TensorLoader(*data.train, 16, mean=data.mean, std=data.std, device="cpu")
     assert len(classic) == len(fast)
     for (a, ya), (b, yb) in zip(classic, fast):
         assert torch.allclose(a, b, atol=1e-5) and torch.equal(ya, yb)
-    train, val, test = C.make_loaders(data, 16, kind="dataloader", device="cpu")
+    train, val, test = L.make_loaders(data, 16, kind="dataloader", device="cpu")
     x, _ = next(iter(train))
     assert x.shape == (16, 3, 32, 32) and len(test) == 2 and len(val) == 1
-    assert C.throughput(test, "cpu") > 0
+
+
+def test_make_loaders_normalize_with_mean_then_std_per_channel(folder):
+    """(x/255 - μ_c)/σ_c with the data's own statistics, for both loader kinds (a swap of mean and std, or of
+    channels, changes every value)."""
+    path, *_ = folder
+    data = C.load_cifar10(path)
+    data.mean, data.std = (0.1, 0.5, 0.9), (0.2, 0.4, 0.8)  # distinct per channel and between mean and std
+    mean, std = torch.tensor(data.mean).view(1, 3, 1, 1), torch.tensor(data.std).view(1, 3, 1, 1)
+    expected = (data.test.images[:16].float() / 255 - mean) / std
+    for kind in ("tensor", "dataloader"):
+        _, _, test = L.make_loaders(data, 16, kind=kind, device="cpu")
+        x, y = next(iter(test))  # the test loader neither shuffles nor augments
+        assert torch.allclose(x, expected, atol=1e-5), kind
+        assert torch.equal(y, data.test.labels[:16])
+
+
+def test_throughput_counts_images_over_the_elapsed_time(folder, monkeypatch):
+    path, *_ = folder
+    data = C.load_cifar10(path)
+    _, _, test = L.make_loaders(data, 16, device="cpu")  # 30 test images: batches of 16 and 14
+    clock = iter([10.0, 12.0])  # two readings: start and end, 2 s apart
+    monkeypatch.setattr(L.time, "perf_counter", lambda: next(clock))
+    assert L.throughput(test, "cpu") == 30 / 2
+    clock = iter([10.0, 12.0])
+    assert L.throughput(test, "cpu", max_batches=1) == 16 / 2
 
 
 def test_resume_from_checkpoint_replays_the_same_batches(tmp_path):
@@ -147,7 +173,7 @@ def test_resume_from_checkpoint_replays_the_same_batches(tmp_path):
 
     def run(epochs, ckpt_dir, resume_from=None, seed=0):
         ftkit.seed_everything(seed)
-        loader = C.TensorLoader(*data.train, 8, mean=data.mean, std=data.std, shuffle=True, augment=True,
+        loader = L.TensorLoader(*data.train, 8, mean=data.mean, std=data.std, shuffle=True, augment=True,
                                 device="cpu")
         model = SimpleCNN()
         opt = ftkit.make_optimizer("momentum", model, lr=0.05)
@@ -231,7 +257,7 @@ def test_wrong_image_shapes_fail(folder, tmp_path):
         C.load_cifar10(path)
     with pytest.raises(ValueError, match=r"images must be a uint8 N×3×H×W tensor, got torch.uint8 of shape "
                                          r"\(4, 32, 32, 3\)"):
-        C.TensorLoader(torch.zeros(4, 32, 32, 3, dtype=torch.uint8), torch.zeros(4), 2, mean=(0,) * 3, std=(1,) * 3)
+        L.TensorLoader(torch.zeros(4, 32, 32, 3, dtype=torch.uint8), torch.zeros(4), 2, mean=(0,) * 3, std=(1,) * 3)
 
 
 def test_labels_outside_0_to_9_fail(folder, tmp_path):
@@ -251,9 +277,9 @@ def test_unknown_model_and_bad_batch_size(folder):
     data = C.load_cifar10(folder[0])
     for bad in (0, -8):
         with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {bad}"):
-            C.make_loaders(data, bad)
+            L.make_loaders(data, bad)
     with pytest.raises(ValueError, match="unknown loader kind 'fast'; choose one of: dataloader, tensor"):
-        C.make_loaders(data, 8, kind="fast")
+        L.make_loaders(data, 8, kind="fast")
 
 
 def test_download_command_checks_the_md5(tmp_path, monkeypatch, capsys):

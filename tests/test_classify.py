@@ -14,9 +14,10 @@ from ftkit.data import shipped
 import ftkit
 from ftkit.nlp.classify import SentenceClassifier, evaluate_classifier, scores_from_confusion
 from ftkit.data.text import TextSplit
-from ftkit.nlp.finetune import count_trainable, lora_targets, parameter_table
+from ftkit.nlp.finetune import lora_targets, parameter_table
+from ftkit.params import count_trainable
 from ftkit.nlp.hf import TruncationWarning
-from ftkit.nlp.ner import build_tiny_bert
+from ftkit.nlp.tiny import build_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = shipped("conll2003_sample")
@@ -157,3 +158,43 @@ def test_code_in_a_model_folder_never_runs(tiny, tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     clf = SentenceClassifier.from_pretrained(folder, LABELS)
     assert type(clf.model).__module__.startswith("transformers.models.bert") and not marker.exists()
+
+
+@pytest.mark.parametrize("kind", ["distilbert", "deberta-v2"])
+def test_lora_saves_every_head_module(tiny, tmp_path, kind):
+    """Heads with other names than BERT's: DistilBERT's ``pre_classifier`` + ``classifier``, DeBERTa-v2's
+    ``pooler`` + ``classifier``. peft saves on its own only modules whose name ends in ``classifier`` or
+    ``score``: a ``pooler`` survives a reload only if the kit puts it in ``modules_to_save``."""
+    from safetensors.torch import load_file
+    from transformers import DebertaV2Config, DebertaV2Model, DistilBertConfig, DistilBertModel
+    from ftkit.nlp.finetune import head_modules
+    from ftkit.nlp.hf import load_tokenizer
+    base = tmp_path / kind
+    torch.manual_seed(0)
+    if kind == "distilbert":
+        DistilBertModel(DistilBertConfig(vocab_size=1000, dim=32, n_layers=1, n_heads=2, hidden_dim=64,
+                                         max_position_embeddings=64, pad_token_id=0)).save_pretrained(base)
+        targets, head = ["q_lin", "v_lin"], {"pre_classifier", "classifier"}
+    else:
+        DebertaV2Model(DebertaV2Config(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=64, max_position_embeddings=64,
+                                       pad_token_id=0)).save_pretrained(base)
+        targets, head = None, {"pooler", "classifier"}  # peft's default targets: query_proj, value_proj
+    load_tokenizer(tiny).save_pretrained(base)  # any WordPiece vocabulary of <= 1000 tokens will do
+    clf = SentenceClassifier.from_pretrained(base, LABELS, mode="lora", max_length=16, target_modules=targets)
+    inner = clf.model.get_base_model()
+    assert set(head_modules(inner)) == head
+    with torch.no_grad():  # stands in for training: every trainable tensor (head copies, LoRA A-B) moves
+        g = torch.Generator().manual_seed(1)
+        for p in clf.model.parameters():
+            if p.requires_grad:
+                p.add_(0.5 * torch.randn(p.shape, generator=g))
+    texts = ["the film was great", "the match was awful"]
+    before = clf.predict_proba(texts, device="cpu")
+    clf.save(tmp_path / "saved")
+    saved = load_file(tmp_path / "saved" / "adapter_model.safetensors")
+    for name in head:  # every module the kit treats as head is in the adapter file
+        assert any(k.startswith(f"base_model.model.{name}.") for k in saved), (name, sorted(saved)[:5])
+    torch.manual_seed(123)  # a head re-initialized at reload would come out different
+    again = SentenceClassifier.from_pretrained(tmp_path / "saved")
+    assert torch.allclose(again.predict_proba(texts, device="cpu"), before, atol=1e-6)

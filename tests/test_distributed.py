@@ -16,7 +16,7 @@ from ftkit.data import shipped
 import ftkit
 from ftkit.train.callbacks import Callback, ModelCheckpoint
 from ftkit.core import StopTraining
-from ftkit.data.cifar10 import TensorLoader
+from ftkit.data.images import TensorLoader
 from ftkit.train.distributed import _bounds, shard
 from ftkit.train.launcher import _cells_touching_cuda, launch
 
@@ -27,18 +27,18 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
-def table():
+def table(n=N):
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(N, 8, generator=g)
-    x[:, 0] = torch.arange(N) / N                        # column 0: the sample id / N
+    x = torch.randn(n, 8, generator=g)
+    x[:, 0] = torch.arange(n) / N                        # column 0: the sample id / N
     return x, (x[:, 1] + x[:, 2] > 0).long()
 
 
-def images():
+def images(n=N):
     g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 256, (N, 3, 8, 8), generator=g, dtype=torch.uint8)
-    x[:, 0, 0, 0], x[:, 0, 0, 1] = torch.arange(N) // 256, torch.arange(N) % 256   # the sample id in two pixels
-    return x, torch.randint(0, 10, (N,), generator=g)
+    x = torch.randint(0, 256, (n, 3, 8, 8), generator=g, dtype=torch.uint8)
+    x[:, 0, 0, 0], x[:, 0, 0, 1] = torch.arange(n) // 256, torch.arange(n) % 256   # the sample id in two pixels
+    return x, torch.randint(0, 10, (n,), generator=g)
 
 
 class Recorder(nn.Module):
@@ -65,23 +65,23 @@ def image_model():
     return Recorder(net, lambda x: (x[:, 0, 0, 0] * 255).round().long() * 256 + (x[:, 0, 0, 1] * 255).round().long())
 
 
-def table_loaders(shuffle=True):
-    x, y = table()
+def table_loaders(shuffle=True, n=N):
+    x, y = table(n)
     return (DataLoader(TensorDataset(x, y), batch_size=BATCH, shuffle=shuffle),
             DataLoader(TensorDataset(x[:30], y[:30]), batch_size=7))
 
 
-def image_loader(augment):
-    x, y = images()
+def image_loader(augment, n=N):
+    x, y = images(n)
     return TensorLoader(x, y, BATCH, mean=(0, 0, 0), std=(1, 1, 1), shuffle=True, augment=augment, device="cpu")
 
 
-def train(kind, epochs=2, callbacks=(), grad_accum=1, scheduler=None, resume_from=None, out=None, lr=0.1):
+def train(kind, epochs=2, callbacks=(), grad_accum=1, scheduler=None, resume_from=None, out=None, lr=0.1, n=N):
     """One fit on whatever processes run this; returns what the tests compare (and saves it per rank)."""
     ftkit.seed_everything(0)
     model = table_model() if kind == "table" else image_model()
     opt = ftkit.make_optimizer("sgd", model, lr=lr, momentum=0.9)
-    loader, val = table_loaders() if kind == "table" else (image_loader(augment=kind == "augmented"), None)
+    loader, val = table_loaders(n=n) if kind == "table" else (image_loader(augment=kind == "augmented", n=n), None)
     h = ftkit.fit(model, loader, "cross_entropy", opt, epochs, val_loader=val, metrics=["accuracy"], device="cpu",
                   callbacks=list(callbacks), grad_accum=grad_accum, scheduler=scheduler, resume_from=resume_from,
                   progress=False)
@@ -119,6 +119,24 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     assert_same_run(two["table"], train("table", grad_accum=2))
     assert_same_run(two["augmented"], train("augmented"))
     assert two["table"]["epochs"][-1]["val_accuracy"] > 0.5
+
+
+N_UNEVEN = 99  # 6 global batches of 16, then one of 3: 2 samples on one process, 1 on the other
+
+
+def uneven_kinds(out):
+    return {"table": train("table", n=N_UNEVEN), "augmented": train("augmented", n=N_UNEVEN)}
+
+
+@pytest.mark.timeout(90)
+def test_uneven_last_batch_is_weighted_by_samples_not_by_process(tmp_path):
+    """The last batch splits 2 + 1: averaging the two processes' mean losses equally would weigh the lone
+    sample twice as much as each of the other two (loss, gradient and epoch means all change)."""
+    two = launch(uneven_kinds, None, num_processes=2, device="cpu")
+    for kind in ("table", "augmented"):
+        one = train(kind, n=N_UNEVEN)
+        assert len(one["losses"]) == 2 * 7
+        assert_same_run(two[kind], one)
 
 
 def seen_twice(out):
@@ -356,7 +374,7 @@ def ner_run(folder):
 
 @pytest.mark.timeout(120)
 def test_bert_ner_on_two_processes_equals_one(tmp_path):
-    from ftkit.nlp.ner import build_tiny_bert
+    from ftkit.nlp.tiny import build_tiny_bert
     folder = build_tiny_bert(tmp_path / "bert", SAMPLE, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     two = launch(ner_run, folder, num_processes=2, device="cpu")
     threads = torch.get_num_threads()

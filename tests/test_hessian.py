@@ -131,6 +131,18 @@ def test_sharpness_monitor_with_adam_and_rmsprop():
     p = adam_preconditioner(opt, model)
     expected = hessian_eigenvalues(model, "cross_entropy", (x, y), preconditioner=p, tol=1e-6).max
     assert last["preconditioned_sharpness"] == pytest.approx(expected, rel=1e-3)
+    # P itself, checked against the step torch's Adam (no weight decay) really takes: Δθ = -lr · m_t / P, with m_t
+    # the uncorrected first moment (a P that agreed only with itself would pass the line above)
+    before = {n: w.detach().clone() for n, w in model.named_parameters()}
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    p = adam_preconditioner(opt, model)
+    for name, w in model.named_parameters():
+        step = w.detach() - before[name]
+        m = opt.state[w]["exp_avg"]
+        assert torch.allclose(step, -0.01 * m / p[name], rtol=1e-4, atol=1e-9), name
+        assert (step != 0).float().mean() > 0.9  # a real update to compare with
     with pytest.warns(RuntimeWarning, match="no stability edge for RMSprop.*not comparable"):
         ftkit.fit(model, [(x, y)], "cross_entropy", ftkit.make_optimizer("rmsprop", model), epochs=1,
                   callbacks=[SharpnessMonitor((x, y))], device="cpu", progress=False)

@@ -1,4 +1,5 @@
-"""ftkit.optviz.landscape: directions, grids (vmap == loop), interpolation, NaN gaps, trajectories, bad input."""
+"""ftkit.optviz.landscape and .trajectory: directions, grids (vmap == loop), interpolation, NaN gaps, trajectories,
+bad input."""
 import math
 
 import numpy as np
@@ -8,9 +9,9 @@ from torch import nn
 
 import ftkit
 from ftkit.data import synthetic
-from ftkit.optviz.landscape import (WeightRecorder, grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
-                             pca_trajectory, progressive_surface, random_direction, random_directions,
-                             slices_over_seeds, trajectory_check)
+from ftkit.optviz.landscape import (grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
+                                    progressive_surface, random_direction, random_directions, slices_over_seeds)
+from ftkit.optviz.trajectory import WeightRecorder, pca_trajectory, trajectory_check
 from ftkit.plots.landscape import (compare_figure, contour_figure, curve_figure, landscape_z, progressive_contour,
                                    seed_spread_figure, sharpness_figure, trajectory_check_figure)
 
@@ -121,8 +122,9 @@ def log_loss(out, y):
 def test_non_finite_losses_are_kept_as_nan(method):
     model = Log()
     d = {"w": torch.tensor([[1.0]])}
-    land = loss_slice(model, log_loss, (torch.ones(4, 1), torch.zeros(4)), d, span=(-1, 1), resolution=5,
-                      method=method, verbose=False)
+    with pytest.warns(RuntimeWarning, match="2 of 5 grid points gave a non-finite loss and are NaN"):
+        land = loss_slice(model, log_loss, (torch.ones(4, 1), torch.zeros(4)), d, span=(-1, 1), resolution=5,
+                          method=method, verbose=False)
     w = 0.5 + land.x
     expected = np.where(w > 0, np.log(np.where(w > 0, w, 1)), np.nan)
     expected[w == 0] = np.nan  # log 0 = −inf: non-finite, also a gap

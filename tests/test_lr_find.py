@@ -15,7 +15,7 @@ from ftkit.plots import lr_find_figure
 
 @pytest.fixture
 def setup():
-    train = synthetic.loaders(*synthetic.blobs(n=640, num_classes=3, spread=0.7), batch_size=32)[0]  # 16 batches
+    train = synthetic.make_loaders(*synthetic.blobs(n=640, num_classes=3, spread=0.7), batch_size=32)[0]  # 16 batches
     model = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
     return model, train, ftkit.make_optimizer("adam", model, lr=1e-3)
 

@@ -1,4 +1,6 @@
 """notebooks/02_gradient_descent.ipynb under papermill with small parameters: its checked facts and numbers."""
+import math
+
 import pytest
 
 pytestmark = pytest.mark.notebook
@@ -52,3 +54,12 @@ def test_gradient_descent_notebook(run_notebook):
     # AdamW's decoupled decay holds it off the minimum, more so for a larger λ
     d = m["adamw_final_distance"]
     assert d["adam"] < 1e-3 < d["adamw"] < d["adamw λ=0.1"]
+
+    art = m["article_errors"]      # "What the articles get wrong about Adam" (docs/seed_errors.md)
+    v = art["adam_variants"]       # Booth from (-8, 8) at lr 0.5, 60 steps
+    assert v["no bias correction"]["first_step"] == pytest.approx(v["adam"]["first_step"] * 10 ** 0.5, rel=1e-6)  # S4-05
+    assert v["plus sign"]["final_loss"] > 100 * art["start_loss"] > v["adam"]["final_loss"]                       # S4-04
+    assert v["as written (004:56)"]["diverged"] and not v["adam"]["diverged"]
+    assert art["near_start_highest_loss"]["no bias correction"] > 2 * art["near_start_highest_loss"]["adam"]
+    assert art["bias_factor_1_10_1000"] == pytest.approx([3.1623, 6.5279, 1.2576], abs=1e-4)
+    assert art["zero_gradient_step"]["eps=1e-8"] == 0.0 and math.isnan(art["zero_gradient_step"]["eps=0 (004:56)"])  # S4-06

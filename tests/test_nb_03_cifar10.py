@@ -35,3 +35,16 @@ def test_cifar10_notebook(run_notebook, tmp_path):
     assert (ddp["processes"], ddp["device"], ddp["epochs"]) == (2, "cpu", 1)
     assert ddp["max_step_loss_difference"] <= 1e-5
     assert ddp["final_val_accuracy"] == pytest.approx(ddp["one_process_final_val_accuracy"])
+
+    art = m["article_errors"]      # "The articles' own experiment, re-run" (docs/seed_errors.md)
+    assert art["article_epochs"] == 2 and len(art["test_loss_per_epoch"]) == 2
+    assert art["seed000"]["measured_difference"] == 0.0 and art["seed000"]["article_difference"] == 0.0528  # S0-08
+    assert art["test_accuracy_per_epoch"][-1] > 0.5
+    p = art["loss_prints"]         # S1-09: 001's print grows while the true epoch mean falls; S4-10: last batch
+    assert p["epoch_mean"][1] < p["epoch_mean"][0] and p["seed001_print"][1] > p["seed001_print"][0]
+    assert p["seed001_print"][1] - p["seed001_print"][0] == pytest.approx(p["seed001_print"][0] * p["epoch_mean"][1]
+                                                                           / p["epoch_mean"][0])
+    assert p["seed004_print"] != p["epoch_mean"]
+    assert art["data0_as_test"]["train"]["n"] == art["data0_as_test"]["test"]["n"] == 200          # S2-13
+    bias = art["selection_bias"]   # S0-07: 2 seeds × 2 epochs, chosen on one test half, scored on the other
+    assert bias["candidates"] == 4 and bias["splits"] == 200 and "fresh_loss_choosing_on_val" in bias

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from ftkit.data import shipped
-from ftkit.nlp.ner import build_tiny_bert
+from ftkit.nlp.tiny import build_tiny_bert
 
 SAMPLE = shipped("conll2003_sample")
 
@@ -41,3 +41,10 @@ def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
     assert {e["type"] for e in m["predictions"][0]} <= {"PER", "LOC", "ORG", "MISC"}
     assert m["train_tokens_per_s"] > 0
     assert (m["ddp"]["processes"], m["ddp"]["steps"]) == (2, 3) and 0 <= m["ddp"]["val_f1"] <= 1   # 2 gloo processes
+
+    art = m["article_errors"]      # "The articles' NER numbers, recomputed" (docs/seed_errors.md)
+    s113 = {r["average"]: r for r in art["seed001_averages"]}                                    # S1-13
+    assert s113["micro"]["implied"][0] == pytest.approx(0.9807, abs=1e-4) and s113["micro"]["max_gap"] > 0.007
+    assert s113["weighted"]["max_gap"] > 0.008 and s113["macro"]["max_gap"] < 0.0005
+    assert [r["f1_from_pr"] for r in art["seed003_f1"]] == pytest.approx([0.8539, 0.8674], abs=1e-4)  # S3-15
+    assert art["own_report_gap"] < 1e-9 and art["own_f1_gap"] < 1e-9

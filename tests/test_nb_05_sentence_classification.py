@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from ftkit.data import shipped
-from ftkit.nlp.ner import build_tiny_bert
+from ftkit.nlp.tiny import build_tiny_bert
 from test_classify import keyword_split
 
 SAMPLE = shipped("conll2003_sample")
@@ -41,3 +41,22 @@ def test_sentence_classification_notebook(run_notebook, tmp_path_factory, monkey
     assert (ddp["processes"], ddp["steps"]) == (2, 4) and 0 <= ddp["val_accuracy"] <= 1
     probs = m["predictions"]["full"][0]["probs"]
     assert sum(probs.values()) == pytest.approx(1)
+
+    art = m["article_errors"]      # "The articles' BERT loop, run as written" (docs/seed_errors.md)
+    errors = [s["error"] for s in art["stages"]]
+    assert errors[0] == "AttributeError: 'list' object has no attribute 'to'"                       # S1-06
+    assert errors[1].startswith("TypeError") and "SequenceClassifierOutput" in errors[1]             # S1-07
+    assert errors[2:] == [None] * 4 and [s["fixed"][-1] for s in art["stages"][1:]] == ["S1-06", "S1-07", "S1-08",
+                                                                                        "S1-09", "S1-10"]
+    printed, true = art["printed_as_written"], art["printed_fixed"]
+    assert printed["train acc"] == [0.0] * 10 and max(true["train acc"]) > 0                            # S1-10
+    assert all(b > a for a, b in zip(printed["train loss"], printed["train loss"][1:]))                # S1-09
+    assert printed["train loss"][0] == pytest.approx(true["train loss"][0] / 2, abs=1e-4)   # 2 batches per epoch
+    checks = art["checks"]
+    assert checks["S1-06 BatchEncoding unpacks to"] == ["input_ids", "token_type_ids", "attention_mask"]
+    assert checks["S1-11 logits shape"] == {"sequence": [4, 2], "token": [4, 32, 9]}
+    assert abs(checks["S3-13 loss"]["difference"]) <= 1e-6 and checks["S3-13 loss"]["outputs_loss"] > 0
+    assert checks["S1-08 evaluation"]["graph_kept_as_written"] and not checks["S1-08 evaluation"]["graph_kept_no_grad"]
+    assert checks["S3-12 003 evaluate as written"] == "NameError: name 'device' is not defined"
+    assert checks["S3-14 003 evaluate with device"] == "AttributeError: 'Tensor' object has no attribute 'append'"
+    assert checks["S4-09 004:90"] == "SyntaxError: unexpected character after line continuation character"

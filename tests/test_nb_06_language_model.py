@@ -28,3 +28,16 @@ def test_language_model_notebook(run_notebook, tmp_path, monkeypatch):
     ft = m["finetune"]
     assert ft["finetuned_val_loss"] < ft["val_loss_before"] and ft["finetuned_val_loss"] < ft["scratch_val_loss"], ft
     assert m["samples"]["greedy"].startswith("HAMLET.\n") and len(m["samples"]["top_k"]) == len("HAMLET.\n") + 100
+
+    art = m["article_errors"]      # "The articles' loss formulas, evaluated" (docs/seed_errors.md)
+    bce = art["bce_1to4"]          # S0-03: unbounded below, every output pushed up; softmax CE learns the blobs
+    assert bce["bce_final_loss"] < -20 and bce["ce_final_loss"] < 0.5
+    assert bce["ce_accuracy"] > 0.9 and bce["bce_accuracy"] < bce["ce_accuracy"] - 0.3
+    f = art["formulas"]
+    ce = f["cross-entropy (correct)"]
+    assert f["S1-04 swapped, -Σ p log Y"] == math.inf                                                    # S1-04
+    assert f["S3-05 literal Σ_j log p(y|x), T²×"] == pytest.approx(art["T"] ** 2 * ce, rel=1e-4)        # S3-05
+    assert abs(f["S3-08 softmax of probabilities"] - f["ln V"]) < 1 and art["double_softmax_grad_norm"] < art["ce_grad_norm"]
+    assert f["S3-01 index times Σ_j log p_ij"] > 2 * ce                                                  # S3-01
+    g = art["logistic_gd_final"]   # S2-03: the article's gradient stalls on confidently wrong examples
+    assert g["true"] < 0.2 < g["article"]

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from ftkit.data import shipped
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
-from ftkit.nlp.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, build_tiny_bert,
-                       collate, entity_f1, entity_metrics, evaluate_ner, highlight_html, make_loader,
-                       words_from_tokens)
+from ftkit.nlp.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, collate,
+                           entity_f1, entity_metrics, evaluate_ner, make_loader, words_from_tokens)
+from ftkit.nlp.tiny import build_tiny_bert
+from ftkit.plots.ner import highlight_html
 
 SAMPLE = shipped("conll2003_sample")
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -232,7 +233,8 @@ def test_fine_tuning_learns_and_round_trips(tiny, data, tmp_path, one_thread):
 
     folder = tagger.save(tmp_path / "ner")
     shuffled = list(reversed(data.label_list))
-    loaded = NerTagger.from_pretrained(folder, label_list=shuffled, max_length=64)
+    with pytest.warns(UserWarning, match="tags are mapped by name .* pass tagger.label_list"):
+        loaded = NerTagger.from_pretrained(folder, label_list=shuffled, max_length=64)
     assert loaded.label_list == data.label_list  # a fine-tuned head keeps its own label order
     after = evaluate_ner(loaded.model, loaded.encode(data.test), device="cpu")
     assert after["f1"] == before["f1"]
@@ -259,7 +261,8 @@ def test_bad_model_folders(tiny, tmp_path):
         shutil.copy(Path(tiny) / name, no_tok / name)
     with pytest.raises(FileNotFoundError, match=r"weights_only' has no tokenizer \(none of tokenizer\.json, vocab"):
         NerTagger.from_pretrained(no_tok, LABELS)
-    with pytest.raises(FileNotFoundError, match=r"no model folder at .*nowhere'; build a small one offline"):
+    with pytest.raises(FileNotFoundError, match=r"no model folder at .*nowhere' \(its parent holds: .*\); build a "
+                                                r"small one offline"):
         NerTagger.from_pretrained(str(tmp_path / "nowhere"), LABELS)
 
     tagger = NerTagger.from_pretrained(tiny, LABELS)

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ftkit.data import shipped
 import ftkit
-from ftkit.train.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ParamControl
+from ftkit.train.callbacks import EarlyStopping, ModelCheckpoint, ParamControl
+from ftkit.train.loggers import CSVLogger
 from ftkit.core import Callback, NonFiniteLossWarning
 from ftkit.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -260,8 +261,12 @@ def test_wrong_types_name_the_parameter():
 
 
 def test_metrics_and_callbacks_may_be_given_alone():
-    history, _ = run(1, metrics="accuracy", callbacks=EarlyStopping("train_loss"))
-    assert 0 <= history["train_accuracy"][0] <= 1
+    stopper = EarlyStopping("train_loss", patience=0, min_delta=1e9)  # nothing after epoch 1 counts as better
+    history, _ = run(3, metrics="accuracy", callbacks=stopper)
+    assert len(history) == 2 and history.stop_reason.startswith("early stopping: train_loss did not improve")
+    assert stopper.best == history["train_loss"][0] and stopper.best_epoch == history.epochs[0]["epoch"]
+    for acc in history["train_accuracy"]:  # correct predictions / samples of the epoch
+        assert 0 <= acc <= 1 and acc * len(X) == pytest.approx(round(acc * len(X)))
 
 
 def test_a_nan_gradient_with_a_finite_loss_stops_before_the_update():
@@ -438,7 +443,8 @@ def test_conll_bom_bad_bytes_and_empty_files_are_named(tmp_path):
 def test_tagger_takes_one_string_as_one_text(tmp_path):
     from pathlib import Path
     from ftkit.data.conll import load_conll
-    from ftkit.nlp.ner import NerTagger, build_tiny_bert
+    from ftkit.nlp.ner import NerTagger
+    from ftkit.nlp.tiny import build_tiny_bert
     sample = shipped("conll2003_sample")
     tagger = NerTagger.from_pretrained(build_tiny_bert(tmp_path / "bert", sample), load_conll(sample).label_list)
     text = "Angela Merkel visited Paris ."

@@ -30,7 +30,7 @@ def mlp():
 
 def run(replay=None, callbacks=(), param_groups=1):
     ftkit.seed_everything(0)
-    train = synthetic.loaders(*synthetic.blobs(n=400, num_classes=3, spread=0.8), batch_size=32)[0]  # 10 batches
+    train = synthetic.make_loaders(*synthetic.blobs(n=400, num_classes=3, spread=0.8), batch_size=32)[0]  # 10 batches
     model = mlp()
     params = list(model.parameters())
     groups = [{"params": params}] if param_groups == 1 else [{"params": params[:2]}, {"params": params[2:]}]

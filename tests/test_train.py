@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ftkit
-from ftkit.train.callbacks import (Callback, CSVLogger, EarlyStopping, LRMonitor, ModelCheckpoint, ParamControl,
-                                   TensorBoardLogger)
+from ftkit.train.callbacks import Callback, EarlyStopping, LRMonitor, ModelCheckpoint, ParamControl
+from ftkit.train.loggers import CSVLogger, TensorBoardLogger
 from ftkit.ui import LivePlot
 from ftkit.data import synthetic
 from ftkit.train import NonFiniteLossWarning, load_checkpoint, save_checkpoint
@@ -31,7 +31,7 @@ def mlp(dim=2, classes=2, dropout=0.0):
 @pytest.fixture
 def blobs():
     x, y = synthetic.blobs(n=600, num_classes=3, spread=0.7)
-    return synthetic.loaders(x, y, batch_size=32)
+    return synthetic.make_loaders(x, y, batch_size=32)
 
 
 class At(Callback):
@@ -239,8 +239,10 @@ def test_param_control_sets_lr_at_next_step_and_overrides_the_scheduler(blobs):
     assert lrs[0] == pytest.approx(0.1) and lrs[3] < 0.1           # the cosine schedule drove steps 1-4
     assert all(lr == pytest.approx(0.0123) for lr in lrs[4:])      # from step 5 on the hand wins
     assert control.applied == [{"step": 4, "lr": 0.0123}]
-    with pytest.raises(ValueError, match="lr must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="lr must be finite, got nan"):
         control.set(lr=float("nan"))
+    with pytest.raises(ValueError, match="lr must be >= 0, got -1"):
+        control.set(lr=-1)
 
 
 def test_grad_accum_equals_a_bigger_batch():
@@ -324,9 +326,19 @@ def test_accuracy_reads_classes_from_the_right_axis_for_sequences_and_images():
 def test_amp_on_cpu_runs_in_bfloat16(blobs):
     train, _ = blobs
     model = mlp(classes=3)
+    dtypes = []
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    hooks = [m.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype)) for m in linears]
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("adam", model, lr=1e-2), epochs=1,
                         amp=True, progress=False)
     assert math.isfinite(history["train_loss"][0])
+    assert dtypes and set(dtypes) == {torch.bfloat16}  # every Linear ran under bf16 autocast
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # the weights stay fp32
+    dtypes.clear()
+    ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("adam", model, lr=1e-2), epochs=1, progress=False)
+    assert set(dtypes) == {torch.float32}  # and without amp, fp32
+    for h in hooks:
+        h.remove()
 
 
 def test_train_module_imports_no_widgets_or_plotly():

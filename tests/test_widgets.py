@@ -39,7 +39,7 @@ def mlp():
 @pytest.fixture
 def train_loader():
     x, y = synthetic.blobs(n=640, num_classes=3, spread=0.7)
-    return synthetic.loaders(x, y, batch_size=32)[0]   # 16 batches per epoch
+    return synthetic.make_loaders(x, y, batch_size=32)[0]   # 16 batches per epoch
 
 
 def drive(actions, timeout=10.0):

@@ -1,7 +1,7 @@
-r"""CIFAR-10 from its ``cifar-10-batches-py`` pickles, and two ways to batch it.
+r"""CIFAR-10 from its ``cifar-10-batches-py`` pickles: read, download, write (test fixtures), summarize.
 
     data = load_cifar10("data/cifar10", subset=5000)      # uint8 images, labels, classes, mean/std
-    train_loader, val_loader, test_loader = make_loaders(data, batch_size=512, device="cuda")
+    train_loader, val_loader, test_loader = ftkit.data.images.make_loaders(data, batch_size=512, device="cuda")
 
 Files: ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` are pickled dicts with Python-2 (bytes) keys:
 ``b'data'`` (uint8, N×3072, each row a 3×32×32 image in CHW order), ``b'labels'`` (ints 0–9),
@@ -10,38 +10,32 @@ directly (no md5 check of files on disk), so a folder with fewer images per batc
 fixture written by :func:`write_cifar_batches` — loads like the real one. The checksum is checked once, on
 download (``python -m ftkit.data.cifar10 --download data/cifar10``).
 
-Normalization uses the training split's per-channel statistics, :math:`\hat x_c = (x_c/255 - μ_c)/σ_c`.
+:func:`load_cifar10` also returns the training split's per-channel mean and std, which the loaders of
+:mod:`ftkit.data.images` normalize with.
 
-Two loaders yield the same ``(x, y)`` batches:
-
-* :class:`TensorLoader`: the whole split is one uint8 tensor on the training device; each batch is gathered,
-  randomly cropped (reflect padding) and flipped, and normalized there, with the device's global RNG (so a
-  checkpoint's RNG state makes a resumed run exact). No workers, no host→device copies: the fast path.
-* :func:`dataloader`: a ``Dataset`` with torchvision ``transforms.v2`` per image in a ``DataLoader``.
-
-Pickle files can run code when loaded: load only folders you fetched yourself or wrote with this module.
+Pickle files can run code when loaded; the batches are read with an unpickler that builds only the plain types
+they hold (NumPy arrays, lists, dicts, bytes, strings, numbers) and refuses any other class or function a file
+names, so a crafted batch fails instead of running its code.
 """
 from __future__ import annotations
 
 import argparse
-import math
+import importlib
 import os
 import pickle
 import re
 import warnings
 import socket
-import time
 from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from ..utils import check_int, check_number, get_device
+from ..utils import check_int, check_number
 
 __all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
-           "write_cifar_batches", "write_fake_cifar10", "random_crop_flip", "TensorLoader", "CifarDataset",
-           "dataloader", "make_loaders", "throughput"]
+           "write_cifar_batches", "write_fake_cifar10", "cifar10_or_synthetic"]
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -74,13 +68,47 @@ class Cifar10:
 
 
 # --------------------------------------------------------------------------- files
+# the only globals a CIFAR-10 pickle names: NumPy's array rebuilding (numpy.core before NumPy 2) and the bytes
+# codec of protocol-2 pickles written by Python 3
+_PLAIN_GLOBALS = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                  ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle named a class or function outside the plain types of a CIFAR-10 batch."""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Builds arrays, lists, dicts, bytes, strings and numbers; any other global a file names is refused
+    (a crafted ``__reduce__`` names ``os.system`` or the like: it is never looked up, let alone called)."""
+
+    def find_class(self, module, name):
+        if (module, name) not in _PLAIN_GLOBALS:
+            raise UnsafePickleError(f"it asks for {module}.{name}, which a CIFAR-10 batch never holds")
+        if module.startswith("numpy.core"):  # NumPy 2 moved numpy.core to numpy._core
+            try:
+                return getattr(importlib.import_module("numpy._core" + module[len("numpy.core"):]), name)
+            except ImportError:
+                pass
+        return getattr(importlib.import_module(module), name)
+
+
+def _load_plain(path: str):
+    with open(path, "rb") as f:
+        return _PlainUnpickler(f, encoding="bytes").load()
+
+
 def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
-    """``(data uint8 N×3072, labels int64 N)`` of one batch file; a bad file fails naming it."""
+    """``(data uint8 N×3072, labels int64 N)`` of one batch file; a bad file fails naming it. Only plain data
+    is unpickled (see :class:`UnsafePickleError`)."""
     path = os.fspath(path)
     fix = f"delete it and fetch the data again ({DOWNLOAD_CMD.format(data_dir='<data_dir>')})"
     try:
-        with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+        batch = _load_plain(path)
+    except UnsafePickleError as e:
+        raise ValueError(f"{path} was not loaded: {e} (a file that names other code may be crafted to run it); "
+                         f"{fix}") from None
     except Exception as e:  # truncated/corrupt pickles raise EOFError, UnpicklingError, ValueError, …
         raise ValueError(f"{path} is not a readable CIFAR-10 batch (truncated or corrupt: {type(e).__name__}: "
                          f"{e}); {fix}") from e
@@ -133,6 +161,11 @@ def _find_root(data_dir: str) -> str | None:
                                     f"{', '.join(files + (['test_batch'] if has_test else [])) or 'no batch'}); "
                                     f"copy the missing files from the tarball, or re-download: "
                                     f"`{DOWNLOAD_CMD.format(data_dir=data_dir)}`")
+        if k > 5:
+            extra = ", ".join(f for f in files if int(f.rsplit("_", 1)[1]) > 5)
+            raise ValueError(f"CIFAR-10 folder {root!r} has {extra} besides data_batch_1..5: CIFAR-10 has 5 training "
+                             "batches, so it would load images that are not CIFAR-10's (a copy, another data set?); "
+                             "move the extra file(s) out of the folder")
         if k < 5:
             warnings.warn(f"{root!r} holds data_batch_1..{k}, not the 5 training batches of CIFAR-10: loading "
                           f"{k}/5 of the training files", UserWarning, stacklevel=3)
@@ -185,10 +218,12 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     is always the whole ``test_batch``. ``mean``/``std`` come from the remaining training images only.
     """
     data_dir = os.fspath(data_dir)
+    check_int("seed", seed, 0)
     if subset is not None:
         check_int("subset", subset, meaning=" (training images to keep) or None")   # before any file is read
     if not 0 <= check_number("val_fraction", val_fraction) < 1:
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    val_fraction = float(val_fraction)
     root = _find_root(data_dir)
     if root is None:
         if not download:
@@ -217,13 +252,56 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     return Cifar10(train, val, test, classes, mean, std, root)
 
 
+def _has_batches(data_dir: str) -> bool:
+    """Whether ``data_dir`` (or its ``cifar-10-batches-py``) holds any CIFAR-10 file at all."""
+    for root in (os.path.join(data_dir, FOLDER), data_dir):
+        if os.path.isdir(root) and (_batch_files(root) or os.path.exists(os.path.join(root, "test_batch"))):
+            return True
+    return False
+
+
+def cifar10_or_synthetic(data_dir, n_train: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``(x, y, source)``: ``n_train`` normalized CIFAR-10 training images (a seeded subset, no validation split)
+    when ``data_dir`` holds CIFAR-10, else as many synthetic 10-class images
+    (:func:`ftkit.data.synthetic.image_classification`) with ``source="synthetic"``.
+
+    Only an absent folder (or one without any CIFAR-10 file) falls back: a folder that holds some batches but
+    not all, or a corrupt one, raises its error — a run never silently trains on the wrong data.
+    """
+    data_dir = os.fspath(data_dir)
+    check_int("n_train", n_train, meaning=" (training images)")
+    if not _has_batches(data_dir):
+        from .synthetic import image_classification
+        x, y = image_classification(n_train, num_classes=10, seed=seed)
+        return x, y, "synthetic"
+    cifar = load_cifar10(data_dir, subset=n_train, val_fraction=0.0, seed=seed, download=False)
+    mean, std = (torch.tensor(v).view(3, 1, 1) for v in (cifar.mean, cifar.std))
+    return (cifar.train.images.float() / 255 - mean) / std, cifar.train.labels, "CIFAR-10"
+
+
 def _label_names(root: str) -> list[str]:
+    """The 10 class names of ``batches.meta`` (CIFAR-10's own when the file is absent); a corrupt file or one
+    with another number of names fails naming it."""
     meta = os.path.join(root, "batches.meta")
     if not os.path.exists(meta):
         return list(CLASSES)
-    with open(meta, "rb") as f:
-        names = {k.decode() if isinstance(k, bytes) else k: v for k, v in pickle.load(f, encoding="bytes").items()}
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names.get("label_names", CLASSES)]
+    fix = f"delete it (the standard CIFAR-10 names are then used) or fetch the data again " \
+          f"({DOWNLOAD_CMD.format(data_dir='<data_dir>')})"
+    try:
+        data = _load_plain(meta)
+    except Exception as e:
+        raise ValueError(f"{meta} is not a readable CIFAR-10 batches.meta ({type(e).__name__}: {e}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{meta} holds a {type(data).__name__}, not the batches.meta dict; {fix}")
+    data = {k.decode() if isinstance(k, bytes) else k: v for k, v in data.items()}
+    names = data.get("label_names", CLASSES)
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, (bytes, str)) for n in names):
+        raise ValueError(f"{meta}: label_names must be a list of 10 names, got {type(names).__name__}; {fix}")
+    names = [n.decode() if isinstance(n, bytes) else n for n in names]
+    if len(names) != len(CLASSES) or len(set(names)) != len(names):
+        raise ValueError(f"{meta} lists {len(names)} label names {names[:12]}, but CIFAR-10 has 10 distinct classes "
+                         f"(labels 0–9); {fix}")
+    return names
 
 
 def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, num_batches: int = 5,
@@ -236,8 +314,8 @@ def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, n
     root = os.path.join(os.fspath(data_dir), FOLDER)
     train = _as_rows(images, labels, "images")
     test = _as_rows(test_images, test_labels, "test_images")
-    if int(num_batches) < 1:
-        raise ValueError(f"num_batches must be >= 1, got {num_batches}")
+    if not 1 <= check_int("num_batches", num_batches) <= 5:
+        raise ValueError(f"num_batches must be 1 to 5 (CIFAR-10 has data_batch_1..5), got {num_batches}")
     os.makedirs(root, exist_ok=True)
     parts = np.array_split(np.arange(len(train[0])), int(num_batches))
     for k, idx in enumerate(parts, start=1):
@@ -277,136 +355,6 @@ def write_fake_cifar10(data_dir, n_train: int = 50_000, n_test: int = 10_000, *,
     pixels = (128 + 40 * x).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return write_cifar_batches(data_dir, pixels[:n_train], y[:n_train].numpy(), pixels[n_train:],
                                y[n_train:].numpy(), num_batches=num_batches)
-
-
-# --------------------------------------------------------------------------- batches
-def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
-    """Index ``i`` mirrored into ``[0, n)`` without repeating the edge (``-1 → 1``, ``n → n-2``)."""
-    i = i.abs()
-    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
-
-
-def random_crop_flip(x: torch.Tensor, pad: int = 4) -> torch.Tensor:
-    """Per image: shift by ``(dy, dx) ∈ [-pad, pad]²`` with reflected borders, mirror with probability ½.
-
-    Equals ``v2.RandomCrop(H, padding=pad, padding_mode="reflect")`` then ``v2.RandomHorizontalFlip()``, done
-    as two gathers on ``x``'s device with its global RNG.
-    """
-    b, c, h, w = x.shape
-    dev = x.device
-    dy = torch.randint(-pad, pad + 1, (b, 1), device=dev)
-    dx = torch.randint(-pad, pad + 1, (b, 1), device=dev)
-    flip = torch.randint(0, 2, (b, 1), device=dev, dtype=torch.bool)
-    rows = _reflect(torch.arange(h, device=dev) + dy, h)                           # b×h source rows
-    cols = torch.arange(w, device=dev).expand(b, w)
-    cols = _reflect(torch.where(flip, w - 1 - cols, cols) + dx, w)                # b×w source columns
-    x = x.gather(2, rows[:, None, :, None].expand(b, c, h, w))
-    return x.gather(3, cols[:, None, None, :].expand(b, c, h, w))
-
-
-class TensorLoader:
-    """``(x, y)`` batches from uint8 images kept on ``device``: gather → crop/flip → normalize, all there.
-
-    ``len()`` is batches per epoch. Shuffling and augmentation draw from the device's global RNG.
-    ``channels_last`` hands the model NHWC-strided batches (faster convolutions on tensor-core GPUs).
-    """
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, *, mean, std,
-                 shuffle: bool = False, augment: bool = False, device="auto", channels_last: bool = False,
-                 drop_last: bool = False, pad: int = 4):
-        self.batch_size = check_int("batch_size", batch_size)
-        if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3:
-            raise ValueError(f"images must be a uint8 N×3×H×W tensor, got {images.dtype} of shape "
-                             f"{tuple(images.shape)}")
-        if len(labels) != len(images):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        self.device = get_device(device)
-        self.images, self.labels = images.to(self.device), labels.to(self.device, torch.long)
-        std = torch.as_tensor(std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        mean = torch.as_tensor(mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self.scale, self.shift = 1 / (255 * std), -mean / std        # (x/255 - μ)/σ = x·scale + shift
-        self.shuffle, self.augment, self.channels_last = shuffle, augment, channels_last
-        self.drop_last, self.pad = drop_last, pad
-
-    def __len__(self):
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def __iter__(self):
-        n = len(self.labels)
-        order = torch.randperm(n, device=self.device) if self.shuffle else torch.arange(n, device=self.device)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
-            x = self.images[idx]
-            if self.augment:
-                x = random_crop_flip(x, self.pad)
-            x = torch.addcmul(self.shift, x.float(), self.scale)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
-
-
-class CifarDataset(torch.utils.data.Dataset):
-    """uint8 CHW images + labels, one image at a time through ``transform`` (torchvision ``transforms.v2``)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, transform=None):
-        self.images, self.labels, self.transform = images, labels, transform
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        x = self.images[i]
-        return (self.transform(x) if self.transform is not None else x), self.labels[i]
-
-
-def dataloader(images, labels, batch_size: int, *, mean, std, shuffle: bool = False, augment: bool = False,
-               num_workers: int = 0, drop_last: bool = False, pin_memory: bool = False, pad: int = 4):
-    """The classic path: ``CifarDataset`` + ``v2`` crop/flip/normalize per image in a ``DataLoader``."""
-    from torchvision.transforms import v2
-    ops = [v2.RandomCrop(images.shape[-1], padding=pad, padding_mode="reflect"), v2.RandomHorizontalFlip()]
-    transform = v2.Compose([*(ops if augment else []), v2.ToDtype(torch.float32, scale=True),
-                            v2.Normalize(list(mean), list(std))])
-    return torch.utils.data.DataLoader(CifarDataset(images, labels, transform), check_int("batch_size", batch_size),
-                                       shuffle=shuffle, num_workers=num_workers, drop_last=drop_last,
-                                       pin_memory=pin_memory, persistent_workers=num_workers > 0)
-
-
-def make_loaders(data: Cifar10, batch_size: int, *, kind: str = "tensor", augment: bool = True, device="auto",
-                 channels_last: bool = False, num_workers: int = 0, drop_last: bool = False):
-    """``(train_loader, val_loader or None, test_loader)``; only the train loader shuffles and augments.
-
-    ``kind="tensor"``: :class:`TensorLoader` on ``device``; ``"dataloader"``: :func:`dataloader` (CPU workers).
-    """
-    batch_size = check_int("batch_size", batch_size)
-    device = get_device(device)
-    if kind == "tensor":
-        def make(split, train):
-            return TensorLoader(*split, batch_size, mean=data.mean, std=data.std, shuffle=train,
-                                augment=augment and train, device=device, channels_last=channels_last,
-                                drop_last=drop_last and train)
-    elif kind == "dataloader":
-        def make(split, train):
-            return dataloader(*split, batch_size, mean=data.mean, std=data.std, shuffle=train,
-                              augment=augment and train, num_workers=num_workers, drop_last=drop_last and train,
-                              pin_memory=device.type == "cuda")
-    else:
-        raise ValueError(f"unknown loader kind {kind!r}; choose one of: dataloader, tensor")
-    return make(data.train, True), (make(data.val, False) if len(data.val.labels) else None), make(data.test, False)
-
-
-def throughput(loader, device="auto", max_batches: int | None = None) -> float:
-    """Images per second of one pass over ``loader`` (batches moved to ``device``, synchronized at the end)."""
-    device = get_device(device)
-    n, t0 = 0, time.perf_counter()
-    for i, (x, _) in enumerate(loader):
-        if max_batches is not None and i >= max_batches:
-            break
-        x = x.to(device, non_blocking=True)
-        n += len(x)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return n / (time.perf_counter() - t0)
 
 
 # --------------------------------------------------------------------------- command line

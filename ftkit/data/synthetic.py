@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-__all__ = ["image_classification", "blobs", "loaders"]
+__all__ = ["image_classification", "blobs", "make_loaders"]
 
 
 def image_classification(n: int = 1024, num_classes: int = 10, size: int = 32, channels: int = 3,
@@ -30,7 +30,7 @@ def blobs(n: int = 512, num_classes: int = 2, dim: int = 2, spread: float = 1.0,
     return centres[y] + spread * torch.randn(n, dim, generator=g), y
 
 
-def loaders(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, val_fraction: float = 0.2, seed: int = 0):
+def make_loaders(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64, val_fraction: float = 0.2, seed: int = 0):
     """(train_loader, val_loader) from tensors, split with a fixed seed; the train loader shuffles."""
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")

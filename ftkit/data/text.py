@@ -19,6 +19,8 @@ import os
 import random
 from dataclasses import dataclass, field
 
+from ..utils import check_int, check_number
+
 __all__ = ["TextSplit", "TextData", "read_text_file", "load_text", "HF_ALIASES"]
 
 EXTENSIONS = (".tsv", ".csv", ".jsonl")
@@ -32,10 +34,14 @@ HF_ALIASES = {"glue/sst2": ("nyu-mll/glue", "sst2"), "sst2": ("nyu-mll/glue", "s
 
 @dataclass
 class TextSplit:
-    """Parallel lists: ``texts[i]`` (and ``pairs[i]`` for sentence pairs) has label index ``labels[i]``."""
+    """Parallel lists: ``texts[i]`` (and ``pairs[i]`` for sentence pairs) has label index ``labels[i]``.
+
+    ``label_list`` names the indices (``label_list[labels[i]]``; :func:`load_text` fills it), so a classifier
+    whose labels come in another order maps them by name instead of by position."""
     texts: list[str]
     labels: list[int]
     pairs: list[str] | None = None
+    label_list: list[str] | None = None
 
     def __len__(self):
         return len(self.texts)
@@ -43,7 +49,7 @@ class TextSplit:
     def subset(self, indices) -> TextSplit:
         indices = list(indices)
         return TextSplit([self.texts[i] for i in indices], [self.labels[i] for i in indices],
-                         None if self.pairs is None else [self.pairs[i] for i in indices])
+                         None if self.pairs is None else [self.pairs[i] for i in indices], self.label_list)
 
 
 @dataclass
@@ -188,7 +194,8 @@ def load_text(data_dir=None, dataset: str | None = None, *, text_column=None, la
     ``sentence1``/``sentence2``, … whichever the file has). ``max_train_sentences`` keeps a seeded random subset
     of train after the dev split was taken.
     """
-    if not 0 < val_fraction < 1:
+    check_int("seed", seed, 0)
+    if not 0 < check_number("val_fraction", val_fraction) < 1:
         raise ValueError(f"val_fraction must be between 0 and 1, got {val_fraction}")
     files = {split: _find(os.fspath(data_dir), split) for split in SPLIT_NAMES} if data_dir is not None else {}
     if files.get("train"):
@@ -216,7 +223,7 @@ def load_text(data_dir=None, dataset: str | None = None, *, text_column=None, la
     split = {}
     for name, (texts, pairs, labels, lines) in raw.items():
         where = files.get(name) or f"{source} {name}"
-        split[name] = TextSplit(texts, _to_indices(labels, label_list, where, lines), pairs)
+        split[name] = TextSplit(texts, _to_indices(labels, label_list, where, lines), pairs, label_list)
     notes = []
     rng = random.Random(seed)
     if "test" not in split and "valid" in split:

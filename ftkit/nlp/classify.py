@@ -23,25 +23,33 @@ from dataclasses import dataclass
 import torch
 
 from ..data.text import TextSplit
-from .finetune import COMMON, RECIPES, _check_mode, apply_mode, count_trainable, parameter_table
-from .hf import (FeatureDataset, TruncationWarning, from_pretrained, load_config, load_tokenizer, make_loader,
-                 save_folder)
+from ..params import count_trainable
+from .finetune import COMMON, RECIPES, _check_mode, apply_mode, parameter_table
+from .hf import (FeatureDataset, TruncationWarning, check_label_order, check_texts, from_pretrained, load_config,
+                 load_tokenizer, make_loader, save_folder)
 from ..train.step import predict as _predict
 from ..metrics import confusion_matrix
-from ..utils import get_device
+from ..utils import check_int, get_device
 
-__all__ = ["EncodedText", "SentenceClassifier", "evaluate_classifier", "scores_from_confusion"]
+__all__ = ["EncodedText", "LabelOrderWarning", "SentenceClassifier", "evaluate_classifier", "scores_from_confusion"]
 
 META = "ftkit_classifier.json"  # label list, mode and max_length saved next to the weights
+
+
+class LabelOrderWarning(UserWarning):
+    """The data names its labels in another order than the classifier: they were mapped by name."""
 
 
 @dataclass
 class EncodedText(FeatureDataset):
     """Tokenized sentences: ``features[i]`` holds 1-D model inputs and a 0-d ``labels``; ``n_truncated`` counts
-    the sentences (or pairs) cut at ``max_length``."""
+    the sentences (or pairs) cut at ``max_length`` (``cut``: their indices); ``label_list`` names the label
+    indices (the classifier's order)."""
     features: list[dict]
     n_truncated: int
     max_length: int
+    label_list: list[str] | None = None
+    cut: list[int] | None = None
 
     @property
     def labels(self) -> torch.Tensor:
@@ -68,7 +76,16 @@ def scores_from_confusion(cm: torch.Tensor, label_list: list[str]) -> dict:
 @torch.no_grad()
 def evaluate_classifier(model, encoded: EncodedText, label_list: list[str], *, batch_size: int = 64,
                         device="auto") -> dict:
-    """Accuracy, macro-F1, per-class scores and the confusion matrix of ``model`` on ``encoded``."""
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of ``model`` on ``encoded``.
+
+    ``label_list`` must be the order ``encoded`` was made with (``clf.label_list``): the data's own list in
+    another order would put every score under the wrong name."""
+    if getattr(encoded, "label_list", None) is not None and list(label_list) != list(encoded.label_list):
+        raise ValueError(f"label_list {list(label_list)} is not the order these sentences were encoded with "
+                         f"({list(encoded.label_list)}): scores would carry the wrong names; pass the classifier's "
+                         "clf.label_list")
+    if len(encoded) == 0:
+        raise ValueError("evaluate_classifier got no sentences (an empty split)")
     loader = make_loader(encoded, batch_size, sort_by_length=True)
     logits = _predict(model, loader, device=device)
     target = encoded.labels[list(loader.sampler)]
@@ -124,6 +141,9 @@ class SentenceClassifier:
         if base.config.num_labels != len(label_list):
             raise ValueError(f"the model has {base.config.num_labels} output labels but label_list has "
                              f"{len(label_list)}: {label_list}")
+        check_label_order(base.config, label_list)
+        check_int("max_length", max_length, tokenizer.num_special_tokens_to_add() + 1,
+                  " (tokens per sentence, [CLS] and [SEP] included)")
         limit = getattr(base.config, "max_position_embeddings", None)
         if limit is not None and max_length > limit:
             raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
@@ -147,7 +167,7 @@ class SentenceClassifier:
         if max_length is None and os.path.isfile(meta):
             with open(meta) as f:
                 max_length = json.load(f).get("max_length")
-        return cls(model, tokenizer, label_list, max_length or 128, mode)
+        return cls(model, tokenizer, label_list, 128 if max_length is None else max_length, mode)
 
     def __repr__(self):
         return (f"SentenceClassifier({self.mode}, {type(self.model).__name__}, {count_trainable(self.model):,} of "
@@ -159,21 +179,46 @@ class SentenceClassifier:
 
     # ----------------------------------------------------------------------- data
     def encode(self, split: TextSplit | list[str], pairs: list[str] | None = None) -> EncodedText:
-        """Token ids for a :class:`TextSplit` (or plain texts, label 0); cut sentences are counted and warned."""
+        """Token ids for a :class:`TextSplit` (or plain texts, label 0); cut sentences are counted and warned.
+
+        A split whose ``label_list`` orders the same labels differently is mapped by name to this classifier's
+        order (with a warning that says so); other labels fail."""
         if not isinstance(split, TextSplit):
-            split = TextSplit(list(split), [0] * len(split), pairs)
+            split = TextSplit(check_texts(split), [0] * len(split), pairs)
+        check_texts(split.texts)
+        if split.pairs is not None:
+            check_texts(split.pairs)
+        if split.pairs is not None and len(split.pairs) != len(split.texts):
+            raise ValueError(f"{len(split.texts)} texts but {len(split.pairs)} pairs: give one second sentence per "
+                             "text")
+        labels = self._labels_by_name(split)
+        if len(split) == 0:  # the tokenizer cannot take an empty batch
+            return EncodedText([], 0, self.max_length, list(self.label_list), [])
         args = (split.texts,) if split.pairs is None else (split.texts, split.pairs)
         full = self.tokenizer(*args, truncation=False, verbose=False)["input_ids"]  # lengths before any cut
         cut = [i for i, ids in enumerate(full) if len(ids) > self.max_length]
         enc = self.tokenizer(*args, truncation=True, max_length=self.max_length)
         keys = [k for k in ("input_ids", "token_type_ids", "attention_mask") if k in enc]
         features = [{**{k: torch.tensor(enc[k][i]) for k in keys}, "labels": torch.tensor(y)}
-                    for i, y in enumerate(split.labels)]
+                    for i, y in enumerate(labels)]
         if cut:
             warnings.warn(f"{len(cut)} of {len(split)} sentences are longer than max_length={self.max_length} "
                           f"tokens and were cut (first: sentence {cut[0] + 1}, {len(full[cut[0]])} tokens); raise "
                           "max_length to keep them whole", TruncationWarning, stacklevel=2)
-        return EncodedText(features, len(cut), self.max_length)
+        return EncodedText(features, len(cut), self.max_length, list(self.label_list), cut)
+
+    def _labels_by_name(self, split: TextSplit) -> list[int]:
+        names = split.label_list
+        if names is None or list(names) == self.label_list:
+            return list(split.labels)
+        if sorted(names) != sorted(self.label_list):
+            raise ValueError(f"the data's labels {list(names)} are not the classifier's {self.label_list}; build the "
+                             "classifier with label_list=data.label_list (or from a model fine-tuned on these labels)")
+        index = {name: i for i, name in enumerate(self.label_list)}
+        warnings.warn(f"the data orders its labels {list(names)}, the classifier {self.label_list}: labels are mapped "
+                      "by name (index i of the data is the classifier's index of the same name)", LabelOrderWarning,
+                      stacklevel=3)
+        return [index[names[y]] for y in split.labels]
 
     def loader(self, encoded: EncodedText, batch_size: int = 16, **options):
         return make_loader(encoded, batch_size, pad_id=self.tokenizer.pad_token_id or 0, **options)
@@ -188,7 +233,7 @@ class SentenceClassifier:
         linear warmup then decay, gradient clipping; batches in random order for ``full`` and ``lora``, length-grouped
         for ``head`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
         from ..optim import make_optimizer, make_scheduler
-        batch_size = batch_size or COMMON["batch_size"]
+        batch_size = COMMON["batch_size"] if batch_size is None else check_int("batch_size", batch_size)
         lr = lr if lr is not None else RECIPES[self.mode]["lr"]
         if not count_trainable(self.model):
             raise ValueError("no parameter of the model trains; build it with mode='full', 'head' or 'lora'")
@@ -207,27 +252,49 @@ class SentenceClassifier:
                 "val_loader": None if val_set is None else self.loader(val_set, 2 * batch_size, sort_by_length=True)}
 
     # ----------------------------------------------------------------------- inference
-    def predict_proba(self, texts, pairs: list[str] | None = None, *, device="auto") -> torch.Tensor:
-        """Class probabilities ``(len(texts), n_labels)`` in the order of ``texts``."""
-        texts = [texts] if isinstance(texts, str) else list(texts)
+    def _encode_for_prediction(self, texts, pairs) -> EncodedText:
+        texts = check_texts([texts] if isinstance(texts, str) else texts)
+        if pairs is not None:
+            pairs = check_texts([pairs] if isinstance(pairs, str) else pairs)
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", TruncationWarning)
+            warnings.simplefilter("ignore", TruncationWarning)  # said below, in prediction terms
             encoded = self.encode(texts, pairs)
-        loader = self.loader(encoded, 64, sort_by_length=True)
+        if encoded.cut:
+            warnings.warn(f"{len(encoded.cut)} of {len(texts)} texts are longer than max_length={self.max_length} "
+                          f"tokens: only their start was read (first: text {encoded.cut[0] + 1}); the "
+                          "predictions say so ('cut': True). Raise max_length (up to the model's limit) to read more",
+                          TruncationWarning, stacklevel=3)
+        return encoded
+
+    def predict_proba(self, texts, pairs: list[str] | None = None, *, device="auto",
+                      batch_size: int = 64) -> torch.Tensor:
+        """Class probabilities ``(len(texts), n_labels)`` in the order of ``texts``. Empty or missing texts fail;
+        texts longer than ``max_length`` tokens are cut, with a warning."""
+        return self._proba(self._encode_for_prediction(texts, pairs), device, batch_size)
+
+    def _proba(self, encoded: EncodedText, device, batch_size: int) -> torch.Tensor:
+        batch_size = check_int("batch_size", batch_size, meaning=" (texts per forward pass)")
+        if len(encoded) == 0:
+            return torch.empty(0, len(self.label_list))
+        loader = self.loader(encoded, batch_size, sort_by_length=True)
         logits = _predict(self.model, loader, device=get_device(device))
         out = torch.empty_like(logits)
         out[list(loader.sampler)] = logits
         return out.softmax(-1)
 
-    def predict(self, texts, pairs: list[str] | None = None, *, device="auto") -> list[dict]:
-        """Per text: the predicted ``label``, its ``prob`` and every class's probability in ``probs``."""
-        probs = self.predict_proba(texts, pairs, device=device)
+    def predict(self, texts, pairs: list[str] | None = None, *, device="auto", batch_size: int = 64) -> list[dict]:
+        """Per text: the predicted ``label`` (a name from the model's own label list), its ``prob``, every class's
+        probability in ``probs`` and whether the text was ``cut`` at ``max_length``. ``predict([])`` is ``[]``."""
+        encoded = self._encode_for_prediction(texts, pairs)
+        probs = self._proba(encoded, device, batch_size)
+        cut = set(encoded.cut or ())
         return [{"label": self.label_list[int(row.argmax())], "prob": float(row.max()),
-                 "probs": {name: float(q) for name, q in zip(self.label_list, row)}} for row in probs]
+                 "probs": {name: float(q) for name, q in zip(self.label_list, row)}, "cut": i in cut}
+                for i, row in enumerate(probs)]
 
     def save(self, folder) -> str:
         """One folder: weights (or the LoRA adapter with the head), tokenizer and ``ftkit_classifier.json``."""
-        save_folder(folder, self.model, self.tokenizer)
+        save_folder(folder, self.model, self.tokenizer)  # checks first that folder is not a file
         with open(os.path.join(folder, META), "w") as f:
             base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
             json.dump({"label_list": self.label_list, "mode": self.mode, "max_length": self.max_length,

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..params import parameter_table as _table, set_trainable
+
 __all__ = ["MODES", "RECIPES", "COMMON", "head_modules", "lora_targets", "apply_mode", "parameter_table",
-           "count_trainable", "training_memory_mb"]
+           "training_memory_mb"]
 
 MODES = ("full", "head", "lora")
 # Defaults per mode, each with its reason; every value can be overridden.
@@ -101,9 +103,7 @@ def apply_mode(model: nn.Module, mode: str = "full", *, r: int = 8, alpha: float
         config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(r), lora_alpha=alpha, lora_dropout=dropout,
                             target_modules=lora_targets(model, target_modules), modules_to_save=head + new)
         return get_peft_model(model, config)
-    for name, p in model.named_parameters():
-        p.requires_grad = mode == "full" or _part(name, head, new) == "head"
-    return model
+    return set_trainable(model, lambda name: _part(name, head, new), "all" if mode == "full" else "head")
 
 
 def _part(name: str, head: list[str], new=()) -> str:
@@ -117,26 +117,13 @@ def _part(name: str, head: list[str], new=()) -> str:
     return "head" if parts[0] in head or fresh else "encoder"
 
 
-def count_trainable(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def parameter_table(model: nn.Module):
     """DataFrame: per part (encoder, LoRA A-B, head, total) the trainable and total parameters and the trainable
     share of all parameters. ``head`` includes new layers the checkpoint lacked (see :func:`apply_mode`); a peft
     head counts twice in ``total`` (the frozen original and the trained copy)."""
-    import pandas as pd
     inner = model.get_base_model() if hasattr(model, "get_base_model") else model
     head, new = head_modules(inner), getattr(inner, "ftkit_new_modules", ())
-    rows = {part: {"trainable": 0, "total": 0} for part in ("encoder", "LoRA A-B", "head")}
-    for name, p in model.named_parameters():
-        row = rows[_part(name, head, new)]
-        row["total"] += p.numel()
-        row["trainable"] += p.numel() if p.requires_grad else 0
-    rows["total"] = {k: sum(r[k] for r in rows.values()) for k in ("trainable", "total")}
-    table = pd.DataFrame.from_dict(rows, orient="index")
-    table["trainable %"] = (100 * table["trainable"] / rows["total"]["total"]).round(3)
-    return table
+    return _table(model, lambda name: _part(name, head, new), order=("encoder", "LoRA A-B", "head"))
 
 
 def training_memory_mb(model: nn.Module) -> float:

@@ -18,9 +18,11 @@ from torch.nn.utils.rnn import pad_sequence
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core import IGNORE
+from ..utils import check_int
 
 __all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "FeatureDataset", "LengthGroupedBatches",
-           "make_loader", "save_folder"]
+           "make_loader", "check_label_order", "check_texts", "check_save_folder",
+           "save_folder"]
 
 # files that hold a tokenizer's vocabulary (a folder with none of them has no usable tokenizer)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
@@ -32,18 +34,46 @@ class TruncationWarning(UserWarning):
 
 
 # --------------------------------------------------------------------------- loading
+def _looks_local(path: str) -> bool:
+    """``./x``, ``../x``, ``/x``, ``~/x``, ``a/b/c``, or ``a/b`` whose ``a`` is a folder here (``models/bert``
+    next to a ``models/`` folder is a path, not the Hub id of user ``models``)."""
+    if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
+        return True
+    return "/" in path and os.path.isdir(path.split("/", 1)[0])
+
+
 def _check_path(path: str) -> None:
-    """A string that looks like a path (``./x``, ``../x``, ``/x``, ``a/b/c``) must be an existing folder."""
+    """A string that looks like a path must be an existing folder; a folder must not be a file."""
     if os.path.isdir(path):
         return
-    if path.startswith((".", "/", "~")) or path.count("/") > 1 or os.sep != "/" and os.sep in path:
-        raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}; build a small one offline with "
-                                "ftkit.nlp.ner.build_tiny_bert(out_dir) or give a Hub id such as 'bert-base-cased'")
+    if os.path.isfile(path):
+        raise NotADirectoryError(f"{path!r} is a file; a model is a folder written by save_pretrained (config.json, "
+                                 "weights, tokenizer files): pass that folder")
+    if _looks_local(path):
+        parent = os.path.dirname(os.path.abspath(os.path.expanduser(path)))
+        near = sorted(os.listdir(parent))[:8] if os.path.isdir(parent) else []
+        raise FileNotFoundError(f"no model folder at {os.path.abspath(path)!r}"
+                                + (f" (its parent holds: {', '.join(near)})" if near else "")
+                                + "; build a small one offline with ftkit.nlp.tiny.build_tiny_bert(out_dir) or give a "
+                                  "Hub id such as 'bert-base-cased'")
+
+
+def _check_config(path: str) -> None:
+    """A local model folder needs ``config.json`` (transformers would say only "Unrecognized model")."""
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        has = sorted(os.listdir(path))
+        hint = (" It holds a LoRA adapter: load it with the class that saved it (SentenceClassifier.from_pretrained)"
+                if "adapter_config.json" in has else "")
+        raise FileNotFoundError(f"model folder {path!r} has no config.json (it holds: "
+                                f"{', '.join(has[:10]) or 'nothing'}); a folder written by "
+                                f"model.save_pretrained(folder) has one.{hint}")
 
 
 def _hub_error(path: str, e: Exception) -> OSError:
-    return OSError(f"could not load {path!r} ({type(e).__name__}: {e}). Without internet, save it on a machine "
-                   f"that has it: `python -c \"from transformers import AutoModel, AutoTokenizer as T; "
+    return OSError(f"could not load {path!r} ({type(e).__name__}: {e}). It is not a folder here "
+                   f"({os.path.abspath(path)!r} does not exist), so it was taken for a Hub id. If it is a Hub id and "
+                   f"there is no internet, save it on a machine that has it: `python -c \"from transformers import "
+                   f"AutoModel, AutoTokenizer as T; "
                    f"AutoModel.from_pretrained('{path}').save_pretrained('models/{path}'); "
                    f"T.from_pretrained('{path}').save_pretrained('models/{path}')\"` and pass that folder")
 
@@ -77,6 +107,10 @@ def load_tokenizer(model_name_or_path: str):
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except OSError as e:
         raise _hub_error(path, e) from e
+    except ValueError as e:  # "Unrecognized model": the folder lacks config.json, and its tokenizer names no class
+        if "Unrecognized" in str(e):
+            _check_config(path)
+        raise
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError(f"the tokenizer of {path!r} is not a fast tokenizer; label alignment needs word_ids(), "
                          "so save a tokenizer.json with it (tokenizers library)")
@@ -88,10 +122,41 @@ def load_config(model_name_or_path: str):
     from transformers import AutoConfig
     path = os.fspath(model_name_or_path)
     _check_path(path)
+    _check_config(path)
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=False)
     except OSError as e:
         raise _hub_error(path, e) from e
+
+
+def check_label_order(config, label_list) -> None:
+    """A head that names its outputs (``config.id2label``, not the default ``LABEL_i``) must name them in the
+    order of ``label_list``: output ``i`` is ``label_list[i]`` everywhere in ftkit, so another order would
+    swap predictions without a word."""
+    names = [config.id2label.get(i, config.id2label.get(str(i))) for i in range(config.num_labels)]
+    if names == [f"LABEL_{i}" for i in range(len(names))] or names == list(label_list):
+        return
+    raise ValueError(f"the model's head names its outputs {names} (output i is the i-th name), but label_list is "
+                     f"{list(label_list)}: predictions would carry the wrong names. Pass label_list={names} (and "
+                     "encode the data with it), or start from the base model for a new label order")
+
+
+def check_texts(texts, *, allow_words: bool = False, allow_empty: bool = False) -> list:
+    """``texts`` as a list of strings (or, with ``allow_words``, lists of words); None, numbers and (unless
+    ``allow_empty``) blank strings fail naming the first bad one."""
+    if isinstance(texts, (str, bytes)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be a string or a list of strings, got {type(texts).__name__}")
+    texts = list(texts)
+    for i, t in enumerate(texts):
+        words = allow_words and isinstance(t, (list, tuple)) and all(isinstance(w, str) for w in t)
+        if not (isinstance(t, str) or words):
+            kind = "a string or a list of words" if allow_words else "a string"
+            raise TypeError(f"text {i + 1} of {len(texts)} is {t!r} ({type(t).__name__}), not {kind}; drop or fill "
+                            "the missing texts first")
+        if not allow_empty and not (t.strip() if isinstance(t, str) else t):
+            raise ValueError(f"text {i + 1} of {len(texts)} is empty: there is nothing to classify (a prediction "
+                             "would only reflect the model's bias); drop empty texts first")
+    return texts
 
 
 # --------------------------------------------------------------------------- batches
@@ -155,7 +220,8 @@ def make_loader(encoded, batch_size: int = 32, *, shuffle: bool = False, sort_by
     ``LengthGroupedSampler`` runs long → short inside each mega-batch, which cost F1 in the NER measurements);
     without, items go longest first. ``seed`` fixes the order of every epoch.
     """
-    generator = torch.Generator().manual_seed(seed)
+    batch_size = check_int("batch_size", batch_size, meaning=" (sentences per batch)")
+    generator = torch.Generator().manual_seed(check_int("seed", seed, 0))
     lengths = encoded.lengths
     sampler = None
     if sort_by_length and shuffle:
@@ -168,11 +234,25 @@ def make_loader(encoded, batch_size: int = 32, *, shuffle: bool = False, sort_by
 
 
 # --------------------------------------------------------------------------- saving
+def check_save_folder(folder) -> str:
+    """``folder`` may be created (or exists as a folder): a file there, or a file in its path, fails here,
+    before any weight is written."""
+    folder = os.fspath(folder)
+    path = os.path.abspath(folder)
+    while path and not os.path.exists(path):
+        path = os.path.dirname(path)
+    if path and not os.path.isdir(path):
+        raise FileExistsError(f"cannot save to {folder!r}: {path!r} is a file, and a saved model is a folder; "
+                              "pass a folder path (e.g. 'out/model') or move the file")
+    return folder
+
+
 def save_folder(folder, model, tokenizer) -> str:
     """Weights + config (label names included) + tokenizer in one folder that ``from_pretrained`` reloads.
 
     A peft model writes its adapter (and its ``modules_to_save``) here instead of the full weights.
     """
+    check_save_folder(folder)
     os.makedirs(folder, exist_ok=True)
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)

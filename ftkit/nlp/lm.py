@@ -234,6 +234,27 @@ def prepare_run(corpus, config: GPTConfig | None = None, *, lr: float, batch_siz
 
 # --------------------------------------------------------------------------- generation
 @torch.no_grad()
+def _check_prompt(idx, vocab_size: int) -> torch.Tensor:
+    """A (B, T) integer tensor of token ids in [0, vocab_size), T >= 1 (a 1-D prompt becomes one row)."""
+    if not isinstance(idx, torch.Tensor):
+        raise TypeError(f"the prompt must be a tensor of token ids, got {type(idx).__name__}; encode the text "
+                        "first, e.g. torch.tensor([tokenizer.encode(text)])")
+    if idx.dim() == 1:
+        idx = idx[None]
+    if idx.dim() != 2 or idx.is_floating_point() or idx.is_complex() or idx.dtype == torch.bool:
+        raise ValueError(f"the prompt must be integer token ids of shape (batch, length), got {idx.dtype} of shape "
+                         f"{tuple(idx.shape)}")
+    if idx.shape[1] == 0 or idx.shape[0] == 0:
+        raise ValueError(f"the prompt is empty (shape {tuple(idx.shape)}): give at least one token per row, "
+                         "e.g. the encoded first character or a newline")
+    lo, hi = int(idx.min()), int(idx.max())
+    if lo < 0 or hi >= vocab_size:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"the prompt holds token id {bad}, outside the model's vocabulary 0..{vocab_size - 1}; "
+                         "encode it with the tokenizer the model was trained with")
+    return idx.long()
+
+
 def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature: float = 1.0,
              top_k: int | None = None, greedy: bool = False, generator: torch.Generator | None = None):
     r"""Extend ``idx`` (B, T) by ``max_new_tokens`` tokens, one at a time, reading the last ``block_size``.
@@ -246,6 +267,7 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature:
         check_number("temperature", temperature, positive=True)
     if top_k is not None:
         check_int("top_k", top_k)
+    idx = _check_prompt(idx, model.config.vocab_size)
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device

@@ -17,11 +17,11 @@ default (conlleval) mode: an entity counts only if type and both boundaries matc
     evaluate_ner(tagger.model, tagger.encode(data.test))["f1"]
     tagger.predict(["Angela Merkel visited Paris ."])  # [[{'type': 'PER', 'text': 'Angela Merkel', ...}, ...]]
 
-Loading never runs code from a model repository (``trust_remote_code=False`` everywhere).
+Loading never runs code from a model repository (``trust_remote_code=False`` everywhere). The figures of notebook 04
+are in :mod:`ftkit.plots.ner`; a tiny offline model to test with comes from :func:`ftkit.nlp.tiny.build_tiny_bert`.
 """
 from __future__ import annotations
 
-import html
 import math
 import os
 import warnings
@@ -31,20 +31,18 @@ from functools import partial
 import torch
 from torch.utils.data import DataLoader
 
-from ..data import shipped
-from ..data.conll import Sentence, load_conll
+from ..data.conll import Sentence
 from ..core import IGNORE
 from .hf import (TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
-                 FeatureDataset, LengthGroupedBatches, collate, from_pretrained, load_tokenizer, make_loader)
+                 FeatureDataset, LengthGroupedBatches, check_label_order, check_save_folder, check_texts, collate,
+                 from_pretrained, load_config, load_tokenizer, make_loader)
 from ..optim import make_optimizer, make_scheduler, split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
-from ..utils import get_device
+from ..utils import check_int, get_device
 
 __all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",
            "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "entity_metrics", "NerRecipe",
-           "LengthGroupedBatches", "NerTagger", "highlight_html", "f1_figure", "wordpiece_vocab", "build_tiny_bert"]
-
-ENTITY_COLORS = {"PER": "#fde68a", "LOC": "#bbf7d0", "ORG": "#bfdbfe", "MISC": "#fbcfe8"}
+           "LengthGroupedBatches", "NerTagger"]
 
 
 # --------------------------------------------------------------------------- loading
@@ -54,13 +52,9 @@ def load_model(model_name_or_path: str, label_list: list[str] | None = None):
     A base model (no NER head) gets a fresh head for ``label_list``. A fine-tuned one keeps its own label order;
     it must have the same labels as the data, else ``ValueError`` (its head would not fit).
     """
-    from transformers import AutoConfig, AutoModelForTokenClassification
+    from transformers import AutoModelForTokenClassification
     path = os.fspath(model_name_or_path)
-    _check_path(path)
-    try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
-    except OSError as e:
-        raise _hub_error(path, e) from e
+    config = load_config(path)
     has_head = any(a.endswith("ForTokenClassification") for a in (config.architectures or []))
     if has_head:
         model_labels = [config.id2label[i] for i in range(config.num_labels)]
@@ -70,6 +64,10 @@ def load_model(model_name_or_path: str, label_list: list[str] | None = None):
             raise ValueError(f"{path!r} was fine-tuned for {len(model_labels)} labels {model_labels}, but the data "
                              f"has {len(label_list)}: {label_list}; start from its base model (e.g. bert-base-cased) "
                              "or evaluate it on data with the same entity types")
+        if label_list is not None and list(label_list) != model_labels:
+            warnings.warn(f"{path!r} orders its labels {model_labels}, the data {list(label_list)}: tags are mapped "
+                          "by name (the model's order is kept), so pass tagger.label_list, not the data's, to "
+                          "entity_metrics", UserWarning, stacklevel=3)
         label_list = model_labels
     elif label_list is None:
         raise ValueError(f"{path!r} has no NER head yet; pass label_list= (e.g. load_conll(...).label_list)")
@@ -168,6 +166,9 @@ def evaluate_ner(model, encoded: Encoded, *, batch_size: int = 64, device="auto"
     Micro :math:`P = TP/(TP+FP)`, :math:`R = TP/(TP+FN)`, :math:`F_1 = 2PR/(P+R)`; macro averages per-type F1.
     """
     from seqeval.metrics import classification_report
+    if len(encoded) == 0:
+        raise ValueError("evaluate_ner got no sentences (an empty split): check the data file or the split's "
+                         "name, e.g. len(data.test) before encoding")
     y_pred = predict_tags(model, encoded, batch_size=batch_size, device=device, amp=amp)
     y_true = [s.labels for s in encoded.sentences]
     report = classification_report(y_true, y_pred, digits=4, zero_division=0)
@@ -288,6 +289,9 @@ class NerTagger:
         if model.config.num_labels != len(label_list):
             raise ValueError(f"the model has {model.config.num_labels} output labels but label_list has "
                              f"{len(label_list)}: {label_list}")
+        check_label_order(model.config, label_list)
+        check_int("max_length", max_length, tokenizer.num_special_tokens_to_add() + 1,
+                  " (subwords per sentence, [CLS] and [SEP] included)")
         limit = getattr(model.config, "max_position_embeddings", None)
         if limit is not None and max_length > limit:
             raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
@@ -319,6 +323,7 @@ class NerTagger:
         text (not a list of characters): ``tag("EU rejects it")`` returns that text's tags."""
         if isinstance(texts, str):
             return self.tag([texts], device=device)[0]
+        texts = check_texts(texts, allow_words=True, allow_empty=True)
         sentences = [Sentence(t.split() if isinstance(t, str) else list(t), []) for t in texts]
         sentences = [Sentence(s.words, ["O"] * len(s.words)) for s in sentences]
         return predict_tags(self.model, self.encode(sentences), device=device)
@@ -329,6 +334,7 @@ class NerTagger:
         from seqeval.metrics.sequence_labeling import get_entities
         if isinstance(texts, str):
             return self.predict([texts], device=device)[0]
+        texts = check_texts(texts, allow_words=True, allow_empty=True)
         out = []
         for text, tags in zip(texts, self.tag(texts, device=device)):
             words = text.split() if isinstance(text, str) else list(text)
@@ -338,85 +344,8 @@ class NerTagger:
 
     def save(self, folder) -> str:
         """Weights, config (with the label names) and tokenizer in one folder; reload with ``from_pretrained``."""
+        check_save_folder(folder)
         os.makedirs(folder, exist_ok=True)
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
         return os.fspath(folder)
-
-
-# --------------------------------------------------------------------------- display
-def highlight_html(text, entities: list[dict]) -> str:
-    """HTML of the words with each entity on a colored background and its type in small caps."""
-    words = text.split() if isinstance(text, str) else list(text)
-    parts, i = [], 0
-    for ent in sorted(entities, key=lambda e: e["start"]):
-        parts += [html.escape(w) for w in words[i:ent["start"]]]
-        color = ENTITY_COLORS.get(ent["type"], "#e5e7eb")
-        span = html.escape(" ".join(words[ent["start"]:ent["end"]]))
-        parts.append(f'<mark style="background:{color};padding:0 4px;border-radius:4px">{span} '
-                     f'<sub style="font-size:70%;font-weight:bold">{html.escape(ent["type"])}</sub></mark>')
-        i = ent["end"]
-    parts += [html.escape(w) for w in words[i:]]
-    return '<p style="line-height:2">' + " ".join(parts) + "</p>"
-
-
-def f1_figure(results: dict[str, dict], title: str = "entity F1 per type"):
-    """Grouped bars: per-type and micro F1 for each split in ``results`` (``{'dev': evaluate_ner(...), ...}``)."""
-    import plotly.graph_objects as go
-    fig = go.Figure()
-    for split, r in results.items():
-        types = sorted(r["per_type"])
-        fig.add_bar(name=split, x=types + ["micro"], y=[r["per_type"][t]["f1"] for t in types] + [r["f1"]],
-                    text=[f"{r['per_type'][t]['f1']:.2f}" for t in types] + [f"{r['f1']:.2f}"])
-    fig.update_layout(title=title, barmode="group", yaxis=dict(title="F1", range=[0, 1.05]), height=360)
-    return fig
-
-
-# --------------------------------------------------------------------------- a tiny offline model
-def wordpiece_vocab(sentences: list[Sentence], size: int = 1000) -> dict[str, int]:
-    """A cased WordPiece vocabulary: special tokens, every printable ASCII and seen character (alone and as
-    ``##c``), then the most frequent BERT pre-tokens (ties alphabetical) up to ``size``. Unseen words fall
-    back to known pieces and characters rather than [UNK].
-
-    Deterministic by construction: the ``tokenizers`` trainers break frequency ties in hash order, which
-    changes the vocabulary (and every result after it) from one Python process to the next.
-    """
-    import string
-    from collections import Counter
-
-    from tokenizers.pre_tokenizers import BertPreTokenizer
-    split = BertPreTokenizer().pre_tokenize_str  # the same word splitting the tokenizer will apply
-    counts = Counter(piece for s in sentences for w in s.words for piece, _ in split(w))
-    chars = sorted({c for w in counts for c in w} | set(string.ascii_letters + string.digits + string.punctuation))
-    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars)]
-    words = sorted((w for w in counts if len(w) > 1), key=lambda w: (-counts[w], w))
-    tokens += words[:max(size - len(tokens), 0)]
-    return {t: i for i, t in enumerate(tokens)}
-
-
-def build_tiny_bert(out_dir, data_dir=None, *, tokenizer_vocab_size: int = 1000,
-                    hidden_size: int = 64, num_hidden_layers: int = 2, num_attention_heads: int = 2,
-                    intermediate_size: int = 128, max_position_embeddings: int = 512, seed: int = 0,
-                    **config_kwargs) -> str:
-    """Write a randomly initialised BERT (config + safetensors) and a cased WordPiece tokenizer whose vocabulary
-    comes from the training split of ``data_dir`` (:func:`wordpiece_vocab`) to ``out_dir``, offline.
-
-    ``config_kwargs`` go to ``BertConfig`` (e.g. bert-base sizes with ``vocab_size=28996`` to time it).
-    """
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    data = load_conll(data_dir if data_dir is not None else shipped("conll2003_sample"), download=False)
-    tokenizer = BertTokenizer(vocab=wordpiece_vocab(data.train, tokenizer_vocab_size), do_lower_case=False,
-                              strip_accents=False, model_max_length=max_position_embeddings)
-    vocab_size = config_kwargs.pop("vocab_size", len(tokenizer))
-    if vocab_size < len(tokenizer):
-        raise ValueError(f"vocab_size={vocab_size} is smaller than the tokenizer's {len(tokenizer)} tokens")
-    config = BertConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=num_hidden_layers,
-                        num_attention_heads=num_attention_heads, intermediate_size=intermediate_size,
-                        max_position_embeddings=max_position_embeddings, pad_token_id=tokenizer.pad_token_id,
-                        **config_kwargs)
-    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
-        torch.manual_seed(seed)
-        BertModel(config, add_pooling_layer=False).save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    return os.fspath(out_dir)

@@ -5,8 +5,7 @@ directions through the trained weights :math:`θ^*`:
 
 * 1-D slice        :math:`L(θ^* + αδ)`, and 2-D grid :math:`L(θ^* + αδ + βη)` (:func:`loss_slice`, :func:`loss_surface`).
 * interpolation    :math:`L\big((1-α)θ_0 + αθ_1\big)` between two weight sets, e.g. init → trained (:func:`interpolate`).
-* trajectory       the weights recorded during ``fit`` (:class:`WeightRecorder`), projected on the two principal
-  directions of :math:`θ_i - θ_{\text{final}}` (:func:`pca_trajectory`).
+* trajectory       weights recorded during ``fit``, projected on two PCA directions: :mod:`ftkit.optviz.trajectory`.
 
 **Filter normalization** (Li et al.): a Gaussian direction :math:`d` is rescaled per output filter/neuron
 :math:`i` (row ``i`` of a weight, i.e. ``weight[i]`` of a conv or linear layer) to the norm of the weights it
@@ -38,13 +37,12 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from ..losses import make_loss
-from ..core import Callback
 from ..core import eval_mode as _eval_mode
 from ..utils import check_int
 
-__all__ = ["Landscape", "Trajectory", "WeightRecorder", "parameters_of", "check_data", "random_direction", "random_directions",
+__all__ = ["Landscape", "parameters_of", "check_data", "random_direction", "random_directions",
            "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
-           "pca_trajectory", "TrajectoryCheck", "trajectory_check", "grid_levels", "progressive_surface"]
+           "grid_levels", "progressive_surface"]
 
 Params = dict[str, torch.Tensor]
 
@@ -149,6 +147,9 @@ def check_data(data) -> None:
                          f"inputs and {len(data[1])} targets")
 
 
+MAX_SPAN = 1e4  # grid coefficients beyond this are no landscape: weights ×10⁴ overflow the logits
+
+
 def _axis(name: str, span, resolution) -> np.ndarray:
     resolution = check_int(f"{name} resolution", resolution, 2, " (points along the axis)")
     try:
@@ -157,6 +158,10 @@ def _axis(name: str, span, resolution) -> np.ndarray:
         raise ValueError(f"{name} range must be two numbers (min, max), got {span!r}") from None
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
         raise ValueError(f"{name} range must have min < max (both finite), got ({lo:g}, {hi:g}); e.g. (-1, 1)")
+    if max(abs(lo), abs(hi)) > MAX_SPAN:
+        raise ValueError(f"{name} range ({lo:g}, {hi:g}) reaches beyond ±{MAX_SPAN:g}: the directions have the size "
+                         "of the weights themselves (filter normalization), so ±1 already moves every filter by its "
+                         "own norm, and this far out float32 overflows (the losses would be NaN); use e.g. (-1, 1)")
     return np.linspace(lo, hi, int(resolution))
 
 
@@ -184,6 +189,9 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
     """
     if method not in ("auto", "vmap", "loop"):
         raise ValueError(f"unknown method {method!r}; choose one of: auto, loop, vmap")
+    if chunk_size is not None:
+        check_int("chunk_size", chunk_size, meaning=" (grid points per vmap call) or None for the default")
+    check_int("batch_size", batch_size, meaning=" (images per forward pass)")
     check_data(data)
     loss_fn = make_loss(loss_fn)
     _check_direction(origin, parameters_of(model), "the origin")
@@ -213,9 +221,7 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
         raise ValueError(TRAIN_BN_MESSAGE)
     if method == "auto":
         method = "loop" if _has_train_bn(model) else "vmap"
-    chunk = int(chunk_size) if chunk_size else max(1, (16384 if device.type == "cuda" else 128) // bs)
-    if chunk < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk = max(1, (16384 if device.type == "cuda" else 128) // bs) if chunk_size is None else chunk_size
 
     def forward(p, x):
         return functional_call(model, {**fixed, **p}, (x,))
@@ -271,7 +277,23 @@ def evaluate_points(model: nn.Module, loss_fn, data, origin: Params, directions:
     finally:
         guard.__exit__(None, None, None)
     losses = torch.cat(losses).numpy()
+    _check_finite(losses, coords)
     return np.where(np.isfinite(losses), losses, np.nan), method
+
+
+def _check_finite(losses: np.ndarray, coords: torch.Tensor) -> None:
+    """Non-finite losses become NaN (gaps in a figure) — said once, with where and what to change; none finite
+    at all is an error (a figure of nothing)."""
+    bad = ~np.isfinite(losses)
+    if not bad.any():
+        return
+    reach = float(coords.abs().max())
+    fix = (f"the grid reaches coefficient {reach:.3g}, where the weights overflow: use a smaller span, e.g. (-1, 1)"
+           if reach > 1e3 else "the model or loss overflows there: try a smaller span or check the model")
+    if bad.all():
+        raise ValueError(f"every one of the {len(losses)} grid points gave a non-finite loss (inf/NaN); {fix}")
+    warnings.warn(f"{int(bad.sum())} of {len(losses)} grid points gave a non-finite loss and are NaN (gaps in the "
+                  f"figure); {fix}", RuntimeWarning, stacklevel=3)
 
 
 def loss_slice(model: nn.Module, loss_fn, data, direction: Params, span=(-1.0, 1.0), resolution: int = 41,
@@ -317,112 +339,6 @@ def slices_over_seeds(model: nn.Module, loss_fn, data, seeds=(0, 1, 2, 3, 4), sp
     """One filter-normalized 1-D slice per direction seed: how much the picture depends on the random draw."""
     return {int(s): loss_slice(model, loss_fn, data, random_direction(model, s, perturb_bias_bn=perturb_bias_bn),
                                span, resolution, **options) for s in seeds}
-
-
-# --------------------------------------------------------------------------- trajectories
-class WeightRecorder(Callback):
-    """Keeps CPU copies of the parameters during ``fit``: at the start, then at every epoch end
-    (``every=None``) or every ``every`` optimizer steps, and at the end if the last step was not recorded.
-
-    ``weights[i]`` is a ``{name: tensor}`` dict taken after ``steps[i]`` optimizer steps.
-    """
-
-    def __init__(self, every: int | None = None):
-        if every is not None and (isinstance(every, bool) or int(every) < 1):
-            raise ValueError(f"every must be None (each epoch) or a number of steps >= 1, got {every!r}")
-        self.every = every
-        self.weights: list[Params] = []
-        self.steps: list[int] = []
-
-    def _record(self, state):
-        if self.steps and self.steps[-1] == state.step:
-            return
-        self.weights.append({n: p.detach().to("cpu", copy=True) for n, p in state.model.named_parameters()})
-        self.steps.append(state.step)
-
-    def on_fit_start(self, state):
-        self._record(state)
-
-    def on_batch_end(self, state):
-        if self.every is not None and state.step % self.every == 0:
-            self._record(state)
-
-    def on_epoch_end(self, state):
-        if self.every is None:
-            self._record(state)
-
-    def on_fit_end(self, state):
-        self._record(state)
-
-
-@dataclass
-class Trajectory:
-    """Weights projected on two PCA directions: ``coords[i] = ((θ_i − θ_final)·u₁, (θ_i − θ_final)·u₂)``."""
-    coords: np.ndarray                  # T × 2
-    explained: np.ndarray               # share of the variance of θ_i along u₁ and u₂
-    directions: tuple[Params, Params]   # u₁, u₂: unit vectors, as parameter dicts
-    steps: list[int]
-
-    def span(self, margin: float = 0.25) -> tuple[tuple[float, float], tuple[float, float]]:
-        """x and y ranges that hold the path, widened by ``margin`` of its extent on each side."""
-        lo, hi = self.coords.min(0), self.coords.max(0)
-        pad = margin * np.maximum(hi - lo, 1e-3)
-        return (float(lo[0] - pad[0]), float(hi[0] + pad[0])), (float(lo[1] - pad[1]), float(hi[1] + pad[1]))
-
-
-def pca_trajectory(weights: list[Params], steps=None) -> Trajectory:
-    r"""Li et al. §7: PCA of the matrix :math:`M = [θ_i - θ_{\text{final}}]_i` (rows centred, as scikit-learn's
-    PCA), directions :math:`u_{1,2}` = its top right-singular vectors, explained variance :math:`s_k^2/\sum s^2`.
-    ``θ_final = weights[-1]``; the path ends at (0, 0).
-    """
-    if len(weights) < 3:
-        raise ValueError(f"need at least 3 weight snapshots for 2 PCA directions, got {len(weights)}; record more "
-                         "often (WeightRecorder(every=...)) or train more epochs")
-    final = weights[-1]
-    names = list(final)
-    flat = torch.stack([torch.cat([(w[n] - final[n]).reshape(-1).double() for n in names]) for w in weights])
-    _, s, vh = torch.linalg.svd(flat - flat.mean(0), full_matrices=False)
-    coords = (flat @ vh[:2].T).numpy()
-    explained = (s[:2] ** 2 / (s ** 2).sum()).numpy()
-    sizes = [final[n].numel() for n in names]
-    directions = tuple({n: part.view_as(final[n]).to(final[n].dtype) for n, part in zip(names, u.split(sizes))}
-                       for u in vh[:2])
-    return Trajectory(coords, explained, directions, list(steps) if steps is not None else list(range(len(weights))))
-
-
-@dataclass
-class TrajectoryCheck:
-    """How far the PCA picture can be trusted, per snapshot ``i`` (Li et al.'s plots show only the projection).
-
-    ``distance[i]`` = ‖(θ_i − θ*) − P(θ_i − θ*)‖, the distance of the snapshot from the plane (``relative``: as a share
-    of ‖θ_i − θ*‖); ``loss`` = L(θ_i), the snapshot's true loss; ``projected_loss`` = L(θ* + c_{i1}u₁ + c_{i2}u₂),
-    the value the contour shows under the drawn point."""
-    steps: list[int]
-    distance: np.ndarray
-    relative: np.ndarray
-    loss: np.ndarray
-    projected_loss: np.ndarray
-
-
-def trajectory_check(model: nn.Module, loss_fn, data, weights: list[Params], trajectory: Trajectory,
-                     **options) -> TrajectoryCheck:
-    """True loss and distance from the plane of every snapshot of ``trajectory`` (``weights`` as given to
-    :func:`pca_trajectory`; ``model`` holds θ* = ``weights[-1]``'s architecture and buffers)."""
-    if len(weights) != len(trajectory.coords):
-        raise ValueError(f"{len(weights)} weight snapshots but the trajectory has {len(trajectory.coords)} points; "
-                         "pass the same list as to pca_trajectory")
-    final = parameters_of(weights[-1])
-    offsets = [{n: w[n].to(final[n]) - final[n] for n in final} for w in weights]
-    u1, u2 = trajectory.directions
-    c = trajectory.coords
-    norms = np.array([float(_dot(o, o)) ** 0.5 for o in offsets])
-    off_plane = [{n: o[n] - (float(a) * u1[n] + float(b) * u2[n]).to(o[n]) for n in o} for o, (a, b) in zip(offsets, c)]
-    distance = np.array([float(_dot(o, o)) ** 0.5 for o in off_plane])
-    options = {"verbose": False, **options}
-    true, _ = evaluate_points(model, loss_fn, data, final, offsets, np.eye(len(offsets)), **options)
-    projected, _ = evaluate_points(model, loss_fn, data, final, [u1, u2], c, **options)
-    return TrajectoryCheck(list(trajectory.steps), distance, np.divide(distance, norms, out=np.zeros_like(norms),
-                                                                       where=norms > 0), true, projected)
 
 
 # --------------------------------------------------------------------------- progressive grids

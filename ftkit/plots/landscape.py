@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from ..optviz.landscape import Landscape, Trajectory, TrajectoryCheck, progressive_surface
+from ..optviz.landscape import Landscape, progressive_surface
+from ..optviz.trajectory import Trajectory, TrajectoryCheck
 from ..optviz.surfaces import gd_rate
 
 __all__ = ["landscape_z", "curve_figure", "seed_spread_figure", "contour_figure", "surface3d_figure",

@@ -1,26 +1,27 @@
 """Callbacks for :func:`ftkit.fit`: each is a small class overriding the events it needs.
 
-``ProgressBar`` (on by default), ``LivePlot``, ``EarlyStopping``, ``ModelCheckpoint``, ``LRMonitor``,
-``ParamControl`` (apply values set from outside — a widget, another thread — at the next step),
-``TensorBoardLogger``, ``CSVLogger``, and ``LRSchedule`` (the one owner of the learning rate, always attached).
+``ProgressBar`` (on by default), ``EarlyStopping``, ``ModelCheckpoint``, ``LRMonitor``, ``ParamControl`` (apply
+values set from outside — a widget, another thread — at the next step) and ``LRSchedule`` (the one owner of the
+learning rate, always attached). File loggers are in :mod:`ftkit.train.loggers`, live views in :mod:`ftkit.ui`;
 ``Callback``, ``History`` and ``TrainState`` live in :mod:`ftkit.core`.
 """
 from __future__ import annotations
 
 import copy
-import csv
 import difflib
 import math
 import os
 import threading
 import warnings
 
-from ..core import Callback, History, TrainState
-from .checkpoint import save_checkpoint
+from ..core import Callback, History, TrainState, check_writable
+from ..optim import check_option
+from ..utils import check_int, check_number
+from .checkpoint import checkpoint_payload, save_checkpoint
 
-__all__ = ["Callback", "History", "TrainState", "ProgressBar", "LivePlot", "MonitorCallback", "EarlyStopping",
+__all__ = ["Callback", "History", "TrainState", "ProgressBar", "MonitorCallback", "EarlyStopping",
            "ModelCheckpoint", "LRMonitor", "LRSchedule",
-           "ParamControl", "TensorBoardLogger", "CSVLogger"]
+           "ParamControl"]
 
 
 def _fmt(logs: dict) -> str:
@@ -73,7 +74,9 @@ class MonitorCallback(Callback):
     def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be the name of a logged column such as 'val_loss', got {monitor!r}")
+        self.monitor, self.mode, self.min_delta = monitor, mode, check_number("min_delta", min_delta)
         self.best, self.best_epoch = None, None
 
     def is_improvement(self, value) -> bool:
@@ -83,7 +86,7 @@ class MonitorCallback(Callback):
             return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
-    def on_fit_start(self, state):
+    def check_fit(self, state):
         known = set(getattr(state, "log_keys", ()) or ())
         for cb in getattr(state, "callbacks", ()):
             if cb is self:
@@ -110,19 +113,29 @@ class MonitorCallback(Callback):
         return state.logs[self.monitor]
 
     def state_dict(self):
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "monitor": self.monitor, "mode": self.mode}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state) -> bool:
+        """Take the saved best score — unless it was of another column or mode (a resume that adds or drops
+        ``val_loader``): then the best starts afresh, with a warning. True when it was taken."""
+        then = (state.get("monitor", self.monitor), state.get("mode", self.mode))
+        if then != (self.monitor, self.mode):
+            warnings.warn(f"{type(self).__name__}: the checkpoint's best score is of {then[0]!r} ({then[1]}), this "
+                          f"run watches {self.monitor!r} ({self.mode}); the best score starts afresh", stacklevel=2)
+            return False
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+        return True
 
 
 class EarlyStopping(MonitorCallback):
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore best."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs; optionally restore the best
+    weights at the end (when the run ends by itself or by this stop; see :meth:`on_fit_end`)."""
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
                  restore_best: bool = True):
         super().__init__(monitor, mode, min_delta)
-        self.patience, self.restore_best = int(patience), restore_best
+        self.patience = check_int("patience", patience, 0, " (epochs without improvement before stopping)")
+        self.restore_best = restore_best
         self.best_weights, self.wait = None, 0
 
     def on_epoch_end(self, state):
@@ -139,15 +152,18 @@ class EarlyStopping(MonitorCallback):
                                      f"(best {self.best:.4g} at epoch {self.best_epoch})")
 
     def on_fit_end(self, state):
-        if self.restore_best and self.best_weights is not None and self.best_epoch != state.epoch:
+        """Restore the best weights when the run ended by itself or by this early stop — not after Ctrl-C, another
+        stop or an error: then the model keeps its last weights, those of ``last.pt``, so a resume is exact."""
+        ended_here = not state.stop or (state.stop_reason or "").startswith("early stopping")
+        if self.restore_best and ended_here and self.best_weights is not None and self.best_epoch != state.epoch:
             state.model.load_state_dict(self.best_weights)
 
     def state_dict(self):
         return {**super().state_dict(), "wait": self.wait, "best_weights": self.best_weights}
 
     def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
+        if super().load_state_dict(state):
+            self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
 
 
 class ModelCheckpoint(MonitorCallback):
@@ -165,7 +181,6 @@ class ModelCheckpoint(MonitorCallback):
         super().__init__(monitor or "val_loss", mode)
         self._default_monitor = monitor is None   # val_loss with a val_loader, else train_loss
         self.dirpath, self.save_best, self.save_last = os.fspath(dirpath), save_best, save_last
-        os.makedirs(self.dirpath, exist_ok=True)
 
     @property
     def last_path(self):
@@ -175,11 +190,13 @@ class ModelCheckpoint(MonitorCallback):
     def best_path(self):
         return os.path.join(self.dirpath, "best.pt")
 
-    def on_fit_start(self, state):
+    def check_fit(self, state):
+        check_writable(self.dirpath, "ModelCheckpoint", "ModelCheckpoint('checkpoints/run1')")
         if self._default_monitor and state.log_keys and "val_loss" not in state.log_keys:
             self.monitor = "train_loss"
         if self.save_best:
-            super().on_fit_start(state)
+            super().check_fit(state)
+        checkpoint_payload(state)   # a callback state that cannot be saved safely fails now, not after epoch 1
 
     def on_epoch_end(self, state):
         if self.save_best:
@@ -189,10 +206,19 @@ class ModelCheckpoint(MonitorCallback):
                 save_checkpoint(self.best_path, state, best=value, monitor=self.monitor)
         if self.save_last:
             save_checkpoint(self.last_path, state)
+            self._saved = (state.step, state.epoch)
 
     def on_fit_end(self, state):
-        if self.save_last and state.stop and state.stop_reason:
-            save_checkpoint(self.last_path, state, stop_reason=state.stop_reason)
+        if not (self.save_last and state.stop and state.stop_reason) or not state.history.steps:
+            return
+        if getattr(self, "_saved", None) == (state.step, state.epoch):   # written at this epoch's end already
+            return
+        if state.resume.get("step", state.step) != state.step:   # stopped between an optimizer step and its record
+            warnings.warn(f"ModelCheckpoint: no last.pt for step {state.step}: training ended inside it (after the "
+                          "optimizer step, before its bookkeeping), so it would not resume exactly; the last.pt "
+                          "already written is kept", RuntimeWarning, stacklevel=2)
+            return
+        save_checkpoint(self.last_path, state, stop_reason=state.stop_reason)
 
 class LRMonitor(Callback):
     """Adds every param group's lr to the step rows (``lr_0``, ``lr_1``…) and to the epoch rows."""
@@ -217,8 +243,10 @@ class LRSchedule(Callback):
     its ratio to group 0 (a classifier head trained at 10× keeps its 10×); other settings go to every group. Every manual change is an
     event in ``history.events`` (step, epoch, name, old, new, source).
 
-    On resume, a scheduler fit built by name is rebuilt for the new total and continued at the saved step (the
-    lr an uninterrupted run with that total would have); a scheduler object is restored from its state.
+    On resume, a scheduler fit built by name is rebuilt for the new total and continued at the same point of its
+    curve (the lr an uninterrupted run with the new settings would have: same epochs done, counted in the new
+    steps when the batch size or grad_accum changed); a scheduler object is restored from its state. A manual lr
+    set before the checkpoint still wins, each param group keeping its own value (and so its ratio).
     """
 
     def __init__(self, scheduler=None, spec: dict | None = None):
@@ -251,23 +279,27 @@ class LRSchedule(Callback):
         return {"manual": dict(self.manual), "spec": self.spec}
 
     def resume(self, ckpt: dict, step: int) -> None:
+        """Continue the saved schedule. ``step``: the point of the (rebuilt) schedule to continue from. A manual lr
+        keeps the values the checkpoint's optimizer holds — each param group's, so their ratios too."""
         saved = ckpt.get("lr_schedule") or {}
         self.manual = dict(saved.get("manual") or ({"lr": None} if ckpt.get("lr_override") else {}))
         if self.scheduler is None:
             return
-        same = self.spec is not None and saved.get("spec") == self.spec
+        same = self.spec is not None and saved.get("spec") == self.spec and step == ckpt.get("step")
         if ckpt.get("scheduler") is not None and (same or self.spec is None):
             self.scheduler.load_state_dict(ckpt["scheduler"])
             return
-        for group, base in zip(self.scheduler.optimizer.param_groups, self.scheduler.base_lrs):
+        groups = self.scheduler.optimizer.param_groups
+        kept = [group["lr"] for group in groups]   # the checkpoint's, restored with the optimizer
+        for group, base in zip(groups, self.scheduler.base_lrs):
             group["lr"] = base            # replay the new schedule from its start: what a straight run would do
         with warnings.catch_warnings():   # torch warns that no optimizer.step() came first: here none should
             warnings.simplefilter("ignore", UserWarning)
             for _ in range(step):
                 self.scheduler.step()
-        if self.lr_is_manual and self.manual.get("lr") is not None:
-            for group in self.scheduler.optimizer.param_groups:
-                group["lr"] = self.manual["lr"]
+        if self.lr_is_manual:             # a manual lr won before the checkpoint: it still wins, group by group
+            for group, lr in zip(groups, kept):
+                group["lr"] = lr
 
 
 def settable(optimizer) -> str:
@@ -306,9 +338,7 @@ class ParamControl(Callback):
                 close = difflib.get_close_matches(key, sorted(known), n=1)
                 raise ValueError(f"unknown setting {key!r}" + (f"; did you mean {close[0]!r}?" if close else "")
                                  + f" (settable: {', '.join(sorted(known))})")
-            if key == "lr" and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                or not math.isfinite(value) or value < 0):
-                raise ValueError(f"lr must be a finite number >= 0, got {value!r}")
+            values[key] = check_option(key, value)  # momentum 5, a negative lr, betas=0.9: refused here
         with self._lock:
             self._pending.update(values)
 
@@ -333,62 +363,3 @@ class ParamControl(Callback):
         state.lr_schedule.set(state, source=self.source,
                               **{k: v for k, v in values.items() if k in state.optimizer.param_groups[0]})
         self.applied.append({"step": state.step, **values})
-
-class TensorBoardLogger(Callback):
-    """Scalars to TensorBoard (``torch.utils.tensorboard``): step loss/lr every ``every`` steps, epoch logs."""
-
-    main_process_only = True   # writes: on the main process only when several train
-
-    def __init__(self, log_dir="runs/ftkit", every: int = 10):
-        self.log_dir, self.every, self.writer = os.fspath(log_dir), int(every), None
-
-    def on_fit_start(self, state):
-        from torch.utils.tensorboard import SummaryWriter
-        self.writer = SummaryWriter(self.log_dir)
-
-    def on_batch_end(self, state):
-        if state.step % self.every == 0:
-            self.writer.add_scalar("step/loss", state.loss, state.step)
-            self.writer.add_scalar("step/lr", state.lr, state.step)
-
-    def on_epoch_end(self, state):
-        for key, value in state.logs.items():
-            if isinstance(value, (int, float)) and key != "epoch":
-                self.writer.add_scalar(f"epoch/{key}", value, state.epoch)
-        self.writer.flush()
-
-    def on_fit_end(self, state):
-        if self.writer is not None:
-            self.writer.close()
-
-
-class CSVLogger(Callback):
-    """Appends one row per epoch to a CSV file (header from the first row's keys).
-
-    A new fit starts the file afresh; a resumed fit (``resume_from``) appends after the rows it already has.
-    """
-
-    main_process_only = True   # writes: on the main process only when several train
-
-    def __init__(self, path):
-        self.path = os.fspath(path)
-        self._fields = None
-        self._append = False
-
-    def on_fit_start(self, state):
-        self._append = bool(state.history.epochs) and os.path.exists(self.path)
-        if self._append:
-            with open(self.path, newline="") as f:
-                self._fields = next(csv.reader(f), None)
-
-    def on_epoch_end(self, state):
-        row = dict(state.logs)
-        new = self._fields is None
-        if new:
-            self._fields = list(row)
-        with open(self.path, "w" if new and not self._append else "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-

@@ -1,33 +1,89 @@
 """Checkpoint files: model + optimizer + scheduler + RNG + history + callback state, written atomically and
-checked (keys, shapes, optimizer type, param groups) before anything is restored."""
+checked (keys, shapes, optimizer type, param groups) before anything is restored.
+
+**A checkpoint runs no code.** A ``.pt`` file is a pickle, and a crafted pickle runs any command on load. So a
+checkpoint holds only what ``torch.load(weights_only=True)`` accepts — tensors, numbers, strings, lists, tuples and
+dicts (the RNG states of numpy and Python are converted to those) — and is loaded that way: a file holding
+anything else is refused before any of it is built, naming the object it holds.
+"""
 from __future__ import annotations
 
+import collections
 import os
+import pickle
 import random
+import re
 
 import numpy as np
 import torch
 
 from ..core import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng"]
+__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
+           "read_checkpoint", "check_fits",
+           "resave_trusted"]
 
 
 def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+    """Every RNG's state as plain data (tensors, ints, floats, strings): safe to save and to load."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state()
+    version, words, py_gauss = random.getstate()
+    return {"torch": torch.get_rng_state(),
+            "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
+                      "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
+            "python": {"version": version, "state": list(words), "gauss": py_gauss},
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
 
 
 def restore_rng(rng: dict) -> None:
     torch.set_rng_state(rng["torch"].cpu())  # map_location may have moved the states to the GPU
-    np.random.set_state(rng["numpy"])
-    random.setstate(rng["python"])
+    n = rng["numpy"]
+    np.random.set_state((n["kind"], n["key"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    p = rng["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
 
 
+_ATOMS = (type(None), bool, int, float, complex, str, bytes, torch.Tensor, torch.Size, torch.dtype, torch.device)
+
+
+def plain_state(obj, where: str = "checkpoint"):
+    """``obj`` with numpy scalars/arrays made Python numbers/lists; any other object (a class instance, a
+    function) raises a ``TypeError`` naming where it sits — it would make the file unloadable with
+    ``weights_only=True``."""
+    if isinstance(obj, np.generic):   # before the atoms: np.float64 is a float, yet pickles as a numpy object
+        return obj.item()
+    if type(obj) in _ATOMS or isinstance(obj, (torch.Tensor, torch.dtype, torch.device)):
+        return obj
+    for plain in (bool, int, float, complex, str, bytes):   # an IntEnum, a str subclass… pickle as their class
+        if isinstance(obj, plain):
+            return plain(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, dict):
+        out = collections.OrderedDict() if isinstance(obj, collections.OrderedDict) else {}
+        for k, v in obj.items():
+            out[plain_state(k, where)] = plain_state(v, f"{where}[{k!r}]")
+        return out
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        items = [plain_state(v, f"{where}[{i}]") for i, v in enumerate(obj)]
+        return items if isinstance(obj, list) else tuple(items) if isinstance(obj, tuple) else type(obj)(items)
+    raise TypeError(f"{where} is a {type(obj).__module__}.{type(obj).__qualname__}: a checkpoint holds only tensors, "
+                    "numbers, strings, lists and dicts, so that it loads with torch.load(weights_only=True) and can "
+                    "run no code; make the state_dict() (or log value) that holds it return plain values")
+
+
 def save_checkpoint(path, state, **extra) -> str:
     """Write model + optimizer + scheduler + RNG + history + every callback's state, atomically."""
+    payload = checkpoint_payload(state, **extra)
+    return atomic_write(path, save=lambda f: torch.save(payload, f))
+
+
+def checkpoint_payload(state, **extra) -> dict:
+    """What :func:`save_checkpoint` writes, as plain data; a ``TypeError`` names any part that is not (so a
+    callback can check at ``fit`` start that its checkpoints will be written)."""
     schedule = getattr(state, "lr_schedule", None)
     payload = {
         "format": "ftkit-checkpoint-1",
@@ -44,7 +100,7 @@ def save_checkpoint(path, state, **extra) -> str:
         "rng": rng_state(),
         **extra,
     }
-    return atomic_write(path, save=lambda f: torch.save(payload, f))
+    return plain_state(payload)   # a clear error now, rather than a file that cannot be loaded safely
 
 
 def _unwrap(model):
@@ -53,7 +109,22 @@ def _unwrap(model):
 
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_location="cpu") -> dict:
     """Load a checkpoint dict, with a clear error for a missing, truncated, foreign or mismatched file; with
-    objects given, check that they fit (keys and shapes) *before* restoring their state in place."""
+    objects given, check that they fit (keys, shapes, dtypes, optimizer type and groups) *before* restoring their
+    state in place."""
+    ckpt = read_checkpoint(path, map_location)
+    check_fits(path, ckpt, model, optimizer)
+    if model is not None:
+        _unwrap(model).load_state_dict(ckpt["model"])
+    if optimizer is not None:
+        optimizer.load_state_dict(ckpt["optimizer"])
+    if scheduler is not None and ckpt.get("scheduler") is not None:
+        scheduler.load_state_dict(ckpt["scheduler"])
+    return ckpt
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """The checkpoint dict (safe loading), with one clear error for a missing, empty, truncated, unsafe or foreign
+    file. Changes nothing."""
     path = os.fspath(path)
     if os.path.isdir(path):
         raise IsADirectoryError(f"resume_from={path!r} is a folder; give the checkpoint file in it, e.g. "
@@ -64,17 +135,32 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
         raise ValueError(f"checkpoint {path!r} is empty (0 bytes): it was never written completely; "
                          "use another checkpoint (e.g. best.pt) or start without resume_from")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)   # never runs code from the file
+    except pickle.UnpicklingError as e:
+        refused = _refused_object(str(e))
+        if refused is None:
+            raise _unreadable(path, e) from None
+        hint = ("It may be a checkpoint written by ftkit before checkpoints became plain data (numpy RNG state): "
+                "only if you wrote it yourself, convert it once with "
+                f"ftkit.train.checkpoint.resave_trusted({path!r})" if refused.startswith("numpy")
+                else "Do not load this file; use a checkpoint you wrote yourself, or start without resume_from")
+        raise ValueError(f"checkpoint {path!r} was refused: it holds a pickled {refused}, an object whose loading "
+                         "can run code (a crafted .pt file can run any command). ftkit loads checkpoints with "
+                         "torch.load(weights_only=True), which allows only tensors, numbers, strings, lists and "
+                         f"dicts; nothing from the file was run or loaded. {hint}") from None
     except Exception as e:  # EOFError, UnpicklingError, BadZipFile, OverflowError… all mean: not readable
-        raise ValueError(f"checkpoint {path!r} ({os.path.getsize(path)} bytes) cannot be read — it is truncated, "
-                         f"corrupted or not a torch file ({type(e).__name__}: {str(e)[:120]}); use another "
-                         "checkpoint (e.g. best.pt) or start without resume_from") from None
+        raise _unreadable(path, e) from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "optimizer" not in ckpt:
         what = (f"a plain state_dict of {len(ckpt)} tensors" if isinstance(ckpt, dict) and ckpt and all(
             isinstance(v, torch.Tensor) for v in ckpt.values()) else f"a {type(ckpt).__name__}")
         raise ValueError(f"{path!r} holds {what}, not an ftkit checkpoint (model + optimizer + history, written by "
                          "ModelCheckpoint or save_checkpoint); load weights with model.load_state_dict("
                          "torch.load(path)) and train without resume_from")
+    return ckpt
+
+
+def check_fits(path, ckpt: dict, model=None, optimizer=None) -> None:
+    """Raise, changing nothing, unless ``model`` and ``optimizer`` can take the checkpoint's state exactly."""
     if model is not None:
         _check_fits(path, "model", _unwrap(model).state_dict(), ckpt["model"], ckpt.get("model_class"),
                     type(_unwrap(model)).__name__)
@@ -87,18 +173,55 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
         if n_saved != n_now:
             raise ValueError(f"checkpoint {path!r} has {n_saved} optimizer param groups, the optimizer given has "
                              f"{n_now}; build the optimizer the same way as for the saved run")
-    if model is not None:
-        _unwrap(model).load_state_dict(ckpt["model"])
-    if optimizer is not None:
-        optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None and ckpt.get("scheduler") is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    return ckpt
+        sizes = [len(g["params"]) for g in ckpt["optimizer"]["param_groups"]]
+        if sizes != [len(g["params"]) for g in optimizer.param_groups]:
+            raise ValueError(f"checkpoint {path!r} has optimizer param groups of {sizes} tensors, the optimizer given "
+                             f"{[len(g['params']) for g in optimizer.param_groups]}; build the optimizer the same "
+                             "way as for the saved run")
+
+
+def _unreadable(path, e) -> ValueError:
+    lines = [ln for ln in str(e).splitlines() if ln.strip()]
+    why = next((ln.strip() for ln in lines[1:] if not ln.startswith("Check the doc")), lines[0] if lines else "")
+    return ValueError(f"checkpoint {path!r} ({os.path.getsize(path)} bytes) cannot be read — it is truncated, "
+                      f"corrupted or not a torch file ({type(e).__name__}: {why[:120]}); use another "
+                      "checkpoint (e.g. best.pt) or start without resume_from")
+
+
+def _refused_object(message: str) -> str | None:
+    """The global torch's safe unpickler refused (``posix.system``, ``numpy…_reconstruct``), or None."""
+    if "Weights only load failed" not in message:
+        return None
+    found = re.search(r"(?:unsupported GLOBAL|Unsupported global: GLOBAL) ([\w.]+)", message)
+    return found.group(1) if found else None   # no global: the bytes are damaged (a bad opcode…)
+
+
+def resave_trusted(path, out=None) -> str:
+    """Convert a checkpoint **you wrote yourself** with an older ftkit (numpy RNG state inside) to plain data.
+
+    This is the one place that loads with ``weights_only=False``, which runs whatever the file holds: never
+    call it on a file you were sent or downloaded. Writes ``out`` (default: over ``path``), atomically."""
+    ckpt = torch.load(os.fspath(path), map_location="cpu", weights_only=False)
+    for rng in (ckpt.get("rng"), (ckpt.get("resume") or {}).get("epoch_rng")):
+        if isinstance(rng, dict) and isinstance(rng.get("numpy"), tuple):
+            kind, key, pos, has_gauss, gauss = rng["numpy"]
+            rng["numpy"] = {"kind": kind, "key": torch.from_numpy(np.asarray(key).astype(np.int64)), "pos": int(pos),
+                            "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)}
+            version, words, py_gauss = rng["python"]
+            rng["python"] = {"version": version, "state": list(words), "gauss": py_gauss}
+    payload = plain_state(ckpt)
+    return atomic_write(os.fspath(out or path), save=lambda f: torch.save(payload, f))
 
 
 def _check_fits(path, what, current: dict, saved: dict, saved_class, current_class) -> None:
     missing, unexpected = sorted(set(current) - set(saved)), sorted(set(saved) - set(current))
     shapes = sorted(k for k in set(current) & set(saved) if tuple(current[k].shape) != tuple(saved[k].shape))
+    dtypes = sorted(k for k in set(current) & set(saved) if current[k].dtype != saved[k].dtype)
+    if dtypes and not (missing or unexpected or shapes):   # load_state_dict would cast silently: not the saved run
+        k = dtypes[0]
+        raise ValueError(f"checkpoint {path!r} holds {what} weights in {saved[k].dtype} ({k!r}), the model given is "
+                         f"in {current[k].dtype}; nothing was loaded. Resume with the model in the saved dtype "
+                         f"(e.g. model.to({saved[k].dtype})) — amp= changes the compute dtype, not the weights'")
     if missing or unexpected or shapes:
         detail = "; ".join(part for part in (
             f"missing {missing[:3]}" if missing else "", f"unexpected {unexpected[:3]}" if unexpected else "",

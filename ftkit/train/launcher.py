@@ -72,6 +72,7 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
             for k, v in old.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
         path = os.path.join(tmp, "result.pt")
+        # not a user file: rank 0 of this very call wrote train_fn's result (any object) into a private temp folder
         return torch.load(path, weights_only=False) if os.path.exists(path) else None
 
 

@@ -35,7 +35,7 @@ from ..optim import make_optimizer, make_scheduler
 from ..utils import check_int, check_number
 from .callbacks import LRSchedule, ProgressBar
 from .replay import Replay
-from .resume import Resume
+from .resume import Resume, loader_settings
 from .step import autocast, count_targets, forward
 from .strategy import strategy_for
 
@@ -149,11 +149,11 @@ class _Loop:
         if self.n_seen == 0:
             raise ValueError("train_loader yielded no batches (or only batches whose every label is -100): check "
                              "the dataset size, batch_size and drop_last")
-        self.resume.epoch_done(epoch)
         self.strategy.reduce_metrics(self.tracker)
         s.logs.update(train_loss=_mean(self.loss_sum, self.n_seen), **self.tracker.compute("train_"))
         self.validate()
         s.logs.update(lr=s.optimizer.param_groups[0]["lr"], time=time.perf_counter() - t0)
+        self.resume.epoch_done(epoch)   # complete once validated: a crash in validation resumes to validate again
         self.events.on_epoch_end(s)
         self.strategy.sync_stop(s)   # a stop set on any process ends training on all
 
@@ -173,7 +173,7 @@ class _Loop:
         self._check_loss(loss, i)
         if stepping:
             self.optimizer_step(i)
-        self._count(i, n, outputs, targets)
+        self._count(i, n, outputs, targets, stepping)
         self.events.on_batch_end(s)
         strategy.check_stop(s)
         self.finished = s.max_steps is not None and s.step >= s.max_steps
@@ -218,12 +218,12 @@ class _Loop:
         if not math.isfinite(self.s.loss):
             self._non_finite(f"non-finite loss ({self.s.loss})", i)
 
-    def _count(self, i: int, n, outputs, targets) -> None:
+    def _count(self, i: int, n, outputs, targets, stepped: bool) -> None:
         """Epoch totals and metrics; after a finished optimizer step, the resume point."""
         self.loss_sum, self.n_seen = self.loss_sum + self.s.loss * float(n), self.n_seen + float(n)
         if self.tracker.metrics:
             self.tracker.update(outputs.detach(), targets)
-        if (i + 1) % self.grad_accum == 0:
+        if stepped:
             self.resume.step_done(i + 1, self.loss_sum, self.n_seen, self.tracker)
 
     def _non_finite(self, what: str, i: int):
@@ -269,6 +269,10 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     """Train ``model`` and return its :class:`History` (also kept when training stops early).
 
     ``loss``: a name for :func:`make_loss`, a callable, or ``None`` (HF models' own loss).
+    A model that returns an object with ``.logits`` (a Hugging Face ``ModelOutput``) has its ``.logits`` taken
+    silently before ``loss`` and the metrics see it: the convenience that hides the articles' bug
+    ``criterion(outputs, labels)`` on a ``ModelOutput`` (S1-07, shown in notebooks/05; docs/seed_errors.md).
+    Any other non-tensor output raises a ``TypeError``.
     ``optimizer``: a ``torch.optim.Optimizer`` or a name (default options of :func:`make_optimizer`).
     ``scheduler``: a scheduler object or a name for :func:`make_scheduler` (``total_steps`` filled in);
     stepped after every optimizer step by :class:`~ftkit.train.callbacks.LRSchedule`. ``amp``: autocast (fp16 +
@@ -285,13 +289,16 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum,
                                      grad_clip, metrics, callbacks)
     strategy = strategy_for(accelerator, device)   # Local on one process, Distributed on several
-    state = _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_accum, scheduler, strategy.device,
-                        log_keys=_epoch_log_keys(metrics, val_loader is not None))
-    state.callbacks = strategy.callbacks([state.history, state.lr_schedule, *([ProgressBar()] if progress else []),
-                                          *([Replay(replay)] if replay is not None else []), *callbacks])
-    net, train_loader, val_loader = strategy.prepare(model, train_loader, val_loader)
-    resume = Resume(state, strategy)
-    start_epoch = resume.load(resume_from) if resume_from is not None else 1
+    with _unchanged_on_error(optimizer):   # a refused fit (or resume) leaves the optimizer as it was given
+        state = _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_accum, scheduler,
+                            strategy.device, log_keys=_epoch_log_keys(metrics, val_loader is not None))
+        state.callbacks = strategy.callbacks([state.history, state.lr_schedule, *([ProgressBar()] if progress else []),
+                                              *([Replay(replay)] if replay is not None else []), *callbacks])
+        for cb in state.callbacks:   # unwritable folders, unknown monitors: refused before anything is loaded
+            getattr(cb, "check_fit", lambda s: None)(state)
+        resume = Resume(state, strategy, loader_settings(train_loader, grad_accum))
+        net, train_loader, val_loader = strategy.prepare(model, train_loader, val_loader)
+        start_epoch = resume.load(resume_from) if resume_from is not None else 1
     loop = _Loop(state, strategy, resume, net, train_loader, val_loader, metrics, amp=amp, grad_clip=grad_clip,
                  grad_accum=grad_accum)
     try:
@@ -304,10 +311,46 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
         state.stop = True
         state.stop_reason = f"interrupted at epoch {state.epoch}, step {state.step}; the model and its history are kept"
         print(f"ftkit: {state.stop_reason}")
+    except Exception as err:     # from the data, the model or a callback: keep the work, then raise
+        _keep_work(state, err)
+        raise
     finally:
         state.history.stop_reason = state.stop_reason
     Events(state.callbacks).on_fit_end(state)
     return state.history
+
+
+@contextlib.contextmanager
+def _unchanged_on_error(optimizer):
+    """Building a schedule writes the optimizer's lr (``initial_lr``, one-cycle's start): undone if fit refuses."""
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in getattr(optimizer, "param_groups", ())]
+    try:
+        yield
+    except BaseException:
+        for group, saved in zip(getattr(optimizer, "param_groups", ()), groups):
+            for key in set(group) - set(saved) - {"params"}:
+                del group[key]
+            group.update(saved)
+        raise
+
+
+def _keep_work(state: TrainState, err: Exception) -> None:
+    """An error ends the fit: ``err.history`` is the History so far, ``on_fit_end`` runs (ModelCheckpoint writes
+    ``last.pt`` from the last finished step, the progress bar closes); an error there is noted, never raised over
+    ``err``."""
+    state.stop = True
+    state.stop_reason = f"error at epoch {state.epoch}, step {state.step}: {type(err).__name__}: {err}"
+    state.history.stop_reason = state.stop_reason
+    for cb in state.callbacks:
+        if callable(getattr(cb, "on_fit_end", None)):
+            try:
+                cb.on_fit_end(state)
+            except Exception as again:   # noqa: BLE001 — the first error is the one to see
+                err.add_note(f"ftkit: {type(cb).__name__}.on_fit_end failed too: {type(again).__name__}: {again}")
+    with contextlib.suppress(AttributeError):
+        err.history = state.history
+    err.add_note(f"ftkit: the History so far ({len(state.history.epochs)} epochs, {len(state.history.steps)} steps) "
+                 "is err.history")
 
 
 def _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_accum, scheduler, device, log_keys):

@@ -10,6 +10,7 @@ changes as code to paste into a script.
 from __future__ import annotations
 
 from ..core import Callback, events_as_schedule, schedule_from_events
+from ..optim import check_option
 
 __all__ = ["Replay", "schedule_from_events", "events_as_schedule"]
 
@@ -33,6 +34,12 @@ class Replay(Callback):
         else:
             raise TypeError(f"replay takes a History, its .events or a {{step: {{name: value}}}} dict, got "
                             f"{type(source).__name__}")
+        for step, values in self.schedule.items():  # a hand-written schedule: momentum 5 fails here, not mid-run
+            for name, value in values.items():
+                try:
+                    check_option(name, value)
+                except ValueError as e:
+                    raise ValueError(f"replay step {step}: {e}") from None
         self.param_groups = param_groups
         self.pending: dict[int, dict] = {}
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 from accelerate.utils import send_to_device
 from torch import nn
@@ -17,7 +18,7 @@ from torch import nn
 from ..core import IGNORE, describe, eval_mode
 from ..losses import make_loss
 from ..metrics import MetricTracker
-from ..utils import get_device
+from ..utils import check_int, get_device
 
 __all__ = ["send_to_device", "autocast", "forward", "count_targets", "evaluate", "evaluate_sums",
            "predict"]
@@ -32,10 +33,26 @@ def autocast(device, amp):
     return torch.autocast(device.type, dtype=dtype)
 
 
+BATCHNORM_ONE = ("BatchNorm in training mode got a batch of 1 sample ({error}): it needs at least 2 to compute "
+                 "a batch mean and variance. A loader's last batch holds 1 sample when the number of samples leaves "
+                 "a remainder of 1 (N % batch_size == 1): pass drop_last=True to the DataLoader or choose another "
+                 "batch_size")
+
+
+def _run(model, *args, **kwargs):
+    """``model(...)``, with torch's BatchNorm complaint about a one-sample batch turned into what to change."""
+    try:
+        return model(*args, **kwargs)
+    except ValueError as e:
+        if "Expected more than 1 value per channel when training" in str(e):
+            raise ValueError(BATCHNORM_ONE.format(error=str(e).splitlines()[0])) from e
+        raise
+
+
 def forward(model, batch, loss_fn):
     """Returns (outputs, targets, loss). Dict batches are HF style; tuples are (inputs, targets)."""
     if isinstance(batch, Mapping):
-        out = model(**batch)
+        out = _run(model, **batch)
         targets = batch.get("labels")
         if loss_fn is None:
             if getattr(out, "loss", None) is None:
@@ -57,7 +74,7 @@ def forward(model, batch, loss_fn):
     if loss_fn is None:
         raise ValueError("loss=None works only for dict batches whose model returns .loss; give a loss, "
                          "e.g. loss='cross_entropy'")
-    out = _logits(model(inputs))
+    out = _logits(_run(model, inputs))
     return out, targets, _loss(loss_fn, out, targets)
 
 
@@ -128,6 +145,13 @@ def predict(model: nn.Module, data, *, device="auto", batch_size: int = 256) -> 
     """Model outputs (logits) on CPU for a tensor, a list of same-shaped samples, or a loader of ``(inputs, …)`` /
     dict batches."""
     device = get_device(device)
+    batch_size = check_int("batch_size", batch_size, meaning=" (samples per forward pass)")
+    if isinstance(data, np.ndarray):  # a NumPy array of samples: float64 would not meet float32 weights
+        if data.dtype == object:
+            raise TypeError("predict got a NumPy array of Python objects; pass a numeric array or a tensor")
+        data = torch.from_numpy(data)
+        if data.is_floating_point():
+            data = data.to(torch.get_default_dtype())
     if isinstance(data, (list, tuple)) and data and all(isinstance(t, torch.Tensor) for t in data):
         shapes = {tuple(t.shape) for t in data}
         if len(shapes) > 1:

@@ -3,6 +3,7 @@ path figure and the basin map in place."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import plotly.graph_objects as go
@@ -19,6 +20,20 @@ from .figure_widget import FigureWidget
 __all__ = ["GDExplorer"]
 
 _EXPLORER_OPTIMIZERS = ("gd", "momentum", "nesterov", "rmsprop", "adam", "adamw")
+
+
+# each constructor knob -> the range its slider shows (a slider would silently clamp a value outside it)
+SLIDER_RANGES = {"lr": (1e-4, 10), "momentum": (0, 0.99), "beta1": (0, 0.99), "beta2": (0.9, 0.9999),
+                 "steps": (10, 1000), "kappa": (1, 1000), "noise": (0, math.inf), "basin_grid": (0, 32)}
+
+
+def _check_ranges(**values):
+    for name, value in values.items():
+        lo, hi = SLIDER_RANGES[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not lo <= value <= hi:
+            raise ValueError(f"GDExplorer({name}={value!r}): {name} must be a number from {lo:g} to {hi:g} (the "
+                             "range of its slider, which would otherwise move it silently)")
 
 
 class GDExplorer:
@@ -45,6 +60,8 @@ class GDExplorer:
             function = surface.name
         surface = self._make(function, kappa)
         start = surface.start if start is None else start
+        _check_ranges(**({} if lr is None else {"lr": lr}), momentum=momentum, beta1=beta1, beta2=beta2,
+                      steps=steps, kappa=kappa, noise=noise, basin_grid=basin_grid)
         lr = surface.lr["gd"] if lr is None else lr
         self.grid, self.surface = grid, surface
         wide = dict(layout=W.Layout(width="420px"), style={"description_width": "90px"})

@@ -1,0 +1,538 @@
+"""Resume under changed settings, safe checkpoints, output folders and no lost work (issue 24).
+
+The task: ``X, Y = torch.randn(64, 4), torch.randint(0, 3, (64,))``, an MLP, batches of 4 unless a test says
+otherwise; every run seeds with ``ftkit.seed_everything``.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import ftkit
+from ftkit.core import Callback
+from ftkit.train.callbacks import ModelCheckpoint, ParamControl
+from ftkit.train.loggers import CSVLogger, TensorBoardLogger
+from ftkit.train.checkpoint import load_checkpoint, save_checkpoint
+
+torch.manual_seed(0)
+X, Y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+def loader(batch_size=4, data=None, shuffle=True):
+    return DataLoader(data if data is not None else TensorDataset(X, Y), batch_size=batch_size, shuffle=shuffle)
+
+
+def run(epochs, *, batch_size=4, callbacks=(), resume_from=None, scheduler=None, lr=0.1, seed=1, model=None,
+        opt=None, data=None, **kw):
+    ftkit.seed_everything(seed)
+    model = model or mlp()
+    opt = opt or ftkit.make_optimizer("sgd", model, lr=lr)
+    history = ftkit.fit(model, loader(batch_size, data), "cross_entropy", opt, epochs, callbacks=callbacks,
+                        resume_from=resume_from, scheduler=scheduler, progress=False, **kw)
+    return history, model
+
+
+def weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+class StopAt(Callback):
+    """Stops after optimizer step ``step`` (a mid-epoch resume point) or after epoch ``epoch``."""
+
+    def __init__(self, step=None, epoch=None):
+        self.step, self.epoch = step, epoch
+
+    def on_batch_end(self, state):
+        if state.step == self.step:
+            state.stop = True
+
+    def on_epoch_end(self, state):
+        if state.epoch == self.epoch:
+            state.stop = True
+
+
+@contextlib.contextmanager
+def read_only(folder):
+    """``chattr +i``: the process runs as root, which ignores permission bits but not the immutable flag."""
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+# --------------------------------------------------------------------------- a checkpoint runs no code
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_crafted_checkpoint_runs_nothing_and_the_error_says_why(tmp_path):
+    marker = tmp_path / "PWNED"
+    torch.save({"format": "ftkit-checkpoint-1", "model": {}, "optimizer": _Evil(marker)}, tmp_path / "evil.pt")
+    model = mlp()
+    before = weights(model).clone()
+    with pytest.raises(ValueError, match=r"was refused: it holds a pickled posix\.system, an object whose loading "
+                                         r"can run code .*weights_only=True.* nothing from the file was run"):
+        run(2, model=model, resume_from=tmp_path / "evil.pt")
+    with pytest.raises(ValueError, match="Do not load this file"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists() and torch.equal(weights(model), before)
+
+
+def test_checkpoints_are_plain_data_and_resume_bit_for_bit(tmp_path):
+    class NumpyLogs(Callback):   # numpy numbers in the logs (common in user callbacks) become Python numbers
+        def on_epoch_end(self, state):
+            state.logs["np_metric"] = np.float64(0.5)
+
+    run(4, callbacks=[NumpyLogs(), ModelCheckpoint(tmp_path), StopAt(step=22)])   # mid-epoch 2
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)   # raises if anything is not plain data
+    assert ckpt["history"]["epochs"][0]["np_metric"] == 0.5 and type(ckpt["history"]["epochs"][0]["np_metric"]) is float
+    assert ckpt["resume"]["batches"] == 6
+    straight, model_a = run(4)
+    resumed, model_b = run(4, resume_from=tmp_path / "last.pt")
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
+    assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
+
+
+def test_a_callback_state_that_is_not_plain_data_is_named_before_training(tmp_path):
+    class Keeps(Callback):
+        def state_dict(self):
+            return {"when": object()}
+
+    model = mlp()
+    before = weights(model).clone()
+    with pytest.raises(TypeError, match=r"\['callbacks'\]\['.*Keeps'\]\['when'\] is a builtins\.object: a checkpoint "
+                                        r"holds only tensors, numbers, strings"):
+        run(1, model=model, callbacks=[Keeps(), ModelCheckpoint(tmp_path)])
+    assert torch.equal(weights(model), before) and not (tmp_path / "last.pt").exists()
+
+
+# --------------------------------------------------------------------------- output folders, CSV columns
+@pytest.mark.parametrize("make", [lambda d: ModelCheckpoint(d / "ckpt"), lambda d: CSVLogger(d / "ckpt" / "log.csv"),
+                                  lambda d: TensorBoardLogger(d / "ckpt")], ids=["checkpoint", "csv", "tensorboard"])
+def test_a_read_only_output_folder_fails_at_fit_start_before_any_training(tmp_path, make):
+    (tmp_path / "ckpt").mkdir()
+    callback = make(tmp_path)
+    model = mlp()
+    before = weights(model).clone()
+    steps = []
+
+    class Count(Callback):
+        def on_batch_end(self, state):
+            steps.append(state.step)
+
+    with read_only(tmp_path / "ckpt"):
+        with pytest.raises(PermissionError, match=r"cannot write to the folder '.*ckpt' \(PermissionError: "
+                                                  r"Operation not permitted\); give a folder you can write to, e\.g\. "
+                                                  r".*Nothing has been trained yet"):
+            run(2, model=model, callbacks=[Count(), callback])
+    assert steps == [] and torch.equal(weights(model), before)
+
+
+def test_csv_logger_keeps_the_validation_columns_a_resume_adds(tmp_path):
+    path = tmp_path / "log.csv"
+    run(3, callbacks=[CSVLogger(path), ModelCheckpoint(tmp_path), StopAt(epoch=1)])
+    run(3, callbacks=[CSVLogger(path)], resume_from=tmp_path / "last.pt",
+        val_loader=loader(16, TensorDataset(X[:16], Y[:16])))
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    assert rows[0]["val_loss"] == "" and all(float(r["val_loss"]) > 0 for r in rows[1:])
+    assert all(float(r["train_loss"]) > 0 for r in rows)
+
+
+def test_csv_logger_resumed_from_an_earlier_checkpoint_replaces_the_later_rows(tmp_path):
+    path = tmp_path / "log.csv"
+    run(2, callbacks=[CSVLogger(path), ModelCheckpoint(tmp_path)])
+    os.replace(tmp_path / "last.pt", tmp_path / "epoch2.pt")
+    run(4, callbacks=[CSVLogger(path)], resume_from=tmp_path / "epoch2.pt")   # rows 1..4
+    with pytest.warns(UserWarning, match=r"rows for epochs \[3, 4\] after the checkpoint's last epoch 2"):
+        run(3, callbacks=[CSVLogger(path)], resume_from=tmp_path / "epoch2.pt")
+    with open(path, newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+    (tmp_path / "new.csv").unlink(missing_ok=True)
+    run(3, callbacks=[CSVLogger(tmp_path / "new.csv")], resume_from=tmp_path / "epoch2.pt")   # a new file on resume
+    with open(tmp_path / "new.csv", newline="") as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
+
+
+# --------------------------------------------------------------------------- schedules and manual lr on resume
+def two_groups(model, lr=0.1):
+    """SGD with the head at 10x the body's lr (what LRSchedule.set keeps)."""
+    return torch.optim.SGD([{"params": model[0].parameters(), "lr": lr},
+                            {"params": model[2].parameters(), "lr": 10 * lr}], lr=lr)
+
+
+def test_a_manual_lr_survives_a_resume_with_a_named_schedule_and_more_epochs(tmp_path):
+    control = ParamControl()
+
+    class At(Callback):
+        def on_batch_end(self, state):
+            if state.step == 20:
+                control.set(lr=0.005)
+
+    model = mlp()
+    run(2, model=model, opt=two_groups(model), scheduler="cosine", callbacks=[At(), control, ModelCheckpoint(tmp_path)])
+    model = mlp()
+    opt = two_groups(model)
+    resumed, _ = run(4, model=model, opt=opt, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    assert [r["lr"] for r in resumed.steps[20:]] == pytest.approx([0.005] * 44)   # from the change on, to the end
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.05])    # the head keeps its 10x
+    assert resumed.events[0]["new"] == 0.005
+
+
+# --------------------------------------------------------------------------- a refused resume changes nothing
+def snapshot(model, opt):
+    return (weights(model).clone(), [dict((k, v) for k, v in g.items() if k != "params") for g in opt.param_groups],
+            {k: {n: t.clone() for n, t in v.items()} for k, v in opt.state.items()}, torch.get_rng_state().clone(),
+            np.random.get_state()[1].copy())
+
+
+def same(a, b):
+    return (torch.equal(a[0], b[0]) and a[1] == b[1] and a[2].keys() == b[2].keys()
+            and all(torch.equal(a[2][k][n], b[2][k][n]) for k in a[2] for n in a[2][k])
+            and torch.equal(a[3], b[3]) and (a[4] == b[4]).all())
+
+
+@pytest.mark.parametrize("case", ["epochs", "schedule", "max_steps", "dataset"])
+def test_a_refused_resume_changes_nothing(tmp_path, case):
+    run(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=22)] if case == "dataset"
+        else [ModelCheckpoint(tmp_path)])
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    ftkit.fit(model, loader(), "cross_entropy", opt, 1, progress=False)   # a model trained in this session
+    ftkit.seed_everything(7)
+    before = snapshot(model, opt)
+    kwargs = {"epochs": dict(epochs=2, scheduler="cosine"),
+              "schedule": dict(epochs=3),   # the checkpoint has a schedule: this run has none
+              "max_steps": dict(epochs=None, max_steps=30, scheduler="cosine"),
+              "dataset": dict(epochs=3, data=TensorDataset(X[:48], Y[:48]), scheduler="cosine")}[case]
+    epochs = kwargs.pop("epochs")
+    data = kwargs.pop("data", None)
+    message = {"epochs": r"already finished epoch 2.*pass epochs > 2",
+               "schedule": r"was trained with a learning-rate schedule",
+               "max_steps": r"already took 32 optimizer steps.* max_steps=30",
+               "dataset": r"stopped in epoch 2 after 24 of its 64 samples.*now has 48 samples"}[case]
+    with pytest.raises(ValueError, match=message):
+        ftkit.fit(model, loader(4, data), "cross_entropy", opt, epochs, resume_from=tmp_path / "last.pt",
+                  progress=False, **kwargs)
+    assert same(snapshot(model, opt), before)
+
+
+# --------------------------------------------------------------------------- batch size changed on resume
+class Seen(Callback):
+    """Which samples each training batch held (the first input feature identifies a sample of X)."""
+
+    def __init__(self, model):
+        self.rows = []
+        model[0].register_forward_pre_hook(lambda m, args: self.rows.append(args[0][:, 0].tolist()) if m.training
+                                           else None)
+
+    def samples(self):
+        index = {round(v, 6): i for i, v in enumerate(X[:, 0].tolist())}
+        return [[index[round(v, 6)] for v in row] for row in self.rows]
+
+
+def test_a_larger_batch_on_resume_trains_exactly_the_remaining_samples_of_the_epoch(tmp_path):
+    model = mlp()
+    first = Seen(model)
+    run(3, model=model, callbacks=[first, ModelCheckpoint(tmp_path), StopAt(step=21)])  # 5 batches of 4 into epoch 2
+    model = mlp()
+    straight = Seen(model)
+    run(3, model=model)                                   # batch 4 throughout: epoch 2 draws this order
+    order = [i for row in straight.samples()[16:32] for i in row]
+    model = mlp()
+    resumed = Seen(model)
+    history, _ = run(3, model=model, batch_size=8, callbacks=[resumed], resume_from=tmp_path / "last.pt")
+    rows = resumed.samples()
+    assert [len(r) for r in rows[:6]] == [4, 8, 8, 8, 8, 8]   # the half-done batch of 8, then whole ones
+    assert [i for r in rows[:6] for i in r] == order[20:]      # exactly the 44 samples epoch 2 had not trained on
+    assert sorted(i for r in rows[6:] for i in r) == list(range(64))   # epoch 3: every sample once
+    assert [r["epoch"] for r in history.epochs] == [1, 2, 3] and len(history.steps) == 21 + 6 + 8
+
+
+def test_a_smaller_batch_on_resume_starts_inside_the_next_batch(tmp_path):
+    model = mlp()
+    run(2, model=model, batch_size=8, callbacks=[ModelCheckpoint(tmp_path), StopAt(step=11)])  # 3 batches of 8 in
+    model = mlp()
+    seen = Seen(model)
+    history, _ = run(2, model=model, batch_size=16, callbacks=[seen], resume_from=tmp_path / "last.pt")
+    assert [len(r) for r in seen.samples()] == [8, 16, 16]
+
+
+def step_lrs(rows, after=0):
+    """The lr of each optimizer step after step ``after`` (History has a row per batch: with grad_accum, several
+    rows share a step)."""
+    return [lr for step, lr in {r["step"]: r["lr"] for r in rows}.items() if step > after]
+
+
+@pytest.mark.parametrize("change", [dict(batch_size=16), dict(grad_accum=4)], ids=["batch_size", "grad_accum"])
+def test_a_larger_step_continues_the_schedule_at_the_same_point_of_its_curve(tmp_path, change):
+    run(4, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])   # 32 of 64 steps
+    straight, _ = run(4, scheduler="cosine", **change)                                     # 16 steps in all
+    resumed, _ = run(4, scheduler="cosine", resume_from=tmp_path / "last.pt", **change)
+    lrs = step_lrs(resumed.steps, after=32)
+    assert len(lrs) == 8   # from the middle of the curve on, not from its peak:
+    assert lrs == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)
+    assert lrs[0] == pytest.approx(0.05) and lrs[-1] < 0.002
+
+
+def test_same_total_steps_by_coincidence_still_continues_at_the_same_fraction(tmp_path):
+    run(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # 16 of 32 steps: half
+    straight, _ = run(4, batch_size=8, scheduler="cosine")                               # 32 steps too: 1/4 done
+    resumed, _ = run(4, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    assert step_lrs(resumed.steps, after=16) == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)
+
+
+def test_a_larger_batch_mid_epoch_ends_the_schedule_exactly_at_its_end(tmp_path):
+    run(3, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=21)])   # 20 samples into epoch 2
+    straight, _ = run(3, batch_size=8, scheduler="cosine")                               # 24 steps
+    resumed, _ = run(3, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    assert len(resumed.steps) == 21 + 6 + 8                 # epoch 2: the cut batch + 5; epoch 3: 8
+    assert [r["lr"] for r in resumed.steps[21:]] == pytest.approx([r["lr"] for r in straight.steps[10:]], rel=1e-9)
+
+
+def test_a_changed_batch_size_with_a_scheduler_object_is_refused(tmp_path):
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    run(2, model=model, opt=opt, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 32),
+        callbacks=[ModelCheckpoint(tmp_path)])
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"16 optimizer steps per epoch, this run 4 .*scheduler object .* by name"):
+        run(4, model=model, opt=opt, batch_size=16, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 16),
+            resume_from=tmp_path / "last.pt")
+
+
+# --------------------------------------------------------------------------- whatever ends a fit keeps its work
+class Flaky(torch.utils.data.Dataset):
+    """X, Y, with sample 5 corrupt from epoch ``bad_epoch`` on (raises on read)."""
+
+    def __init__(self):
+        self.epoch, self.bad_epoch = 0, 2
+
+    def __len__(self):
+        return len(X)
+
+    def __getitem__(self, i):
+        if i == 5 and self.epoch >= self.bad_epoch:
+            raise OSError("corrupt sample 5")
+        return X[i], Y[i]
+
+
+class EpochOf(Callback):
+    def __init__(self, data):
+        self.data = data
+
+    def on_epoch_start(self, state):
+        self.data.epoch = state.epoch
+
+
+def test_an_error_from_the_data_keeps_the_history_and_a_resumable_last_pt(tmp_path):
+    data = Flaky()
+    with pytest.raises(OSError, match="corrupt sample 5") as err:
+        run(3, data=data, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path)])
+    history = err.value.history
+    assert [r["epoch"] for r in history.epochs] == [1] and 16 <= len(history.steps) < 32
+    assert "OSError: corrupt sample 5" in history.stop_reason
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["step"] == len(history.steps) and saved["resume"]["epoch"] == 2
+    data.bad_epoch = 99                                  # the sample is fixed: the resume trains on to the end
+    resumed, model_b = run(3, data=data, callbacks=[EpochOf(data)], resume_from=tmp_path / "last.pt")
+    straight, model_a = run(3, data=data, callbacks=[EpochOf(data)])
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
+    assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
+
+
+@pytest.mark.parametrize("where", ["model", "callback", "validation"])
+def test_an_error_from_the_model_a_callback_or_validation_keeps_the_history(tmp_path, where):
+    class Breaks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.calls = mlp(), 0
+
+        def forward(self, x):
+            self.calls += 1
+            if where == "model" and self.calls == 23:
+                raise RuntimeError("model broke")
+            return self.net(x)
+
+    class BreaksAt(Callback):
+        def on_batch_end(self, state):
+            if where == "callback" and state.step == 22:
+                raise RuntimeError("callback broke")
+
+    class BadVal:
+        def __len__(self):
+            return 1
+
+        def __iter__(self):
+            if where == "validation":
+                raise RuntimeError("validation broke")
+            yield X[:8], Y[:8]
+
+    model = Breaks()
+    with pytest.raises(RuntimeError, match=f"{where} broke") as err:
+        run(3, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1), val_loader=BadVal(),
+            callbacks=[BreaksAt(), ModelCheckpoint(tmp_path)])
+    history = err.value.history
+    steps = {"model": 21, "callback": 22, "validation": 16}[where]   # call 23 = step 22 (one val call)
+    assert len(history.steps) == steps and f"RuntimeError: {where} broke" in history.stop_reason
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["step"] == steps
+    if where == "validation":   # every batch of epoch 1 trained: the resume validates and closes epoch 1
+        assert saved["resume"]["epoch"] == 1 and not saved["resume"].get("complete")
+
+
+def test_ctrl_c_keeps_the_history_and_last_pt(tmp_path):
+    class CtrlC(Callback):
+        def on_batch_end(self, state):
+            if state.step == 21:
+                raise KeyboardInterrupt
+
+    history, _ = run(3, callbacks=[CtrlC(), ModelCheckpoint(tmp_path)])
+    assert len(history.steps) == 21 and history.stop_reason.startswith("interrupted at epoch 2")
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 21
+
+
+def test_an_error_inside_an_optimizer_step_keeps_the_last_consistent_last_pt(tmp_path):
+    class BreaksInStep(Callback):
+        def on_step_end(self, state):
+            if state.step == 22:
+                raise RuntimeError("scheduler hook broke")
+
+    with pytest.warns(RuntimeWarning, match=r"no last\.pt for step 22: training ended inside it"):
+        with pytest.raises(RuntimeError, match="scheduler hook broke") as err:
+            run(3, callbacks=[BreaksInStep(), ModelCheckpoint(tmp_path)])
+    assert len(err.value.history.steps) == 21
+    assert load_checkpoint(tmp_path / "last.pt")["step"] == 16     # epoch 1's, not a torn one
+
+
+def test_a_crash_in_validation_resumes_to_validate_and_close_that_epoch(tmp_path):
+    class BadOnce:
+        broken = True
+
+        def __len__(self):
+            return 1
+
+        def __iter__(self):
+            if BadOnce.broken and self.epoch == 2:
+                raise RuntimeError("validation broke")
+            yield X[:8], Y[:8]
+
+    val = BadOnce()
+
+    class Epoch(Callback):
+        def on_epoch_start(self, state):
+            val.epoch = state.epoch
+
+    with pytest.raises(RuntimeError, match="validation broke"):
+        run(3, val_loader=val, callbacks=[Epoch(), ModelCheckpoint(tmp_path)])
+    BadOnce.broken = False
+    resumed, model_b = run(3, val_loader=val, callbacks=[Epoch()], resume_from=tmp_path / "last.pt")
+    straight, model_a = run(3, val_loader=val, callbacks=[Epoch()])
+    assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3] and len(resumed.steps) == 48
+    assert resumed["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-6)
+    assert resumed["train_loss"] == pytest.approx(straight["train_loss"], abs=1e-6)
+    assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
+
+
+# --------------------------------------------------------------------------- other settings changed between runs
+def test_other_changes_between_runs_are_refused_before_anything_changes_or_said(tmp_path):
+    run(1, callbacks=[ModelCheckpoint(tmp_path)])
+    model = mlp().to(torch.bfloat16)
+    before = weights(model).clone()
+    with pytest.raises(ValueError, match=r"holds model weights in torch\.float32 \('0\.\w+'\), the model given is "
+                                         r"in torch\.bfloat16; nothing was loaded"):
+        ftkit.fit(model, loader(), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2,
+                  resume_from=tmp_path / "last.pt", progress=False)
+    assert torch.equal(weights(model), before)
+    model = mlp()
+    groups = [{"params": [model[0].weight]}, {"params": [model[0].bias, *model[2].parameters()]}]
+    with pytest.raises(ValueError, match=r"has 1 optimizer param groups, the optimizer given has 2"):
+        run(2, model=model, opt=torch.optim.SGD(groups, lr=0.1), resume_from=tmp_path / "last.pt")
+    model = mlp()
+    with pytest.warns(UserWarning, match=r"resuming with the checkpoint's weight_decay 0 \(the optimizer given had "
+                                         r"0\.01\)"):
+        run(2, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01),
+            resume_from=tmp_path / "last.pt")
+
+
+def test_early_stopping_restores_the_best_only_when_it_stopped_the_run_not_on_ctrl_c(tmp_path):
+    from ftkit.train.callbacks import EarlyStopping
+
+    class Vals(Callback):
+        def on_epoch_end(self, state):
+            state.logs["val_loss"] = {1: 0.5, 2: 0.9}.get(state.epoch, 1.0)
+
+    class CtrlC(Callback):
+        def on_batch_end(self, state):
+            if state.step == 37:
+                raise KeyboardInterrupt
+
+    history, model = run(4, callbacks=[Vals(), EarlyStopping(patience=5), ModelCheckpoint(tmp_path), CtrlC()])
+    assert history.stop_reason.startswith("interrupted at epoch 3")
+    saved = load_checkpoint(tmp_path / "last.pt")
+    assert saved["step"] == 37   # the model keeps its last weights, those of last.pt (not epoch 1's best)
+    assert torch.equal(weights(model), torch.cat([t.flatten() for t in saved["model"].values()]))
+    straight, model_a = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)])
+    resumed, model_b = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)],
+                           resume_from=tmp_path / "last.pt")
+    assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
+
+
+def test_an_old_checkpoint_with_numpy_rng_is_refused_with_the_way_to_convert_it(tmp_path):
+    run(2, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    ckpt["rng"]["numpy"] = np.random.get_state()          # what ftkit wrote before checkpoints became plain data
+    ckpt["rng"]["python"] = __import__("random").getstate()
+    torch.save(ckpt, tmp_path / "old.pt")
+    with pytest.raises(ValueError, match=r"holds a pickled numpy\..*resave_trusted"):
+        run(2, resume_from=tmp_path / "old.pt")
+    from ftkit.train.checkpoint import resave_trusted
+    resave_trusted(tmp_path / "old.pt")                    # the user wrote it: trusted once, then plain data
+    history, _ = run(2, resume_from=tmp_path / "old.pt")
+    assert [r["epoch"] for r in history.epochs] == [1, 2]
+
+
+def test_a_changed_batch_size_mid_epoch_on_a_loader_without_batch_size_is_refused(tmp_path):
+    from ftkit.data.images import TensorLoader
+    images, labels = torch.randint(0, 256, (32, 3, 8, 8), dtype=torch.uint8), torch.randint(0, 10, (32,))
+    tensors = lambda bs: TensorLoader(images, labels, bs, mean=(0.5,) * 3, std=(0.25,) * 3, shuffle=True, device="cpu")
+    net = lambda: nn.Sequential(nn.Flatten(), nn.Linear(192, 10))
+    model = net()
+    ftkit.fit(model, tensors(4), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2, progress=False,
+              callbacks=[ModelCheckpoint(tmp_path), StopAt(step=11)])
+    model = net()
+    before = weights(model).clone()
+    with pytest.raises(ValueError, match=r"stopped mid-epoch, and the train_loader's batches changed \(8 → 4 per "
+                                         r"epoch\) without a batch size and dataset length"):
+        ftkit.fit(model, tensors(8), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2,
+                  progress=False, resume_from=tmp_path / "last.pt")
+    assert torch.equal(weights(model), before)
+
+
+def test_a_resume_that_changes_the_monitored_column_starts_the_best_afresh(tmp_path):
+    val = loader(16, TensorDataset(X[:16], Y[:16]))
+    run(3, val_loader=val, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # best = epoch 1's val_loss
+    best_val = load_checkpoint(tmp_path / "best.pt")["best"]
+    with pytest.warns(UserWarning, match=r"best score is of 'val_loss' \(min\), this run watches 'train_loss' \(min\)"):
+        run(3, callbacks=[ModelCheckpoint(tmp_path)], resume_from=tmp_path / "last.pt")   # no val_loader now
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["monitor"] == "train_loss" and best["best"] != best_val and best["epoch"] >= 2
