@@ -23,21 +23,51 @@ def _seed():
     ftkit.seed_everything(0)
 
 
-def execute_notebook(name: str, out_dir: Path, *, cwd: Path = ROOT, **parameters) -> dict:
+PLOTLY = "application/vnd.plotly.v1+json"
+
+
+def notebook_problems(path) -> list[str]:
+    """What a user would see go wrong in an executed notebook, as sentences ([] when nothing): any stderr output
+    (a warning block, a progress bar on stderr) and every problem of every plotly figure it shows
+    (:func:`ftkit.plots.style.figure_problems`: NaN/inf, unnamed legend entries, categorical heatmaps without
+    explicit ranges, annotations outside their axes). Reusable for any notebook: ``notebook_problems(out_path)``."""
+    import nbformat
+    from ftkit.plots.style import figure_problems
+    nb = nbformat.read(str(path), as_version=4)
+    problems, figures = [], 0
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        where = f"cell {i} ({cell.source.strip().splitlines()[0][:60] if cell.source.strip() else 'empty'!r})"
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream" and out.get("name") == "stderr":
+                problems.append(f"{where} wrote to stderr: {out.get('text', '')[:300]!r}")
+            data = out.get("data", {})
+            if PLOTLY in data:
+                figures += 1
+                problems += [f"{where}: {p}" for p in figure_problems(data[PLOTLY])]
+    return problems
+
+
+def execute_notebook(name: str, out_dir: Path, check: bool = True, *, cwd: Path = ROOT, **parameters) -> dict:
     """Run ``notebooks/<name>`` with papermill from ``cwd`` (the repository root, as a user running
-    ``papermill notebooks/...`` would) and return the metrics JSON it wrote to ``output_dir``."""
+    ``papermill notebooks/...`` would) and return the metrics JSON it wrote to ``output_dir``; with ``check`` (the
+    default) fail on anything :func:`notebook_problems` finds in the executed notebook."""
     import papermill as pm
     out_dir.mkdir(parents=True, exist_ok=True)
     pm.execute_notebook(str(NOTEBOOKS / name), str(out_dir / name), cwd=str(cwd), kernel_name="python3",
                         parameters={**parameters, "output_dir": str(out_dir)}, progress_bar=False)
+    if check:
+        problems = notebook_problems(out_dir / name)
+        assert not problems, f"{name}: " + "\n".join(problems)
     with open(out_dir / "metrics.json") as f:
         return json.load(f)
 
 
 @pytest.fixture
 def run_notebook(tmp_path):
-    def run(name, *, cwd: Path = ROOT, **parameters):
-        return execute_notebook(name, tmp_path, cwd=cwd, **parameters)
+    def run(name, *, check: bool = True, cwd: Path = ROOT, **parameters):
+        return execute_notebook(name, tmp_path, check, cwd=cwd, **parameters)
     return run
 
 

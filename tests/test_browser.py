@@ -5,8 +5,17 @@ slider with the keyboard, resumes (the counter moves on), finds the change as an
 data, presses Stop (twice), and checks the event in the saved history. A second notebook, opened in the same tab,
 has the browser tab closed mid-training and must still run to its end and save its history.
 
+A third test runs the real notebooks 02 and 03 (*Run All*, small parameters) in the same way: no stderr block
+anywhere, the explorer's lr slider changes its path figure, the basin map's colours agree with the status line,
+after a save and a page reload (kernel alive) the explorer's figures are drawn again and still follow the slider,
+and 03 shows its training figure once.
+
 Needs the Debian ``chromium`` package (``.ci/install-browser``) and the ``playwright`` Python package; it never
-downloads Playwright's own browsers. The dashboard screenshot goes to ``artifacts/browser/dashboard.png``.
+downloads Playwright's own browsers. Screenshots go to ``artifacts/browser/``; with ``FTKIT_SCREENSHOTS=1`` they
+refresh the ones the README shows, in ``docs/img/`` (``dashboard.png``, ``02_gradient_descent.png``,
+``03_cifar10_cnn.png``)::
+
+    FTKIT_SCREENSHOTS=1 python -m pytest -q -p no:cacheprovider -m browser tests/test_browser.py
 """
 from __future__ import annotations
 
@@ -29,8 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSET = ROOT / "tests" / "assets" / "dashboard_training.ipynb"
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "browser"
+SHOTS = ROOT / "docs" / "img" if os.environ.get("FTKIT_SCREENSHOTS") == "1" else ARTIFACTS   # see the module notes
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(400)]   # guards a hang; ~60 s on a quiet machine
 
 
 def _free_port() -> int:
@@ -54,7 +64,8 @@ def lab(tmp_path):
     root, home = tmp_path / "root", tmp_path / "jupyter"
     root.mkdir()
     for plugin, value in (("apputils-extension/notification", '{"fetchNews": "false"}'),      # no news toast
-                          ("notebook-extension/tracker", '{"autoStartDefaultKernel": true}')):  # no kernel dialog
+                          ("notebook-extension/tracker",   # no kernel dialog; every cell rendered (no windowing),
+                                             '{"autoStartDefaultKernel": true, "windowingMode": "none"}')):  # no kernel dialog
         path = home / "settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(value)
@@ -155,7 +166,8 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
     live = _write_notebook(root, "live.ipynb", epochs=200, n=320, lr=0.1, step_delay=0.03, output_dir="live")
     closed = _write_notebook(root, "closed.ipynb", epochs=8, n=320, lr=0.1, step_delay=0.08, output_dir="closed")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "dashboard.png"
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shot = SHOTS / "dashboard.png"
     t0, times = time.monotonic(), {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
@@ -182,6 +194,8 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
             page.locator(".ftkit-lr-find").click()                                        # LR finder while paused
             page.wait_for_function(f"() => ({FIGURE})('.ftkit-lr-find-plot .js-plotly-plot')", timeout=60_000)
             finder = _traces(page, ".ftkit-lr-find-plot .js-plotly-plot")
+            finder_says = page.locator(f"{CURRENT} .ftkit-message").inner_text()
+            finder_color = page.locator(f"{CURRENT} .ftkit-message span").evaluate("e => getComputedStyle(e).color")
             page.locator(".ftkit-lr .noUi-handle").focus()
             page.keyboard.press("Home")                       # the slider's low end: lr 1e-6, applied at Resume
             page.locator(".ftkit-pause").click()                                          # Resume
@@ -219,7 +233,10 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
           + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
 
     assert held == held_later >= 10 and resumed >= held + 3                 # Pause held the counter, Resume went on
-    assert {"loss", "suggested lr"} <= set(finder) and len(finder["loss"]["x"]) > 10   # the LR finder's curve
+    assert "loss" in finder and len(finder["loss"]["x"]) > 10                # the LR finder's curve, its advice
+    marked = any(n.startswith("suggested lr") for n in finder)
+    assert marked == ("suggested lr" in finder_says) and (marked or "no suggestion" in finder_says), finder_says
+    assert finder_color == "rgb(68, 68, 68)"                                 # normal text, not an error's red
     lrs = [r["lr"] for r in history["steps"]]
     k = next(i for i, lr in enumerate(lrs) if lr != 0.1)      # rows before k used lr 0.1 (k = steps taken)
     assert k == held                                          # the move made while paused applied at Resume…
@@ -233,3 +250,167 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
     assert len(finished["steps"]) == 8 * batches and finished["stop_reason"] is None   # …and it ran to the end
     assert finished["epochs"][-1]["val_accuracy"] > 0.8       # chance is 1/3
     assert shot.stat().st_size > 10_000
+
+
+# ----------------------------------------------------------------------------- the real notebooks 02 and 03
+NOTEBOOKS = ROOT / "notebooks"
+PLOTS = """sel => Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) ' + sel)).map(d => ({
+    title: d.layout && d.layout.title ? (d.layout.title.text || '') : '',
+    data: (d.data || []).map(t => ({meta: t.meta || null, name: t.name || null, visible: t.visible,
+        x: t.x ? Array.from(t.x).slice(0, 400) : [], zmin: t.zmin, zmax: t.zmax,
+        z: t.type === 'heatmap' && t.z ? Array.from(t.z, r => Array.from(r)) : null}))}))"""
+
+
+def _figures(page, selector=".js-plotly-plot") -> list[dict]:
+    """Every plotly figure on the notebook tab on show (title, traces), read from the page's plotly data."""
+    return page.evaluate(PLOTS, selector)
+
+
+def _real_notebook(root: Path, name: str, **parameters) -> Path:
+    import nbformat
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOKS / name)), parameters)
+    nbformat.write(nb, root / name)
+    return root / parameters["output_dir"] / "metrics.json"
+
+
+def _open(page, base, token, name):
+    page.goto(f"{base}/lab/tree/{name}?token={token}&reset")
+    page.locator(f"{CURRENT} .jp-Cell").first.wait_for(timeout=60_000)
+
+
+def _explorer_path(page) -> list:
+    [fig] = _figures(page, ".ftkit-explorer-paths .js-plotly-plot") or [{"data": []}]
+    return next((t["x"] for t in fig["data"] if t["meta"] == "path:gd"), [])
+
+
+def _move_lr(page, before):
+    page.locator(f"{CURRENT} .ftkit-explorer-lr .noUi-handle").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowLeft")          # three 0.05 steps of log10(lr): a smaller lr, a new path
+    page.wait_for_function("""([sel, before]) => { const d = document.querySelector(sel);
+        const t = d && d.data && d.data.find(t => t.meta === 'path:gd');
+        return t && t.x && t.x.length > 0 && JSON.stringify(Array.from(t.x).slice(0, 400)) !== before; }""",
+                           arg=[f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot", json.dumps(before)],
+                           timeout=30_000)
+
+
+def _basin_colours(page) -> dict:
+    """Per optimizer on the basin map: (settle %, diverge %) counted from its colour categories."""
+    [basin_fig] = _figures(page, ".ftkit-explorer-basins .js-plotly-plot")
+    out = {}
+    for trace in basin_fig["data"]:
+        if not (trace["meta"] or "").startswith("basin:") or trace["visible"] is False or trace["z"] is None:
+            continue
+        assert (trace["zmin"], trace["zmax"]) == (-0.5, 11.5), trace["meta"]    # explicit category range
+        cells = [v for row in trace["z"] for v in row]
+        out[trace["meta"].split(":")[1]] = (round(100 * sum(v >= 2 for v in cells) / len(cells)),
+                                            round(100 * sum(v == 0 for v in cells) / len(cells)))
+    return out
+
+
+def _basin_agreement(page) -> list[tuple]:
+    """Per optimizer: (label, settle % and diverge % from the status line, the same from the map's colours)."""
+    status = page.locator(f"{CURRENT} .ftkit-explorer-status").inner_text()
+    rows = []
+    for label, colours in _basin_colours(page).items():
+        line = re.search(rf"(?m)^{label}: .*?basins: (\d+)% of \d+ starts settle(?:, (\d+)% diverge)?", status)
+        assert line, (label, status)
+        rows.append((label, (int(line.group(1)), int(line.group(2) or 0)), colours))
+    return rows
+
+
+@pytest.mark.timeout(600)   # two real notebooks: ~75 s on a quiet machine; the limit only guards a hang
+def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_reload(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+    from ftkit.data.cifar10 import write_fake_cifar10
+    base, token, root = lab
+    write_fake_cifar10(root / "cifar10", n_train=600, n_test=200, noise=1.0)
+    m02 = _real_notebook(root, "02_gradient_descent.ipynb", output_dir="out02", steps=60, grid=30, theory_steps=200,
+                         settle_steps=200, sweep_points=6, explorer_grid=20, basin_grid=6, basin_steps=150,
+                         noise_steps=600, explorer_basin_grid=8)
+    m03 = _real_notebook(root, "03_cifar10_cnn.ipynb", output_dir="out03", data_dir=str(root / "cifar10"),
+                         epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    t0, times = time.monotonic(), {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page, console = None, []
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.on("pageerror", lambda e: console.append(str(e)))
+            _open(page, base, token, "02_gradient_descent.ipynb")
+            _run_all(page)
+            _wait_file(m02, 120)
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
+            page.locator(f"{CURRENT} .ftkit-explorer-basins .js-plotly-plot").wait_for(timeout=120_000)
+            times["02 run all"] = time.monotonic() - t0
+            stderr02 = page.locator(f"{CURRENT} [data-mime-type='application/vnd.jupyter.stderr']").count()
+            static02 = [f for f in _figures(page) if f["data"]]
+            agree = _basin_agreement(page)
+            before = _explorer_path(page)
+            _move_lr(page, before)                                  # the lr slider redraws the path figure
+            time.sleep(2.0)                                          # the three key presses all arrive
+            moved, moved_basins = _explorer_path(page), _basin_colours(page)
+            paths = page.locator(f"{CURRENT} .ftkit-explorer-paths")   # fits the viewport (the whole explorer
+            paths.scroll_into_view_if_needed()                          # does not: a screenshot would be cut)
+            time.sleep(0.5)
+            paths.screenshot(path=str(SHOTS / "02_gradient_descent.png"))
+            page.keyboard.press("Control+s")                        # saved, as autosave would
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=10_000)
+            time.sleep(1.0)
+            page.reload()                                           # the kernel stays alive
+            page.locator(f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot").wait_for(timeout=60_000)
+            page.wait_for_function(f"() => {{ const d = document.querySelector("
+                                   f"'{CURRENT} .ftkit-explorer-paths .js-plotly-plot'); return d && d.data && "
+                                   "d.data.some(t => t.meta === 'path:gd' && t.x && t.x.length > 0); }",
+                                   timeout=30_000)
+            reloaded = _explorer_path(page)
+            page.locator(f"{CURRENT} .ftkit-explorer-status", has_text="basins:").first.wait_for(timeout=30_000)
+            page.wait_for_function(f"() => {{ const d = document.querySelector("
+                                   f"'{CURRENT} .ftkit-explorer-basins .js-plotly-plot'); return d && d.data && "
+                                   "d.data.some(t => t.meta === 'basin:gd' && t.z && t.z.length > 0); }",
+                                   timeout=30_000)
+            reloaded_basins = _basin_colours(page)
+            _move_lr(page, reloaded)                                # and still follows the slider
+            times["02 reload"] = time.monotonic() - t0
+
+            _open(page, base, token, "03_cifar10_cnn.ipynb")
+            _run_all(page)
+            _wait_file(m03, 180)
+            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
+            times["03 run all"] = time.monotonic() - t0
+            stderr03 = page.locator(f"{CURRENT} [data-mime-type='application/vnd.jupyter.stderr']").count()
+            text03 = page.locator(f"{CURRENT} .jp-OutputArea").all_inner_texts()
+            figures03 = _figures(page)
+            training = page.locator(f"{CURRENT} .jp-OutputArea-output").filter(has_text="epoch metrics").first
+            training.scroll_into_view_if_needed()
+            time.sleep(0.5)
+            training.screenshot(path=str(SHOTS / "03_cifar10_cnn.png"))
+        except Exception:
+            if page is not None and not page.is_closed():
+                page.screenshot(path=str(ARTIFACTS / "failure_notebooks.png"))
+                print("explorer traces:", [(t["meta"], t["name"], len(t["x"])) for f in _figures(
+                    page, ".ftkit-explorer-paths .js-plotly-plot") for t in f["data"]])
+                print(f"screenshot of the failure: {ARTIFACTS / 'failure_notebooks.png'}; page errors:\n"
+                      + "\n".join(console))
+            raise
+        finally:
+            browser.close()
+    print("seconds since the browser started: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items()))
+
+    assert stderr02 == 0 and stderr03 == 0                     # no pink block anywhere
+    assert len(static02) >= 12                                 # every figure of 02 drawn
+    assert agree and all(status == colours for _, status, colours in agree), agree
+    assert moved != before and reloaded == moved               # the slider moved the path; the reload kept it
+    assert reloaded_basins == moved_basins and len(moved_basins) == 6   # the basin map came back, same colours
+    titles = [f["title"] for f in figures03]
+    assert sum(t.startswith("training") for t in titles) == 1, titles     # the training figure once
+    assert not any("Launching training on" in t for t in text03)
+    [runs] = [f for f in figures03 if f["title"].startswith("the same training on 1 and")]
+    names = [t["name"] for t in runs["data"]]
+    assert len(names) == len(set(names)) and all(names), names # each run and split has its own legend entry

@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import ftkit
 from ftkit.core import Callback
 from ftkit.train import loop
-from ftkit.train.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ProgressBar, TensorBoardLogger
+from ftkit.train.callbacks import EarlyStopping, ModelCheckpoint, ProgressBar
+from ftkit.train.loggers import CSVLogger, TensorBoardLogger
 from ftkit.train.distributed import Distributed
 from ftkit.train.strategy import Local, strategy_for
 from ftkit.ui import LivePlot, TrainingDashboard

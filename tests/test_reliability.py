@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ftkit.data import shipped
 import ftkit
-from ftkit.train.callbacks import CSVLogger, EarlyStopping, ModelCheckpoint, ParamControl
+from ftkit.train.callbacks import EarlyStopping, ModelCheckpoint, ParamControl
+from ftkit.train.loggers import CSVLogger
 from ftkit.core import Callback, NonFiniteLossWarning
 from ftkit.train.checkpoint import load_checkpoint, save_checkpoint
 

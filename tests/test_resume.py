@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import ftkit
 from ftkit.core import Callback
-from ftkit.train.callbacks import CSVLogger, ModelCheckpoint, ParamControl, TensorBoardLogger
+from ftkit.train.callbacks import ModelCheckpoint, ParamControl
+from ftkit.train.loggers import CSVLogger, TensorBoardLogger
 from ftkit.train.checkpoint import load_checkpoint, save_checkpoint
 
 torch.manual_seed(0)

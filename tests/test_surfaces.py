@@ -250,7 +250,7 @@ def test_basin_figure_colours_each_minimum_and_hides_missing_labels():
     np.testing.assert_array_equal(z, np.where(bm.minimum[0] >= 0, bm.minimum[0] + 2, bm.minimum[0] + 2))
     np.testing.assert_array_equal(np.asarray(by["settle:gd"].z, dtype=float), bm.steps[0])
     assert by["basin:adam"].visible is False and by["minima:gd"].visible
-    assert "after" in by["basin:gd"].text[0][0] and fig.layout.annotations[0].text.startswith("gd (")
+    assert "after" in by["basin:gd"].text[0][0] and fig.layout.annotations[0].text.startswith("gd<br>")
 
 
 def test_explorer_noise_schedule_basins_and_your_function():

@@ -17,8 +17,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ftkit
-from ftkit.train.callbacks import (Callback, CSVLogger, EarlyStopping, LRMonitor, ModelCheckpoint, ParamControl,
-                                   TensorBoardLogger)
+from ftkit.train.callbacks import Callback, EarlyStopping, LRMonitor, ModelCheckpoint, ParamControl
+from ftkit.train.loggers import CSVLogger, TensorBoardLogger
 from ftkit.ui import LivePlot
 from ftkit.data import synthetic
 from ftkit.train import NonFiniteLossWarning, load_checkpoint, save_checkpoint

@@ -262,7 +262,7 @@ def test_lr_finder_button_mid_training_leaves_the_training_undisturbed(train_loa
     assert "needs a running or paused training" in dash.message.value
     found, dash = train(dash, find_at=6)
     result = dash.lr_find_result
-    assert result is not None and len(result.lrs) > 10 and "LR finder: suggestion" in dash.message.value
+    assert result is not None and len(result.lrs) > 10 and "LR finder: suggested lr" in dash.message.value
     assert [r["loss"] for r in found.steps] == [r["loss"] for r in plain.steps]   # bit for bit
     assert found.events == []                                    # the finder is no manual change of the run
 
@@ -301,10 +301,15 @@ def test_compare_runs_overlays_runs_with_their_parameters_in_the_legend(train_lo
                                        2, metrics=["accuracy"], progress=False), {"lr": lr})
     fig = compare_runs(runs, smooth=0.5)
     names = [t.name for t in fig.data if t.showlegend is not False]
-    assert names == ["sgd 0.3 (lr=0.3)", "sgd 0.01 (lr=0.01)"]
+    assert names == ["sgd 0.3 (lr=0.3): loss", "sgd 0.3: train_accuracy", "sgd 0.01 (lr=0.01): loss",
+                     "sgd 0.01: train_accuracy"]
     curves = {t.name: list(t.y) for t in fig.data}
-    assert curves["sgd 0.3 train_accuracy"] == pytest.approx(runs["sgd 0.3"][0]["train_accuracy"])
-    assert curves["sgd 0.3 train_accuracy"][-1] > curves["sgd 0.01 train_accuracy"][-1]   # the bigger lr learns faster
+    assert curves["sgd 0.3: train_accuracy"] == pytest.approx(runs["sgd 0.3"][0]["train_accuracy"])
+    assert curves["sgd 0.3: train_accuracy"][-1] > curves["sgd 0.01: train_accuracy"][-1]   # the bigger lr learns faster
+    # runs that agree stay visible: the first wide and pale under the later ones; train open, validation filled
+    first, second = fig.data[0], fig.data[2]
+    assert first.line.width > second.line.width and first.opacity < second.opacity
+    assert fig.data[1].marker.symbol == "circle-open" and fig.data[1].line.dash == "dash"
     with pytest.raises(TypeError, match=r"run 'x' is a list, not a History"):
         compare_runs({"x": []})
     with pytest.raises(ValueError, match="compare_runs needs at least one run"):

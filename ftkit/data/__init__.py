@@ -5,7 +5,7 @@ Colab's ``/content``)."""
 from importlib import import_module
 from pathlib import Path
 
-__all__ = ["cifar10", "conll", "corpus", "images", "synthetic", "text", "shipped", "FILES"]
+__all__ = ["cifar10", "conll", "corpus", "images", "instructions", "synthetic", "text", "shipped", "FILES"]
 
 FILES = Path(__file__).resolve().parent / "files"
 

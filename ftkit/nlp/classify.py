@@ -25,8 +25,8 @@ import torch
 from ..data.text import TextSplit
 from ..params import count_trainable
 from .finetune import COMMON, RECIPES, _check_mode, apply_mode, parameter_table
-from .hf import (FeatureDataset, TruncationWarning, check_label_order, check_texts, load_config, load_tokenizer,
-                 make_loader, save_folder)
+from .hf import (FeatureDataset, TruncationWarning, check_label_order, check_texts, from_pretrained, load_config,
+                 load_tokenizer, make_loader, save_folder)
 from ..train.step import predict as _predict
 from ..metrics import confusion_matrix
 from ..utils import check_int, get_device
@@ -124,10 +124,10 @@ def _load_model(path: str, label_list, mode: str, lora: dict):
     if adapter:
         from peft import PeftConfig, PeftModel
         base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
-        base, info = Auto.from_pretrained(base_path, **names, trust_remote_code=False, output_loading_info=True)
+        base, info = from_pretrained(Auto, base_path, **names, trust_remote_code=False)
         base.ftkit_new_modules = _new_modules(info, meta)  # restored from the adapter's modules_to_save
         return PeftModel.from_pretrained(base, path, is_trainable=True), list(label_list), "lora"
-    model, info = Auto.from_pretrained(path, **names, trust_remote_code=False, output_loading_info=True)
+    model, info = from_pretrained(Auto, path, **names, trust_remote_code=False)
     new = _new_modules(info, meta)
     mode = meta.get("mode", mode) if saved is not None and mode == "full" else mode
     return apply_mode(model, mode, new_modules=new, **lora), list(label_list), mode

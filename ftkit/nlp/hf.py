@@ -78,6 +78,23 @@ def _hub_error(path: str, e: Exception) -> OSError:
                    f"T.from_pretrained('{path}').save_pretrained('models/{path}')\"` and pass that folder")
 
 
+def from_pretrained(auto_class, path: str, **kwargs):
+    """``(model, loading info)``: ``auto_class.from_pretrained(path, output_loading_info=True, **kwargs)`` with
+    transformers' load report silenced (it is a table on stderr, a pink error block in a notebook, for the expected
+    case of a fresh head) and one line on stdout instead, naming the layers that start random."""
+    from transformers.utils import logging as hf_logging
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model, info = auto_class.from_pretrained(path, output_loading_info=True, **kwargs)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    missing = sorted(info.get("missing_keys") or [])
+    if missing:
+        print(f"{type(model).__name__} from {path}: new layers, random until trained: {', '.join(missing)}")
+    return model, info
+
+
 def load_tokenizer(model_name_or_path: str):
     """A fast (Rust) tokenizer from a folder or Hub id: label alignment needs ``word_ids()``, which only they have."""
     from transformers import AutoTokenizer

@@ -128,7 +128,7 @@ class GPT(nn.Module):
 
 
 def flops_per_token(model: GPT) -> float:
-    """Training FLOPs per token (forward + backward), PaLM's estimate: :math:`6N + 12\,L\,C\,T` with N the
+    r"""Training FLOPs per token (forward + backward), PaLM's estimate: :math:`6N + 12\,L\,C\,T` with N the
     parameters without the position table (matmuls: 2 FLOPs per weight forward, 4 backward) plus attention."""
     c = model.config
     n = model.num_parameters() - model.pos_emb.weight.numel()

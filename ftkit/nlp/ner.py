@@ -35,7 +35,7 @@ from ..data.conll import Sentence
 from ..core import IGNORE
 from .hf import (TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
                  FeatureDataset, LengthGroupedBatches, check_label_order, check_save_folder, check_texts, collate,
-                 load_config, load_tokenizer, make_loader)
+                 from_pretrained, load_config, load_tokenizer, make_loader)
 from ..optim import make_optimizer, make_scheduler, split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
 from ..utils import check_int, get_device
@@ -71,9 +71,9 @@ def load_model(model_name_or_path: str, label_list: list[str] | None = None):
         label_list = model_labels
     elif label_list is None:
         raise ValueError(f"{path!r} has no NER head yet; pass label_list= (e.g. load_conll(...).label_list)")
-    model = AutoModelForTokenClassification.from_pretrained(
-        path, num_labels=len(label_list), id2label=dict(enumerate(label_list)),
-        label2id={t: i for i, t in enumerate(label_list)}, trust_remote_code=False)
+    model, _ = from_pretrained(AutoModelForTokenClassification, path, num_labels=len(label_list),
+                               id2label=dict(enumerate(label_list)), label2id={t: i for i, t in enumerate(label_list)},
+                               trust_remote_code=False)
     return model, list(label_list)
 
 

@@ -137,7 +137,7 @@ def _rastrigin(x, y):
 
 
 def _rastrigin_minima(lo: float = -5.12, hi: float = 5.12) -> tuple[tuple[float, float], ...]:
-    """Rastrigin's local minima: per axis the roots of :math:`2x + 20π\sin 2πx` near each integer (Newton)."""
+    r"""Rastrigin's local minima: per axis the roots of :math:`2x + 20π\sin 2πx` near each integer (Newton)."""
     roots = []
     for k in range(math.ceil(lo), math.floor(hi) + 1):
         x = float(k)
@@ -289,7 +289,9 @@ def function_surface(fn: Callable, domain, *, name: str = "custom", minima=(), s
     value_and_grad = _autograd_value_and_grad(fn)
     if lr is None:
         gx, gy = np.meshgrid(np.linspace(x0, x1, 5), np.linspace(y0, y1, 5))
-        hessian = torch.func.vmap(torch.func.hessian(lambda w: fn(w[0], w[1])))(
+        # reverse-over-reverse: torch.func.hessian (forward-over-reverse) loads torch's jvp decompositions, which call
+        # the deprecated torch.jit.script and print a FutureWarning in the notebook; for 2 inputs this is as cheap
+        hessian = torch.func.vmap(torch.func.jacrev(torch.func.jacrev(lambda w: fn(w[0], w[1]))))(
             torch.tensor(np.c_[gx.ravel(), gy.ravel()]))
         curvature = float(np.nanmax(np.abs(torch.linalg.eigvalsh(hessian).numpy()), initial=1e-12))
         width = 0.5 * ((x1 - x0) + (y1 - y0))

@@ -14,6 +14,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from ..metrics import confusion_matrix, per_class_accuracy
+from .style import style
 
 __all__ = ["confusion_figure", "per_class_figure", "image_grid",
            "misclassified_figure", "bar_figure"]
@@ -29,17 +30,21 @@ def confusion_figure(cm, classes, normalize: bool = True, title: str = "confusio
                                hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata} images<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title_text="true class")
     fig.update_xaxes(title_text="predicted class", side="bottom")
-    fig.update_layout(title=title, height=520, width=600, margin=dict(l=90, r=20, t=60, b=80))
-    return fig
+    fig.update_layout(title=title, height=540, margin=dict(l=90, r=20, t=60, b=80))
+    fig.update_yaxes(scaleanchor="x", constrain="domain")     # square cells at any width
+    return style(fig)
 
 
 def per_class_figure(acc, classes, overall: float | None = None, title: str = "accuracy per class") -> go.Figure:
     """Bar per class; the overall accuracy, if given, as a dashed line (and in the title)."""
-    fig = go.Figure(go.Bar(x=list(classes), y=[float(a) for a in acc], text=[f"{float(a):.1%}" for a in acc]))
+    fig = go.Figure(go.Bar(x=list(classes), y=[float(a) for a in acc], text=[f"{float(a):.1%}" for a in acc],
+                           name="accuracy", showlegend=False))
     if overall is not None:
         fig.add_hline(y=overall, line_dash="dash")
         title = f"{title} (dashed: overall {overall:.1%})"
-    return fig.update_layout(title=title, yaxis=dict(range=[0, 1], tickformat=".0%"), height=360)
+    fig.update_yaxes(title_text="accuracy")
+    fig.update_xaxes(title_text="class")
+    return style(fig.update_layout(title=title, yaxis=dict(range=[0, 1.08], tickformat=".0%"), height=380))
 
 
 def _png_uri(image: np.ndarray) -> str:
@@ -70,8 +75,8 @@ def image_grid(images, titles=(), cols: int = 8, title: str = "", size: int = 10
         fig.add_trace(go.Image(source=_png_uri(np.ascontiguousarray(image))), row=i // cols + 1, col=i % cols + 1)
     fig.update_annotations(font_size=10)
     fig.update_xaxes(visible=False).update_yaxes(visible=False)
-    return fig.update_layout(title=title, height=size * rows + 70, width=size * cols + 40,
-                             margin=dict(l=10, r=10, t=70, b=10))
+    # no width: the grid follows the cell (image traces keep their aspect ratio); the height fits ``size`` per row
+    return style(fig, title=title, height=size * rows + 80, margin=dict(l=10, r=10, t=70, b=10))
 
 
 def misclassified_figure(images, pred, target, classes, n: int = 24, cols: int = 8) -> go.Figure:
@@ -85,5 +90,6 @@ def misclassified_figure(images, pred, target, classes, n: int = 24, cols: int =
 
 def bar_figure(values: dict, title: str = "", yaxis_title: str = "") -> go.Figure:
     """One bar per key, its value printed on it."""
-    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[f"{v:,.0f}" for v in values.values()]))
-    return fig.update_layout(title=title, yaxis_title=yaxis_title, height=340)
+    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[f"{v:,.0f}" for v in values.values()],
+                           name=yaxis_title or "value", showlegend=False))
+    return style(fig.update_layout(title=title, yaxis_title=yaxis_title, height=360))

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.basedatatypes import Undefined
 from plotly.subplots import make_subplots
 
 from ..optviz.races import BasinMap, OptimizerPath
 from ..optviz.surfaces import Surface, make_surface
+from .style import WARN, json_safe, style
 
 __all__ = ["surface_figure", "update_surface_figure", "rate_figure", "basin_figure", "update_basin_figure",
            "OPTIMIZER_COLORS"]
@@ -70,24 +70,28 @@ def surface_figure(surface, trajectories: dict[str, OptimizerPath] | None = None
         color = _color(label, i)
         fig.add_trace(go.Scatter(meta=f"path:{label}", name=label, legendgroup=label, mode="lines+markers",
                                  line=dict(color=color, width=2), marker=dict(size=3)), row=1, col=1)
-        fig.add_trace(go.Scatter(meta=f"end:{label}", legendgroup=label, showlegend=False, mode="markers",
+        fig.add_trace(go.Scatter(meta=f"end:{label}", name=f"{label}: diverged", legendgroup=label,
+                                 showlegend=False, mode="markers",
                                  marker=dict(symbol="x-thin", size=14, line=dict(width=3, color=color))),
                       row=1, col=1)
         if show_3d:
-            fig.add_trace(go.Scatter3d(meta=f"path3d:{label}", legendgroup=label, showlegend=False, mode="lines",
+            fig.add_trace(go.Scatter3d(meta=f"path3d:{label}", name=label, legendgroup=label, showlegend=False,
+                                       mode="lines",
                                        line=dict(color=color, width=5)), row=1, col=2)
-        fig.add_trace(go.Scatter(meta=f"loss:{label}", legendgroup=label, showlegend=False, mode="lines",
+        fig.add_trace(go.Scatter(meta=f"loss:{label}", name=f"{label}: loss", legendgroup=label, showlegend=False,
+                                 mode="lines",
                                  line=dict(color=color)), **loss_cell)
-        fig.add_trace(go.Scatter(meta=f"rate:{label}", legendgroup=label, showlegend=False, mode="lines",
+        fig.add_trace(go.Scatter(meta=f"rate:{label}", name=f"{label}: theory", legendgroup=label,
+                                 showlegend=False, mode="lines",
                                  line=dict(color=color, dash="dash", width=1)), **loss_cell)
     fig.update_xaxes(title_text="x", row=1, col=1)
     fig.update_yaxes(title_text="y", row=1, col=1)
     fig.update_xaxes(title_text="step", **loss_cell)
-    fig.update_layout(height=720 if show_3d else 420, margin=dict(l=50, r=20, t=70, b=50),
-                      legend=dict(orientation="h", y=1.1, x=0), title=title,
-                      annotations=list(fig.layout.annotations) + [dict(name="notes", text="", showarrow=False,
-                                       xref="paper", yref="paper", x=0, y=-0.12, xanchor="left",
-                                       font=dict(color="firebrick"))])
+    # the divergence note sits inside the paths plot (top left, on a white box): never over an axis title
+    style(fig, height=720 if show_3d else 440, title=title, margin=dict(l=50, r=20, t=80, b=50))
+    fig.update_layout(annotations=list(fig.layout.annotations) + [dict(
+        name="notes", text="", showarrow=False, xref="x domain", yref="y domain", x=0.01, y=0.99, xanchor="left",
+        yanchor="top", align="left", bgcolor="rgba(255,255,255,0.8)", font=dict(color=WARN, size=11))])
     update_surface_figure(fig, surface, trajectories, predicted=predicted, grid=grid)
     return fig
 
@@ -107,10 +111,18 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
     if with_surface:
         with fig.batch_update():
             xs, ys, Z = surface.grid(grid)
-            slots["contour"].update(x=xs, y=ys, z=_z(surface, Z))
+            slots["contour"].update(x=xs, y=ys, z=json_safe(_z(surface, Z)))
             if "surface3d" in slots:
                 xs3, ys3, Z3 = surface.grid(max(grid // 2, 20))   # a coarser mesh is plenty in 3-D
-                slots["surface3d"].update(x=xs3, y=ys3, z=_z(surface, Z3))
+                z3 = _z(surface, Z3)
+                slots["surface3d"].update(x=xs3, y=ys3, z=json_safe(z3))
+                # fixed ranges: the surface's box, never rescaled to fit a diverged path (plotly clips the path)
+                low, high = float(np.nanmin(z3)), float(np.nanmax(z3))
+                fig.update_scenes(xaxis=dict(range=[x0, x1], autorange=False, title_text="x"),
+                                  yaxis=dict(range=[y0, y1], autorange=False, title_text="y"),
+                                  zaxis=dict(range=[low, high + 1e-9], autorange=False, title_text=(
+                                      "log₁₀(f + 0.01)" if surface.log_color else "f")),
+                                  aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6))
             fig.update_xaxes(range=[x0, x1], row=1, col=1)
             fig.update_yaxes(range=[y0, y1], row=1, col=1)
     edits: dict[int, dict] = {}                      # trace index -> new properties: one restyle for all of them
@@ -137,10 +149,13 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
             edits[i].update(x=p[-1:, 0], y=p[-1:, 1], hovertext=[traj.note])
         elif role == "path3d":
             inside = (p[:, 0] >= x0) & (p[:, 0] <= x1) & (p[:, 1] >= y0) & (p[:, 1] <= y1)
-            z = np.where(inside, _z(surface, f), np.nan)    # NaN breaks the line where it leaves the box
-            edits[i].update(x=p[:, 0], y=p[:, 1], z=z)
+            with np.errstate(all="ignore"):
+                z = np.where(inside, _z(surface, f), np.nan)
+            # outside the box the line breaks (None: a gap that JSON can carry), so it never stretches the scene
+            edits[i].update(x=json_safe(np.where(inside, p[:, 0], np.nan)),
+                            y=json_safe(np.where(inside, p[:, 1], np.nan)), z=json_safe(z))
         elif role == "loss":
-            edits[i].update(x=np.arange(len(f)), y=f, name=label)
+            edits[i].update(x=np.arange(len(f)), y=json_safe(f))
         elif role == "rate":
             edits[i].update(x=np.arange(len(f)), y=_predicted_loss(traj, predicted[label]),
                             hovertext=f"theory ρ={predicted[label]:.4f}")
@@ -156,14 +171,18 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
 
 
 def _restyle(fig, edits: dict[int, dict]) -> None:
-    """Set many traces' data in one ``plotly_restyle`` (one message to a FigureWidget). It stores the arrays as
-    given, without plotly's per-property validation, which costs more than computing the paths; the values here
-    are plain arrays, strings and bools that plotly accepts as they are."""
-    keys = sorted({k for e in edits.values() for k in e})
-    indexes = list(edits)
+    """Set many traces' data with one ``plotly_restyle`` per set of edited properties (a message each to a
+    FigureWidget). It stores the arrays as given, without plotly's per-property validation, which costs more than
+    computing the paths; the values here are plain arrays, strings and bools that plotly accepts as they are.
+
+    Traces are grouped by the properties they change, so no trace is sent a property it does not change: a
+    placeholder for "leave it" would reach the page as ``null`` and wipe it (a marker's name, a heatmap's zmax)."""
+    groups: dict[tuple, list[int]] = {}
+    for i, e in edits.items():
+        groups.setdefault(tuple(sorted(e)), []).append(i)
     contiguous = lambda v: np.ascontiguousarray(v) if isinstance(v, np.ndarray) else v  # noqa: E731  (widget buffers)
-    fig.plotly_restyle({k: [contiguous(edits[i].get(k, Undefined)) for i in indexes] for k in keys},
-                       trace_indexes=indexes)
+    for keys, indexes in groups.items():
+        fig.plotly_restyle({k: [contiguous(edits[i][k]) for i in indexes] for k in keys}, trace_indexes=indexes)
 
 
 def rate_figure(lrs, measured: dict[str, list[float]], predicted: dict[str, list[float]],
@@ -178,19 +197,20 @@ def rate_figure(lrs, measured: dict[str, list[float]], predicted: dict[str, list
     for i, (name, rates) in enumerate(predicted.items()):
         color = _color(name, i)
         fig.add_trace(go.Scatter(x=lrs, y=rates, mode="lines", name=f"{name}: theory", line=dict(color=color)))
-        fig.add_trace(go.Scatter(x=lrs, y=measured[name], mode="markers", name=f"{name}: measured",
+        fig.add_trace(go.Scatter(x=lrs, y=json_safe(measured[name]), mode="markers", name=f"{name}: measured",
                                  marker=dict(color=color, size=7, symbol="circle-open", line=dict(width=2))))
         if name in edges:
-            fig.add_vline(x=edges[name], line=dict(color=color, dash="dot"),
-                          annotation_text=f"{name} edge {edges[name]:.3g}", annotation_position="top left")
+            fig.add_vline(x=edges[name], line=dict(color=color, dash="dot"))
+            # an annotation on a log axis is placed in log10 units (a shape in data units): log10 of the edge
+            fig.add_annotation(x=np.log10(edges[name]), y=1.25 - 0.08 * i, xref="x", yref="y", showarrow=False,
+                               text=f"{name} edge {edges[name]:.3g}", xanchor="right", font=dict(color=color))
         if best and name in best:
-            fig.add_trace(go.Scatter(x=[best[name][0]], y=[best[name][1]], mode="markers", showlegend=False,
+            fig.add_trace(go.Scatter(x=[best[name][0]], y=[best[name][1]], mode="markers", name=f"{name}: best",
                                      marker=dict(symbol="star", size=14, color=color, line=dict(width=1))))
     fig.add_hline(y=1, line=dict(color="gray", width=1))
     fig.update_xaxes(type="log", title_text="learning rate η")
     fig.update_yaxes(title_text="rate ρ per step (‖w_{t+1}‖ ≈ ρ‖w_t‖)", range=[0, 1.3])
-    fig.update_layout(title=title, height=420, margin=dict(l=60, r=20, t=60, b=50))
-    return fig
+    return style(fig, title=title, height=420, margin=dict(l=60, r=20, t=60, b=50))
 
 
 # --------------------------------------------------------------------------- basin maps
@@ -212,19 +232,35 @@ def basin_figure(basin_map: BasinMap | None = None, labels=None, *, title: str |
     the radius, black: diverged) and after how many steps it stays there (bottom); minima marked ×."""
     labels = list(labels or (basin_map.labels if basin_map is not None else []))
     cols = max(len(labels), 1)
-    fig = make_subplots(rows=2, cols=cols, shared_xaxes=True, shared_yaxes=True, vertical_spacing=0.08,
-                        horizontal_spacing=0.02, subplot_titles=labels, figure=figure_cls())
+    fig = make_subplots(rows=2, cols=cols, shared_xaxes=True, shared_yaxes=True, vertical_spacing=0.1,
+                        horizontal_spacing=0.025, subplot_titles=[f"{label}<br> " for label in labels],
+                        figure=figure_cls())
     n_colors = len(_BASIN_PALETTE) + 2
     for k, label in enumerate(labels):
-        fig.add_trace(go.Heatmap(meta=f"basin:{label}", colorscale=_category_scale(), zmin=-0.5,
-                                 zmax=n_colors - 0.5, showscale=False, hoverinfo="text"), row=1, col=k + 1)
-        fig.add_trace(go.Scatter(meta=f"minima:{label}", mode="markers", showlegend=False, hoverinfo="skip",
+        # categories: explicit zmin/zmax (z = category index), so plotly never rescales the colours to the data
+        fig.add_trace(go.Heatmap(meta=f"basin:{label}", name=f"{label}: basin", colorscale=_category_scale(),
+                                 zmin=-0.5, zmax=n_colors - 0.5, zauto=False, showscale=False, hoverinfo="text"),
+                      row=1, col=k + 1)
+        fig.add_trace(go.Scatter(meta=f"minima:{label}", name="minimum", mode="markers", showlegend=False,
+                                 hoverinfo="skip",
                                  marker=dict(symbol="x", size=7, color="white", line=dict(width=1, color="black"))),
                       row=1, col=k + 1)
-        fig.add_trace(go.Heatmap(meta=f"settle:{label}", colorscale="Viridis", showscale=k == 0, zmin=0,
-                                 colorbar=dict(title="steps", len=0.45, y=0.22), hoverinfo="text"),
-                      row=2, col=k + 1)
-    fig.update_layout(height=200 + 150 * 2, margin=dict(l=50, r=20, t=60, b=40), title=title)
+        # starts that never settle have no step count: a gap (None), drawn in the plot's grey background
+        fig.add_trace(go.Heatmap(meta=f"settle:{label}", name=f"{label}: steps to settle", colorscale="Viridis",
+                                 showscale=k == 0, zmin=0, zmax=1, zauto=False, hoverinfo="text",
+                                 colorbar=dict(title=dict(text="steps", side="right"), len=0.42, y=0.0,
+                                               yanchor="bottom")), row=2, col=k + 1)
+    fig.update_xaxes(nticks=4, tickangle=0)
+    fig.update_xaxes(title_text="x", row=2)
+    fig.update_yaxes(title_text="which minimum<br>y", row=1, col=1)
+    fig.update_yaxes(title_text="steps to settle<br>y", row=2, col=1)
+    style(fig, height=560, title=title, margin=dict(l=70, r=20, t=90, b=50))
+    fig.update_layout(plot_bgcolor=_NOWHERE)
+    fig.update_annotations(font_size=12)
+    fig.add_annotation(text="colours: one per minimum · light grey: settles nowhere · black: diverged · bottom: "
+                            "steps until it stays (blank: never)", xref="paper", yref="paper", x=0, y=1.0,
+                       yanchor="bottom", xanchor="left", yshift=34, showarrow=False, font=dict(size=11),
+                       name="key")
     if basin_map is not None:
         update_basin_figure(fig, basin_map)
     return fig
@@ -251,15 +287,16 @@ def update_basin_figure(fig, basin_map: BasinMap) -> None:
                          np.where(m == -2, "diverged", "settles nowhere"))
         text = where + np.where(np.isfinite(steps), " after " + np.char.mod("%d", np.nan_to_num(steps)) + " steps", "")
         if role == "basin":
-            edits[i].update(x=bm.xs, y=bm.ys, z=np.where(m >= 0, m % len(_BASIN_PALETTE) + 2, m + 2), text=text)
+            edits[i].update(x=bm.xs, y=bm.ys, z=(np.where(m >= 0, m % len(_BASIN_PALETTE) + 2, m + 2)).tolist(),
+                            text=text.tolist())
         else:
-            edits[i].update(x=bm.xs, y=bm.ys, z=steps, text=text, zmax=bm.total_steps)
+            edits[i].update(x=bm.xs, y=bm.ys, z=json_safe(steps), text=text.tolist(), zmax=bm.total_steps)
     _restyle(fig, edits)
     with fig.batch_update():
         shares = {label: bm.share(label) for label in bm.labels}
         for ann in fig.layout.annotations:
-            if ann.text.split(" ")[0] in shares:
-                label = ann.text.split(" ")[0]
+            label = (ann.text or "").split("<br>")[0]
+            if label in shares:
                 settled = sum(v for key, v in shares[label].items() if key >= 0)
-                ann.text = f"{label} ({100 * settled:.0f}% settle)"
+                ann.text = f"{label}<br>{100 * settled:.0f}% settle"
 

@@ -92,8 +92,7 @@ def contour_figure(land: Landscape, *, trajectory: Trajectory | None = None, log
         fig.add_trace(go.Scatter(x=c[:1, 0], y=c[:1, 1], mode="markers", name="init",
                                  marker=dict(symbol="star", size=13, color="gold", line=dict(width=1, color="black"))))
     xt, yt = _axis_titles(trajectory)
-    fig.update_layout(title=title, xaxis_title=xt, yaxis_title=yt, height=520, width=620,
-                      legend=dict(orientation="h", y=-0.15))
+    fig.update_layout(title=title, xaxis_title=xt, yaxis_title=yt, height=540)
     return fig
 
 
@@ -114,7 +113,7 @@ def compare_figure(lands: dict[str, Landscape], *, log: bool = False, title: str
         fig.add_trace(_contour(land, log, colorbar=dict(title=_ztitle(log), x=right, len=0.9)), row=1, col=i + 1)
         fig.update_xaxes(title_text="α", row=1, col=i + 1)
         fig.update_yaxes(title_text="β", row=1, col=i + 1)
-    fig.update_layout(title=title, height=450, width=520 * k)
+    fig.update_layout(title=title, height=450)
     return fig
 
 
@@ -192,7 +191,7 @@ def trajectory_check_figure(check: TrajectoryCheck, *, title: str | None = None)
     fig.update_xaxes(title_text="optimizer step")
     fig.update_yaxes(title_text="loss", type="log", row=1, col=1)
     fig.update_yaxes(title_text="‖off-plane part‖ / ‖θᵢ − θ*‖ (%)", range=[0, 105], row=1, col=2)
-    fig.update_layout(title=title, height=400, width=1000, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title=title, height=400)
     return fig
 
 
@@ -228,5 +227,5 @@ def sharpness_figure(runs: dict, *, title: str | None = None) -> go.Figure:
                   annotation_text="> 1: the quadratic diverges", annotation_position="top left")
     fig.update_xaxes(title_text="step")
     fig.update_yaxes(type="log", row=1, col=2)
-    fig.update_layout(title=title, height=420, width=1200, legend=dict(orientation="h", y=-0.2))
+    fig.update_layout(title=title, height=420)
     return fig

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..metrics import ema
+from .style import INFO, json_safe, style, text_sides
 
 __all__ = ["training_figure", "update_training_figure", "event_label", "lr_find_figure", "compare_runs"]
 
@@ -61,12 +62,19 @@ def _series(history, metrics, smooth: float = 0.0):
     return out
 
 
-def _trace(name, x, y, mode, text=None):
+def _trace(name, x, y, mode, text=None, steps=None):
     if text is None:
-        return go.Scatter(x=x, y=y, name=name, mode=mode)
-    return go.Scatter(x=x, y=y, name=name, mode=mode, text=text, textposition="top left", hovertext=text,
+        return go.Scatter(x=x, y=json_safe(y), name=name, mode=mode)
+    # labels to the right of an event in the left half of the run, to its left in the right half: never cut
+    return go.Scatter(x=x, y=json_safe(y), name=name, mode=mode, text=text, textposition=_sides(x, steps),
+                      hovertext=text, cliponaxis=False, textfont=dict(size=11),
                       marker=dict(symbol="triangle-down", size=11, color="crimson"), showlegend=name == EVENTS,
                       legendgroup=EVENTS)
+
+
+def _sides(x, steps):
+    last = steps[-1]["step"] if steps else (max(x) if x else 1)
+    return text_sides(x, 0, last)
 
 
 def training_figure(history, metrics=("loss", "accuracy"), title: str = "training", *, smooth: float = 0.0,
@@ -79,13 +87,16 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
                         specs=[[{}, {"rowspan": 2}], [{}, None]],
                         subplot_titles=("loss", "epoch metrics", "learning rate"))
     for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
-        fig.add_trace(_trace(name, x, y, mode, *text), row=row, col=col)
+        fig.add_trace(_trace(name, x, y, mode, *text, steps=history.steps), row=row, col=col)
     fig.update_xaxes(title_text="step", row=2, col=1)
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text="lr", row=2, col=1)
+    fig.update_yaxes(title_text="metric", row=1, col=2)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
     fig.update_yaxes(type="log", row=2, col=1)
     fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
-    fig.update_layout(title=title, height=480, margin=dict(l=50, r=20, t=70, b=40),
-                      legend=dict(orientation="h", y=-0.14), updatemenus=[dict(
+    style(fig, title=title, height=480, margin=dict(l=60, r=20, t=80, b=50))
+    fig.update_layout(updatemenus=[dict(
         type="buttons", direction="right", x=0.56, y=1.0, xanchor="right", yanchor="bottom", showactive=True,
         pad=dict(r=0, t=0, b=2, l=0), font=dict(size=10),
         active=1 if log_loss else 0, buttons=[
@@ -100,11 +111,12 @@ def update_training_figure(fig, history, metrics=("loss", "accuracy"), *, smooth
     for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
         trace = by_name.get(name)
         if trace is None:
-            fig.add_trace(_trace(name, x, y, mode, *text), row=row, col=col)
+            fig.add_trace(_trace(name, x, y, mode, *text, steps=history.steps), row=row, col=col)
         else:
-            trace.x, trace.y = x, y
+            trace.x, trace.y = x, json_safe(y)
             if text:
                 trace.text = trace.hovertext = text[0]
+                trace.textposition = _sides(x, history.steps)
     wanted = {f"loss (EMA {smooth:g})"} if smooth else set()
     for trace in fig.data:   # a smoothing switched off (or changed) hides the old EMA curve
         if trace.name.startswith("loss (EMA") and trace.name not in wanted:
@@ -112,21 +124,35 @@ def update_training_figure(fig, history, metrics=("loss", "accuracy"), *, smooth
 
 
 def lr_find_figure(result, title: str = "learning-rate finder") -> go.Figure:
-    """Smoothed loss against the lr (log axis) of an :func:`ftkit.lr_find` result, its suggestions marked."""
+    """Smoothed loss against the lr (log axis) of an :func:`ftkit.lr_find` result: the valley (the stretch where
+    the loss falls) shaded, the suggestion marked in its middle (its value in the legend and the title, so no
+    label sits on another); without a suggestion, the reason written in the plot."""
     fig = go.Figure()
-    fig.add_scatter(x=result.lrs, y=result.raw_losses, name="loss", mode="lines", line=dict(color="lightgray"))
-    fig.add_scatter(x=result.lrs, y=result.losses, name=f"loss (EMA {result.smooth:g})", mode="lines")
-    names = list(result.suggestions)
-    fig.add_scatter(x=[result.suggestions[n] for n in names],
-                    y=[_at(result.lrs, result.losses, result.suggestions[n]) for n in names],
-                    name="suggested lr", mode="markers+text", text=[f"{n}: {result.suggestions[n]:.2g}" for n in names],
-                    textposition="top right", marker=dict(size=12, color="crimson", symbol="circle-open"))
-    low, high = min(result.losses), result.losses[0] * 1.3 + 0.05   # the start, not the blow-up, sets the top
+    fig.add_scatter(x=result.lrs, y=json_safe(result.raw_losses), name="loss", mode="lines",
+                    line=dict(color="lightgray"))
+    fig.add_scatter(x=result.lrs, y=json_safe(result.losses), name=f"loss (EMA {result.smooth:g})", mode="lines",
+                    line=dict(color="#1f77b4"))
+    finite = [v for v in result.losses if math.isfinite(v)]
+    start = [v for v in result.raw_losses[:max(3, len(result.raw_losses) // 10)] if math.isfinite(v)]
+    low, high = min(finite), max(max(start, default=finite[0]), finite[0]) * 1.15 + 0.02   # the blow-up is cut
+    if result.suggestion is not None:
+        a, b = result.valley
+        fig.add_vrect(x0=a, x1=b, fillcolor="#2ca02c", opacity=0.08, line_width=0)
+        fig.add_scatter(x=[a, b], y=[_at(result.lrs, result.losses, v) for v in (a, b)], mode="markers",
+                        name=f"valley {a:.2g} → {b:.2g}", marker=dict(symbol="line-ns-open", size=14,
+                                                                        color="#2ca02c", line=dict(width=2)))
+        fig.add_scatter(x=[result.suggestion], y=[_at(result.lrs, result.losses, result.suggestion)],
+                        name=f"suggested lr {result.suggestion:.2g}", mode="markers",
+                        marker=dict(size=14, color="crimson", symbol="circle-open", line=dict(width=3)))
+        title = f"{title} · suggested lr {result.suggestion:.2g}"
+    else:
+        fig.add_annotation(text=result.message.replace("; ", ";<br>"), xref="paper", yref="paper", x=0.02,
+                           y=0.98, xanchor="left", yanchor="top", showarrow=False, align="left",
+                           font=dict(color=INFO, size=12), bgcolor="rgba(255,255,255,0.85)")
+        title = f"{title} · no suggestion"
     fig.update_xaxes(type="log", title_text="learning rate")
     fig.update_yaxes(title_text="loss", range=[low - 0.08 * (high - low), high])
-    fig.update_layout(title=f"{title} · suggestion {result.suggestion:.2g}", height=340,
-                      margin=dict(l=50, r=20, t=60, b=40))
-    return fig
+    return style(fig, title=title, height=360, margin=dict(l=60, r=20, t=60, b=50))
 
 
 def _at(xs, ys, x):
@@ -152,20 +178,27 @@ def compare_runs(runs: dict, metric: str | None = None, *, smooth: float = 0.9, 
                        if all(m in cols for cols in logged)), "train_loss")
     base = metric.split("_", 1)[1] if metric.startswith(("train_", "val_")) else metric
     fig = make_subplots(rows=1, cols=2, subplot_titles=(f"loss per step (EMA {smooth:g})", f"{base} per epoch"))
-    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880"]
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#e377c2", "#7f7f7f"]
+    # runs that agree draw on top of each other: the first is wide and pale, each later one narrower on top, so
+    # every run stays visible; train is an open marker on a dashed line, validation a filled one on a solid line
     for i, (label, (history, params)) in enumerate(items.items()):
-        color = palette[i % len(palette)]
+        color, width, size = palette[i % len(palette)], max(6 - 2.5 * i, 1.5), max(16 - 5 * i, 7)
         name = label + (" (" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "")
-        fig.add_scatter(x=[r["step"] for r in history.steps], y=ema([r["loss"] for r in history.steps], smooth),
-                        name=name, legendgroup=label, mode="lines", line=dict(color=color), row=1, col=1)
-        for split, dash in (("train", "dash"), ("val", "solid")):
+        fig.add_scatter(x=[r["step"] for r in history.steps], y=json_safe(ema([r["loss"] for r in history.steps],
+                                                                                smooth)),
+                        name=f"{name}: loss", legendgroup=label, mode="lines", opacity=0.9 if i else 0.45,
+                        line=dict(color=color, width=width), row=1, col=1)
+        for split, dash, symbol in (("train", "dash", "circle-open"), ("val", "solid", "circle")):
             key = f"{split}_{base}"
             rows = [r for r in history.epochs if key in r]
             if rows:
-                fig.add_scatter(x=[r["epoch"] for r in rows], y=[r[key] for r in rows], name=f"{label} {key}",
-                                legendgroup=label, showlegend=False, mode="lines+markers",
-                                line=dict(color=color, dash=dash), row=1, col=2)
+                fig.add_scatter(x=[r["epoch"] for r in rows], y=json_safe([r[key] for r in rows]),
+                                name=f"{label}: {key}", legendgroup=label, mode="lines+markers",
+                                opacity=0.9 if i else 0.45, line=dict(color=color, dash=dash, width=width),
+                                marker=dict(symbol=symbol, size=size, line=dict(width=2, color=color)),
+                                row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_layout(title=title, height=380, margin=dict(l=50, r=20, t=60, b=40))
-    return fig
+    fig.update_yaxes(title_text="loss", row=1, col=1)
+    fig.update_yaxes(title_text=base, row=1, col=2)
+    return style(fig, title=title, height=400, margin=dict(l=60, r=20, t=60, b=50))

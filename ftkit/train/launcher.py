@@ -65,7 +65,8 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
         kernel = _kernel_state()
         os.environ.update(env)
         try:
-            notebook_launcher(worker, args, num_processes=num_processes, use_port=str(port or _free_port()))
+            with _without_launch_banner():
+                notebook_launcher(worker, args, num_processes=num_processes, use_port=str(port or _free_port()))
         except Exception as e:
             raise _worker_error(tmp, num_processes, e) from None
         finally:
@@ -139,10 +140,47 @@ def _restore_kernel_state(state: tuple) -> None:
 
 
 def _text_progress_bars() -> None:
-    """A forked worker cannot reach the notebook front-end (its widget messages are dropped): text bars instead."""
+    """A forked worker cannot reach the notebook front-end (its widget messages are dropped): text bars instead,
+    on stdout (tqdm's default, stderr, shows as a pink error block in a notebook)."""
+    import sys
     import tqdm.auto
     import tqdm.std
-    tqdm.auto.tqdm = tqdm.std.tqdm
+
+    class StdoutBar(tqdm.std.tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("file", sys.stdout)
+            super().__init__(*args, **kwargs)
+    tqdm.auto.tqdm = StdoutBar
+
+
+class _without_launch_banner:
+    """Drop accelerate's "Launching training on 2 CUDAs." line: it names the device type accelerate guesses (CUDA
+    on a machine without a GPU), while ``launch`` has already printed what it really starts. Everything else
+    written to stdout passes through unchanged."""
+
+    def __enter__(self):
+        import sys
+        self.stdout = sys.stdout
+        outer = self
+
+        class Filter:
+            dropped = False
+
+            def write(self, text):
+                if text.startswith("Launching training on") or (self.dropped and text == "\n"):
+                    self.dropped = not self.dropped     # the banner, then print's own newline
+                    return len(text)
+                return outer.stdout.write(text)
+
+            def __getattr__(self, name):
+                return getattr(outer.stdout, name)
+        sys.stdout = Filter()
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+        sys.stdout = self.stdout
+        return False
 
 
 def _pin_gpu() -> None:

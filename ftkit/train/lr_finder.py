@@ -1,5 +1,14 @@
 """The learning-rate range test (Smith 2015; fastai's ``lr_find``): train a few steps while the lr grows
-exponentially from ``start_lr`` to ``end_lr``, watch the smoothed loss, and pick an lr where it falls fastest.
+exponentially from ``start_lr`` to ``end_lr``, watch the smoothed loss, and suggest an lr from the stretch where
+it falls.
+
+**The suggestion** ("valley", as fastai's default since 2021): the smoothed loss starts flat (the lr is too small
+to move anything), falls, reaches its minimum and blows up. The valley is the fall: from where the loss has lost
+5 % of its total drop to its minimum. The suggestion is the lr in its middle on the log axis (the geometric mean of
+both ends): large enough to learn fast, a safe factor below the lr at the minimum, which is already close to
+divergence. The steepest point is not used: on a noisy flat start the steepest wiggle sits anywhere. When the
+curve never falls by more than its noise (or 2 %), there is no suggestion (``suggestion is None``) and
+:meth:`LRFinderResult.advice` says so and what to try.
 
 The lr of step ``i`` (of ``n = num_steps``) is :math:`\\eta_i = \\eta_{start}\\,(\\eta_{end}/\\eta_{start})^{i/(n-1)}`
 (every param group keeps its ratio to group 0). The run stops early once the smoothed loss exceeds ``diverge``
@@ -24,19 +33,29 @@ __all__ = ["lr_find", "LRFinderResult"]
 
 @dataclass
 class LRFinderResult:
-    """``lrs`` tried, ``losses`` (EMA-smoothed, debiased) and ``raw_losses``; ``suggestion`` (the steepest
-    descent of the smoothed loss before its minimum) and ``suggestions`` (also ``minimum/10``)."""
+    """``lrs`` tried, ``losses`` (EMA-smoothed, debiased) and ``raw_losses``; ``suggestion`` (the middle of the
+    valley, see the module notes; None when the loss never fell) and ``suggestions`` (``valley``, ``minimum/10``);
+    ``valley``: the (start, end) lrs of the fall; ``message``: why there is no suggestion."""
     lrs: list[float]
     losses: list[float]
     raw_losses: list[float]
-    suggestion: float
+    suggestion: float | None
     suggestions: dict = field(default_factory=dict)
     smooth: float = 0.98
     stopped_early: bool = False
+    valley: tuple | None = None
+    message: str = ""
+
+    def advice(self) -> str:
+        """One line a beginner can act on: the lr to use, or why there is none and what to try."""
+        if self.suggestion is None:
+            return self.message
+        return (f"suggested lr {self.suggestion:.2g} (the middle of the loss's fall, {self.valley[0]:.2g} → "
+                f"{self.valley[1]:.2g}); set your lr to it")
 
     def __repr__(self):
-        return (f"LRFinderResult({len(self.lrs)} steps, lr {self.lrs[0]:.2g} → {self.lrs[-1]:.2g}, suggestion "
-                f"{self.suggestion:.3g}, " + ", ".join(f"{k} {v:.3g}" for k, v in self.suggestions.items()) + ")")
+        return (f"LRFinderResult({len(self.lrs)} steps, lr {self.lrs[0]:.2g} → {self.lrs[-1]:.2g}: "
+                + self.advice() + ")")
 
 
 class _Ramp(Callback):
@@ -107,16 +126,33 @@ def lr_find(model, train_loader, loss, optimizer, *, start_lr: float = 1e-7, end
                          f"(now {start_lr:g}); the model was restored")
     lrs, raw = [r["lr"] for r in rows], [r["loss"] for r in rows]
     losses = ema(raw, smooth)
-    return LRFinderResult(lrs, losses, raw, *_suggest(lrs, losses), smooth=smooth, stopped_early=ramp.stopped)
+    suggestion, suggestions, valley, message = _suggest(lrs, losses, raw, smooth)
+    return LRFinderResult(lrs, losses, raw, suggestion, suggestions, smooth=smooth, stopped_early=ramp.stopped,
+                          valley=valley, message=message)
 
 
-def _suggest(lrs, losses):
-    """(steepest, {'steep': …, 'minimum/10': …}): the steepest fall of the smoothed loss per log-lr, searched
-    before the minimum (past it the loss climbs), and a tenth of the lr at the minimum."""
-    low = min(range(len(losses)), key=losses.__getitem__)
-    skip = max(1, len(losses) // 10)          # the first steps: the average is still warming up
-    end = max(low, skip + 2)
-    slopes = [(losses[i + 1] - losses[i - 1]) / (math.log(lrs[i + 1]) - math.log(lrs[i - 1]))
-              for i in range(skip, min(end, len(lrs) - 1))]
-    steep = lrs[skip + min(range(len(slopes)), key=slopes.__getitem__)] if slopes else lrs[low] / 10
-    return steep, {"steep": steep, "minimum/10": lrs[low] / 10}
+def _suggest(lrs, losses, raw, smooth):
+    """(suggestion, {'valley': …, 'minimum/10': …}, (valley start lr, end lr), message); see the module notes.
+
+    The valley is found on a *centred* running mean of the raw losses (±``w`` steps): the EMA drawn in the figure
+    lags a falling curve by ~smooth/(1 − smooth) steps (49 at 0.98, several decades of lr), which would push
+    the valley to the right; a centred mean does not lag."""
+    n = len(raw)
+    w = max(2, n // 25)
+    c = [sum(raw[max(0, i - w):i + w + 1]) / len(raw[max(0, i - w):i + w + 1]) for i in range(n)]
+    head = sorted(raw[:max(3, n // 10)])
+    start = head[len(head) // 2]                  # the loss before anything moves: a median, robust to a spike
+    low = min(range(n), key=c.__getitem__)
+    drop = start - c[low]
+    spread = (sum((x - start) ** 2 for x in head) / len(head)) ** 0.5     # the raw noise of the flat start
+    if drop <= max(4 * spread / math.sqrt(2 * w + 1), 0.02 * abs(start)):
+        message = (f"no suggestion: the loss never fell (from {start:.3g} its lowest smoothed value is "
+                   f"{c[low]:.3g} at lr {lrs[low]:.2g}); try a smaller start_lr, check the data and labels, or "
+                   "train a few steps first")
+        return None, {}, None, message
+    begin = low
+    while begin > 0 and c[begin - 1] < start - 0.05 * drop:              # back to where the fall began
+        begin -= 1
+    suggestion = math.sqrt(lrs[begin] * lrs[low])
+    shown = min(range(n), key=losses.__getitem__)  # fastai's other rule, on the curve the figure draws
+    return suggestion, {"valley": suggestion, "minimum/10": lrs[shown] / 10}, (lrs[begin], lrs[low]), ""

@@ -26,6 +26,7 @@ import ipywidgets as widgets
 from traitlets import TraitError, validate
 
 from ..core import Callback, History
+from ..plots.style import INFO, WARN
 from ..plots.training import lr_find_figure, training_figure, update_training_figure
 from ..train.callbacks import ParamControl
 from ..train.lr_finder import lr_find
@@ -89,7 +90,9 @@ class TrainingDashboard(Callback):
         self.slider = _LRSlider(value=lo, base=10, min=math.log10(lo), max=math.log10(hi), step=0.01,
                                 description="lr", continuous_update=False, readout_format=".2e",
                                 layout=widgets.Layout(width="420px"))
-        self.slider.refused = self._say
+        self.slider.refused = lambda text: self._say(text, warn=True)
+        self._paused_s = 0.0                # seconds spent paused (or in the LR finder) since the fit started
+        self._paused_epoch = 0.0            # … in the current epoch: taken out of its ``time``
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger",
                                           tooltip="end training after the current batch")
         self.pause_button = widgets.Button(description="Pause", icon="pause",
@@ -129,8 +132,10 @@ class TrainingDashboard(Callback):
         return LiveFigure(figure, self.every_ms, live=_kernel() is not None)
 
     # ------------------------------------------------------------------ user actions (any thread)
-    def _say(self, text: str) -> None:
-        self.message.value = f"<span style='color:#b00'>{html.escape(text)}</span>" if text else ""
+    def _say(self, text: str, warn: bool = False) -> None:
+        """A line beside the controls: normal text, red only for a warning (a refused value, a failure)."""
+        self.message.value = (f"<span style='color:{WARN if warn else INFO}'>{html.escape(text)}</span>"
+                              if text else "")
 
     def _on_slider(self, change):
         if getattr(self._local, "syncing", False):
@@ -189,11 +194,22 @@ class TrainingDashboard(Callback):
         self.progress.max = max(1, (state.batches_per_epoch or 0) * state.epochs)
         self.slider.disabled = self.pause_button.disabled = self.lr_find_button.disabled = False
         self.stop_button.disabled, self.stop_button.description = self.control.stop_requested, "Stop"
-        self._t0 = time.perf_counter()
+        self._t0, self._paused_s, self._paused_epoch = time.perf_counter(), 0.0, 0.0
         self.readout.value = f"starting: {state.epochs} epochs × {state.batches_per_epoch or '?'} batches"
 
+    def on_epoch_start(self, state):
+        self._paused_epoch = 0.0
+
     def on_batch_start(self, state):
+        t0 = time.perf_counter()
         self.control.on_batch_start(state)
+        if self._want_lr_find or self.paused:
+            self._hold(state)
+            held = time.perf_counter() - t0      # not training time: out of the rate and the epoch's time
+            self._paused_s += held
+            self._paused_epoch += held
+
+    def _hold(self, state):
         self._maybe_find_lr(state)
         if self.paused:
             self.refresh(state, force=True, status=f"paused before step {state.step + 1}: press Resume")
@@ -211,14 +227,13 @@ class TrainingDashboard(Callback):
             result = lr_find(state.model, self.train_loader, state.loss_fn, state.optimizer, device=state.device,
                              num_steps=self.lr_find_steps)
         except Exception as e:   # the training goes on: the model and optimizer were restored
-            self._say(f"LR finder failed: {e}")
+            self._say(f"LR finder failed: {e}", warn=True)
         else:
             self.lr_find_result = result
-            self._say(f"LR finder: suggestion {result.suggestion:.2g} (" + ", ".join(
-                f"{k} {v:.2g}" for k, v in result.suggestions.items()) + "); move the slider to use it")
+            self._say(f"LR finder: {result.advice()}")
             if self.view.widget is not None:
-                import plotly.graph_objects as go
-                self.lr_find_box.children = (go.FigureWidget(lr_find_figure(result)),)
+                from .figure_widget import FigureWidget
+                self.lr_find_box.children = (FigureWidget(lr_find_figure(result)),)
         finally:
             self.lr_find_button.disabled, self.lr_find_button.description = False, "LR finder"
 
@@ -226,11 +241,16 @@ class TrainingDashboard(Callback):
         self.refresh(state)
 
     def on_epoch_end(self, state):
+        if "time" in state.logs:       # the epoch's training time: without the pauses and LR-finder runs
+            state.logs["time"] = max(state.logs["time"] - self._paused_epoch, 0.0)
+            state.logs["paused_s"] = self._paused_epoch
+        self._paused_epoch = 0.0
         self.refresh(state, force=True)
 
     def on_fit_end(self, state):
         self.refresh(state, force=True, status=state.stop_reason or "finished")
         self.slider.disabled = self.stop_button.disabled = self.pause_button.disabled = True
+        self.stop_button.description = "Stopped" if self.control.stop_requested else "Stop"   # never "Stopping…"
         self.lr_find_button.disabled = True
         self.control, self._manual, self._ended = ParamControl(source="slider"), False, True  # a later fit starts clean
         self._want_lr_find = False
@@ -263,7 +283,7 @@ class TrainingDashboard(Callback):
             f"<b>epoch {state.epoch}/{state.epochs}</b> · batch {state.batch_idx + 1}/{state.batches_per_epoch or '?'}"
             f" · step {state.step} · loss {state.loss:.4g} · lr {lr:.3g} "
             f"({'set by hand: ' + ', '.join(manual) if manual else 'schedule'})"
-            f" · {batches / max(now - self._t0, 1e-9):.1f} batches/s<br>{html.escape(status)}")
+            f" · {batches / max(now - self._t0 - self._paused_s, 1e-9):.1f} batches/s<br>{html.escape(status)}")
         self.epoch_table.value = "<br>".join(
             " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
             for row in state.history.epochs[-5:])

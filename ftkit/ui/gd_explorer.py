@@ -15,6 +15,7 @@ from ..optviz.races import OptimizerPath
 from ..optviz.surfaces import SURFACES, Surface, convergence_rate, make_surface, predicted_rate
 from ..optviz.gd_engine import GD_SCHEDULES
 from ..plots.descent import basin_figure, surface_figure, update_basin_figure, update_surface_figure
+from .figure_widget import FigureWidget
 
 __all__ = ["GDExplorer"]
 
@@ -88,15 +89,19 @@ class GDExplorer:
         self.basin_grid = W.IntSlider(value=basin_grid, min=0, max=32, step=4, description="basin grid", **wide)
         self.status = W.HTML()
         self.figure = surface_figure(surface, labels=_EXPLORER_OPTIMIZERS, grid=grid, show_3d=True,
-                                     figure_cls=go.FigureWidget)
-        self.basin_figure = basin_figure(labels=_EXPLORER_OPTIMIZERS, figure_cls=go.FigureWidget,
+                                     figure_cls=FigureWidget)
+        self.basin_figure = basin_figure(labels=_EXPLORER_OPTIMIZERS, figure_cls=FigureWidget,
                                          title="basins: where each start of the grid settles")
         self.basin_box = W.Box([self.basin_figure], layout=W.Layout(display="" if basin_grid > 0 else "none"))
         self._drawn = (surface.name, surface.formula)
         controls = W.VBox([self.function, self.optimizers, self.lr, self.lr_edge, self.momentum, self.beta1,
                            self.beta2, self.steps, self.kappa, W.HBox([self.start_x, self.start_y]), self.noise,
                            self.seed, self.schedule, self.engine, self.basin_grid, self.status])
-        self.widget = W.VBox([controls, self.figure, self.basin_box])
+        self.figure_box = W.Box([self.figure])   # a plain box carries the CSS class (the anywidget figure does not)
+        self.widget = W.VBox([controls, self.figure_box, self.basin_box])
+        for w, name in ((self.widget, "explorer"), (self.lr, "explorer-lr"), (self.status, "explorer-status"),
+                        (self.figure_box, "explorer-paths"), (self.basin_box, "explorer-basins")):
+            w.add_class(f"ftkit-{name}")  # stable hooks for CSS and browser tests
         self.function.observe(self._on_function, "value")
         for w in (self.optimizers, self.lr, self.momentum, self.beta1, self.beta2, self.steps, self.kappa,
                   self.start_x, self.start_y, self.noise, self.seed, self.schedule, self.engine, self.basin_grid):

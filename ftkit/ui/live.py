@@ -183,8 +183,8 @@ class LiveFigure:
         self.widget = None
         if live:
             try:
-                import plotly.graph_objects as go
-                self.widget = go.FigureWidget(figure)
+                from .figure_widget import FigureWidget   # its state follows the figure: a page reload redraws it
+                self.widget = FigureWidget(figure)
             except Exception:   # no anywidget (plotly >= 6): the static figure at the end only
                 self.widget = None
         self.figure = self.widget if self.widget is not None else figure
@@ -210,11 +210,18 @@ class LiveFigure:
         return True
 
     def finish(self, static, handle=None) -> None:
-        """Replace the live view (its display ``handle``) by the static figure, or display it."""
+        """Replace the live view (its display ``handle``) by the static figure, or display it.
+
+        The figure goes as its mime bundle (``raw=True``): given the figure object, IPython would call plotly's
+        ``_ipython_display_``, which shows a *new* output and leaves the live view in place — the same training
+        figure twice."""
         from IPython.display import display
         handle = handle or self.handle
         try:
-            handle.update(static) if handle is not None else display(static)
+            if handle is not None:
+                handle.update(static._repr_mimebundle_(), raw=True)
+            else:
+                display(static)
         except Exception:
             pass
 
