@@ -19,12 +19,13 @@ Rules (what a reader of any notebook can count on):
 """
 from __future__ import annotations
 
+import ast
 import difflib
 import os
 import types
 from dataclasses import dataclass, field
 
-__all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "ListOf", "Path", "OutputDir",
+__all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "ListOf", "Path", "OutputDir", "Device",
            "choose_preset", "PRESETS"]
 
 PRESETS = ("auto", "cpu", "gpu")
@@ -157,7 +158,11 @@ class ListOf(Spec):
 
     def _check(self, name, value):
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            hint = f"; write {name}=[{value!r}]" if isinstance(value, (str, int, float)) else ""
+            if isinstance(value, str) and value.strip()[:1] in "[(":   # papermill -p passes text, not a list
+                hint = (f"; papermill's -p passes text: give a list with -y, e.g. papermill ... -y "
+                        f"'{name}: {value.strip()}'")
+            else:
+                hint = f"; write {name}=[{value!r}]" if isinstance(value, (str, int, float)) else ""
             self.fail(name, value, hint)
         if len(value) < self.min_len:
             self.fail(name, value, f" with at least {self.min_len} item(s)")
@@ -204,6 +209,24 @@ class OutputDir(Spec):
         return os.fspath(value)
 
 
+@dataclass
+class Device(Spec):
+    """``"auto"`` (cuda → mps → cpu), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``."""
+
+    def describe(self):
+        return "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'" + (" or None" if self.optional else "")
+
+    def _check(self, name, value):
+        text = str(value) if type(value).__name__ == "device" else value   # a torch.device passes as its name
+        if not isinstance(text, str):
+            self.fail(name, value)
+        base, _, index = text.partition(":")
+        if base not in ("auto", "cpu", "cuda", "mps") or (index and not (base == "cuda" and index.isdigit())):
+            near = difflib.get_close_matches(text, ["auto", "cpu", "cuda", "mps"], n=1)
+            self.fail(name, value, f"; did you mean {near[0]!r}?" if near else "")
+        return text
+
+
 def _bounds(low, high) -> str:
     if low is not None and high is not None:
         return f" from {low} to {high}"
@@ -228,23 +251,45 @@ def choose_preset(preset: str = "auto") -> tuple[str, str]:
 
 @dataclass
 class Setup:
-    """What :func:`setup` decided: the preset, why, and every checked parameter."""
+    """What :func:`setup` decided: the preset, why, every checked parameter, and the result to expect."""
     preset: str
     why: str
     params: dict = field(default_factory=dict)
     from_preset: tuple = ()
+    expected: dict = field(default_factory=dict)
 
     def __getitem__(self, name):
         return self.params[name]
 
+    def expect(self, got: str = "") -> str:
+        """One line for the result cell: what this run got beside what each preset is expected to give."""
+        mine = self.expected.get(self.preset)
+        lines = [f"got {got}" if got else ""]
+        if mine:
+            lines.append(f"expected with preset {self.preset!r}: {mine}")
+        lines += [f"preset {p!r}: {e}" for p, e in self.expected.items() if p != self.preset]
+        return "; ".join(x for x in lines if x)
+
+
+def _minutes(value) -> str:
+    return f"about {value:g} min" if isinstance(value, (int, float)) else f"about {value}"
+
 
 def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | None = None,
-          minutes: dict[str, float] | None = None, quiet: bool = False) -> Setup:
+          minutes: dict[str, float | str] | None = None, expected: dict[str, str] | None = None,
+          quiet: bool = False) -> Setup:
     """Check the notebook's parameters in ``namespace`` (its ``globals()``) against ``spec``, fill the ones left
-    at ``None`` from the chosen preset, write the results back, and print the preset line."""
+    at ``None`` from the chosen preset, write the results back, and print the preset line.
+
+    ``minutes``: the expected run time per preset (a number, or a text such as ``"12 min on a T4 (not run)"``);
+    ``expected``: the result each preset should give, for :meth:`Setup.expect`.
+    """
     presets = presets or {}
     spec = {"preset": Choice(*PRESETS, help="'auto' picks 'gpu' where CUDA is there"), **spec}
-    unknown = sorted(n for n, v in namespace.items() if _looks_like_parameter(n, v) and n not in spec)
+    candidates = _parameter_cell_names(namespace)
+    if candidates is None:    # not in a kernel (or no parameters cell in its history): every variable there
+        candidates = [n for n, v in namespace.items() if _looks_like_parameter(n, v)]
+    unknown = sorted(n for n in candidates if n not in spec and not n.startswith("_"))
     if unknown:
         name = unknown[0]
         near = difflib.get_close_matches(name, list(spec), n=1)
@@ -266,20 +311,44 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
         value = values[name] if name in filled else namespace[name]
         checked[name] = kind.check(name, value)
     namespace.update(checked)
-    result = Setup(preset, why, checked, filled)
+    result = Setup(preset, why, checked, filled, dict(expected or {}))
     if not quiet:
         others = [p for p in presets if p != preset]
-        eta = f"about {minutes[preset]:g} min" if minutes and preset in minutes else ""
+        eta = _minutes(minutes[preset]) if minutes and preset in minutes else ""
         print(f"preset {preset!r} ({why})" + (f": {eta}" if eta else "")
               + (f"; preset={others[0]!r} runs " + ("the full experiment" if others[0] == "gpu" else "the small one")
-                 + (f" (about {minutes[others[0]]:g} min)" if minutes and others[0] in minutes else "")
+                 + (f" ({_minutes(minutes[others[0]])})" if minutes and others[0] in minutes else "")
                  if others else "")
               + (f". From the preset: " + ", ".join(f"{n}={checked[n]!r}" for n in filled) if filled else ""))
+        if result.expected.get(preset):
+            print(f"expected result: {result.expected[preset]}")
     return result
 
 
+def _parameter_cell_names(namespace: dict) -> list[str] | None:
+    """In a kernel: the names the parameters cell (and papermill's injected cell after it) assigned, read from the
+    kernel's input history back to the cell that sets ``preset``. Variables later cells made on an earlier *Run
+    All* are then no "unknown parameter". ``None`` outside a kernel or when no such cell is in the history."""
+    cells = namespace.get("In") or namespace.get("_ih")
+    if not isinstance(cells, list) or len(cells) < 2:
+        return None
+    names: list[str] = []
+    for source in reversed(cells[:-1]):                  # the last entry is the running setup cell itself
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, TypeError):
+            continue
+        assigned = [t.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
+                    for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+                    if isinstance(t, ast.Name)]
+        names += assigned
+        if "preset" in assigned:
+            return names
+    return None
+
+
 def _looks_like_parameter(name: str, value) -> bool:
-    if name.startswith("_") or name in _KERNEL_NAMES:
+    if name.startswith("_") or name in _KERNEL_NAMES or name.isupper():   # parameters are snake_case; CONSTANTS
         return False
     return not isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)) \
         and not callable(value)

@@ -49,12 +49,13 @@ def notebook_problems(path) -> list[str]:
     return problems
 
 
-def execute_notebook(name: str, out_dir: Path, check: bool = True, **parameters) -> dict:
-    """Run ``notebooks/<name>`` with papermill and return the metrics JSON it wrote to ``output_dir``; with
-    ``check`` (the default) fail on anything :func:`notebook_problems` finds in the executed notebook."""
+def execute_notebook(name: str, out_dir: Path, check: bool = True, *, cwd: Path = ROOT, **parameters) -> dict:
+    """Run ``notebooks/<name>`` with papermill from ``cwd`` (the repository root, as a user running
+    ``papermill notebooks/...`` would) and return the metrics JSON it wrote to ``output_dir``; with ``check`` (the
+    default) fail on anything :func:`notebook_problems` finds in the executed notebook."""
     import papermill as pm
     out_dir.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(NOTEBOOKS / name), str(out_dir / name), cwd=str(NOTEBOOKS), kernel_name="python3",
+    pm.execute_notebook(str(NOTEBOOKS / name), str(out_dir / name), cwd=str(cwd), kernel_name="python3",
                         parameters={**parameters, "output_dir": str(out_dir)}, progress_bar=False)
     if check:
         problems = notebook_problems(out_dir / name)
@@ -65,6 +66,24 @@ def execute_notebook(name: str, out_dir: Path, check: bool = True, **parameters)
 
 @pytest.fixture
 def run_notebook(tmp_path):
-    def run(name, **parameters):
-        return execute_notebook(name, tmp_path, **parameters)
+    def run(name, *, check: bool = True, cwd: Path = ROOT, **parameters):
+        return execute_notebook(name, tmp_path, check, cwd=cwd, **parameters)
     return run
+
+
+def setup_cell_error(name: str, tmp_path: Path, **parameters):
+    """Run ``notebooks/<name>`` by papermill with a bad parameter; return the PapermillExecutionError after checking
+    that it came from the setup cell (the one calling ``setup(globals(), ...)``) and that nothing ran after it."""
+    import nbformat
+    import papermill as pm
+    out = tmp_path / name
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(NOTEBOOKS / name), str(out), cwd=str(ROOT), kernel_name="python3",
+                            parameters={"output_dir": str(tmp_path / "out"), **parameters}, progress_bar=False)
+    err = info.value
+    assert err.ename == "ParameterError", (err.ename, err.evalue)
+    assert "setup(globals()" in err.source, err.source[:200]
+    executed = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
+                and c.get("execution_count") is not None]
+    assert "setup(globals()" in executed[-1].source      # the setup cell was the last one to run
+    return err

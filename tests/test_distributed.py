@@ -18,7 +18,7 @@ from ftkit.train.callbacks import Callback, ModelCheckpoint
 from ftkit.core import StopTraining
 from ftkit.data.images import TensorLoader
 from ftkit.train.distributed import _bounds, shard
-from ftkit.train.launcher import _cells_touching_cuda, launch
+from ftkit.train.launcher import _cells_touching_cuda, launch, why_not_launch
 
 N, BATCH = 100, 16          # 7 global batches per epoch, the last one of 4 samples (2 per process)
 
@@ -349,6 +349,33 @@ def test_slices_partition_every_batch():
 def test_one_process_runs_the_plain_loop():
     assert ftkit.train.distributed.distributed_for(None) is None                  # no WORLD_SIZE: fit is unchanged
     assert launch(lambda a: a + 1, 41, num_processes=1, device="cpu") == 42
+
+
+def test_a_launch_leaves_the_kernel_as_it_found_it():
+    """A 1-process launch runs train_fn in the calling process (the kernel): its thread count and progress bars
+    come back as they were, whatever train_fn changed."""
+    import tqdm.auto
+
+    def meddle():
+        torch.set_num_threads(1)
+        tqdm.auto.tqdm = object
+        return 7
+
+    threads, bar = torch.get_num_threads(), tqdm.auto.tqdm
+    assert launch(meddle, num_processes=1, device="cpu") == 7
+    assert (torch.get_num_threads(), tqdm.auto.tqdm) == (threads, bar)
+
+
+def test_why_not_launch_explains_instead_of_pretending(monkeypatch):
+    cores = os.cpu_count()
+    assert why_not_launch(2, "cpu") is None if cores >= 2 else "fewer than" in why_not_launch(2, "cpu")
+    assert "at least 2 processes" in why_not_launch(1, "cpu")
+    assert f"this machine has {cores} CPU core" in why_not_launch(cores + 1, "cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert "this machine has 1 GPU, fewer than the 2 processes" in why_not_launch(2, "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    assert why_not_launch(4, "cuda") is None
 
 
 SAMPLE = str(shipped("conll2003_sample"))

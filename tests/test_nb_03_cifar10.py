@@ -16,7 +16,7 @@ def test_cifar10_notebook(run_notebook, tmp_path):
         assert set(pickle.load(f, encoding="bytes")) == {b"data", b"labels", b"batch_label", b"filenames"}
 
     m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(data_dir), epochs=2, batch_size=64, lr=3e-3,
-                     device="cpu", num_workers=0, throughput_batches=3)
+                     device="cpu", num_workers=0, throughput_batches=3, subset=600, ddp=True, ddp_device="cpu")
     assert m["parameters"]["loader"] == "tensor" and m["parameters"]["epochs"] == 2
     assert (m["n_train"], m["n_val"], m["n_test"]) == (540, 60, 200)
     assert m["epochs_run"] == 2
@@ -31,7 +31,8 @@ def test_cifar10_notebook(run_notebook, tmp_path):
     assert list(m["per_class_accuracy"].values()) == pytest.approx(per_class.tolist())
     assert m["throughput_images_per_s"]["tensor"] > 0 and m["throughput_images_per_s"]["dataloader"] > 0
 
-    ddp = m["ddp"]                                      # "On several GPUs": 2 gloo processes vs the same on 1
+    assert m["preset"] == "cpu"                         # no CUDA here: "auto" chose the CPU preset
+    ddp = m["ddp"]                                      # "On several GPUs" (ddp=True): 2 gloo processes vs 1
     assert (ddp["processes"], ddp["device"], ddp["epochs"]) == (2, "cpu", 1)
     assert ddp["max_step_loss_difference"] <= 1e-5
     assert ddp["final_val_accuracy"] == pytest.approx(ddp["one_process_final_val_accuracy"])

@@ -16,7 +16,7 @@ def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
     tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
     m = run_notebook("04_bert_ner.ipynb", model_name_or_path=str(tiny), data_dir=str(SAMPLE),
                      epochs=3, batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu",
-                     ddp_max_steps=3)
+                     ddp=True, ddp_device="cpu", ddp_max_steps=3)
     assert (m["n_train"], m["n_dev"], m["n_test"]) == (600, 150, 150)
     assert m["labels"] == ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert m["epochs"] == 3 and m["device"] == "cpu" and m["amp"] is False

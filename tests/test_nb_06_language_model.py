@@ -1,30 +1,30 @@
-"""notebooks/06_language_model.ipynb under papermill: a tiny GPT on the first pages of the shipped texts."""
+"""notebooks/06_language_model.ipynb under papermill: a tiny GPT on the texts ftkit ships, run from notebooks/ (the
+other notebook tests run from the repository root: the shipped texts resolve from the package either way)."""
 import math
 
 import pytest
 
-from conftest import DATA
+from conftest import NOTEBOOKS
 
 pytestmark = pytest.mark.notebook
 
 
-def test_language_model_notebook(run_notebook, tmp_path, monkeypatch):
+def test_language_model_notebook(run_notebook, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 32-wide GPT is faster on one thread
-    text, finetune = tmp_path / "shakespeare.txt", tmp_path / "milton.txt"
-    text.write_text((DATA / "text" / "shakespeare.txt").read_text()[:40_000])
-    finetune.write_text((DATA / "text" / "milton.txt").read_text()[:16_000])
-    m = run_notebook("06_language_model.ipynb", text_path=str(text), finetune_text_path=str(finetune),
-                     n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=16, lr=3e-3, max_steps=120,
-                     eval_every=60, finetune_steps=60, device="cpu")
-    assert m["tokenizer"] == "char" and m["steps"] == 120 and m["device"] == "cpu"
+    m = run_notebook("06_language_model.ipynb", cwd=NOTEBOOKS,        # text paths: the defaults, "shipped:text/..."
+                     n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=16, lr=3e-3, max_steps=240,
+                     eval_every=60, finetune_steps=60, losses=["cross_entropy", "mse"], device="cpu")
+    assert m["tokenizer"] == "char" and m["steps"] == 240 and m["device"] == "cpu"
     # learned: an untrained model scores ln V ≈ 4.2 nats per character
     assert m["val_loss"] < math.log(m["vocab_size"]) - 1.0, m["val_loss"]
     assert m["val_perplexity"] == pytest.approx(math.exp(m["val_loss"]))
     assert m["bits_per_char"] == pytest.approx(m["val_loss"] / math.log(2))
-    assert list(m["losses"]) == ["cross_entropy", "label_smoothing", "mse", "combined"]
+    assert list(m["losses"]) == ["cross_entropy", "mse"]
     assert m["losses"]["cross_entropy"]["val_loss"] == m["val_loss"]
-    # every loss trained the model (the gap between them needs the real budget: see the README's numbers)
+    # both losses trained the model; past ~200 steps MSE falls behind (the notebook's claims cell asserts it too;
+    # at 120 steps both still sit at the letter-frequency stage, ≈ 2.88 nats)
     assert all(r["val_loss"] < math.log(m["vocab_size"]) - 0.8 for r in m["losses"].values()), m["losses"]
+    assert m["losses"]["mse"]["val_loss"] > m["losses"]["cross_entropy"]["val_loss"] + 0.03, m["losses"]
     ft = m["finetune"]
     assert ft["finetuned_val_loss"] < ft["val_loss_before"] and ft["finetuned_val_loss"] < ft["scratch_val_loss"], ft
     assert m["samples"]["greedy"].startswith("HAMLET.\n") and len(m["samples"]["top_k"]) == len("HAMLET.\n") + 100

@@ -60,3 +60,38 @@ def test_an_output_dir_that_cannot_be_written_is_refused_before_any_work(tmp_pat
     g = {"preset": "cpu", "output_dir": str(tmp_path / "new")}
     setup(g, {"output_dir": OutputDir()}, quiet=True)
     assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
+
+
+def test_run_all_twice_in_one_kernel_is_not_an_unknown_parameter(capsys):
+    """In a kernel the candidates are the names the parameters cell (and papermill's injected cell) assigned, read
+    from the input history back to the cell that sets ``preset``: variables later cells made on an earlier Run All
+    (``history``, ``test_accuracy``) are no typo, while a new typo in the parameters cell still is."""
+    params = "preset = 'cpu'\nepochs = None\nlr = 1e-3\noptimizer = 'adam'\nmodes = ['full']\nsubset = None"
+    first_run = ["", params, "chosen = setup(globals(), SPEC)", "history = [1, 2]\ntest_accuracy = 0.9"]
+    g = {**ns(), "history": [1, 2], "test_accuracy": 0.9, "In": first_run + [params, "chosen = setup(...)"]}
+    assert setup(g, SPEC, presets=PRESETS, quiet=True).preset == "cpu"
+    injected = "# Parameters\nepochz = 3\n"
+    g = {**ns(epochz=3), "history": [1, 2], "In": first_run + [params, injected, "chosen = setup(...)"]}
+    with pytest.raises(ParameterError, match="unknown parameter 'epochz'; did you mean 'epochs'?"):
+        setup(g, SPEC, presets=PRESETS, quiet=True)
+    # no kernel history: every snake_case variable is a candidate (CONSTANTS and _private names are not)
+    with pytest.raises(ParameterError, match="unknown parameter 'history'"):
+        setup({**ns(), "history": [1], "OPTIMIZERS": {"adam": 1}}, SPEC, presets=PRESETS, quiet=True)
+
+
+def test_device_list_hint_minutes_text_and_the_expected_line(capsys):
+    from ftkit.notebook import Device
+    g = {"preset": "cpu", "device": "cuda:1", "lrs": "[0.1, 0.2]"}
+    with pytest.raises(ParameterError, match=r"papermill's -p passes text: give a list with -y, e\.g\. "
+                                             r"papermill \.\.\. -y 'lrs: \[0\.1, 0\.2\]'"):
+        setup(g, {"device": Device(), "lrs": ListOf(Float(min=0))}, quiet=True)
+    for bad in ("gpu", "cuda:x", "cpu:0", 3):
+        with pytest.raises(ParameterError, match="expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"):
+            setup({"preset": "cpu", "device": bad}, {"device": Device()}, quiet=True)
+    res = setup({"preset": "cpu", "device": "cuda:1"}, {"device": Device()}, presets={"cpu": {}, "gpu": {}},
+                minutes={"cpu": 4, "gpu": "12 min on a T4 (not run)"}, expected={"cpu": "≈ 0.5", "gpu": "≈ 0.9"})
+    out = capsys.readouterr().out
+    assert "preset 'cpu' (set by you): about 4 min; preset='gpu' runs the full experiment (about 12 min on a T4 " \
+           "(not run))" in out and "expected result: ≈ 0.5" in out
+    assert res["device"] == "cuda:1"
+    assert res.expect("0.52") == "got 0.52; expected with preset 'cpu': ≈ 0.5; preset 'gpu': ≈ 0.9"

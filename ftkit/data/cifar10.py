@@ -189,11 +189,16 @@ def download_cifar10(data_dir) -> str:
     return os.path.join(data_dir, FOLDER)
 
 
+def _where(path: str) -> str:
+    """For a relative path: which working directory it was read from (a notebook's is not always the repo root)."""
+    return "" if os.path.isabs(path) else f" (relative to the working directory {os.getcwd()!r})"
+
+
 def _missing(data_dir: str, why: str) -> FileNotFoundError:
     return FileNotFoundError(
-        f"no CIFAR-10 batches (data_batch_1…, test_batch) in {data_dir!r} or {os.path.join(data_dir, FOLDER)!r}; "
-        f"{why}. On a machine with internet run `{DOWNLOAD_CMD.format(data_dir=data_dir)}` and copy the folder "
-        f"here, or pass data_dir= pointing at your copy")
+        f"no CIFAR-10 batches (data_batch_1…, test_batch) in {data_dir!r} or {os.path.join(data_dir, FOLDER)!r}"
+        f"{_where(data_dir)}; {why}. On a machine with internet run `{DOWNLOAD_CMD.format(data_dir=data_dir)}` and "
+        f"copy the folder here, or pass data_dir= pointing at your copy")
 
 
 def _read_split(files: list[str]) -> Split:
@@ -260,21 +265,24 @@ def _has_batches(data_dir: str) -> bool:
     return False
 
 
-def cifar10_or_synthetic(data_dir, n_train: int, *, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, str]:
+def cifar10_or_synthetic(data_dir, n_train: int, *, seed: int = 0,
+                         synthetic: bool | None = None) -> tuple[torch.Tensor, torch.Tensor, str]:
     """``(x, y, source)``: ``n_train`` normalized CIFAR-10 training images (a seeded subset, no validation split)
     when ``data_dir`` holds CIFAR-10, else as many synthetic 10-class images
     (:func:`ftkit.data.synthetic.image_classification`) with ``source="synthetic"``.
 
     Only an absent folder (or one without any CIFAR-10 file) falls back: a folder that holds some batches but
     not all, or a corrupt one, raises its error — a run never silently trains on the wrong data.
+    ``synthetic=False`` asks for CIFAR-10 only: downloaded into ``data_dir`` when missing and online, else the
+    loader's error (notebook 01's default); ``synthetic=True`` the synthetic task whatever ``data_dir`` holds.
     """
     data_dir = os.fspath(data_dir)
     check_int("n_train", n_train, meaning=" (training images)")
-    if not _has_batches(data_dir):
+    if synthetic or (synthetic is None and not _has_batches(data_dir)):
         from .synthetic import image_classification
         x, y = image_classification(n_train, num_classes=10, seed=seed)
         return x, y, "synthetic"
-    cifar = load_cifar10(data_dir, subset=n_train, val_fraction=0.0, seed=seed, download=False)
+    cifar = load_cifar10(data_dir, subset=n_train, val_fraction=0.0, seed=seed, download=synthetic is False)
     mean, std = (torch.tensor(v).view(3, 1, 1) for v in (cifar.mean, cifar.std))
     return (cifar.train.images.float() / 255 - mean) / std, cifar.train.labels, "CIFAR-10"
 

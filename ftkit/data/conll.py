@@ -153,6 +153,10 @@ def _load_hf(name: str, revision: str | None = None) -> dict[str, list[Sentence]
     return out
 
 
+def _where(path: str) -> str:
+    return "" if os.path.isabs(path) else f" (relative to the working directory {os.getcwd()!r})"
+
+
 def load_conll(data_dir="data/conll2003", *, label_column: int = -1, max_train_sentences: int | None = None,
                download: bool = True, hf_name: str = HF_CONLL2003, hf_revision: str | None = None) -> NerData:
     """Train/valid/test sentences and the label list, from ``data_dir`` or else from the Hugging Face Hub.
@@ -185,13 +189,14 @@ def load_conll(data_dir="data/conll2003", *, label_column: int = -1, max_train_s
             splits = _load_hf(hf_name, hf_revision)
         except Exception as e:  # offline, hub down, datasets missing: one message that says what to do
             raise FileNotFoundError(
-                f"no CoNLL files (train.txt, valid.txt, test.txt) in {data_dir!r}, and loading {hf_name!r} with "
+                f"no CoNLL files (train.txt, valid.txt, test.txt) in {data_dir!r}{_where(data_dir)}, and loading "
+                f"{hf_name!r} with "
                 f"Hugging Face datasets failed ({type(e).__name__}: {e}). On a machine with internet run "
                 f"`python -c \"import datasets; datasets.load_dataset('{hf_name}')\"` to fill the datasets cache, "
                 f"or put the three CoNLL-2003 files into {data_dir!r}") from e
         source = f"hf:{hf_name}"
     else:
-        raise FileNotFoundError(f"no CoNLL files (train.txt, valid.txt, test.txt) in {data_dir!r}")
+        raise FileNotFoundError(f"no CoNLL files (train.txt, valid.txt, test.txt) in {data_dir!r}{_where(data_dir)}")
 
     if not splits["train"]:
         raise ValueError(f"the training split from {source!r} has no sentences")

@@ -185,6 +185,10 @@ def _load_hf(dataset: str, text_column, label_column):
 
 
 # --------------------------------------------------------------------------- load
+def _where(path) -> str:
+    return "" if path is None or os.path.isabs(path) else f" (relative to the working directory {os.getcwd()!r})"
+
+
 def load_text(data_dir=None, dataset: str | None = None, *, text_column=None, label_column: str = "label",
               max_train_sentences: int | None = None, val_fraction: float = 0.1, seed: int = 0,
               download: bool = True) -> TextData:
@@ -211,11 +215,12 @@ def load_text(data_dir=None, dataset: str | None = None, *, text_column=None, la
             raise
         except Exception as e:  # offline, hub down: one message that says what to do
             raise FileNotFoundError(
-                f"no train.tsv/.csv/.jsonl in {data_dir!r}, and loading {dataset!r} with Hugging Face datasets failed "
+                f"no train.tsv/.csv/.jsonl in {data_dir!r}{_where(data_dir)}, and loading {dataset!r} with Hugging "
+                f"Face datasets failed "
                 f"({type(e).__name__}: {e}). On a machine with internet run `python -c \"import datasets; "
                 f"datasets.load_dataset(...)\"` for it to fill the cache, or write train/dev/test files") from e
     else:
-        where = f"in {os.fspath(data_dir)!r}" if data_dir is not None else "(no data_dir given)"
+        where = f"in {os.fspath(data_dir)!r}{_where(data_dir)}" if data_dir is not None else "(no data_dir given)"
         raise FileNotFoundError(f"no train file {where}: write train.tsv (header sentence<TAB>label), train.csv "
                                 "or train.jsonl there, or pass dataset='glue/sst2' (needs internet)")
 

@@ -25,7 +25,7 @@ import torch
 from .distributed import world_size
 from ..utils import check_int
 
-__all__ = ["launch"]
+__all__ = ["launch", "why_not_launch"]
 
 
 def launch(train_fn, *args, num_processes: int | None = None, device: str = "auto", port: int | None = None):
@@ -62,6 +62,7 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
         threads = os.environ.get("OMP_NUM_THREADS") or str(max(1, (os.cpu_count() or 1) // num_processes))
         env = {"ACCELERATE_USE_CPU": "false" if use_cuda else "true", "OMP_NUM_THREADS": threads}
         old = {k: os.environ.get(k) for k in env}
+        kernel = _kernel_state()
         os.environ.update(env)
         try:
             with _without_launch_banner():
@@ -71,9 +72,31 @@ def launch(train_fn, *args, num_processes: int | None = None, device: str = "aut
         finally:
             for k, v in old.items():
                 os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+            _restore_kernel_state(kernel)
         path = os.path.join(tmp, "result.pt")
         # not a user file: rank 0 of this very call wrote train_fn's result (any object) into a private temp folder
         return torch.load(path, weights_only=False) if os.path.exists(path) else None
+
+
+def why_not_launch(num_processes: int, device: str = "auto") -> str | None:
+    """``None`` when ``launch(train_fn, num_processes=num_processes, device=device)`` would really run that many
+    processes here; otherwise one sentence saying why not (a notebook prints it instead of pretending)."""
+    try:
+        use_cuda = _wants_cuda(device)
+    except ValueError as e:
+        return str(e)
+    if use_cuda:
+        count, what = torch.cuda.device_count(), "GPU"
+    else:
+        count, what = os.cpu_count() or 1, "CPU core"
+    if num_processes < 2:
+        return (f"num_processes={num_processes}: data-parallel training needs at least 2 processes (one process "
+                "is the plain training above)")
+    if num_processes > count:
+        return (f"this machine has {count} {what}{'s' * (count != 1)}, fewer than the {num_processes} processes "
+                f"asked for" + (": one process per GPU is what makes it faster; with one GPU there is nothing to "
+                                "split (use device 'cpu' to see the mechanics on CPU processes)" if use_cuda else ""))
+    return None
 
 
 class _Worker:
@@ -100,6 +123,20 @@ class _Worker:
         if rank == 0:
             torch.save(result, os.path.join(self.tmp, "result.pt"))
         return result
+
+
+def _kernel_state() -> tuple:
+    """What a launch may change in the calling process (a 1-process launch runs train_fn right here)."""
+    import tqdm.auto
+    return torch.get_num_threads(), tqdm.auto.tqdm
+
+
+def _restore_kernel_state(state: tuple) -> None:
+    import tqdm.auto
+    threads, bar = state
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    tqdm.auto.tqdm = bar
 
 
 def _text_progress_bars() -> None:
