@@ -45,5 +45,6 @@ def side_by_side_figure(left: dict, right: dict, *, titles=("", ""), x=None, xax
 
 def bars_figure(values: dict, *, title: str = "", yaxis_title: str = "", fmt: str = ".4f", height: int = 340) -> go.Figure:
     """One bar per label, its value printed on it (``fmt``): a reported number beside the measured one."""
-    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[format(v, fmt) for v in values.values()]))
+    fig = go.Figure(go.Bar(x=list(values), y=list(values.values()), text=[format(v, fmt) for v in values.values()],
+                           name=yaxis_title or title or "value", showlegend=False))
     return fig.update_layout(title=title, yaxis_title=yaxis_title, height=height)
