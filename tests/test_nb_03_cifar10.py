@@ -48,4 +48,4 @@ def test_cifar10_notebook(run_notebook, tmp_path):
     assert p["seed004_print"] != p["epoch_mean"]
     assert art["data0_as_test"]["train"]["n"] == art["data0_as_test"]["test"]["n"] == 200          # S2-13
     bias = art["selection_bias"]   # S0-07: 2 seeds × 2 epochs, chosen on one test half, scored on the other
-    assert bias["candidates"] == 4 and bias["splits"] == 200 and "fresh_loss_choosing_on_val" in bias
+    assert bias["candidates"] == art["article_seeds"] * 2 and bias["splits"] == 200 and "fresh_loss_choosing_on_val" in bias
