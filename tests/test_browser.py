@@ -331,7 +331,9 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
                          settle_steps=200, sweep_points=6, explorer_grid=20, basin_grid=6, basin_steps=150,
                          noise_steps=600, explorer_basin_grid=8)
     m03 = _real_notebook(root, "03_cifar10_cnn.ipynb", output_dir="out03", data_dir=str(root / "cifar10"),
-                         epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3)
+                         epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3,
+                         subset=600,   # the CPU preset asks for 10,000 images; the fake folder holds 600
+                         ddp=True, ddp_device="cpu", ddp_epochs=1)   # the multi-process section is off by default
     SHOTS.mkdir(parents=True, exist_ok=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     t0, times = time.monotonic(), {}
