@@ -25,7 +25,7 @@ import torch
 from ..data.text import TextSplit
 from ..params import count_trainable
 from .finetune import COMMON, RECIPES, _check_mode, apply_mode, parameter_table
-from .hf import (FeatureDataset, TruncationWarning, check_label_order, check_texts, from_pretrained, load_config,
+from .hf import (FeatureDataset, TruncationWarning, check_head_and_length, check_texts, from_pretrained, load_config,
                  load_tokenizer, make_loader, save_folder)
 from ..train.step import predict as _predict
 from ..metrics import confusion_matrix
@@ -138,16 +138,7 @@ class SentenceClassifier:
 
     def __init__(self, model, tokenizer, label_list: list[str], max_length: int = 128, mode: str = "full"):
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
-        if base.config.num_labels != len(label_list):
-            raise ValueError(f"the model has {base.config.num_labels} output labels but label_list has "
-                             f"{len(label_list)}: {label_list}")
-        check_label_order(base.config, label_list)
-        check_int("max_length", max_length, tokenizer.num_special_tokens_to_add() + 1,
-                  " (tokens per sentence, [CLS] and [SEP] included)")
-        limit = getattr(base.config, "max_position_embeddings", None)
-        if limit is not None and max_length > limit:
-            raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
-                             f"use max_length <= {limit}")
+        check_head_and_length(base.config, tokenizer, label_list, max_length, "tokens")
         self.model, self.tokenizer, self.label_list = model, tokenizer, list(label_list)
         self.max_length, self.mode = max_length, _check_mode(mode)
 

@@ -141,6 +141,21 @@ def check_label_order(config, label_list) -> None:
                      "encode the data with it), or start from the base model for a new label order")
 
 
+def check_head_and_length(config, tokenizer, label_list, max_length: int, unit: str = "tokens") -> None:
+    """Before any encoding: the head has one output per label, in ``label_list``'s order, and ``max_length`` fits
+    the special tokens and the model's positions."""
+    if config.num_labels != len(label_list):
+        raise ValueError(f"the model has {config.num_labels} output labels but label_list has "
+                         f"{len(label_list)}: {label_list}")
+    check_label_order(config, label_list)
+    check_int("max_length", max_length, tokenizer.num_special_tokens_to_add() + 1,
+              f" ({unit} per sentence, [CLS] and [SEP] included)")
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is not None and max_length > limit:
+        raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
+                         f"use max_length <= {limit}")
+
+
 def check_texts(texts, *, allow_words: bool = False, allow_empty: bool = False) -> list:
     """``texts`` as a list of strings (or, with ``allow_words``, lists of words); None, numbers and (unless
     ``allow_empty``) blank strings fail naming the first bad one."""

@@ -22,7 +22,6 @@ are in :mod:`ftkit.plots.ner`; a tiny offline model to test with comes from :fun
 """
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -33,12 +32,11 @@ from torch.utils.data import DataLoader
 
 from ..data.conll import Sentence
 from ..core import IGNORE
-from .hf import (TOKENIZER_FILES, TruncationWarning, _check_path, _hub_error,  # noqa: F401 (re-exported)
-                 FeatureDataset, LengthGroupedBatches, check_label_order, check_save_folder, check_texts, collate,
-                 from_pretrained, load_config, load_tokenizer, make_loader)
+from .hf import (TruncationWarning, FeatureDataset, LengthGroupedBatches, check_head_and_length, check_save_folder,
+                 check_texts, collate, from_pretrained, load_config, load_tokenizer, make_loader)
 from ..optim import make_optimizer, make_scheduler, split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
-from ..utils import check_int, get_device
+from ..utils import get_device
 
 __all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",
            "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "entity_metrics", "NerRecipe",
@@ -286,16 +284,7 @@ class NerTagger:
     """Model + tokenizer + label list: ``encode`` sentences, ``tag``/``predict`` raw text, ``save`` to a folder."""
 
     def __init__(self, model, tokenizer, label_list: list[str], max_length: int = 256):
-        if model.config.num_labels != len(label_list):
-            raise ValueError(f"the model has {model.config.num_labels} output labels but label_list has "
-                             f"{len(label_list)}: {label_list}")
-        check_label_order(model.config, label_list)
-        check_int("max_length", max_length, tokenizer.num_special_tokens_to_add() + 1,
-                  " (subwords per sentence, [CLS] and [SEP] included)")
-        limit = getattr(model.config, "max_position_embeddings", None)
-        if limit is not None and max_length > limit:
-            raise ValueError(f"max_length={max_length} is more than the {limit} positions the model has; "
-                             f"use max_length <= {limit}")
+        check_head_and_length(model.config, tokenizer, label_list, max_length, "subwords")
         self.model, self.tokenizer, self.label_list, self.max_length = model, tokenizer, list(label_list), max_length
 
     @classmethod
