@@ -111,6 +111,13 @@ def lab(tmp_path):
         log.close()
 
 
+def _launch(playwright):
+    """Debian's headless Chromium (never a Playwright download), quiet: no background network or updates."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
 def _write_notebook(root: Path, name: str, **parameters) -> Path:
     import nbformat
     from papermill.iorw import load_notebook_node
@@ -170,9 +177,7 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
     shot = SHOTS / "dashboard.png"
     t0, times = time.monotonic(), {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = _launch(p)
         page, console = None, []
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -338,9 +343,7 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     t0, times = time.monotonic(), {}
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = _launch(p)
         page, console = None, []
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
