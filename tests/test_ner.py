@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from ftkit.data import shipped
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
-from ftkit.nlp.ner import (Encoded, LengthGroupedBatches, NerRecipe, NerTagger, TruncationWarning, collate,
-                           entity_f1, entity_metrics, evaluate_ner, make_loader, words_from_tokens)
+from ftkit.nlp.hf import LengthGroupedBatches, TruncationWarning, collate, make_loader
+from ftkit.nlp.ner import (Encoded, NerRecipe, NerTagger, entity_f1, entity_metrics, evaluate_ner,
+                           words_from_tokens)
 from ftkit.nlp.tiny import build_tiny_bert
 from ftkit.plots.ner import highlight_html
 

@@ -38,9 +38,8 @@ from ..optim import make_optimizer, make_scheduler, split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
 from ..utils import get_device
 
-__all__ = ["TruncationWarning", "load_tokenizer", "load_model", "Encoded", "encode", "collate", "make_loader",
-           "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1", "entity_metrics", "NerRecipe",
-           "LengthGroupedBatches", "NerTagger"]
+__all__ = ["load_model", "Encoded", "encode", "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1",
+           "entity_metrics", "NerRecipe", "NerTagger"]
 
 
 # --------------------------------------------------------------------------- loading
