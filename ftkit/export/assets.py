@@ -32,7 +32,7 @@ table{border-collapse:collapse;margin:12px 0}th,td{border:1px solid #d0d7de;padd
 
 # Each figure's JSON sits in <script type="application/json" class="figure-data" data-for="ID">. A figure whose
 # layout.meta.ftkit_static is set carries precomputed frames:
-#   {kind: "grid", sliders: [...names], traces: [indices], table: {"i,j": [[x, y, z|null] per trace]}}
+#   {kind: "grid", traces: [indices], table: {"i,j": [[x, y, z|null, name] per trace]}}
 #     every slider picks one value; the drawn paths are the table's entry for the tuple of picks;
 #   {kind: "reveal", traces: [indices], clocks: [[step per point] per trace], ticks: [step per slider step]}
 #     the slider (and its play button) shows each trace up to a step.
@@ -43,8 +43,8 @@ PAGE_JS = r"""
     var picks = (gd.layout.sliders||[]).map(function(s){return s.active||0;});
     function draw(){
       var rows = spec.table[key(picks)]; if(!rows){return;}
-      var upd = {x: [], y: [], z: []};
-      rows.forEach(function(r){upd.x.push(r[0]); upd.y.push(r[1]); upd.z.push(r[2]);});
+      var upd = {x: [], y: [], z: [], name: []};
+      rows.forEach(function(r){upd.x.push(r[0]); upd.y.push(r[1]); upd.z.push(r[2]); upd.name.push(r[3]);});
       var has3d = rows.some(function(r){return r[2] !== null;});
       if(!has3d){delete upd.z;}
       Plotly.restyle(gd, upd, spec.traces);
@@ -79,14 +79,18 @@ PAGE_JS = r"""
   }
   function draw(el){
     var id = el.getAttribute("data-for"), fig = JSON.parse(el.textContent), gd = document.getElementById(id);
-    Plotly.newPlot(gd, fig.data || [], fig.layout || {}, {responsive: true, displaylogo: false}).then(function(){
+    return Plotly.newPlot(gd, fig.data || [], fig.layout || {}, {responsive: true, displaylogo: false}).then(function(){
       var spec = fig.layout && fig.layout.meta && fig.layout.meta.ftkit_static;
       if(spec && spec.kind === "grid"){grid(gd, spec);}
       if(spec && spec.kind === "reveal"){reveal(gd, spec);}
       gd.setAttribute("data-ready", "1");
     });
   }
-  function all(){document.querySelectorAll("script.figure-data").forEach(draw);}
+  // one figure after the other, yielding between them: the text is readable at once, the page never freezes
+  function all(){
+    var queue = Array.prototype.slice.call(document.querySelectorAll("script.figure-data"));
+    (function next(){ if(queue.length){ draw(queue.shift()).then(function(){ setTimeout(next, 0); }); } })();
+  }
   if(document.readyState === "loading"){document.addEventListener("DOMContentLoaded", all);} else {all();}
 })();
 """

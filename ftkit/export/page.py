@@ -18,6 +18,7 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 WIDGET_NOTE = ("Interactive controls (sliders, buttons, text boxes) run only in a live notebook: open the notebook in "
                "JupyterLab or Colab to use them.")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_REMOTE_IMG = re.compile(r"<img src=\"https?://[^\"]*\" alt=\"([^\"]*)\"[^>]*>")
 _MATH = re.compile(r"\$\$(.+?)\$\$|(?<![\\$\w])\$(?!\s)([^$\n]+?)(?<!\s)\$(?!\w)", re.S)
 
 
@@ -42,7 +43,9 @@ def markdown_html(text: str) -> str:
 
     body = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough").render(
         _MATH.sub(keep, text))
-    return re.sub(r"@@ftkit-math-(\d+)@@", lambda m: formulas[int(m.group(1))], body)   # ... and come back as MathML
+    body = re.sub(r"@@ftkit-math-(\d+)@@", lambda m: formulas[int(m.group(1))], body)   # ... and come back as MathML
+    # a picture from the web (a badge) would be a request a file:// page cannot make offline: its alt text instead
+    return _REMOTE_IMG.sub(lambda m: html.escape(html.unescape(m.group(1))) or "image", body)
 
 
 def _code_html(source: str) -> str:

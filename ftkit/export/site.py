@@ -131,7 +131,7 @@ def export_site(sources, out, *, parameters: dict | None = None, preset: str | N
         else:
             nb = source_nb
         figures = figures_of(nb)
-        pngs = render_pngs(figures, out / "img" / stem, say) if images and figures else {}
+        pngs = render_pngs([f[PLOTLY_MIME] for f in figures], out / "img" / stem, say) if images and figures else {}
         for n, png in pngs.items():                 # the executed notebook shows pictures where JS can't run
             figures[n]["image/png"] = base64.b64encode(png.read_bytes()).decode()
         nbformat.write(nb, str(executed))

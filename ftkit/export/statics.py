@@ -83,7 +83,8 @@ def explorer_static(figure: dict, state: dict, lr_factors=(0.1, 0.3, 1.0, 3.0, 1
                     momenta=(0.0, 0.5, 0.8, 0.9, 0.95, 0.99)) -> dict:
     """The explorer's figure with its paths precomputed for every (lr, momentum) on a grid around its settings:
     the lr slider scales every optimizer's learning rate (×0.1 … ×10), the momentum slider sets μ (heavy ball and
-    Nesterov). Each pick redraws the paths, the 3-D paths and the loss curves exactly as the live explorer would."""
+    Nesterov). Each pick redraws the paths, the 3-D paths, the loss curves and the legend exactly as the live
+    explorer would. A table entry per pick: ``[x, y, z or None, name]`` for each path trace."""
     from ..ui.gd_explorer import GDExplorer
     explorer = GDExplorer(**state)
     base_lr, base_mu = explorer.lr.value, explorer.momentum.value
@@ -104,13 +105,14 @@ def explorer_static(figure: dict, state: dict, lr_factors=(0.1, 0.3, 1.0, 3.0, 1
                 t = by_meta[meta]
                 xs, ys = [list(v) if v is not None else [] for v in (t.x, t.y)]
                 zs = list(t.z) if getattr(t, "z", None) is not None else None
-                rows.append(_thin(xs, ys, zs))
+                rows.append(_thin(xs, ys, zs) + [t.name])      # names carry the lr ("gd (lr=0.001)")
             table[f"{i},{j}"] = rows
     lr_active, mu_active = lr_factors.index(1.0), momenta.index(round(base_mu, 4))
     for t, row in zip(traces, table[f"{lr_active},{mu_active}"]):      # the page opens on the explorer's settings
         figure["data"][t]["x"], figure["data"][t]["y"] = row[0], row[1]
         if row[2] is not None:
             figure["data"][t]["z"] = row[2]
+        figure["data"][t]["name"] = row[3]
 
     def slider(name, labels, active, y):
         return dict(active=active, currentvalue=dict(prefix=f"{name}: "), pad=dict(t=30), y=y, len=0.45,
