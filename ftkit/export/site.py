@@ -8,6 +8,7 @@ import html
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 from .assets import PAGE_JS, plotly_js
@@ -58,6 +59,7 @@ def render_pngs(figures: list[dict], folder: Path, say=print) -> dict[int, Path]
     folder.mkdir(parents=True, exist_ok=True)
     done = {}
     try:
+        warnings.filterwarnings("ignore", message="The kopts argument is ignored")   # plotly 6+ with a server
         for n, figure in enumerate(figures):
             path = folder / f"fig-{n}.png"
             layout = figure.get("layout", {})
