@@ -5,6 +5,7 @@ The public API lives here. Heavy or optional pieces (plots, widgets, data, NER) 
 """
 from importlib import import_module
 
+from . import core as _core
 from .losses import LOSSES, l2_penalty, make_loss
 from .optim import OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler
 from .utils import get_device, seed_everything
@@ -17,6 +18,7 @@ _LAZY = {
     "Callback": "core", "lr_find": "train", "LRFinderResult": "train", "launch": "train",
     "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None,
     "params": None, "train": None, "optviz": None, "nlp": None, "vision": None, "data": None, "plots": None, "ui": None,
+    "export": None, "export_run_html": "export",
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",
@@ -30,3 +32,11 @@ def __getattr__(name):
     value = module if _LAZY[name] is None else getattr(module, name)
     globals()[name] = value
     return value
+
+
+def _export_run_html(history, path, **kwargs):
+    from .export import export_run_html
+    return export_run_html(history, path, **kwargs)
+
+
+_core.EXPORTERS["run_html"] = _export_run_html      # History.export_html (core cannot import the export room)

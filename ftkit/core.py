@@ -130,6 +130,10 @@ def _has_hook(callback, event: str) -> bool:
 
 
 # --------------------------------------------------------------------------- history
+# Writers that live in rooms above this module (plotly pages), registered by the package root (ftkit/__init__.py):
+# the dependency points down, History.export_html still reads as a method.
+EXPORTERS: dict = {}
+
 class History(Callback):
     """Plain data: ``steps`` (one dict per optimizer step), ``epochs`` (one dict per finished epoch) and
     ``events`` (one dict per manual change: step, epoch, name, old, new, source).
@@ -186,6 +190,12 @@ class History(Callback):
 
     def to_csv(self, path, which: str = "epoch"):
         self.to_frame(which).to_csv(path, index=False)
+
+    def export_html(self, path, **kwargs):
+        """This run as one self-contained HTML file to share (curves with the LR events and a slider that replays
+        them, parameters, metrics, environment): :func:`ftkit.export.export_run_html` writes it (needs plotly);
+        ``params=`` and ``metrics=`` add the run's settings and results."""
+        return EXPORTERS["run_html"](self, path, **kwargs)
 
     @classmethod
     def from_dict(cls, data, where: str = "the data"):

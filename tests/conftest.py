@@ -93,3 +93,38 @@ def setup_cell_error(name: str, tmp_path: Path, **parameters):
                 and c.get("execution_count") is not None]
     assert "setup(globals()" in executed[-1].source      # the setup cell was the last one to run
     return err
+
+
+# parameters the notebook tests run with, shared by every test that needs the executed notebook (the site export)
+TEST_PARAMETERS = {
+    "02_gradient_descent.ipynb": dict(steps=60, grid=30, theory_steps=200, settle_steps=200, sweep_points=6,
+                                      explorer_grid=20, basin_grid=6, basin_steps=150, noise_steps=600,
+                                      explorer_basin_grid=4),
+}
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(tmp_path_factory):
+    """``executed_notebook(name, **parameters) -> (executed .ipynb path, metrics)``: each notebook runs once per
+    session and parameter set, whichever test asks first (pytest-xdist workers share the folder, under a lock), so
+    a test of what is built from an executed notebook (the static site) does not train again."""
+    import hashlib
+    import shutil
+
+    from filelock import FileLock
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "executed-notebooks"
+    root.mkdir(parents=True, exist_ok=True)
+
+    def run(name: str, **parameters):
+        parameters = {**TEST_PARAMETERS.get(name, {}), **parameters}
+        key = hashlib.sha1(json.dumps([name, parameters], sort_keys=True, default=str).encode()).hexdigest()[:10]
+        out = root / f"{Path(name).stem}-{key}"
+        with FileLock(str(out) + ".lock"):
+            if not (out / "done").exists():
+                shutil.rmtree(out, ignore_errors=True)
+                execute_notebook(name, out, **parameters)
+                (out / "done").write_text("ok")
+        with open(out / "metrics.json") as f:
+            return out / name, json.load(f)
+    return run

@@ -6,10 +6,8 @@ import pytest
 pytestmark = pytest.mark.notebook
 
 
-def test_gradient_descent_notebook(run_notebook):
-    m = run_notebook("02_gradient_descent.ipynb", steps=60, grid=30, theory_steps=200, settle_steps=200,
-                     sweep_points=6, explorer_grid=20, basin_grid=6, basin_steps=150, noise_steps=600,
-                     explorer_basin_grid=4)
+def test_gradient_descent_notebook(executed_notebook):
+    _, m = executed_notebook("02_gradient_descent.ipynb")     # conftest.TEST_PARAMETERS: small settings
     assert m["parameters"]["theory_steps"] == 200 and m["parameters"]["basin_grid"] == 6
 
     # every optimizer reaches Booth's minimum within its documented budget at its documented lr

@@ -96,6 +96,7 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
     fig.update_yaxes(type="log", row=2, col=1)
     fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
     style(fig, title=title, height=480, margin=dict(l=60, r=20, t=80, b=50))
+    fig.update_layout(meta={"ftkit": "training"})       # a static page adds a replay slider (ftkit.export)
     fig.update_layout(updatemenus=[dict(
         type="buttons", direction="right", x=0.56, y=1.0, xanchor="right", yanchor="bottom", showactive=True,
         pad=dict(r=0, t=0, b=2, l=0), font=dict(size=10),

@@ -248,9 +248,23 @@ class GDExplorer:
             f"(2+2μ)/λ₁ = {edges['momentum']:.3g}</div>")
         self.lr.style.handle_color = "#e53935" if self.lr.value >= edges["gd"] else None
 
+    def state(self) -> dict | None:
+        """The constructor settings that redraw the current view (``GDExplorer(**explorer.state())``); None for
+        a function of your own, which cannot be written down as data."""
+        if self.function.value in self._own:
+            return None
+        return dict(function=self.function.value, optimizers=list(self.optimizers.value), lr=self.lr.value,
+                    momentum=self.momentum.value, beta1=self.beta1.value, beta2=self.beta2.value,
+                    steps=self.steps.value, start=[self.start_x.value, self.start_y.value], kappa=self.kappa.value,
+                    grid=self.grid, noise=self.noise.value, seed=self.seed.value, schedule=self.schedule.value,
+                    basin_grid=self.basin_grid.value, engine=self.engine.value)
+
     def static_figure(self) -> go.Figure:
-        """The current view as a plain figure (what a frontend without widgets shows)."""
-        return go.Figure(self.figure)
+        """The current view as a plain figure (what a frontend without widgets shows); its ``layout.meta`` names
+        the explorer and its settings, from which a static page precomputes slider frames (:mod:`ftkit.export`)."""
+        fig = go.Figure(self.figure)
+        fig.update_layout(meta={"ftkit": "gd_explorer", "state": self.state()})
+        return fig
 
     def _repr_mimebundle_(self, **kwargs):
         bundle = self.widget._repr_mimebundle_(**kwargs)
