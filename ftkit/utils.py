@@ -1,12 +1,20 @@
-"""Small shared helpers: seeding, device choice and argument checks."""
+"""Small shared helpers: seeding, device choice and the package's one set of value checks.
+
+The checks (``check_number``, ``check_int``, ``choose``, ``check_keys``, ``did_you_mean``) word each mistake one
+way; ``fit``, the factories (``make_optimizer``, ``make_loss``, ``make_scheduler``) and ``ftkit.notebook.setup``
+all use them."""
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import random
 
 import numpy as np
 import torch
+
+__all__ = ["seed_everything", "get_device", "check_number", "check_int", "normalize_name", "did_you_mean", "choose",
+           "check_keys"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
@@ -85,9 +93,28 @@ def normalize_name(name):
     return name.strip().lower().replace("-", "_") if isinstance(name, str) else name
 
 
+def did_you_mean(word, choices) -> str:
+    """``"; did you mean 'cosine'?"`` for the closest of ``choices`` to ``word``, or ``""``: the one wording of the
+    hint every check gives where a name is chosen."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1) if isinstance(word, str) else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def choose(kind: str, name: str, registry: dict):
-    """Look ``name`` up in ``registry`` (after :func:`normalize_name`) or fail listing the choices (timm style)."""
+    """Look ``name`` up in ``registry`` (after :func:`normalize_name`) or fail listing the choices (timm style)
+    and the nearest one."""
     key = normalize_name(name)
     if key not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
+        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}"
+                         + did_you_mean(key, sorted(registry)))
     return registry[key]
+
+
+def check_keys(keys, accepted, where: str, owner: str = "it") -> None:
+    """Raise ``ValueError`` at the first of ``keys`` not in ``accepted``: ``"make_optimizer has an unknown option
+    'weight_decy': did you mean 'weight_decay'? optimizer 'adamw' takes …"``."""
+    for key in keys:
+        if key not in accepted:
+            hint = did_you_mean(key, sorted(accepted))
+            raise ValueError(f"{where} has an unknown option {key!r}: {hint[2:] + ' ' if hint else ''}{owner} takes "
+                             f"{', '.join(sorted(accepted))}")
