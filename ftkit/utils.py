@@ -13,7 +13,7 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "get_device", "check_number", "check_int", "normalize_name", "did_you_mean", "choose",
+__all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int", "normalize_name", "did_you_mean", "choose",
            "check_keys"]
 
 
@@ -38,10 +38,31 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     return seed
 
 
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+
+
+def parse_device(device) -> str:
+    """The device's name if it is written as ``get_device`` takes it — ``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"`` or a ``torch.device`` — without asking whether it is there; else one error listing
+    them, with ``"gpu"`` pointed to ``"cuda"``."""
+    text = str(device) if isinstance(device, torch.device) else device
+    if isinstance(text, str):
+        base, _, index = text.partition(":")
+        if base in DEVICE_NAMES and (not index or base == "cuda" and index.isdigit()):
+            return text
+    hint = ""
+    if isinstance(text, str):
+        word = text.strip().lower()
+        hint = ("; did you mean 'cuda'? (PyTorch calls an NVIDIA GPU 'cuda')" if word.startswith("gpu")
+                else did_you_mean(word, DEVICE_NAMES))
+    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'{hint}")
+
+
 def get_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks cuda → mps → cpu; anything else is passed to ``torch.device``."""
+    """``"auto"`` picks cuda → mps → cpu; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` must be there."""
     if isinstance(device, torch.device):
         return device
+    parse_device(device)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -49,10 +70,7 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'") from e
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):

@@ -89,7 +89,9 @@ def test_the_presets_fill_every_knob_left_at_none_and_a_set_value_wins(nb, tmp_p
     assert cpu["chosen"].from_preset, "the CPU preset decides something"
     params, _ = cell_sources(NOTEBOOK[nb])
     left_at_none = [line.split("=")[0].strip() for line in params.splitlines() if "= None" in line.split("#")[0]]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # the GPU preset is for a machine with CUDA
     gpu = run_setup(NOTEBOOK[nb], tmp_path, preset="gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for name in cpu["chosen"].from_preset:
         assert name in left_at_none
     assert set(gpu["chosen"].from_preset) == set(cpu["chosen"].from_preset), "both presets decide the same knobs"

@@ -243,6 +243,10 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train.labels), generator=g)
     if subset is not None:
+        if getattr(subset, "from_preset", False) and subset > len(order):   # only a size the user set is an error
+            print(f"the preset asks for {int(subset):,} training images; {root!r} has {len(order):,}: using all "
+                  f"{len(order):,}")
+            subset = len(order)
         if not 1 <= int(subset) <= len(order):
             raise ValueError(f"subset must be between 1 and the {len(order)} training images in {root!r}, "
                              f"got {subset}")
