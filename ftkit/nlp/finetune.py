@@ -55,7 +55,8 @@ def check_mode(mode: str) -> str:
 def recipe_for(mode: str, **overrides) -> Recipe:
     """The sentence-classification :class:`~ftkit.nlp.recipe.Recipe` of ``mode`` (:data:`RECIPES` + :data:`COMMON`),
     with ``overrides`` (``None`` values keep the default)."""
-    fields = {"lr": RECIPES[check_mode(mode)]["lr"], "sort_by_length": RECIPES[mode]["sort_by_length"], **COMMON}
+    mode = check_mode(mode)
+    fields = {"lr": RECIPES[mode]["lr"], "sort_by_length": RECIPES[mode]["sort_by_length"], **COMMON}
     return Recipe(**{**fields, **{k: v for k, v in overrides.items() if v is not None}})
 
 

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core import eval_mode
 from ..losses import make_loss
 from ..utils import check_int, check_number
 from .recipe import Recipe
@@ -285,11 +286,9 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature:
     if top_k is not None:
         check_int("top_k", top_k)
     idx = _check_prompt(idx, model.config.vocab_size)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     idx = idx.to(device)
-    try:
+    with eval_mode(model):
         for _ in range(max_new_tokens):
             logits = model(idx[:, -model.config.block_size:])[:, -1, :].float()
             if greedy:
@@ -303,6 +302,4 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature:
                 nxt = torch.multinomial(probs.cpu() if generator is not None else probs, 1,
                                         generator=generator).to(device)
             idx = torch.cat([idx, nxt], 1)
-    finally:
-        model.train(was_training)
     return idx

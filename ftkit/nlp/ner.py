@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.conll import Sentence
-from ..core import IGNORE
+from ..core import IGNORE, eval_mode
 from .hf import (TruncationWarning, FeatureDataset, LengthGroupedBatches, check_head_and_length, check_save_folder,
                  check_texts, collate, from_pretrained, load_config, load_tokenizer, make_loader)
 from ..optim import split_decay_params
@@ -139,18 +139,14 @@ def predict_tags(model, encoded: Encoded, *, batch_size: int = 64, device="auto"
     id2label = model.config.id2label
     loader = make_loader(encoded, batch_size, sort_by_length=True)  # longest first, no shuffle
     order = list(loader.sampler)
-    was_training = model.training
-    model.eval()
     token_preds = []
-    try:
+    with eval_mode(model):
         for batch in loader:
             batch = _to_device({k: v for k, v in batch.items() if k != "labels"}, device)
             with _autocast(device, amp):
                 logits = model(**batch).logits
             lengths = batch["attention_mask"].sum(1).tolist()
             token_preds += [row[:n] for row, n in zip(logits.argmax(-1).tolist(), lengths)]
-    finally:
-        model.train(was_training)
     tags = [None] * len(encoded)
     for i, pred in zip(order, token_preds):
         tags[i] = words_from_tokens([id2label[p] for p in pred], encoded.word_ids[i], len(encoded.sentences[i].words))

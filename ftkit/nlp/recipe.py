@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from torch import nn
+
 from ..optim import make_optimizer
 from ..params import count_trainable
 from ..schedules import SCHEDULERS
@@ -90,7 +92,9 @@ class Recipe:
         ``SentenceClassifier``; its tokenizer's pad id pads the batches). ``train_set`` / ``val_set``: encoded
         datasets (batched here; validation in batches of 2 × ``batch_size``, longest first) or ready loaders.
         """
-        net, tokenizer = getattr(model, "model", model), getattr(model, "tokenizer", None)
+        # a task object (NerTagger, SentenceClassifier) holds .model and .tokenizer; a model is an nn.Module (a
+        # Hugging Face model has a .model too: its body without the head, never the thing to train)
+        net, tokenizer = (model, None) if isinstance(model, nn.Module) else (model.model, model.tokenizer)
         if pad_id is None:
             pad_id = (getattr(tokenizer, "pad_token_id", None) or 0) if tokenizer is not None else 0
         epochs = check_int("epochs", epochs)

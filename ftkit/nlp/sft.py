@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core import IGNORE
+from ..core import IGNORE, eval_mode
 from .finetune import add_lora, parameter_table as _parameter_table
 from .recipe import Recipe
-from .causal import PLAIN_TEMPLATE, _use_chat, format_prompt
+from .causal import PLAIN_TEMPLATE, use_chat, format_prompt
 from .hf import FeatureDataset, make_loader
 
 __all__ = ["PLAIN_TEMPLATE", "RECIPES", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
@@ -87,7 +87,7 @@ def split_example(tokenizer, example, *, chat=None, system=None) -> tuple[str, s
     else:
         prompt, reply = example["prompt"], example["completion"]
     head = format_prompt(tokenizer, prompt, chat=chat, system=system)
-    if not _use_chat(tokenizer, chat):
+    if not use_chat(tokenizer, chat):
         return head, reply + (tokenizer.eos_token or "")
     msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if system is not None:
@@ -275,10 +275,8 @@ def logits(model, tokenizer, texts) -> torch.Tensor:
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
     tokenizer.padding_side = side
-    was = model.training
-    model.eval()
-    out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
-    model.train(was)
+    with eval_mode(model):
+        out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
     return out.float().cpu() * enc["attention_mask"][..., None]
 
 
