@@ -25,8 +25,7 @@ import os
 import types
 from dataclasses import dataclass, field
 
-from .core import check_writable
-from .utils import did_you_mean, normalize_name, parse_device
+from .utils import check_writable, did_you_mean, normalize_name, parse_device
 
 __all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "ListOf", "Path", "OutputDir", "Device",
            "choose_preset", "PRESETS", "FromPreset"]

@@ -1,20 +1,24 @@
 """Small shared helpers: seeding, device choice and the package's one set of value checks.
 
+Files: ``atomic_write`` (never a torn file) and ``check_writable`` (a folder proven writable before work starts).
 The checks (``check_number``, ``check_int``, ``choose``, ``check_keys``, ``did_you_mean``) word each mistake one
 way; ``fit``, the factories (``make_optimizer``, ``make_loss``, ``make_scheduler``) and ``ftkit.notebook.setup``
 all use them."""
 from __future__ import annotations
 
+import contextlib
 import difflib
+import glob
 import math
 import os
 import random
+import tempfile
 
 import numpy as np
 import torch
 
 __all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int", "normalize_name", "did_you_mean", "choose",
-           "check_keys"]
+           "check_keys", "atomic_write", "check_writable"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
@@ -136,3 +140,54 @@ def check_keys(keys, accepted, where: str, owner: str = "it") -> None:
             hint = did_you_mean(key, sorted(accepted))
             raise ValueError(f"{where} has an unknown option {key!r}: {hint[2:] + ' ' if hint else ''}{owner} takes "
                              f"{', '.join(sorted(accepted))}")
+
+
+# --------------------------------------------------------------------------- files
+def atomic_write(path, data: bytes | None = None, *, save=None) -> str:
+    """Write ``data`` (or call ``save(file)``) to a temp file beside ``path``, fsync, then rename over ``path``:
+    readers see the old file or the new one, never a torn one. Temp files left by killed writers are removed."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    for orphan in glob.glob(glob.escape(path) + ".tmp-*"):
+        pid = orphan.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(orphan)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            save(f) if save is not None else f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def check_writable(folder, who: str, example: str) -> str:
+    """Create ``folder`` and prove a file can be written in it (a probe file, removed); else one clear error
+    at ``fit`` start, before anything trains. Root ignores permission bits, so only a real write tells."""
+    folder = os.fspath(folder) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ftkit-write-test-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"{who} cannot write to the folder {folder!r} ({type(e).__name__}: {e.strerror or e}); "
+                              f"give a folder you can write to, e.g. {example}. Nothing has been trained yet") from None
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -121,12 +121,12 @@ def test_offline_the_loaders_name_the_working_directory_a_relative_data_dir_was_
 def test_notebook_01_asks_for_cifar_by_default_and_synthetic_only_by_name(tmp_path, monkeypatch):
     """``synthetic=False`` (01's task="cifar10"): no silent stand-in; offline, the loader's message with the working
     directory. ``synthetic=True`` (task="synthetic"): the synthetic task even where CIFAR-10 is."""
-    from ftkit.data import cifar10 as C
+    from ftkit.data import cifar10 as C, fake
     monkeypatch.setattr(C, "_can_reach", lambda *a, **k: False)          # offline, without waiting for a timeout
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"relative to the working directory .*cannot be reached"):
         C.cifar10_or_synthetic("data/cifar10", 30, seed=0, synthetic=False)
-    C.write_fake_cifar10(tmp_path / "cifar", n_train=50, n_test=10)
+    fake.write_fake_cifar10(tmp_path / "cifar", n_train=50, n_test=10)
     assert C.cifar10_or_synthetic(tmp_path / "cifar", 30, synthetic=False)[2] == "CIFAR-10"
     assert C.cifar10_or_synthetic(tmp_path / "cifar", 30, synthetic=True)[2] == "synthetic"
     params, _ = cell_sources("01_loss_landscapes.ipynb")

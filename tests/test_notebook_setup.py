@@ -153,7 +153,8 @@ def test_output_dir_really_probes_that_the_folder_is_writable(tmp_path):
 
 
 def test_a_preset_size_larger_than_the_data_uses_what_there_is_and_a_set_one_is_an_error(tmp_path, capsys):
-    from ftkit.data.cifar10 import load_cifar10, write_fake_cifar10
+    from ftkit.data.cifar10 import load_cifar10
+    from ftkit.data.fake import write_fake_cifar10
     write_fake_cifar10(tmp_path / "c", 50, 10, num_batches=5)
     g = {"preset": "cpu", "subset": None}
     setup(g, {"subset": Int(min=10, optional=True)}, presets={"cpu": {"subset": 10_000}}, quiet=True)

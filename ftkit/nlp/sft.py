@@ -26,7 +26,7 @@ from ..core import IGNORE, eval_mode
 from .finetune import add_lora, parameter_table as _parameter_table
 from .recipe import Recipe
 from .causal import PLAIN_TEMPLATE, use_chat, format_prompt
-from .hf import FeatureDataset, make_loader
+from .hf import FeatureDataset
 
 __all__ = ["PLAIN_TEMPLATE", "RECIPES", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
            "token_table", "padding_share", "check_labels", "apply_lora", "apply_full", "parameter_table",

@@ -16,9 +16,9 @@ import warnings
 
 from torch.optim import lr_scheduler
 
-from ..core import Callback, History, TrainState, check_writable
+from ..core import Callback, History, TrainState
 from ..optim import check_option
-from ..utils import check_int, check_number, did_you_mean
+from ..utils import check_int, check_number, check_writable, did_you_mean
 from .checkpoint import checkpoint_payload, save_checkpoint
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "MonitorCallback", "EarlyStopping",

@@ -17,7 +17,7 @@ import re
 import numpy as np
 import torch
 
-from ..core import atomic_write
+from ..utils import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
            "read_checkpoint", "check_fits",
