@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from .utils import check_writable, did_you_mean, normalize_name, parse_device
 
-__all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "ListOf", "Path", "OutputDir", "Device",
+__all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "Dashboard", "ListOf", "Path", "OutputDir", "Device",
            "choose_preset", "PRESETS", "FromPreset"]
 
 PRESETS = ("auto", "cpu", "gpu")
@@ -147,6 +147,14 @@ class Choice(Spec):
         if isinstance(value, str):
             self.fail(name, value, did_you_mean(normalize_name(value), [str(o) for o in self.options]))
         self.fail(name, value)
+
+
+class Dashboard(Choice):
+    """The ``dashboard`` parameter of a training notebook: ``"auto"`` (the interactive dashboard where a widget
+    front-end answers, else a static plot), ``True`` or ``False`` — what ``ftkit.ui.fit_live_async`` takes."""
+
+    def __init__(self, *, help: str = ""):
+        super().__init__("auto", True, False, help=help)
 
 
 class ListOf(Spec):

@@ -412,3 +412,12 @@ def test_bert_ner_on_two_processes_equals_one(tmp_path):
         torch.set_num_threads(threads)
     assert_same_run(two, one, weight_tol=5e-5)   # AdamW's 1/sqrt(v) lifts float rounding a little above 1e-5
     assert two["epochs"][0]["val_f1"] == one["epochs"][0]["val_f1"]
+
+
+def test_launch_section_says_why_it_did_not_run(capsys):
+    from ftkit.train.launcher import launch_section
+    assert launch_section(lambda: None, False, 2, "cpu") == (None, None)
+    assert capsys.readouterr().out == ("This section did not run: ddp = False (set ddp = True in the parameters "
+                                       "cell)\n")
+    assert launch_section(lambda: None, True, 1, "cpu") == (None, None)
+    assert "num_processes=1: data-parallel training needs at least 2 processes" in capsys.readouterr().out

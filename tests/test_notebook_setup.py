@@ -164,3 +164,16 @@ def test_a_preset_size_larger_than_the_data_uses_what_there_is_and_a_set_one_is_
     assert "the preset asks for 10,000 training images" in out and "has 50: using all 50" in out
     with pytest.raises(ValueError, match="subset must be between 1 and the 50 training images"):
         load_cifar10(tmp_path / "c", subset=10_000, download=False)
+
+
+def test_the_dashboard_parameter_is_one_spec():
+    from ftkit.notebook import Dashboard
+    for value in ("auto", True, False):
+        g = {"preset": "cpu", "dashboard": value}
+        setup(g, {"dashboard": Dashboard()}, quiet=True)
+        assert g["dashboard"] is value or g["dashboard"] == value
+    with pytest.raises(ParameterError, match=r"parameter dashboard='autp': expected one of 'auto', True, False; "
+                                             r"did you mean 'auto'\?"):
+        setup({"preset": "cpu", "dashboard": "autp"}, {"dashboard": Dashboard()}, quiet=True)
+    with pytest.raises(ParameterError, match=r"parameter dashboard=1: expected one of 'auto', True, False"):
+        setup({"preset": "cpu", "dashboard": 1}, {"dashboard": Dashboard()}, quiet=True)   # 1 == True, but not a bool
