@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .utils import atomic_write
+
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
            "schedule_from_events", "events_as_schedule", "eval_mode", "describe",
            "IGNORE"]

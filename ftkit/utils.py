@@ -17,8 +17,8 @@ import tempfile
 import numpy as np
 import torch
 
-__all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int", "normalize_name", "did_you_mean", "choose",
-           "check_keys", "atomic_write", "check_writable"]
+__all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int",
+           "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
