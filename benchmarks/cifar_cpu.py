@@ -24,7 +24,7 @@ import time
 import torch
 
 import ftkit
-from ftkit.data import cifar10 as C
+from ftkit.data import cifar10 as C, fake
 from ftkit.data import images as L
 from ftkit.models import SimpleCNN
 
@@ -88,7 +88,7 @@ def main():
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = args.data_dir or C.write_fake_cifar10(tmp, args.subset, 1000, noise=3.0)
+        data_dir = args.data_dir or fake.write_fake_cifar10(tmp, args.subset, 1000, noise=3.0)
         data = C.load_cifar10(data_dir, subset=args.subset, val_fraction=0.0, download=False)
 
     # 1. fit() versus the plain loop

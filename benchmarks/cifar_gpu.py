@@ -35,7 +35,7 @@ import time
 import torch
 
 import ftkit
-from ftkit.data import cifar10 as C
+from ftkit.data import cifar10 as C, fake
 from ftkit.data import images as L
 from ftkit.models import FAST_RECIPE, FlipTTA, make_model
 from ftkit.core import Callback
@@ -108,7 +108,7 @@ def main():
         if fake:
             n_train = args.n_train or (50_000 if gpu else 1024)
             n_test = args.n_test or (10_000 if gpu else 512)
-            C.write_fake_cifar10(tmp, n_train, n_test, noise=2.0, seed=args.seed)
+            fake.write_fake_cifar10(tmp, n_train, n_test, noise=2.0, seed=args.seed)
         data = C.load_cifar10(tmp if fake else args.data_dir or "data/cifar10", val_fraction=0.0, seed=args.seed,
                               download=False)
     train_loader, _, test_loader = L.make_loaders(data, batch_size, augment=FAST_RECIPE["augment"],

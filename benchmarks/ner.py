@@ -108,7 +108,7 @@ def ftkit_run(args, data, seed, recipe):
     fit_args = recipe.fit_args(tagger, tagger.encode(data.train), args.epochs, seed=seed)
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(sys.stderr):
-        ftkit.fit(tagger.model, **fit_args, device=args.device, progress=False)
+        ftkit.fit(**fit_args, device=args.device, progress=False)
     seconds = time.perf_counter() - t0
     return evaluate_ner(tagger.model, tagger.encode(data.test), device=args.device)["f1"], seconds
 

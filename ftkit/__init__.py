@@ -7,7 +7,8 @@ from importlib import import_module
 
 from . import core as _core
 from .losses import LOSSES, l2_penalty, make_loss
-from .optim import OPTIMIZERS, SCHEDULERS, make_optimizer, make_scheduler
+from .optim import OPTIMIZERS, make_optimizer
+from .schedules import SCHEDULERS, make_scheduler
 from .utils import get_device, seed_everything
 
 __version__ = "0.1.0"
@@ -16,7 +17,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "fit": "train", "evaluate": "train", "predict": "train", "History": "core", "TrainState": "core",
     "Callback": "core", "lr_find": "train", "LRFinderResult": "train", "launch": "train",
-    "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None,
+    "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None, "schedules": None,
     "params": None, "train": None, "optviz": None, "nlp": None, "vision": None, "data": None, "plots": None, "ui": None,
     "export": None, "export_run_html": "export",
 }

@@ -1,5 +1,5 @@
 """The base every other module builds on: :class:`Callback`, :class:`TrainState`, :class:`History`, the typed
-stops, the one atomic file writer and ``eval_mode``. It imports nothing from ftkit above :mod:`ftkit.utils`;
+stops and ``eval_mode`` (file writing is in :mod:`ftkit.utils`). It imports nothing from ftkit above :mod:`ftkit.utils`;
 every topic (``train``, ``optviz``, ``nlp``, ``ui``) builds on it.
 
 Events, in the order :func:`ftkit.fit` fires them (``ftkit.train.show_training_loop()`` prints the loop)::
@@ -14,22 +14,20 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import glob
 import io
 import json
 import pprint
 import os
-import random
-import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from .utils import atomic_write
+
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
-           "schedule_from_events", "events_as_schedule", "atomic_write", "check_writable", "eval_mode", "describe",
+           "schedule_from_events", "events_as_schedule", "eval_mode", "describe",
            "IGNORE"]
 
 IGNORE = -100  # the label cross-entropy skips (HF convention); losses, metrics and the loop leave it out
@@ -294,65 +292,6 @@ class TrainState:
     def lr_override(self) -> bool:
         """True once a manual learning rate took over from the schedule (see ``LRSchedule``)."""
         return bool(self.lr_schedule is not None and self.lr_schedule.lr_is_manual)
-
-
-# --------------------------------------------------------------------------- atomic files
-def atomic_write(path, data: bytes | None = None, *, save=None) -> str:
-    """Write ``data`` (or call ``save(file)``) to a temp file beside ``path``, fsync, then rename over ``path``:
-    readers see the old file or the new one, never a torn one. Temp files left by killed writers are removed."""
-    path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    for orphan in glob.glob(glob.escape(path) + ".tmp-*"):
-        pid = orphan.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            with _suppress_oserror():
-                os.remove(orphan)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            save(f) if save is not None else f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic on POSIX and Windows
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
-def check_writable(folder, who: str, example: str) -> str:
-    """Create ``folder`` and prove a file can be written in it (a probe file, removed); else one clear error
-    at ``fit`` start, before anything trains. Root ignores permission bits, so only a real write tells."""
-    folder = os.fspath(folder) or "."
-    try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".ftkit-write-test-", dir=folder)
-        os.close(fd)
-        os.remove(probe)
-    except OSError as e:
-        raise PermissionError(f"{who} cannot write to the folder {folder!r} ({type(e).__name__}: {e.strerror or e}); "
-                              f"give a folder you can write to, e.g. {example}. Nothing has been trained yet") from None
-    return folder
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
-
-
-class _suppress_oserror:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, tb):
-        return kind is not None and issubclass(kind, OSError)
 
 
 @contextlib.contextmanager

@@ -20,13 +20,15 @@ Rules (what a reader of any notebook can count on):
 from __future__ import annotations
 
 import ast
-import difflib
+import numbers
 import os
 import types
 from dataclasses import dataclass, field
 
-__all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "ListOf", "Path", "OutputDir", "Device",
-           "choose_preset", "PRESETS"]
+from .utils import check_writable, did_you_mean, normalize_name, parse_device
+
+__all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "Dashboard", "ListOf", "Path", "OutputDir", "Device",
+           "choose_preset", "PRESETS", "FromPreset"]
 
 PRESETS = ("auto", "cpu", "gpu")
 # names a kernel defines by itself; never parameters
@@ -70,11 +72,10 @@ class Int(Spec):
         return "a whole number" + _bounds(self.min, self.max) + (" or None" if self.optional else "")
 
     def _check(self, name, value):
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
-                value = int(value)
-            else:
-                self.fail(name, value)
+        whole = _whole(value)
+        if whole is None:
+            self.fail(name, value)
+        value = whole
         if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
             self.fail(name, value)
         return value
@@ -93,7 +94,7 @@ class Float(Spec):
         return "a number" + low + joint + high + (" or None" if self.optional else "")
 
     def _check(self, name, value):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, (bool, _np_bool())) or not isinstance(value, numbers.Real):
             self.fail(name, value)
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):
@@ -111,9 +112,9 @@ class Bool(Spec):
         return "True or False" + (" or None" if self.optional else "")
 
     def _check(self, name, value):
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, _np_bool())):
             self.fail(name, value)
-        return value
+        return bool(value)
 
 
 @dataclass
@@ -138,20 +139,32 @@ class Choice(Spec):
         return "one of " + ", ".join(repr(o) for o in self.options) + (" or None" if self.optional else "")
 
     def _check(self, name, value):
-        if value in self.options:
-            return value
+        for option in self.options:   # 1 == True in Python: a bool matches only a bool, a number only a number
+            if value == option and isinstance(value, bool) == isinstance(option, bool):
+                return option
+        if isinstance(value, str) and normalize_name(value) in self.options:
+            return normalize_name(value)          # "one-cycle" → "one_cycle", "Adam" → "adam"
         if isinstance(value, str):
-            near = difflib.get_close_matches(value, [str(o) for o in self.options], n=1)
-            self.fail(name, value, f"; did you mean {near[0]!r}?" if near else "")
+            self.fail(name, value, did_you_mean(normalize_name(value), [str(o) for o in self.options]))
         self.fail(name, value)
+
+
+class Dashboard(Choice):
+    """The ``dashboard`` parameter of a training notebook: ``"auto"`` (the interactive dashboard where a widget
+    front-end answers, else a static plot), ``True`` or ``False`` — what ``ftkit.ui.fit_live_async`` takes."""
+
+    def __init__(self, *, help: str = ""):
+        super().__init__("auto", True, False, help=help)
 
 
 class ListOf(Spec):
     """A list (or tuple) whose items each pass ``item``; a lone string is refused with the list to write."""
 
-    def __init__(self, item: Spec, *, min_len: int = 1, optional: bool = False, help: str = ""):
+    def __init__(self, item: Spec, *, min_len: int = 1, unique: bool | None = None, optional: bool = False,
+                 help: str = ""):
         super().__init__(optional=optional, help=help)
         self.item, self.min_len = item, min_len
+        self.unique = isinstance(item, Choice) if unique is None else unique   # a choice twice is a typo
 
     def describe(self):
         return f"a list of {self.item.describe()}" + (" or None" if self.optional else "")
@@ -166,7 +179,11 @@ class ListOf(Spec):
             self.fail(name, value, hint)
         if len(value) < self.min_len:
             self.fail(name, value, f" with at least {self.min_len} item(s)")
-        return [self.item.check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        items = [self.item.check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+        twice = [v for i, v in enumerate(items) if v in items[:i]]
+        if self.unique and twice:
+            self.fail(name, value, f" without repeats ({twice[0]!r} is there twice: it would run twice)")
+        return items
 
 
 @dataclass
@@ -195,17 +212,12 @@ class OutputDir(Spec):
     def _check(self, name, value):
         if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
             self.fail(name, value)
-        path = os.path.abspath(os.fspath(value))
         try:
-            os.makedirs(path, exist_ok=True)
-            probe = os.path.join(path, f".ftkit-write-test-{os.getpid()}")
-            with open(probe, "w") as f:
-                f.write("ok")
-            os.remove(probe)
-        except OSError as e:
-            raise ParameterError(f"parameter {name}={value!r}: the folder {path!r} cannot be written "
-                                 f"({type(e).__name__}: {e.strerror or e}); give a folder you can write to, "
-                                 "e.g. output_dir='outputs/run1'. Nothing has been trained yet") from None
+            check_writable(os.path.abspath(os.fspath(value)), f"parameter {name}={value!r}: the folder cannot be written; "
+                           "the notebook",
+                           f"{name}='outputs/run1'")
+        except PermissionError as e:
+            raise ParameterError(str(e)) from None
         return os.fspath(value)
 
 
@@ -217,14 +229,26 @@ class Device(Spec):
         return "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'" + (" or None" if self.optional else "")
 
     def _check(self, name, value):
-        text = str(value) if type(value).__name__ == "device" else value   # a torch.device passes as its name
-        if not isinstance(text, str):
-            self.fail(name, value)
-        base, _, index = text.partition(":")
-        if base not in ("auto", "cpu", "cuda", "mps") or (index and not (base == "cuda" and index.isdigit())):
-            near = difflib.get_close_matches(text, ["auto", "cpu", "cuda", "mps"], n=1)
-            self.fail(name, value, f"; did you mean {near[0]!r}?" if near else "")
-        return text
+        try:
+            return parse_device(value)
+        except ValueError as e:
+            self.fail(name, value, str(e).partition("'mps'")[2])   # the hint after the list ('gpu' → 'cuda')
+
+
+def _np_bool() -> type:
+    import numpy as np
+    return np.bool_
+
+
+def _whole(value) -> int | None:
+    """``value`` as an int when it is a whole number (an int, a numpy integer, an integral float); bools are not."""
+    if isinstance(value, (bool, _np_bool())):
+        return None
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return int(value)
+    return None
 
 
 def _bounds(low, high) -> str:
@@ -238,6 +262,15 @@ def _bounds(low, high) -> str:
 
 
 # --------------------------------------------------------------------------- presets
+class FromPreset(int):
+    """A whole number the preset chose, not the user (``from_preset`` is True). A loader that finds less data than
+    a preset size asks for uses what there is and says so; a size the user set is checked as given."""
+    from_preset = True
+
+    def __repr__(self):
+        return int.__repr__(self)
+
+
 def choose_preset(preset: str = "auto") -> tuple[str, str]:
     """(preset, why): ``"auto"`` becomes ``"gpu"`` where CUDA is there, else ``"cpu"``."""
     Choice(*PRESETS).check("preset", preset)
@@ -292,13 +325,17 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
     unknown = sorted(n for n in candidates if n not in spec and not n.startswith("_"))
     if unknown:
         name = unknown[0]
-        near = difflib.get_close_matches(name, list(spec), n=1)
-        raise ParameterError(f"unknown parameter {name!r}" + (f"; did you mean {near[0]!r}?" if near else "")
+        raise ParameterError(f"unknown parameter {name!r}" + did_you_mean(name, list(spec))
                              + f". This notebook's parameters: {', '.join(spec)}")
     missing = [n for n in spec if n not in namespace]
     if missing:
         raise ParameterError(f"parameter {missing[0]!r} is not set: the parameters cell must define it")
     preset, why = choose_preset(namespace["preset"])
+    if preset == "gpu" and "device" in spec:   # a notebook that trains on a device: its GPU preset needs one
+        import torch
+        if not torch.cuda.is_available():
+            raise ParameterError("parameter preset='gpu': the full experiment needs a CUDA GPU, and none is here; "
+                                 "use preset='auto' or 'cpu' (then set any knob you want larger yourself)")
     values = presets.get(preset, {})
     for name in values:
         if name not in spec:
@@ -310,6 +347,8 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
             continue
         value = values[name] if name in filled else namespace[name]
         checked[name] = kind.check(name, value)
+        if name in filled and type(checked[name]) is int:
+            checked[name] = FromPreset(checked[name])
     namespace.update(checked)
     result = Setup(preset, why, checked, filled, dict(expected or {}))
     if not quiet:

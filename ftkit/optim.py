@@ -1,4 +1,4 @@
-r"""Optimizers and schedulers: a string-keyed factory over ``torch.optim`` and a from-scratch twin of each rule.
+r"""Optimizers: a string-keyed factory over ``torch.optim`` and a from-scratch twin of each rule.
 
 Update rules (gradient :math:`g_t=\nabla L(θ_{t-1})`, learning rate :math:`η`, weight decay :math:`λ`):
 
@@ -24,19 +24,17 @@ in plain tensor math (tests check it against ``torch.optim`` to 1e-6).
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.optim import lr_scheduler
 
-from .utils import check_int, check_number, choose, normalize_name
+from .utils import check_keys, check_number, choose
 
-__all__ = ["OPTIMIZERS", "OPTION_RANGES", "check_option", "OptimInfo", "SCHEDULERS", "make_optimizer", "make_scheduler",
-           "split_decay_params", "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
+__all__ = ["OPTIMIZERS", "OPTION_RANGES", "check_option", "OptimInfo", "make_optimizer", "split_decay_params",
+           "ScratchSGD", "ScratchAdam", "ScratchRMSprop", "ScratchAdagrad"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -242,15 +240,6 @@ def _accepted(cls) -> set[str]:
     return {n for n in inspect.signature(cls.__init__).parameters if n not in ("self", "params")}
 
 
-def _check_keys(keys, accepted: set[str], where: str, name: str):
-    for key in keys:
-        if key not in accepted:
-            close = difflib.get_close_matches(key, sorted(accepted), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"{where} has an unknown option {key!r}: {hint}optimizer {name!r} takes "
-                             f"{', '.join(sorted(accepted))}")
-
-
 def _param_groups(params: list, accepted: set[str], name: str) -> list[dict]:
     """Groups read once (an iterator of parameters is used up), each key known and each value in its range."""
     groups = []
@@ -262,7 +251,7 @@ def _param_groups(params: list, accepted: set[str], name: str) -> list[dict]:
         if "params" not in g:
             raise ValueError(f"{where} has no 'params' entry (it has {', '.join(map(repr, g)) or 'nothing'}); "
                              "each group is {'params': model.part.parameters(), 'lr': ...}")
-        _check_keys([k for k in g if k not in ("params", "name")], accepted, where, name)
+        check_keys([k for k in g if k not in ("params", "name")], accepted, where, f"optimizer {name!r}")
         opts = {k: check_option(k, v) for k, v in g.items() if k not in ("params", "name")}
         p = g["params"]
         groups.append({**g, **opts, "params": [p] if isinstance(p, torch.Tensor) else list(p)})
@@ -285,7 +274,7 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
     info = choose("optimizer", name, OPTIMIZERS)
     lr = check_option("lr", lr)
     accepted = _accepted(info.scratch if scratch else info.cls) - {"decoupled"}
-    _check_keys(options, accepted, "make_optimizer", name)
+    check_keys(options, accepted, "make_optimizer", f"optimizer {name!r}")
     opts = {**info.defaults, **{k: check_option(k, v) for k, v in options.items()}}
 
     wd = opts.get("weight_decay", 0.0)
@@ -311,91 +300,3 @@ def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = F
             opts["decoupled"] = info.decoupled_decay
         return info.scratch(params, lr=lr, **opts)
     return info.cls(params, lr=lr, **opts)
-
-
-# --------------------------------------------------------------------------- schedulers
-def _constant(optimizer, total_steps: int | None = None):
-    """lr stays put (``total_steps`` is accepted so every name works with ``fit``)."""
-    return lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
-
-
-def _step(optimizer, step_size: int, gamma: float = 0.1, total_steps: int | None = None):
-    r""":math:`η_s = η\,γ^{\lfloor s/\mathrm{step\_size}\rfloor}`."""
-    return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=check_number("gamma", gamma))
-
-
-def _cosine(optimizer, total_steps: int, eta_min: float = 0.0):
-    r""":math:`η_s = η_{min} + (η - η_{min})(1 + \cos(π s/T))/2`, T = ``total_steps``."""
-    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps, eta_min=check_number("eta_min", eta_min))
-
-
-def _linear_warmup(optimizer, total_steps: int, warmup_steps: int = 0, warmup_ratio: float | None = None,
-                   final_factor: float = 0.0):
-    """Warmup then linear decay, as a factor on lr at step s (W warmup steps, T total, f final factor):
-
-    :math:`(s+1)/W` for s < W (lr/W at the first step, lr at step W-1: no step is wasted at lr 0),
-    then :math:`1 - (1-f)(s-W)/(T-W)`, which falls to f at s = T (and stays there after).
-    """
-    if warmup_ratio is not None:
-        if not 0 <= check_number("warmup_ratio", warmup_ratio) <= 1:
-            raise ValueError(f"warmup_ratio must be in [0, 1], got {warmup_ratio}")
-        warmup_steps = int(round(warmup_ratio * total_steps))
-    warmup_steps = int(check_number("warmup_steps", warmup_steps))
-    if warmup_steps > total_steps:
-        raise ValueError(f"warmup_steps={warmup_steps} exceeds total_steps={total_steps}; warm up for fewer steps")
-    if not 0 <= check_number("final_factor", final_factor) <= 1:
-        raise ValueError(f"final_factor must be in [0, 1] (a fraction of lr), got {final_factor}")
-
-    def factor(step):
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        left = max(total_steps - warmup_steps, 1)
-        return max(final_factor, 1 - (1 - final_factor) * (step - warmup_steps) / left)
-
-    return lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _one_cycle(optimizer, total_steps: int, max_lr: float | None = None, **options):
-    """``torch.optim.lr_scheduler.OneCycleLR``: lr climbs from max_lr/25 to max_lr (default: each group's lr)
-    over 30% of the steps, then anneals (cosine) to max_lr/(25·10⁴). Momentum / β₁ cycles the other way,
-    but only for optimizers that already use it (plain SGD stays plain; Adagrad has none)."""
-    if max_lr is None:
-        max_lr = [g["lr"] for g in optimizer.param_groups]
-    else:
-        check_number("max_lr", max_lr, positive=True)
-    options.setdefault("cycle_momentum", all(g.get("momentum", 0) > 0 or "betas" in g
-                                             for g in optimizer.param_groups))
-    return lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, **options)
-
-
-SCHEDULERS = {
-    "constant": _constant,
-    "step": _step,
-    "cosine": _cosine,
-    "linear_warmup": _linear_warmup,
-    "one_cycle": _one_cycle,
-}
-_NEEDS_TOTAL = {"cosine", "linear_warmup", "one_cycle"}
-
-
-def make_scheduler(name, optimizer: torch.optim.Optimizer, **options):
-    """``make_scheduler("linear_warmup", opt, total_steps=1000, warmup_ratio=0.1)``; stepped once per batch.
-
-    ``None`` gives no scheduler; an existing scheduler passes through.
-    """
-    if name is None or not isinstance(name, str):
-        return name
-    build = choose("scheduler", name, SCHEDULERS)
-    key = normalize_name(name)
-    if key in _NEEDS_TOTAL:
-        if "total_steps" not in options:
-            raise ValueError(f"scheduler {name!r} needs total_steps= (batches per epoch × epochs)")
-        total = options["total_steps"]
-        if isinstance(total, int) and not isinstance(total, bool) and total <= 0:
-            raise ValueError(f"total_steps must be > 0, got {total}")
-        check_int("total_steps", total, meaning=" (optimizer steps of the whole run)")
-    if key == "step":
-        if "step_size" not in options:
-            raise ValueError("scheduler 'step' needs step_size= > 0 (steps between decays)")
-        check_int("step_size", options["step_size"], meaning=" (steps between decays)")
-    return build(optimizer, **options)

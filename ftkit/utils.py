@@ -1,12 +1,24 @@
-"""Small shared helpers: seeding, device choice and argument checks."""
+"""Small shared helpers: seeding, device choice and the package's one set of value checks.
+
+Files: ``atomic_write`` (never a torn file) and ``check_writable`` (a folder proven writable before work starts).
+The checks (``check_number``, ``check_int``, ``choose``, ``check_keys``, ``did_you_mean``) word each mistake one
+way; ``fit``, the factories (``make_optimizer``, ``make_loss``, ``make_scheduler``) and ``ftkit.notebook.setup``
+all use them."""
 from __future__ import annotations
 
+import contextlib
+import difflib
+import glob
 import math
 import os
 import random
+import tempfile
 
 import numpy as np
 import torch
+
+__all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int",
+           "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
@@ -30,10 +42,31 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     return seed
 
 
+DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
+
+
+def parse_device(device) -> str:
+    """The device's name if it is written as ``get_device`` takes it — ``"auto"``, ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"``, ``"mps"`` or a ``torch.device`` — without asking whether it is there; else one error listing
+    them, with ``"gpu"`` pointed to ``"cuda"``."""
+    text = str(device) if isinstance(device, torch.device) else device
+    if isinstance(text, str):
+        base, _, index = text.partition(":")
+        if base in DEVICE_NAMES and (not index or base == "cuda" and index.isdigit()):
+            return text
+    hint = ""
+    if isinstance(text, str):
+        word = text.strip().lower()
+        hint = ("; did you mean 'cuda'? (PyTorch calls an NVIDIA GPU 'cuda')" if word.startswith("gpu")
+                else did_you_mean(word, DEVICE_NAMES))
+    raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'{hint}")
+
+
 def get_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks cuda → mps → cpu; anything else is passed to ``torch.device``."""
+    """``"auto"`` picks cuda → mps → cpu; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` must be there."""
     if isinstance(device, torch.device):
         return device
+    parse_device(device)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -41,10 +74,7 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'") from e
+    dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -85,9 +115,79 @@ def normalize_name(name):
     return name.strip().lower().replace("-", "_") if isinstance(name, str) else name
 
 
+def did_you_mean(word, choices) -> str:
+    """``"; did you mean 'cosine'?"`` for the closest of ``choices`` to ``word``, or ``""``: the one wording of the
+    hint every check gives where a name is chosen."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1) if isinstance(word, str) else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def choose(kind: str, name: str, registry: dict):
-    """Look ``name`` up in ``registry`` (after :func:`normalize_name`) or fail listing the choices (timm style)."""
+    """Look ``name`` up in ``registry`` (after :func:`normalize_name`) or fail listing the choices (timm style)
+    and the nearest one."""
     key = normalize_name(name)
     if key not in registry:
-        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}")
+        raise ValueError(f"unknown {kind} {name!r}; choose one of: {', '.join(sorted(registry))}"
+                         + did_you_mean(key, sorted(registry)))
     return registry[key]
+
+
+def check_keys(keys, accepted, where: str, owner: str = "it") -> None:
+    """Raise ``ValueError`` at the first of ``keys`` not in ``accepted``: ``"make_optimizer has an unknown option
+    'weight_decy': did you mean 'weight_decay'? optimizer 'adamw' takes …"``."""
+    for key in keys:
+        if key not in accepted:
+            hint = did_you_mean(key, sorted(accepted))
+            raise ValueError(f"{where} has an unknown option {key!r}: {hint[2:] + ' ' if hint else ''}{owner} takes "
+                             f"{', '.join(sorted(accepted))}")
+
+
+# --------------------------------------------------------------------------- files
+def atomic_write(path, data: bytes | None = None, *, save=None) -> str:
+    """Write ``data`` (or call ``save(file)``) to a temp file beside ``path``, fsync, then rename over ``path``:
+    readers see the old file or the new one, never a torn one. Temp files left by killed writers are removed."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    for orphan in glob.glob(glob.escape(path) + ".tmp-*"):
+        pid = orphan.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.remove(orphan)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            save(f) if save is not None else f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # atomic on POSIX and Windows
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def check_writable(folder, who: str, example: str) -> str:
+    """Create ``folder`` and prove a file can be written in it (a probe file, removed); else one clear error
+    at ``fit`` start, before anything trains. Root ignores permission bits, so only a real write tells."""
+    folder = os.fspath(folder) or "."
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".ftkit-write-test-", dir=folder)
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(f"{who} cannot write to the folder {folder!r} ({type(e).__name__}: {e.strerror or e}); "
+                              f"give a folder you can write to, e.g. {example}. Nothing has been trained yet") from None
+    return folder
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True

@@ -329,7 +329,7 @@ def _basin_agreement(page) -> list[tuple]:
 @pytest.mark.timeout(600)   # two real notebooks: ~75 s on a quiet machine; the limit only guards a hang
 def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_reload(lab, tmp_path):
     from playwright.sync_api import sync_playwright
-    from ftkit.data.cifar10 import write_fake_cifar10
+    from ftkit.data.fake import write_fake_cifar10
     base, token, root = lab
     write_fake_cifar10(root / "cifar10", n_train=600, n_test=200, noise=1.0)
     m02 = _real_notebook(root, "02_gradient_descent.ipynb", output_dir="out02", steps=60, grid=30, theory_steps=200,

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 import ftkit
 from ftkit.train.callbacks import ModelCheckpoint
-from ftkit.data import cifar10 as C
+from ftkit.data import cifar10 as C, fake
 from ftkit.data import images as L
 from ftkit.models import FAST_RECIPE, FastResNet, FlipTTA, SimpleCNN, make_model
 from ftkit.metrics import confusion_matrix, per_class_accuracy
@@ -27,7 +27,7 @@ def pixels(n, seed=0):
 def folder(tmp_path):
     """100 training images over 5 batches of 20 (far below the real 10,000 each), 30 test images."""
     x, y = pixels(130)
-    C.write_cifar_batches(tmp_path, x[:100], y[:100], x[100:], y[100:])
+    fake.write_cifar_batches(tmp_path, x[:100], y[:100], x[100:], y[100:])
     return tmp_path, x, y
 
 
@@ -168,7 +168,7 @@ def test_throughput_counts_images_over_the_elapsed_time(folder, monkeypatch):
 
 def test_resume_from_checkpoint_replays_the_same_batches(tmp_path):
     """Shuffle and crop/flip use the global RNG, which checkpoints save: 1 + 1 resumed epochs == 2 epochs."""
-    C.write_fake_cifar10(tmp_path / "d", 40, 10, num_batches=2)
+    fake.write_fake_cifar10(tmp_path / "d", 40, 10, num_batches=2)
     data = C.load_cifar10(tmp_path / "d", val_fraction=0.0)
 
     def run(epochs, ckpt_dir, resume_from=None, seed=0):
@@ -247,9 +247,9 @@ def test_truncated_or_corrupt_batch_names_the_file(folder):
 def test_wrong_image_shapes_fail(folder, tmp_path):
     x, y = pixels(10)
     with pytest.raises(ValueError, match=r"images must be N×32×32×3 \(NHWC\), got shape \(10, 3, 32, 32\)"):
-        C.write_cifar_batches(tmp_path, x.transpose(0, 3, 1, 2), y, x, y)
+        fake.write_cifar_batches(tmp_path, x.transpose(0, 3, 1, 2), y, x, y)
     with pytest.raises(ValueError, match="must be uint8"):
-        C.write_cifar_batches(tmp_path, x.astype(np.float32), y, x, y)
+        fake.write_cifar_batches(tmp_path, x.astype(np.float32), y, x, y)
     path, *_ = folder
     with open(path / C.FOLDER / "test_batch", "wb") as f:
         pickle.dump({b"data": np.zeros((4, 1024), np.uint8), b"labels": [0, 1, 2, 3]}, f, protocol=2)
@@ -263,7 +263,7 @@ def test_wrong_image_shapes_fail(folder, tmp_path):
 def test_labels_outside_0_to_9_fail(folder, tmp_path):
     x, y = pixels(10)
     with pytest.raises(ValueError, match="label 10 is outside 0–9"):
-        C.write_cifar_batches(tmp_path, x, y + 1, x, y)
+        fake.write_cifar_batches(tmp_path, x, y + 1, x, y)
     path, *_ = folder
     with open(path / C.FOLDER / "data_batch_5", "wb") as f:
         pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [3, 12]}, f, protocol=2)
@@ -288,7 +288,7 @@ def test_download_command_checks_the_md5(tmp_path, monkeypatch, capsys):
 
     def fake_download(url, download_root, md5=None, **kw):  # what torchvision would fetch, written locally
         calls.append((url, md5))
-        C.write_fake_cifar10(download_root, 20, 10)
+        fake.write_fake_cifar10(download_root, 20, 10)
 
     monkeypatch.setattr(tv_utils, "download_and_extract_archive", fake_download)
     C.main(["--download", str(tmp_path)])

@@ -17,7 +17,7 @@ import ftkit
 from ftkit.train.callbacks import Callback, ModelCheckpoint
 from ftkit.core import StopTraining
 from ftkit.data.images import TensorLoader
-from ftkit.train.distributed import _bounds, shard
+from ftkit.train.sharding import shard, slice_bounds
 from ftkit.train.launcher import _cells_touching_cuda, launch, why_not_launch
 
 N, BATCH = 100, 16          # 7 global batches per epoch, the last one of 4 samples (2 per process)
@@ -337,7 +337,7 @@ def test_global_batch_must_split_over_the_processes():
 def test_slices_partition_every_batch():
     for n in range(1, 40):
         for world in (1, 2, 3, 8):
-            parts = [_bounds(n, r, world) for r in range(world)]
+            parts = [slice_bounds(n, r, world) for r in range(world)]
             assert parts[0][0] == 0 and parts[-1][1] == n
             assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
             assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
@@ -412,3 +412,12 @@ def test_bert_ner_on_two_processes_equals_one(tmp_path):
         torch.set_num_threads(threads)
     assert_same_run(two, one, weight_tol=5e-5)   # AdamW's 1/sqrt(v) lifts float rounding a little above 1e-5
     assert two["epochs"][0]["val_f1"] == one["epochs"][0]["val_f1"]
+
+
+def test_launch_section_says_why_it_did_not_run(capsys):
+    from ftkit.train.launcher import launch_section
+    assert launch_section(lambda: None, False, 2, "cpu") == (None, None)
+    assert capsys.readouterr().out == ("This section did not run: ddp = False (set ddp = True in the parameters "
+                                       "cell)\n")
+    assert launch_section(lambda: None, True, 1, "cpu") == (None, None)
+    assert "num_processes=1: data-parallel training needs at least 2 processes" in capsys.readouterr().out

@@ -17,7 +17,7 @@ from torch import nn
 
 import ftkit
 from ftkit.core import History
-from ftkit.data import cifar10 as C
+from ftkit.data import cifar10 as C, fake
 from ftkit.data import images as L
 from ftkit.data import shipped
 from ftkit.data.text import TextSplit
@@ -159,7 +159,7 @@ def test_batchnorm_with_a_one_sample_batch_says_what_to_change():
 # --------------------------------------------------------------------------- CIFAR files
 @pytest.fixture
 def cifar(tmp_path):
-    return C.write_fake_cifar10(tmp_path / "c", 50, 10, num_batches=5)
+    return fake.write_fake_cifar10(tmp_path / "c", 50, 10, num_batches=5)
 
 
 class Boom:
@@ -220,7 +220,7 @@ def test_cifar_meta_and_folder_problems_are_named(cifar):
     with pytest.raises(ValueError, match="std must be > 0 in every channel"):
         L.make_loader(*data.train, 8, mean=data.mean, std=(0.2, 0, 0.2))
     with pytest.raises(ValueError, match="num_batches must be 1 to 5"):
-        C.write_fake_cifar10(root, 20, 5, num_batches=6)
+        fake.write_fake_cifar10(root, 20, 5, num_batches=6)
 
 
 def test_cifar_or_synthetic_falls_back_only_without_cifar(cifar, tmp_path):

@@ -1,7 +1,7 @@
 """notebooks/01_loss_landscapes.ipynb under papermill with small parameters, on a fake CIFAR-10 folder."""
 import pytest
 
-from ftkit.data.cifar10 import write_fake_cifar10
+from ftkit.data.fake import write_fake_cifar10
 
 pytestmark = pytest.mark.notebook
 

@@ -4,7 +4,8 @@ import pickle
 import pytest
 import torch
 
-from ftkit.data.cifar10 import CLASSES, FOLDER, write_fake_cifar10
+from ftkit.data.cifar10 import CLASSES, FOLDER
+from ftkit.data.fake import write_fake_cifar10
 
 pytestmark = pytest.mark.notebook
 

@@ -1,7 +1,7 @@
 """notebooks/07_model_design.ipynb under papermill: a small CIFAR-format folder, narrow nets, one epoch each."""
 import pytest
 
-from ftkit.data.cifar10 import write_fake_cifar10
+from ftkit.data.fake import write_fake_cifar10
 
 pytestmark = pytest.mark.notebook
 

@@ -89,7 +89,9 @@ def test_the_presets_fill_every_knob_left_at_none_and_a_set_value_wins(nb, tmp_p
     assert cpu["chosen"].from_preset, "the CPU preset decides something"
     params, _ = cell_sources(NOTEBOOK[nb])
     left_at_none = [line.split("=")[0].strip() for line in params.splitlines() if "= None" in line.split("#")[0]]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)   # the GPU preset is for a machine with CUDA
     gpu = run_setup(NOTEBOOK[nb], tmp_path, preset="gpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     for name in cpu["chosen"].from_preset:
         assert name in left_at_none
     assert set(gpu["chosen"].from_preset) == set(cpu["chosen"].from_preset), "both presets decide the same knobs"
@@ -119,12 +121,12 @@ def test_offline_the_loaders_name_the_working_directory_a_relative_data_dir_was_
 def test_notebook_01_asks_for_cifar_by_default_and_synthetic_only_by_name(tmp_path, monkeypatch):
     """``synthetic=False`` (01's task="cifar10"): no silent stand-in; offline, the loader's message with the working
     directory. ``synthetic=True`` (task="synthetic"): the synthetic task even where CIFAR-10 is."""
-    from ftkit.data import cifar10 as C
+    from ftkit.data import cifar10 as C, fake
     monkeypatch.setattr(C, "_can_reach", lambda *a, **k: False)          # offline, without waiting for a timeout
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"relative to the working directory .*cannot be reached"):
         C.cifar10_or_synthetic("data/cifar10", 30, seed=0, synthetic=False)
-    C.write_fake_cifar10(tmp_path / "cifar", n_train=50, n_test=10)
+    fake.write_fake_cifar10(tmp_path / "cifar", n_train=50, n_test=10)
     assert C.cifar10_or_synthetic(tmp_path / "cifar", 30, synthetic=False)[2] == "CIFAR-10"
     assert C.cifar10_or_synthetic(tmp_path / "cifar", 30, synthetic=True)[2] == "synthetic"
     params, _ = cell_sources("01_loss_landscapes.ipynb")

@@ -14,6 +14,7 @@ from ftkit.data import shipped
 import ftkit
 from ftkit.data.conll import Sentence, load_conll
 from ftkit.nlp.hf import LengthGroupedBatches, TruncationWarning, collate, make_loader
+from ftkit.schedules import make_scheduler
 from ftkit.nlp.ner import (Encoded, NerRecipe, NerTagger, entity_f1, entity_metrics, evaluate_ner,
                            words_from_tokens)
 from ftkit.nlp.tiny import build_tiny_bert
@@ -192,18 +193,21 @@ def test_recipe_defaults_and_fit_args(tiny, data):
     tagger = NerTagger.from_pretrained(tiny, data.label_list, max_length=64)
     args = NerRecipe(lr=1e-3, warmup_ratio=0.25, weight_decay=0.01).fit_args(tagger, tagger.encode(data.train[:64]),
                                                                               epochs=2)
-    assert args["grad_clip"] == 1.0 and args["loss"] is None and args["epochs"] == 2
+    assert args["grad_clip"] == 1.0 and args["loss"] is None and args["epochs"] == 2 and args["model"] is tagger.model
     groups = args["optimizer"].param_groups  # encoder and head, each decayed weights + undecayed biases/norms
     head = {id(p) for p in tagger.model.classifier.parameters()}
-    assert [(g["initial_lr"], g["weight_decay"], any(id(p) in head for p in g["params"])) for g in groups] == [
+    assert [(g["lr"], g["weight_decay"], any(id(p) in head for p in g["params"])) for g in groups] == [
         (1e-3, 0.01, False), (1e-3, 0.0, False), (1e-2, 0.01, True), (1e-2, 0.0, True)]
     assert sum(len(g["params"]) for g in groups) == len(list(tagger.model.parameters()))
     assert len(args["train_loader"]) == 4 and [len(b["labels"]) for b in args["train_loader"]] == [16] * 4
+    # the schedule is a (name, options) pair that fit builds for its real step count: 4 batches x 2 epochs = 8
+    name, options = args["scheduler"]
+    scheduler = make_scheduler(name, args["optimizer"], total_steps=len(args["train_loader"]) * 2, **options)
     lrs = []
     for _ in range(8):  # 8 steps: 2 of warmup, then linear decay to 0
         lrs.append(args["optimizer"].param_groups[0]["lr"])
         args["optimizer"].step()
-        args["scheduler"].step()
+        scheduler.step()
     assert lrs == pytest.approx([5e-4, 1e-3, 1e-3, 5e-3 / 6, 4e-3 / 6, 3e-3 / 6, 2e-3 / 6, 1e-3 / 6])
 
 
@@ -222,7 +226,7 @@ def test_fine_tuning_learns_and_round_trips(tiny, data, tmp_path, one_thread):
     train, test = tagger.encode(data.train), tagger.encode(data.test)
     # a randomly initialized model: one big lr for all (no pre-trained encoder to protect)
     recipe = NerRecipe(lr=5e-3, head_lr_mult=1.0, batch_size=32, warmup_ratio=0.1, sort_by_length=True)
-    history = ftkit.fit(tagger.model, **recipe.fit_args(tagger, train, 3), device="cpu", progress=False,
+    history = ftkit.fit(**recipe.fit_args(tagger, train, 3), device="cpu", progress=False,
                         val_loader=tagger.loader(tagger.encode(data.valid), 64),
                         metrics=entity_metrics(data.label_list))
     assert history["train_loss"][-1] < 0.2 * history["train_loss"][0]

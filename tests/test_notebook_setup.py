@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from ftkit.notebook import Choice, Float, Int, ListOf, OutputDir, ParameterError, setup
+from ftkit.notebook import Choice, Device, Float, Int, ListOf, OutputDir, ParameterError, setup
 
 SPEC = {"epochs": Int(min=1), "lr": Float(min=0, open_min=True), "optimizer": Choice("adam", "sgd"),
         "modes": ListOf(Choice("full", "head", "lora")), "subset": Int(min=1, optional=True)}
@@ -95,3 +95,85 @@ def test_device_list_hint_minutes_text_and_the_expected_line(capsys):
            "(not run))" in out and "expected result: ≈ 0.5" in out
     assert res["device"] == "cuda:1"
     assert res.expect("0.52") == "got 0.52; expected with preset 'cpu': ≈ 0.5; preset 'gpu': ≈ 0.9"
+
+
+# --------------------------------------------------------------------------- issue 35: the parameter checks
+def test_the_gpu_preset_without_cuda_is_one_clear_error(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ParameterError, match=r"parameter preset='gpu': the full experiment needs a CUDA GPU, and "
+                                             r"none is here; use preset='auto' or 'cpu'"):
+        setup(ns(preset="gpu", device="auto"), {**SPEC, "device": Device()}, presets=PRESETS, quiet=True)
+
+
+def test_device_gpu_points_to_cuda():
+    from ftkit.notebook import Device
+    with pytest.raises(ParameterError, match=r"parameter device='gpu': expected 'auto', 'cpu', 'cuda', 'cuda:N' or "
+                                             r"'mps'; did you mean 'cuda'\? \(PyTorch calls an NVIDIA GPU 'cuda'\)"):
+        setup({"preset": "cpu", "device": "gpu"}, {"device": Device()}, quiet=True)
+    with pytest.raises(ParameterError, match=r"parameter device='cpuu'.*; did you mean 'cpu'\?"):
+        setup({"preset": "cpu", "device": "cpuu"}, {"device": Device()}, quiet=True)
+
+
+def test_numpy_numbers_are_numbers_and_true_is_not_a_whole_number():
+    import numpy as np
+    g = ns(epochs=np.int64(3), lr=np.float32(0.5), subset=np.int32(7))
+    setup(g, SPEC, presets=PRESETS, quiet=True)
+    assert (g["epochs"], g["lr"], g["subset"]) == (3, 0.5, 7)
+    assert type(g["epochs"]) is int and type(g["lr"]) is float   # plain Python numbers travel on (JSON, logs)
+    for bad in (True, np.bool_(True)):
+        with pytest.raises(ParameterError, match=r"parameter epochs=.*: expected a whole number >= 1"):
+            setup(ns(epochs=bad), SPEC, presets=PRESETS, quiet=True)
+
+
+def test_a_choice_twice_in_a_list_is_refused_and_dashes_are_forgiven():
+    with pytest.raises(ParameterError, match=r"parameter modes=\['full', 'full'\]: expected a list of one of "
+                                             r"'full', 'head', 'lora' without repeats \('full' is there twice"):
+        setup(ns(modes=["full", "full"]), SPEC, presets=PRESETS, quiet=True)
+    g = {"preset": "cpu", "scheduler": "one-cycle"}
+    setup(g, {"scheduler": Choice("one_cycle", "cosine")}, quiet=True)
+    assert g["scheduler"] == "one_cycle"
+
+
+def test_output_dir_really_probes_that_the_folder_is_writable(tmp_path):
+    """An existing folder that refuses new files (immutable: even root cannot write there) is refused now."""
+    import shutil
+    import subprocess
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode:
+        pytest.skip("chattr +i is not available here (needs root and a file system that supports it)")
+    try:
+        with pytest.raises(ParameterError, match=r"parameter output_dir=.*locked.*the folder cannot be written.*"
+                                                 r"Nothing has been trained yet"):
+            setup({"preset": "cpu", "output_dir": str(folder)}, {"output_dir": OutputDir()}, quiet=True)
+        assert os.listdir(folder) == []
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)])
+
+
+def test_a_preset_size_larger_than_the_data_uses_what_there_is_and_a_set_one_is_an_error(tmp_path, capsys):
+    from ftkit.data.cifar10 import load_cifar10
+    from ftkit.data.fake import write_fake_cifar10
+    write_fake_cifar10(tmp_path / "c", 50, 10, num_batches=5)
+    g = {"preset": "cpu", "subset": None}
+    setup(g, {"subset": Int(min=10, optional=True)}, presets={"cpu": {"subset": 10_000}}, quiet=True)
+    data = load_cifar10(tmp_path / "c", subset=g["subset"], val_fraction=0.2, download=False)
+    assert len(data.train.labels) + len(data.val.labels) == 50
+    out = capsys.readouterr().out
+    assert "the preset asks for 10,000 training images" in out and "has 50: using all 50" in out
+    with pytest.raises(ValueError, match="subset must be between 1 and the 50 training images"):
+        load_cifar10(tmp_path / "c", subset=10_000, download=False)
+
+
+def test_the_dashboard_parameter_is_one_spec():
+    from ftkit.notebook import Dashboard
+    for value in ("auto", True, False):
+        g = {"preset": "cpu", "dashboard": value}
+        setup(g, {"dashboard": Dashboard()}, quiet=True)
+        assert g["dashboard"] is value or g["dashboard"] == value
+    with pytest.raises(ParameterError, match=r"parameter dashboard='autp': expected one of 'auto', True, False; "
+                                             r"did you mean 'auto'\?"):
+        setup({"preset": "cpu", "dashboard": "autp"}, {"dashboard": Dashboard()}, quiet=True)
+    with pytest.raises(ParameterError, match=r"parameter dashboard=1: expected one of 'auto', True, False"):
+        setup({"preset": "cpu", "dashboard": 1}, {"dashboard": Dashboard()}, quiet=True)   # 1 == True, but not a bool

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from ftkit.optim import OPTIMIZERS, SCHEDULERS, ScratchAdam, make_optimizer, make_scheduler, split_decay_params
+from ftkit.optim import OPTIMIZERS, ScratchAdam, make_optimizer, split_decay_params
+from ftkit.schedules import SCHEDULERS, make_scheduler
 
 STEPS = 100
 
@@ -174,8 +175,8 @@ def test_unknown_names_list_the_choices():
     with pytest.raises(ValueError, match="unknown optimizer 'adamm'; choose one of: adagrad, adam, adamw, gd, "
                                          "momentum, nesterov, rmsprop, sgd"):
         make_optimizer("adamm", param())
-    with pytest.raises(ValueError, match="unknown scheduler 'cosin'; choose one of: constant, cosine, "
-                                         "linear_warmup, one_cycle, step"):
+    with pytest.raises(ValueError, match="unknown scheduler 'cosin'; choose one of: constant, cosine, cosine_warmup, "
+                                         "linear_warmup, one_cycle, reduce_on_plateau, step"):
         make_scheduler("cosin", make_optimizer("sgd", param()))
     assert set(OPTIMIZERS) == {"sgd", "gd", "momentum", "nesterov", "adam", "adamw", "rmsprop", "adagrad"}
 

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from ftkit.optim import OPTIMIZERS, OptimInfo, make_optimizer, make_scheduler
+from ftkit.optim import OPTIMIZERS, OptimInfo, make_optimizer
+from ftkit.schedules import make_scheduler
 from ftkit.utils import choose, normalize_name
 
 

@@ -382,8 +382,8 @@ def test_model_returning_a_tuple_says_how_to_pick_the_logits():
 
 
 def test_cifar_folder_with_a_missing_batch_names_it(tmp_path):
-    from ftkit.data import cifar10
-    root = cifar10.write_fake_cifar10(tmp_path / "c", 50, 10)
+    from ftkit.data import cifar10, fake
+    root = fake.write_fake_cifar10(tmp_path / "c", 50, 10)
     os.remove(os.path.join(root, "data_batch_3"))
     with pytest.raises(FileNotFoundError, match=r"lacks data_batch_3 "):
         cifar10.load_cifar10(tmp_path / "c", download=False)

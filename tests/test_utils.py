@@ -69,3 +69,15 @@ def test_choose_forgives_case_and_dashes_and_lists_choices():
     assert choose("scheduler", "Linear-Warmup", registry) == 1
     with pytest.raises(ValueError, match=r"unknown scheduler 'cos'; choose one of: cosine, linear_warmup"):
         choose("scheduler", "cos", registry)
+
+
+def test_names_are_chosen_with_a_suggestion_and_gpu_points_to_cuda():
+    from ftkit.utils import check_keys, choose
+    with pytest.raises(ValueError, match=r"unknown optimizer 'adamm'; choose one of: adam, sgd; did you mean 'adam'\?"):
+        choose("optimizer", "adamm", {"adam": 1, "sgd": 2})
+    assert choose("scheduler", "One-Cycle", {"one_cycle": 3}) == 3
+    with pytest.raises(ValueError, match=r"make_optimizer has an unknown option 'lrr': did you mean 'lr'\? optimizer "
+                                         r"'sgd' takes lr, momentum"):
+        check_keys(["lrr"], {"lr", "momentum"}, "make_optimizer", "optimizer 'sgd'")
+    with pytest.raises(ValueError, match=r"unknown device 'gpu'; .*did you mean 'cuda'\?"):
+        get_device("gpu")

@@ -62,5 +62,8 @@ def test_probe_freezes_the_backbone_and_its_batchnorm_statistics(monkeypatch):
     assert {g["name"]: g["lr"] for g in transfer_optimizer(fine, "finetune").param_groups}["backbone"] == 1e-4
     with pytest.raises(ValueError, match="unknown transfer mode 'lora'; choose one of: probe, finetune, scratch"):
         make_transfer("lora")
+    with pytest.raises(ValueError, match=r"unknown transfer mode 'fine-tune'; choose one of: probe, finetune, scratch; "
+                                         r"did you mean 'finetune'\?"):
+        transfer_optimizer(fine, "fine-tune")   # was a bare KeyError
     with pytest.raises(FileNotFoundError, match="is not a file"):
         load_resnet18(weights_path="/nonexistent/resnet18.pth")

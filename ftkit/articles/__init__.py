@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 
-from ..core import atomic_write
+from ..utils import atomic_write
 
 __all__ = ["record"]
 

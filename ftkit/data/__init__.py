@@ -1,11 +1,11 @@
-"""Data loaders that return ready-to-train objects: ``cifar10`` (its files), ``images`` (batching them), ``conll``,
+"""Data loaders that return ready-to-train objects: ``cifar10`` (its files; ``fake`` writes files in its format), ``images`` (batching them), ``conll``,
 ``corpus`` (text for language models), ``synthetic`` and ``text`` (sentence classification) — and :func:`shipped`,
 the small texts that come with the package (found from any working directory: the repo root, ``notebooks/``,
 Colab's ``/content``)."""
 from importlib import import_module
 from pathlib import Path
 
-__all__ = ["cifar10", "conll", "corpus", "images", "instructions", "synthetic", "text", "shipped", "FILES"]
+__all__ = ["cifar10", "conll", "corpus", "fake", "images", "instructions", "synthetic", "text", "shipped", "FILES"]
 
 FILES = Path(__file__).resolve().parent / "files"
 

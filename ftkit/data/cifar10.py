@@ -1,4 +1,4 @@
-r"""CIFAR-10 from its ``cifar-10-batches-py`` pickles: read, download, write (test fixtures), summarize.
+r"""CIFAR-10 from its ``cifar-10-batches-py`` pickles: read, download, summarize (writers: :mod:`ftkit.data.fake`).
 
     data = load_cifar10("data/cifar10", subset=5000)      # uint8 images, labels, classes, mean/std
     train_loader, val_loader, test_loader = ftkit.data.images.make_loaders(data, batch_size=512, device="cuda")
@@ -7,7 +7,7 @@ Files: ``data_batch_1`` … ``data_batch_5`` and ``test_batch`` are pickled dict
 ``b'data'`` (uint8, N×3072, each row a 3×32×32 image in CHW order), ``b'labels'`` (ints 0–9),
 ``b'batch_label'`` and ``b'filenames'``; ``batches.meta`` holds ``b'label_names'``. The batches are read
 directly (no md5 check of files on disk), so a folder with fewer images per batch — a user's subset, a test
-fixture written by :func:`write_cifar_batches` — loads like the real one. The checksum is checked once, on
+fixture written by :func:`ftkit.data.fake.write_cifar_batches` — loads like the real one. The checksum is checked once, on
 download (``python -m ftkit.data.cifar10 --download data/cifar10``).
 
 :func:`load_cifar10` also returns the training split's per-channel mean and std, which the loaders of
@@ -34,8 +34,8 @@ import torch
 
 from ..utils import check_int, check_number
 
-__all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "Split", "Cifar10", "load_cifar10", "download_cifar10", "read_batch",
-           "write_cifar_batches", "write_fake_cifar10", "cifar10_or_synthetic"]
+__all__ = ["CLASSES", "URL", "MD5", "DOWNLOAD_CMD", "FOLDER", "Split", "Cifar10", "load_cifar10", "download_cifar10",
+           "read_batch", "check_labels", "cifar10_or_synthetic"]
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -121,10 +121,11 @@ def read_batch(path) -> tuple[np.ndarray, np.ndarray]:
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise ValueError(f"{path}: images must be uint8 rows of 3072 = 3×32×32 values, got a {data.dtype} array "
                          f"of shape {data.shape}")
-    return data, _check_labels(labels, len(data), path)
+    return data, check_labels(labels, len(data), path)
 
 
-def _check_labels(labels, n: int, where: str) -> np.ndarray:
+def check_labels(labels, n: int, where: str) -> np.ndarray:
+    """``labels`` as an array of ``n`` integers 0–9, or one error naming ``where``."""
     labels = np.asarray(labels)
     if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"{where}: need {n} integer labels (one per image), got {labels.dtype} array of shape "
@@ -243,6 +244,10 @@ def load_cifar10(data_dir="data/cifar10", *, subset: int | None = None, val_frac
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train.labels), generator=g)
     if subset is not None:
+        if getattr(subset, "from_preset", False) and subset > len(order):   # only a size the user set is an error
+            print(f"the preset asks for {int(subset):,} training images; {root!r} has {len(order):,}: using all "
+                  f"{len(order):,}")
+            subset = len(order)
         if not 1 <= int(subset) <= len(order):
             raise ValueError(f"subset must be between 1 and the {len(order)} training images in {root!r}, "
                              f"got {subset}")
@@ -310,59 +315,6 @@ def _label_names(root: str) -> list[str]:
         raise ValueError(f"{meta} lists {len(names)} label names {names[:12]}, but CIFAR-10 has 10 distinct classes "
                          f"(labels 0–9); {fix}")
     return names
-
-
-def write_cifar_batches(data_dir, images, labels, test_images, test_labels, *, num_batches: int = 5,
-                        label_names=CLASSES) -> str:
-    """Write ``data_dir/cifar-10-batches-py`` in the real format: pickled dicts with bytes keys.
-
-    ``images``: uint8 N×32×32×3 (NHWC, as PIL/matplotlib show them); stored as N×3072 rows in CHW order.
-    The training images are split over ``num_batches`` files ``data_batch_1..k``; returns the folder.
-    """
-    root = os.path.join(os.fspath(data_dir), FOLDER)
-    train = _as_rows(images, labels, "images")
-    test = _as_rows(test_images, test_labels, "test_images")
-    if not 1 <= check_int("num_batches", num_batches) <= 5:
-        raise ValueError(f"num_batches must be 1 to 5 (CIFAR-10 has data_batch_1..5), got {num_batches}")
-    os.makedirs(root, exist_ok=True)
-    parts = np.array_split(np.arange(len(train[0])), int(num_batches))
-    for k, idx in enumerate(parts, start=1):
-        _dump(os.path.join(root, f"data_batch_{k}"), train[0][idx], train[1][idx], f"training batch {k} of {len(parts)}")
-    _dump(os.path.join(root, "test_batch"), *test, "testing batch 1 of 1")
-    meta = {b"num_cases_per_batch": len(parts[0]), b"label_names": [n.encode() for n in label_names],
-            b"num_vis": 3072}
-    with open(os.path.join(root, "batches.meta"), "wb") as f:
-        pickle.dump(meta, f, protocol=2)
-    return root
-
-
-def _as_rows(images, labels, name: str) -> tuple[np.ndarray, np.ndarray]:
-    images = np.asarray(images)
-    if images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-        raise ValueError(f"{name} must be N×32×32×3 (NHWC), got shape {images.shape}; for N×3×32×32 tensors "
-                         "pass images.permute(0, 2, 3, 1)")
-    if images.dtype != np.uint8:
-        raise ValueError(f"{name} must be uint8 pixels 0–255, got {images.dtype}")
-    labels = _check_labels(labels, len(images), f"labels for {name}")
-    return np.ascontiguousarray(images.transpose(0, 3, 1, 2)).reshape(len(images), 3072), labels
-
-
-def _dump(path: str, data: np.ndarray, labels: np.ndarray, batch_label: str):
-    batch = {b"batch_label": batch_label.encode(), b"labels": [int(y) for y in labels], b"data": data,
-             b"filenames": [f"image_{i:05d}.png".encode() for i in range(len(data))]}
-    with open(path, "wb") as f:
-        pickle.dump(batch, f, protocol=2)
-
-
-def write_fake_cifar10(data_dir, n_train: int = 50_000, n_test: int = 10_000, *, noise: float = 1.0,
-                       seed: int = 0, num_batches: int = 5) -> str:
-    """A learnable stand-in of the real format: each class a smooth colour pattern plus noise (see
-    :func:`ftkit.data.synthetic.image_classification`), as uint8 ``128 + 40·x``. For tests and timing runs."""
-    from .synthetic import image_classification
-    x, y = image_classification(n_train + n_test, noise=noise, seed=seed)
-    pixels = (128 + 40 * x).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return write_cifar_batches(data_dir, pixels[:n_train], y[:n_train].numpy(), pixels[n_train:],
-                               y[n_train:].numpy(), num_batches=num_batches)
 
 
 # --------------------------------------------------------------------------- command line

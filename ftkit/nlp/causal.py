@@ -19,10 +19,12 @@ from pathlib import Path
 
 import torch
 
-from .hf import _check_path, _hub_error, load_config
+from ..core import eval_mode
+from .hf import check_path, hub_error, load_config
 
 __all__ = ["SMOLLM2", "QWEN", "GGUF_PACKAGE", "load_causal_lm", "offline_smollm2", "build_tiny_causal_lm",
-           "generate", "CHATML_TEMPLATE", "PLAIN_TEMPLATE", "format_prompt", "folder_size_mb"]
+           "generate", "CHATML_TEMPLATE", "PLAIN_TEMPLATE", "format_prompt", "use_chat",
+           "folder_size_mb"]
 
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"   # 135 M parameters, 30 layers, chat template (ChatML)
 QWEN = "Qwen/Qwen2.5-0.5B-Instruct"                 # 494 M parameters, 24 layers, chat template (ChatML)
@@ -89,7 +91,7 @@ def load_causal_lm(model_name_or_path: str, *, load_in_4bit: bool = False, dtype
         if not os.path.isfile(path):
             raise FileNotFoundError(f"no GGUF file at {os.path.abspath(path)!r}")
         path = _from_gguf(path)
-    _check_path(path)
+    check_path(path)
     try:
         load_config(path)
     except OSError:
@@ -111,7 +113,7 @@ def load_causal_lm(model_name_or_path: str, *, load_in_4bit: bool = False, dtype
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
-        raise _hub_error(path, e) from e
+        raise hub_error(path, e) from e
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -165,7 +167,9 @@ def build_tiny_causal_lm(out_dir, texts, *, vocab_size: int = 400, hidden_size: 
 PLAIN_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
 
 
-def _use_chat(tokenizer, chat):
+def use_chat(tokenizer, chat) -> bool:
+    """Whether prompts go through the tokenizer's chat template: ``chat`` if given (True without a template is an
+    error), else whether the tokenizer has one."""
     has = bool(getattr(tokenizer, "chat_template", None))
     if chat is None:
         return has
@@ -182,7 +186,7 @@ def format_prompt(tokenizer, prompt, *, chat=None, system: str | None = None) ->
     msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if system is not None:
         msgs = [{"role": "system", "content": system}, *msgs]
-    if _use_chat(tokenizer, chat):
+    if use_chat(tokenizer, chat):
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     return PLAIN_TEMPLATE.format(prompt="\n\n".join(m["content"] for m in msgs))
 
@@ -200,20 +204,18 @@ def generate(model, tokenizer, prompts, *, max_new_tokens: int = 32, chat: bool 
     device = next(model.parameters()).device
     texts = [format_prompt(tokenizer, p, chat=chat, system=system) for p in prompts]
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    was_training = model.training
-    model.eval()
     out = []
     try:
-        for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
-            out += [s.strip() for s in tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:],
-                                                               skip_special_tokens=True)]
+        with eval_mode(model):
+            for i in range(0, len(texts), batch_size):
+                enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+                enc = {k: v.to(device) for k, v in enc.items()}
+                ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                out += [s.strip() for s in tokenizer.batch_decode(ids[:, enc["input_ids"].shape[1]:],
+                                                                   skip_special_tokens=True)]
     finally:
         tokenizer.padding_side = side
-        model.train(was_training)
     return out
 
 

@@ -24,7 +24,8 @@ import torch
 
 from ..data.text import TextSplit
 from ..params import count_trainable
-from .finetune import COMMON, RECIPES, _check_mode, apply_mode, parameter_table
+from .finetune import check_mode, apply_mode, parameter_table, recipe_for
+from .recipe import Recipe
 from .hf import (FeatureDataset, TruncationWarning, check_head_and_length, check_texts, from_pretrained, load_config,
                  load_tokenizer, make_loader, save_folder)
 from ..train.step import predict as _predict
@@ -34,6 +35,13 @@ from ..utils import check_int, get_device
 __all__ = ["EncodedText", "LabelOrderWarning", "SentenceClassifier", "evaluate_classifier", "scores_from_confusion"]
 
 META = "ftkit_classifier.json"  # label list, mode and max_length saved next to the weights
+
+
+class _ClassifierRecipe(Recipe):
+    """A classification recipe: the same knobs, and the accuracy logged each epoch."""
+
+    def extra_args(self) -> dict:
+        return {"metrics": ["accuracy"]}
 
 
 class LabelOrderWarning(UserWarning):
@@ -140,7 +148,7 @@ class SentenceClassifier:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         check_head_and_length(base.config, tokenizer, label_list, max_length, "tokens")
         self.model, self.tokenizer, self.label_list = model, tokenizer, list(label_list)
-        self.max_length, self.mode = max_length, _check_mode(mode)
+        self.max_length, self.mode = max_length, check_mode(mode)
 
     @classmethod
     def from_pretrained(cls, model_name_or_path, label_list: list[str] | None = None, *, mode: str = "full",
@@ -150,7 +158,7 @@ class SentenceClassifier:
         or LoRA) comes back with its labels, mode and weights. The tokenizer loads first, so a folder without
         one fails before any weight is read."""
         path = os.fspath(model_name_or_path)
-        _check_mode(mode)
+        check_mode(mode)
         tokenizer = load_tokenizer(path)
         lora = {"r": lora_r, "alpha": lora_alpha, "dropout": lora_dropout, "target_modules": target_modules}
         model, label_list, mode = _load_model(path, label_list, mode, lora)
@@ -215,32 +223,22 @@ class SentenceClassifier:
         return make_loader(encoded, batch_size, pad_id=self.tokenizer.pad_token_id or 0, **options)
 
     # ----------------------------------------------------------------------- training
+    def recipe(self, **overrides):
+        """This mode's :class:`~ftkit.nlp.recipe.Recipe` (:data:`ftkit.nlp.finetune.RECIPES`,
+        :data:`~ftkit.nlp.finetune.COMMON`) with ``overrides``: AdamW over the trainable parameters, linear warmup
+        then decay, gradient clipping; batches in random order for ``full`` and ``lora``, length-grouped for
+        ``head`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
+        return _ClassifierRecipe(**vars(recipe_for(self.mode, **overrides)))
+
     def fit_args(self, train_set: EncodedText, epochs: int = 1, *, val_set: EncodedText | None = None,
                  batch_size: int | None = None, lr: float | None = None, weight_decay: float | None = None,
                  warmup_ratio: float | None = None, grad_clip: float | None = None, sort_by_length: bool | None = None,
                  seed: int = 0) -> dict:
-        """Keyword arguments for ``ftkit.fit`` / ``fit_live_async`` with this mode's defaults
-        (:data:`ftkit.nlp.finetune.RECIPES`, :data:`~ftkit.nlp.finetune.COMMON`): AdamW over the trainable parameters,
-        linear warmup then decay, gradient clipping; batches in random order for ``full`` and ``lora``, length-grouped
-        for ``head`` (``sort_by_length``: what each mode measured best, see ``RECIPES``)."""
-        from ..optim import make_optimizer, make_scheduler
-        batch_size = COMMON["batch_size"] if batch_size is None else check_int("batch_size", batch_size)
-        lr = lr if lr is not None else RECIPES[self.mode]["lr"]
-        if not count_trainable(self.model):
-            raise ValueError("no parameter of the model trains; build it with mode='full', 'head' or 'lora'")
-        if sort_by_length is None:
-            sort_by_length = RECIPES[self.mode]["sort_by_length"]
-        train_loader = self.loader(train_set, batch_size, shuffle=True, sort_by_length=sort_by_length, seed=seed)
-        optimizer = make_optimizer("adamw", self.model, lr=lr,  # frozen parameters are skipped
-                                   weight_decay=COMMON["weight_decay"] if weight_decay is None else weight_decay,
-                                   fused=COMMON["fused"])
-        total = len(train_loader) * int(epochs)
-        scheduler = make_scheduler("linear_warmup", optimizer, total_steps=total,
-                                   warmup_ratio=COMMON["warmup_ratio"] if warmup_ratio is None else warmup_ratio)
-        return {"model": self.model, "train_loader": train_loader, "loss": None, "optimizer": optimizer,
-                "epochs": int(epochs), "scheduler": scheduler, "metrics": ["accuracy"],
-                "grad_clip": COMMON["grad_clip"] if grad_clip is None else grad_clip,
-                "val_loader": None if val_set is None else self.loader(val_set, 2 * batch_size, sort_by_length=True)}
+        """Keyword arguments for ``ftkit.fit`` / ``fit_live_async``: ``self.recipe(...).fit_args(self, ...)``, the
+        accuracy metric included."""
+        recipe = self.recipe(batch_size=batch_size, lr=lr, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
+                             grad_clip=grad_clip, sort_by_length=sort_by_length)
+        return recipe.fit_args(self, train_set, epochs, val_set=val_set, seed=seed)
 
     # ----------------------------------------------------------------------- inference
     def _encode_for_prediction(self, texts, pairs) -> EncodedText:

@@ -16,9 +16,11 @@ from __future__ import annotations
 from torch import nn
 
 from ..params import parameter_table as _table, set_trainable
+from ..utils import check_int, check_number, choose, normalize_name
+from .recipe import Recipe
 
-__all__ = ["MODES", "RECIPES", "COMMON", "head_modules", "lora_targets", "apply_mode", "parameter_table",
-           "training_memory_mb"]
+__all__ = ["MODES", "RECIPES", "COMMON", "check_mode", "recipe_for", "head_modules", "lora_targets", "add_lora",
+           "apply_mode", "parameter_table", "training_memory_mb"]
 
 MODES = ("full", "head", "lora")
 # Defaults per mode, each with its reason; every value can be overridden.
@@ -44,10 +46,18 @@ COMMON = {
 }
 
 
-def _check_mode(mode: str) -> str:
-    if mode not in MODES:
-        raise ValueError(f"unknown mode {mode!r}; choose one of: {', '.join(MODES)}")
-    return mode
+def check_mode(mode: str) -> str:
+    """``mode`` if it is one of :data:`MODES`, else one error listing them (and the nearest)."""
+    choose("mode", mode, dict.fromkeys(MODES))
+    return normalize_name(mode)
+
+
+def recipe_for(mode: str, **overrides) -> Recipe:
+    """The sentence-classification :class:`~ftkit.nlp.recipe.Recipe` of ``mode`` (:data:`RECIPES` + :data:`COMMON`),
+    with ``overrides`` (``None`` values keep the default)."""
+    mode = check_mode(mode)
+    fields = {"lr": RECIPES[mode]["lr"], "sort_by_length": RECIPES[mode]["sort_by_length"], **COMMON}
+    return Recipe(**{**fields, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def head_modules(model: nn.Module) -> list[str]:
@@ -96,14 +106,25 @@ def apply_mode(model: nn.Module, mode: str = "full", *, r: int = 8, alpha: float
     if not head:
         raise ValueError(f"{type(model).__name__} has no classification head outside its encoder; load it with "
                          "AutoModelForSequenceClassification")
-    if _check_mode(mode) == "lora":
-        from peft import LoraConfig, TaskType, get_peft_model
-        if r < 1:
-            raise ValueError(f"lora_r must be >= 1, got {r}")
-        config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(r), lora_alpha=alpha, lora_dropout=dropout,
-                            target_modules=lora_targets(model, target_modules), modules_to_save=head + new)
-        return get_peft_model(model, config)
+    if check_mode(mode) == "lora":
+        return add_lora(model, "SEQ_CLS", r=r, alpha=alpha, dropout=dropout, target_modules=target_modules,
+                        modules_to_save=head + new)
     return set_trainable(model, lambda name: _part(name, head, new), "all" if mode == "full" else "head")
+
+
+def add_lora(model: nn.Module, task_type: str, *, r: int = 8, alpha: float = 16, dropout: float = 0.1,
+             target_modules=None, modules_to_save=None) -> nn.Module:
+    """The one LoRA builder: a peft model with rank-``r`` adapters (scaled by ``alpha / r``) on ``target_modules``
+    (peft's default for the model type when ``None``, else checked against the model), for ``task_type``
+    (``"SEQ_CLS"``, ``"CAUSAL_LM"``, ``"TOKEN_CLS"``); ``modules_to_save`` train in full and are saved with it."""
+    from peft import LoraConfig, TaskType, get_peft_model
+    r = check_int("r", r, meaning=" (LoRA's rank, e.g. 8)")
+    check_number("alpha", alpha, positive=True)
+    if not 0 <= check_number("dropout", dropout) < 1:
+        raise ValueError(f"dropout must be in [0, 1) (LoRA's dropout, e.g. 0.1), got {dropout!r}")
+    config = LoraConfig(task_type=getattr(TaskType, task_type), r=r, lora_alpha=alpha, lora_dropout=dropout,
+                        target_modules=lora_targets(model, target_modules), modules_to_save=modules_to_save)
+    return get_peft_model(model, config)
 
 
 def _part(name: str, head: list[str], new=()) -> str:

@@ -22,7 +22,7 @@ from ..utils import check_int
 
 __all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "FeatureDataset", "LengthGroupedBatches",
            "make_loader", "check_label_order", "check_texts", "check_save_folder",
-           "save_folder"]
+           "save_folder", "check_path", "hub_error"]
 
 # files that hold a tokenizer's vocabulary (a folder with none of them has no usable tokenizer)
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
@@ -42,7 +42,7 @@ def _looks_local(path: str) -> bool:
     return "/" in path and os.path.isdir(path.split("/", 1)[0])
 
 
-def _check_path(path: str) -> None:
+def check_path(path: str) -> None:
     """A string that looks like a path must be an existing folder; a folder must not be a file."""
     if os.path.isdir(path):
         return
@@ -69,7 +69,7 @@ def _check_config(path: str) -> None:
                                 f"model.save_pretrained(folder) has one.{hint}")
 
 
-def _hub_error(path: str, e: Exception) -> OSError:
+def hub_error(path: str, e: Exception) -> OSError:
     return OSError(f"could not load {path!r} ({type(e).__name__}: {e}). It is not a folder here "
                    f"({os.path.abspath(path)!r} does not exist), so it was taken for a Hub id. If it is a Hub id and "
                    f"there is no internet, save it on a machine that has it: `python -c \"from transformers import "
@@ -99,14 +99,14 @@ def load_tokenizer(model_name_or_path: str):
     """A fast (Rust) tokenizer from a folder or Hub id: label alignment needs ``word_ids()``, which only they have."""
     from transformers import AutoTokenizer
     path = os.fspath(model_name_or_path)
-    _check_path(path)
+    check_path(path)
     if os.path.isdir(path) and not any(os.path.isfile(os.path.join(path, f)) for f in TOKENIZER_FILES):
         raise FileNotFoundError(f"model folder {path!r} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
                                 "save it next to the weights with tokenizer.save_pretrained(folder)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     except OSError as e:
-        raise _hub_error(path, e) from e
+        raise hub_error(path, e) from e
     except ValueError as e:  # "Unrecognized model": the folder lacks config.json, and its tokenizer names no class
         if "Unrecognized" in str(e):
             _check_config(path)
@@ -121,12 +121,12 @@ def load_config(model_name_or_path: str):
     """The model's ``config.json`` (folder or Hub id), with the offline error that says how to fetch it."""
     from transformers import AutoConfig
     path = os.fspath(model_name_or_path)
-    _check_path(path)
+    check_path(path)
     _check_config(path)
     try:
         return AutoConfig.from_pretrained(path, trust_remote_code=False)
     except OSError as e:
-        raise _hub_error(path, e) from e
+        raise hub_error(path, e) from e
 
 
 def check_label_order(config, label_list) -> None:

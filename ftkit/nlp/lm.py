@@ -24,10 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core import eval_mode
 from ..losses import make_loss
 from ..utils import check_int, check_number
+from .recipe import Recipe
 
-__all__ = ["GPTConfig", "GPT", "LM_LOSSES", "lm_loss", "TokenLoss", "token_cross_entropy", "perplexity",
+__all__ = ["LMRecipe", "GPTConfig", "GPT", "LM_LOSSES", "lm_loss", "TokenLoss", "token_cross_entropy", "perplexity",
            "report", "recipe", "prepare_run", "generate", "flops_per_token"]
 
 
@@ -193,16 +195,31 @@ def report(corpus, nats_per_token: float) -> dict:
             f"bits_per_{unit}": corpus.bits_per(nats_per_token, unit)}
 
 
-def recipe(model: nn.Module, lr: float, max_steps: int, warmup_steps: int | None = None):
-    """nanoGPT's optimizer and schedule: (AdamW, warmup then decay to lr/10) for ``fit``.
+@dataclass
+class LMRecipe(Recipe):
+    """nanoGPT's optimizer and schedule for a small GPT: AdamW, warmup then linear decay to lr/10.
 
     β₂ = 0.99 (not 0.999): a small model on small batches sees noisy gradients, a shorter memory adapts faster.
     Weight decay 0.1 on matrices and embeddings only. Warmup 5 % of the steps: Adam's first steps are unreliable.
     """
-    from ..optim import make_optimizer, make_scheduler
-    opt = make_optimizer("adamw", model, lr=lr, betas=(0.9, 0.99), weight_decay=0.1)
+    lr: float = 1e-3                        # nanoGPT's Shakespeare-char rate for a model this small
+    batch_size: int = 64
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_ratio: float = 0.05
+    final_factor: float = 0.1               # decay to lr/10, not 0: the last steps still learn
+    grad_clip: float | None = 1.0           # nanoGPT's: tames loss spikes
+
+    def extra_args(self) -> dict:
+        return {"metrics": [token_cross_entropy]}
+
+
+def recipe(model: nn.Module, lr: float, max_steps: int, warmup_steps: int | None = None):
+    """(AdamW, schedule) of :class:`LMRecipe` for ``fit(..., optimizer=opt, scheduler=schedule)``: warmup for
+    ``warmup_steps`` (default ``max(1, max_steps // 20)``, 5 %) then decay to lr/10 over the run."""
     warmup = max(1, max_steps // 20) if warmup_steps is None else warmup_steps
-    return opt, make_scheduler("linear_warmup", opt, total_steps=max_steps, warmup_steps=warmup, final_factor=0.1)
+    chosen = LMRecipe(lr=lr, warmup_steps=warmup)
+    return chosen.optimizer(model), chosen.scheduler()
 
 
 def prepare_run(corpus, config: GPTConfig | None = None, *, lr: float, batch_size: int, max_steps: int,
@@ -212,7 +229,8 @@ def prepare_run(corpus, config: GPTConfig | None = None, *, lr: float, batch_siz
 
     A new :class:`GPT` from ``config`` (seeded), or ``model`` to go on training (fine-tuning). The kwargs hold
     ``train_loader, val_loader, optimizer, scheduler, epochs, metrics`` (the CE metric: every model is compared
-    by its validation CE, whatever its training loss) and ``grad_clip=1.0`` (nanoGPT's; tames loss spikes)."""
+    by its validation CE, whatever its training loss) and ``grad_clip=1.0`` (nanoGPT's; tames loss spikes): those
+    of :class:`LMRecipe`'s ``fit_args`` but the model and loss, which the caller passes."""
     from ..utils import seed_everything
     max_steps, eval_every = check_int("max_steps", max_steps), check_int("eval_every", eval_every)
     if max_steps % eval_every:
@@ -225,11 +243,11 @@ def prepare_run(corpus, config: GPTConfig | None = None, *, lr: float, batch_siz
             raise ValueError("give a GPTConfig to build a new model, or model= to go on training one")
         model = GPT(config)
     block = model.config.block_size
-    optimizer, scheduler = recipe(model, lr, max_steps)
-    return model, dict(train_loader=corpus.train_loader(block, batch_size, eval_every, seed=seed),
-                       val_loader=corpus.val_loader(block, 4 * batch_size), optimizer=optimizer,
-                       scheduler=scheduler, epochs=max_steps // eval_every, metrics=[token_cross_entropy],
-                       grad_clip=1.0)
+    chosen = LMRecipe(lr=lr, batch_size=batch_size, warmup_steps=max(1, max_steps // 20))
+    args = chosen.fit_args(model, corpus.train_loader(block, batch_size, eval_every, seed=seed), max_steps // eval_every,
+                           val_set=corpus.val_loader(block, 4 * batch_size), seed=seed)
+    # the caller passes the model and its loss (notebook 06 compares losses on the same run)
+    return model, {k: v for k, v in args.items() if k not in ("model", "loss")}
 
 
 # --------------------------------------------------------------------------- generation
@@ -268,11 +286,9 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature:
     if top_k is not None:
         check_int("top_k", top_k)
     idx = _check_prompt(idx, model.config.vocab_size)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     idx = idx.to(device)
-    try:
+    with eval_mode(model):
         for _ in range(max_new_tokens):
             logits = model(idx[:, -model.config.block_size:])[:, -1, :].float()
             if greedy:
@@ -286,6 +302,4 @@ def generate(model: GPT, idx: torch.Tensor, max_new_tokens: int, *, temperature:
                 nxt = torch.multinomial(probs.cpu() if generator is not None else probs, 1,
                                         generator=generator).to(device)
             idx = torch.cat([idx, nxt], 1)
-    finally:
-        model.train(was_training)
     return idx

@@ -31,12 +31,13 @@ import torch
 from torch.utils.data import DataLoader
 
 from ..data.conll import Sentence
-from ..core import IGNORE
+from ..core import IGNORE, eval_mode
 from .hf import (TruncationWarning, FeatureDataset, LengthGroupedBatches, check_head_and_length, check_save_folder,
                  check_texts, collate, from_pretrained, load_config, load_tokenizer, make_loader)
-from ..optim import make_optimizer, make_scheduler, split_decay_params
+from ..optim import split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
-from ..utils import get_device
+from ..utils import check_int, check_number, get_device
+from .recipe import Recipe
 
 __all__ = ["load_model", "Encoded", "encode", "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1",
            "entity_metrics", "NerRecipe", "NerTagger"]
@@ -138,18 +139,14 @@ def predict_tags(model, encoded: Encoded, *, batch_size: int = 64, device="auto"
     id2label = model.config.id2label
     loader = make_loader(encoded, batch_size, sort_by_length=True)  # longest first, no shuffle
     order = list(loader.sampler)
-    was_training = model.training
-    model.eval()
     token_preds = []
-    try:
+    with eval_mode(model):
         for batch in loader:
             batch = _to_device({k: v for k, v in batch.items() if k != "labels"}, device)
             with _autocast(device, amp):
                 logits = model(**batch).logits
             lengths = batch["attention_mask"].sum(1).tolist()
             token_preds += [row[:n] for row, n in zip(logits.argmax(-1).tolist(), lengths)]
-    finally:
-        model.train(was_training)
     tags = [None] * len(encoded)
     for i, pred in zip(order, token_preds):
         tags[i] = words_from_tokens([id2label[p] for p in pred], encoded.word_ids[i], len(encoded.sentences[i].words))
@@ -234,11 +231,11 @@ def entity_f1(label_list: list[str]):
 
 # --------------------------------------------------------------------------- the fine-tuning recipe
 @dataclass
-class NerRecipe:
+class NerRecipe(Recipe):
     """The NER fine-tuning defaults, each with why (measured: README, ``benchmarks/ner.py --vs trainer``).
 
-    ``recipe.fit_args(tagger, train_set, epochs)`` gives loader, optimizer, schedule and ``grad_clip`` for
-    ``fit(tagger.model, **args, val_loader=..., metrics=...)`` or ``fit_live_async`` with the same arguments.
+    ``recipe.fit_args(tagger, train_set, epochs)`` gives model, loader, optimizer, schedule and ``grad_clip`` for
+    ``fit(**args, val_loader=..., metrics=...)`` or ``fit_live_async`` with the same arguments.
     """
     lr: float = 5e-5                 # BERT fine-tuning's usual 2e-5 to 5e-5 (Trainer's default) for the encoder
     head_lr_mult: float = 10.0       # the fresh classifier starts from noise: 10x lr, +9 F1 pt at short budgets
@@ -250,20 +247,18 @@ class NerRecipe:
     sort_window: int = 50            # with sort_by_length: batches per length-sorted group (HF's 50)
     fused: bool = True               # AdamW in one kernel per step (Trainer's adamw_torch_fused): ~2.5x faster on CPU
 
-    def fit_args(self, tagger: "NerTagger", train_set: Encoded, epochs: int, *, seed: int = 0) -> dict:
-        """``train_loader, loss=None, optimizer, epochs, scheduler, grad_clip`` for ``fit``."""
-        if self.sort_by_length:
-            batches = LengthGroupedBatches(train_set.lengths, self.batch_size, mega=self.sort_window, seed=seed)
-            loader = DataLoader(train_set, batch_sampler=batches,
-                                collate_fn=partial(collate, pad_id=tagger.tokenizer.pad_token_id or 0))
-        else:
-            loader = tagger.loader(train_set, self.batch_size, shuffle=True, seed=seed)
-        optimizer = make_optimizer("adamw", self.param_groups(tagger.model), lr=self.lr,
-                                   weight_decay=self.weight_decay, fused=self.fused)
-        scheduler = make_scheduler("linear_warmup", optimizer, total_steps=len(loader) * epochs,
-                                   warmup_ratio=self.warmup_ratio)
-        return dict(train_loader=loader, loss=None, optimizer=optimizer, epochs=epochs, scheduler=scheduler,
-                    grad_clip=self.grad_clip)
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("head_lr_mult", self.head_lr_mult, positive=True)
+        self.sort_window = check_int("sort_window", self.sort_window)
+
+    def loader(self, data, *, batch_size, shuffle, sort_by_length, seed, pad_id):
+        """Training batches grouped by length use ``sort_window`` batches per group."""
+        if isinstance(data, FeatureDataset) and shuffle and sort_by_length:
+            batches = LengthGroupedBatches(data.lengths, batch_size, mega=self.sort_window, seed=seed)
+            return DataLoader(data, batch_sampler=batches, collate_fn=partial(collate, pad_id=pad_id))
+        return super().loader(data, batch_size=batch_size, shuffle=shuffle, sort_by_length=sort_by_length,
+                              seed=seed, pad_id=pad_id)
 
     def param_groups(self, model) -> list[dict]:
         """Encoder and head groups, each split into decayed weights and undecayed biases/norms."""

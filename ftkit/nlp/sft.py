@@ -18,18 +18,19 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 
 import torch
 
-from ..core import IGNORE
-from ..params import count_trainable
-from .finetune import lora_targets, parameter_table as _parameter_table
-from .causal import PLAIN_TEMPLATE, _use_chat, format_prompt
-from .hf import FeatureDataset, make_loader
+from ..core import IGNORE, eval_mode
+from .finetune import add_lora, parameter_table as _parameter_table
+from .recipe import Recipe
+from .causal import PLAIN_TEMPLATE, use_chat, format_prompt
+from .hf import FeatureDataset
 
 __all__ = ["PLAIN_TEMPLATE", "RECIPES", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
            "token_table", "padding_share", "check_labels", "apply_lora", "apply_full", "parameter_table",
-           "fit_args", "sft_loss", "score", "merge", "logits", "logits_in_fresh_process", "load_folder", "perplexity"]
+           "SFTRecipe", "fit_args", "sft_loss", "score", "merge", "logits", "logits_in_fresh_process", "load_folder", "perplexity"]
 
 ROLES = ("system", "user", "assistant")
 RECIPES = {
@@ -86,7 +87,7 @@ def split_example(tokenizer, example, *, chat=None, system=None) -> tuple[str, s
     else:
         prompt, reply = example["prompt"], example["completion"]
     head = format_prompt(tokenizer, prompt, chat=chat, system=system)
-    if not _use_chat(tokenizer, chat):
+    if not use_chat(tokenizer, chat):
         return head, reply + (tokenizer.eos_token or "")
     msgs = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
     if system is not None:
@@ -199,14 +200,10 @@ def apply_lora(model, *, r: int = 8, alpha: float = 16, dropout: float = 0.05, t
     """A peft causal-LM model with LoRA adapters on peft's default targets for the model type (Llama, Qwen2:
     ``q_proj``, ``v_proj``), or ``target_modules`` checked against the model. The LM head stays frozen and tied.
     A 4-bit model is first prepared for k-bit training (norms in float32, input gradients on)."""
-    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
-    if r < 1:
-        raise ValueError(f"lora r must be >= 1, got {r}")
     if getattr(model, "is_loaded_in_4bit", False):
+        from peft import prepare_model_for_kbit_training
         model = prepare_model_for_kbit_training(model)
-    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=int(r), lora_alpha=alpha, lora_dropout=dropout,
-                        target_modules=lora_targets(model, target_modules))
-    return get_peft_model(model, config)
+    return add_lora(model, "CAUSAL_LM", r=r, alpha=alpha, dropout=dropout, target_modules=target_modules)
 
 
 def apply_full(model):
@@ -223,29 +220,31 @@ def parameter_table(model):
 
 
 # --------------------------------------------------------------------------- training
+@dataclass
+class SFTRecipe(Recipe):
+    """The SFT defaults (:data:`RECIPES`): AdamW over the trainable weights, linear warmup then decay, gradient
+    clipping; ``fit_args`` first checks that no batch has every label -100."""
+    lr: float = RECIPES["lora"]["lr"]
+    batch_size: int = RECIPES["common"]["batch_size"]
+    weight_decay: float = RECIPES["common"]["weight_decay"]
+    warmup_ratio: float = RECIPES["common"]["warmup_ratio"]
+    grad_clip: float | None = RECIPES["common"]["grad_clip"]
+
+    def check(self, train_loader, val_loader) -> None:
+        check_labels(train_loader)
+        if val_loader is not None:
+            check_labels(val_loader, "validation")
+
+
 def fit_args(model, train_set: SFTDataset, val_set: SFTDataset | None = None, *, epochs: int = 1, lr: float,
              batch_size: int | None = None, seed: int = 0, pad_id: int = 0, sort_by_length: bool = False,
              weight_decay: float | None = None, warmup_ratio: float | None = None, grad_clip: float | None = None):
     """Keyword arguments for ``ftkit.fit`` / ``fit_live_async``: the model's own loss (the masked next-token CE),
-    AdamW over the trainable weights, linear warmup then decay, gradient clipping; the label checks run first."""
-    from ..optim import make_optimizer, make_scheduler
-    common = RECIPES["common"]
-    if not count_trainable(model):
-        raise ValueError("no parameter of the model trains; call apply_lora(model) or apply_full(model)")
-    batch_size = batch_size or common["batch_size"]
-    train_loader = make_loader(train_set, batch_size, shuffle=True, sort_by_length=sort_by_length, seed=seed,
-                               pad_id=pad_id)
-    val_loader = None if val_set is None else make_loader(val_set, 2 * batch_size, sort_by_length=True, pad_id=pad_id)
-    check_labels(train_loader)
-    if val_loader is not None:
-        check_labels(val_loader, "validation")
-    optimizer = make_optimizer("adamw", model, lr=lr,
-                               weight_decay=common["weight_decay"] if weight_decay is None else weight_decay)
-    scheduler = make_scheduler("linear_warmup", optimizer, total_steps=len(train_loader) * int(epochs),
-                               warmup_ratio=common["warmup_ratio"] if warmup_ratio is None else warmup_ratio)
-    return {"model": model, "train_loader": train_loader, "loss": None, "optimizer": optimizer, "epochs": int(epochs),
-            "scheduler": scheduler, "val_loader": val_loader,
-            "grad_clip": common["grad_clip"] if grad_clip is None else grad_clip}
+    and :class:`SFTRecipe` with the values given (``None``: its default); the label checks run first."""
+    given = dict(lr=lr, batch_size=batch_size, weight_decay=weight_decay, warmup_ratio=warmup_ratio,
+                 grad_clip=grad_clip, sort_by_length=sort_by_length)
+    recipe = SFTRecipe(**{k: v for k, v in given.items() if v is not None})
+    return recipe.fit_args(model, train_set, epochs, val_set=val_set, seed=seed, pad_id=pad_id)
 
 
 def sft_loss(logits, labels) -> torch.Tensor:
@@ -276,10 +275,8 @@ def logits(model, tokenizer, texts) -> torch.Tensor:
     side, tokenizer.padding_side = tokenizer.padding_side, "right"
     enc = tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
     tokenizer.padding_side = side
-    was = model.training
-    model.eval()
-    out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
-    model.train(was)
+    with eval_mode(model):
+        out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
     return out.float().cpu() * enc["attention_mask"][..., None]
 
 

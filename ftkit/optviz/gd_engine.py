@@ -17,7 +17,7 @@ rounding: ``tests/test_gd_engine.py`` runs every rule on every surface from seve
 
 Gradient noise (``noise``, the same draw for every optimizer from one start) is added to the gradient each
 optimizer sees; the learning-rate schedule (:func:`lr_table`) multiplies each run's lr step by step exactly as
-the torch path's :func:`ftkit.optim.make_scheduler` (StepLR, CosineAnnealingLR) does.
+the torch path's :func:`ftkit.schedules.make_scheduler` (StepLR, CosineAnnealingLR) does.
 """
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 import torch
 
-from ..optim import OPTIMIZERS, make_optimizer, make_scheduler
+from ..optim import OPTIMIZERS, make_optimizer
+from ..schedules import make_scheduler
 from ..utils import check_int, check_number, choose, normalize_name
 
 __all__ = ["RunSpec", "GD_SCHEDULES", "lr_factors", "lr_table", "resolve_schedule", "resolve_spec", "run_batched", "run_torch"]

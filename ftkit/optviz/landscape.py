@@ -42,7 +42,7 @@ from ..utils import check_int
 
 __all__ = ["Landscape", "parameters_of", "check_data", "random_direction", "random_directions",
            "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
-           "grid_levels", "progressive_surface"]
+           "grid_levels", "progressive_surface", "params_dot"]
 
 Params = dict[str, torch.Tensor]
 
@@ -101,13 +101,14 @@ def random_direction(model, seed: int = 0, *, perturb_bias_bn: bool = False) -> 
     return direction
 
 
-def _dot(a: Params, b: Params) -> torch.Tensor:
+def params_dot(a: Params, b: Params) -> torch.Tensor:
+    """The dot product of two parameter dicts (float64), summed over every tensor."""
     return sum((a[n].double() * b[n].double()).sum() for n in a)
 
 
 def orthogonalize(d2: Params, d1: Params) -> Params:
     """Gram–Schmidt: :math:`η ← η - \\frac{η·δ}{δ·δ}δ` over all parameters (``η·δ = 0`` afterwards)."""
-    c = _dot(d2, d1) / _dot(d1, d1)
+    c = params_dot(d2, d1) / params_dot(d1, d1)
     return {n: d2[n] - (c * d1[n].double()).to(d2[n].dtype) for n in d2}
 
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..core import Callback
-from .landscape import Params, _dot, evaluate_points, parameters_of
+from .landscape import Params, params_dot, evaluate_points, parameters_of
 
 __all__ = ["WeightRecorder", "Trajectory", "pca_trajectory", "TrajectoryCheck", "trajectory_check"]
 
@@ -113,9 +113,9 @@ def trajectory_check(model: nn.Module, loss_fn, data, weights: list[Params], tra
     offsets = [{n: w[n].to(final[n]) - final[n] for n in final} for w in weights]
     u1, u2 = trajectory.directions
     c = trajectory.coords
-    norms = np.array([float(_dot(o, o)) ** 0.5 for o in offsets])
+    norms = np.array([float(params_dot(o, o)) ** 0.5 for o in offsets])
     off_plane = [{n: o[n] - (float(a) * u1[n] + float(b) * u2[n]).to(o[n]) for n in o} for o, (a, b) in zip(offsets, c)]
-    distance = np.array([float(_dot(o, o)) ** 0.5 for o in off_plane])
+    distance = np.array([float(params_dot(o, o)) ** 0.5 for o in off_plane])
     options = {"verbose": False, **options}
     true, _ = evaluate_points(model, loss_fn, data, final, offsets, np.eye(len(offsets)), **options)
     projected, _ = evaluate_points(model, loss_fn, data, final, [u1, u2], c, **options)

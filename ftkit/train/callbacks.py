@@ -14,9 +14,11 @@ import os
 import threading
 import warnings
 
-from ..core import Callback, History, TrainState, check_writable
+from torch.optim import lr_scheduler
+
+from ..core import Callback, History, TrainState
 from ..optim import check_option
-from ..utils import check_int, check_number
+from ..utils import check_int, check_number, check_writable, did_you_mean
 from .checkpoint import checkpoint_payload, save_checkpoint
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "MonitorCallback", "EarlyStopping",
@@ -271,9 +273,42 @@ class LRSchedule(Callback):
     def lr_is_manual(self) -> bool:
         return "lr" in self.manual
 
+    @property
+    def on_plateau(self) -> bool:
+        """A ``ReduceLROnPlateau``: stepped at each epoch end on its monitored value, not after every step."""
+        return isinstance(self.scheduler, lr_scheduler.ReduceLROnPlateau)
+
+    def monitor(self, state) -> str:
+        """The epoch-log key a plateau schedule watches: its ``monitor``, else ``val_loss`` (``train_loss``
+        without validation)."""
+        chosen = getattr(self.scheduler, "monitor", None)
+        if chosen:
+            return chosen
+        return "val_loss" if "val_loss" in (getattr(state, "log_keys", None) or ("val_loss",)) else "train_loss"
+
+    def check_fit(self, state):
+        if not self.on_plateau:
+            return
+        known = set(getattr(state, "log_keys", ()) or ())
+        for cb in getattr(state, "callbacks", ()):
+            known |= set(getattr(cb, "log_keys", ()))
+        monitor = self.monitor(state)
+        if known and monitor not in known:
+            hint = did_you_mean(monitor, sorted(known))
+            if monitor.startswith("val_") and not any(c.startswith("val_") for c in known):
+                hint += "; pass val_loader= to fit or monitor 'train_loss'"
+            raise KeyError(f"reduce_on_plateau monitors {monitor!r}, but the epoch logs will have only "
+                           f"{sorted(known)}{hint}")
+
     def on_step_end(self, state):
-        if self.scheduler is not None and not self.lr_is_manual:
+        if self.scheduler is not None and not self.lr_is_manual and not self.on_plateau:
             self.scheduler.step()
+
+    def on_epoch_end(self, state):
+        if self.on_plateau and not self.lr_is_manual:
+            value = state.logs.get(self.monitor(state))
+            if value is not None and math.isfinite(value):
+                self.scheduler.step(value)
 
     def state_dict(self):
         return {"manual": dict(self.manual), "spec": self.spec}
@@ -286,7 +321,7 @@ class LRSchedule(Callback):
         if self.scheduler is None:
             return
         same = self.spec is not None and saved.get("spec") == self.spec and step == ckpt.get("step")
-        if ckpt.get("scheduler") is not None and (same or self.spec is None):
+        if ckpt.get("scheduler") is not None and (same or self.spec is None or self.on_plateau):
             self.scheduler.load_state_dict(ckpt["scheduler"])
             return
         groups = self.scheduler.optimizer.param_groups

@@ -17,11 +17,11 @@ import re
 import numpy as np
 import torch
 
-from ..core import atomic_write
+from ..utils import atomic_write
 
 __all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
            "read_checkpoint", "check_fits",
-           "resave_trusted"]
+           "resave_trusted", "unwrap_model"]
 
 
 def rng_state() -> dict:
@@ -87,8 +87,8 @@ def checkpoint_payload(state, **extra) -> dict:
     schedule = getattr(state, "lr_schedule", None)
     payload = {
         "format": "ftkit-checkpoint-1",
-        "model": _unwrap(state.model).state_dict(),
-        "model_class": type(_unwrap(state.model)).__name__,
+        "model": unwrap_model(state.model).state_dict(),
+        "model_class": type(unwrap_model(state.model)).__name__,
         "optimizer": state.optimizer.state_dict(),
         "optimizer_class": type(state.optimizer).__name__,
         "scheduler": state.scheduler.state_dict() if getattr(state, "scheduler", None) is not None else None,
@@ -103,7 +103,8 @@ def checkpoint_payload(state, **extra) -> dict:
     return plain_state(payload)   # a clear error now, rather than a file that cannot be loaded safely
 
 
-def _unwrap(model):
+def unwrap_model(model):
+    """The model inside a ``DistributedDataParallel`` wrapper (its state dict has no ``module.`` prefix)."""
     return getattr(model, "module", model) if type(model).__name__ == "DistributedDataParallel" else model
 
 
@@ -114,7 +115,7 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
     ckpt = read_checkpoint(path, map_location)
     check_fits(path, ckpt, model, optimizer)
     if model is not None:
-        _unwrap(model).load_state_dict(ckpt["model"])
+        unwrap_model(model).load_state_dict(ckpt["model"])
     if optimizer is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     if scheduler is not None and ckpt.get("scheduler") is not None:
@@ -162,8 +163,8 @@ def read_checkpoint(path, map_location="cpu") -> dict:
 def check_fits(path, ckpt: dict, model=None, optimizer=None) -> None:
     """Raise, changing nothing, unless ``model`` and ``optimizer`` can take the checkpoint's state exactly."""
     if model is not None:
-        _check_fits(path, "model", _unwrap(model).state_dict(), ckpt["model"], ckpt.get("model_class"),
-                    type(_unwrap(model)).__name__)
+        _check_fits(path, "model", unwrap_model(model).state_dict(), ckpt["model"], ckpt.get("model_class"),
+                    type(unwrap_model(model)).__name__)
     if optimizer is not None:
         saved = ckpt.get("optimizer_class")
         if saved and saved != type(optimizer).__name__:

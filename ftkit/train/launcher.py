@@ -25,7 +25,7 @@ import torch
 from .distributed import world_size
 from ..utils import check_int
 
-__all__ = ["launch", "why_not_launch"]
+__all__ = ["launch", "why_not_launch", "launch_section"]
 
 
 def launch(train_fn, *args, num_processes: int | None = None, device: str = "auto", port: int | None = None):
@@ -97,6 +97,19 @@ def why_not_launch(num_processes: int, device: str = "auto") -> str | None:
                 f"asked for" + (": one process per GPU is what makes it faster; with one GPU there is nothing to "
                                 "split (use device 'cpu' to see the mechanics on CPU processes)" if use_cuda else ""))
     return None
+
+
+def launch_section(train_fn, enabled: bool, num_processes: int, device="auto"):
+    """``(history, seconds)`` of ``launch(train_fn, num_processes=..., device=...)`` for a notebook's optional
+    multi-process section; when it is off (``enabled=False``) or could not really run that many processes here,
+    one printed line says why and the result is ``(None, None)``."""
+    why = why_not_launch(num_processes, device) if enabled else "ddp = False (set ddp = True in the parameters cell)"
+    if why:
+        print("This section did not run:", why)
+        return None, None
+    t0 = time.perf_counter()
+    history = launch(train_fn, num_processes=num_processes, device=device)
+    return history, time.perf_counter() - t0
 
 
 class _Worker:

@@ -7,7 +7,8 @@ import io
 import os
 import warnings
 
-from ..core import Callback, atomic_write, check_writable
+from ..core import Callback
+from ..utils import atomic_write, check_writable
 
 __all__ = ["TensorBoardLogger", "CSVLogger"]
 

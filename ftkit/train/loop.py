@@ -31,7 +31,8 @@ from accelerate.utils import send_to_device
 from ..core import Callback, Events, History, NonFiniteLoss, NonFiniteLossWarning, StopTraining, TrainState
 from ..losses import make_loss
 from ..metrics import MetricTracker, make_metric
-from ..optim import make_optimizer, make_scheduler
+from ..optim import make_optimizer
+from ..schedules import make_scheduler, schedule_spec
 from ..utils import check_int, check_number
 from .callbacks import LRSchedule, ProgressBar
 from .replay import Replay
@@ -274,8 +275,10 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     ``criterion(outputs, labels)`` on a ``ModelOutput`` (S1-07, shown in notebooks/05; docs/seed_errors.md).
     Any other non-tensor output raises a ``TypeError``.
     ``optimizer``: a ``torch.optim.Optimizer`` or a name (default options of :func:`make_optimizer`).
-    ``scheduler``: a scheduler object or a name for :func:`make_scheduler` (``total_steps`` filled in);
-    stepped after every optimizer step by :class:`~ftkit.train.callbacks.LRSchedule`. ``amp``: autocast (fp16 +
+    ``scheduler``: a name for :func:`~ftkit.schedules.make_scheduler` or a ``(name, options)`` pair
+    (``("linear_warmup", {"warmup_ratio": 0.1})``; ``total_steps`` filled in, and re-counted on a resume with another
+    batch size), or a scheduler object; stepped after every optimizer step by
+    :class:`~ftkit.train.callbacks.LRSchedule` (``reduce_on_plateau``: at each epoch end, on its monitored value). ``amp``: autocast (fp16 +
     GradScaler on CUDA, bf16 on CPU). ``grad_clip``: max global gradient norm. ``grad_accum``: batches per
     optimizer step. ``max_steps``: end after that many optimizer steps (the epoch in progress is closed with its
     row and validation). ``resume_from``: a checkpoint; training continues where it stopped — after its epoch,
@@ -377,14 +380,18 @@ def _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_ac
 
 
 def _build_scheduler(scheduler, optimizer, total_steps):
-    """(scheduler, spec): a name is built for ``total_steps``; ``spec`` lets a resume rebuild it for a new total."""
-    if not isinstance(scheduler, str):
+    """(scheduler, spec): a name or a ``(name, options)`` pair is built for ``total_steps``; ``spec`` lets a resume
+    rebuild it for a new total."""
+    named = schedule_spec(scheduler)
+    if named is None:
         return scheduler, None
+    name, options = named
     if total_steps is None:
         raise ValueError("a scheduler given by name needs a train_loader with len() or max_steps=; build it "
                          "yourself with make_scheduler(name, optimizer, total_steps=...)")
+    spec = {"name": name, "total_steps": total_steps, **({"options": options} if options else {})}
     try:
-        return make_scheduler(scheduler, optimizer, total_steps=total_steps), {"name": scheduler, "total_steps": total_steps}
+        return make_scheduler(name, optimizer, total_steps=total_steps, **options), spec
     except (TypeError, ValueError) as e:
-        raise type(e)(f"{e}. fit can only fill in total_steps: for other options build the scheduler yourself, "
-                      f"e.g. scheduler=make_scheduler({scheduler!r}, optimizer, ...)") from None
+        raise type(e)(f"{e}. fit fills in total_steps; give the other options as a pair, e.g. "
+                      f"scheduler=({name!r}, {{...}}), or build the scheduler yourself with make_scheduler") from None

@@ -25,7 +25,7 @@ import warnings
 import torch
 
 from ..core import TrainState
-from .checkpoint import _unwrap, check_fits, read_checkpoint, restore_rng, rng_state
+from .checkpoint import unwrap_model, check_fits, read_checkpoint, restore_rng, rng_state
 
 __all__ = ["Resume", "loader_settings"]
 
@@ -63,7 +63,7 @@ class Resume:
         check_fits(path, ckpt, s.model, s.optimizer)
         start, position = self._plan(path, ckpt)
         given = {k: v for k, v in s.optimizer.param_groups[0].items() if k != "params"}
-        _unwrap(s.model).load_state_dict(ckpt["model"])
+        unwrap_model(s.model).load_state_dict(ckpt["model"])
         s.optimizer.load_state_dict(ckpt["optimizer"])
         s.history.steps, s.history.epochs = ckpt["history"]["steps"], ckpt["history"]["epochs"]
         s.history.events = ckpt["history"].get("events", [])

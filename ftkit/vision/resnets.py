@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core import eval_mode
+
 __all__ = ["BasicBlock", "CifarNet", "cifar_net", "ArticleNet", "article_layer", "gradient_norms", "unrolled_check",
            "feature_shapes"]
 
@@ -121,14 +123,12 @@ class ArticleNet(nn.Sequential):
 def feature_shapes(model: nn.Module, image_size: int, stop_at=nn.Flatten) -> list[tuple[str, tuple[int, ...]]]:
     """(layer, output shape C×H×W) after each top-level child up to ``stop_at``, for one image of ``image_size``."""
     x, out = torch.zeros(1, 3, image_size, image_size), []
-    was = model.training
-    model.eval()
-    for name, child in model.named_children():
-        if isinstance(child, stop_at):
-            break
-        x = child(x)
-        out.append((f"{name} {type(child).__name__}", tuple(x.shape[1:])))
-    model.train(was)
+    with eval_mode(model):
+        for name, child in model.named_children():
+            if isinstance(child, stop_at):
+                break
+            x = child(x)
+            out.append((f"{name} {type(child).__name__}", tuple(x.shape[1:])))
     return out
 
 
@@ -137,18 +137,17 @@ def gradient_norms(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss=F.cr
     r"""One forward/backward pass in train mode (BatchNorm on batch statistics, as in training) and, per weighted
     layer from input to output, :math:`\lVert\partial L/\partial W\rVert` and the relative size
     :math:`\lVert\nabla W\rVert/\lVert W\rVert`. Leaves no gradient on the model."""
-    was = model.training
-    model.train()
-    model.zero_grad(set_to_none=True)
-    loss(model(x), y).backward()
-    rows = []
-    for name, m in model.named_modules():
-        if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.grad is not None:
-            g = float(m.weight.grad.norm())
-            rows.append({"layer": len(rows) + 1, "name": name, "grad_norm": g,
-                         "relative": g / max(float(m.weight.detach().norm()), 1e-12)})
-    model.zero_grad(set_to_none=True)
-    model.train(was)
+    with eval_mode(model, enabled=False):   # train mode for the pass; the mode it had afterwards
+        model.train()
+        model.zero_grad(set_to_none=True)
+        loss(model(x), y).backward()
+        rows = []
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)) and m.weight.grad is not None:
+                g = float(m.weight.grad.norm())
+                rows.append({"layer": len(rows) + 1, "name": name, "grad_norm": g,
+                             "relative": g / max(float(m.weight.detach().norm()), 1e-12)})
+        model.zero_grad(set_to_none=True)
     return rows
 
 
@@ -158,17 +157,15 @@ def unrolled_check(net: CifarNet, x: torch.Tensor, blocks: int = 3) -> dict:
     identity-mapping form :math:`x_{l+1}=x_l+F_l(x_l)`): the recursion's output, its unrolled form
     :math:`x_0+\sum_l F_l(x_l)` and the article's :math:`x_0+\sum_l F_l(x_0)` (each layer applied to the input).
     Returns the largest differences of the last two from the first."""
-    was = net.training
-    net.eval()
-    x0 = net.stem(x)
-    chain = [b for b in net.blocks if b.stride == 1 and not b.pad][:blocks]
-    xs, h = [x0], x0
-    for b in chain:
-        h = h + b.branch(h)
-        xs.append(h)
-    unrolled = x0 + sum(b.branch(xl) for b, xl in zip(chain, xs[:-1]))
-    article = x0 + sum(b.branch(x0) for b in chain)
-    net.train(was)
+    with eval_mode(net):
+        x0 = net.stem(x)
+        chain = [b for b in net.blocks if b.stride == 1 and not b.pad][:blocks]
+        xs, h = [x0], x0
+        for b in chain:
+            h = h + b.branch(h)
+            xs.append(h)
+        unrolled = x0 + sum(b.branch(xl) for b, xl in zip(chain, xs[:-1]))
+        article = x0 + sum(b.branch(x0) for b in chain)
     scale = float(h.abs().max())
     return {"blocks": len(chain), "output_scale": scale,
             "unrolled_vs_recursion": float((unrolled - h).abs().max()),

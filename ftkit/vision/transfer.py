@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..optim import make_optimizer
+from ..utils import did_you_mean, normalize_name
 from ..params import count_trainable, param_groups, parameter_table, set_trainable
 
 __all__ = ["MODES", "RECIPES", "PARTS", "IMAGENET_MEAN", "IMAGENET_STD", "WEIGHTS_FILE", "load_resnet18",
@@ -124,8 +125,7 @@ def make_transfer(mode: str, *, num_classes: int = 10, resolution: int = 32, mea
                   backbone: nn.Module | None = None) -> tuple[TransferNet, dict]:
     """``(net, info)`` for ``mode`` in :data:`MODES`. ``mean``/``std``: the statistics the batches were standardized
     with. ``backbone``: a loaded ResNet-18 to copy (so three modes load the weights once); ``scratch`` ignores it."""
-    if mode not in MODES:
-        raise ValueError(f"unknown transfer mode {mode!r}; choose one of: {', '.join(MODES)}")
+    mode = _check_mode(mode)
     if mode == "scratch":
         net, info = load_resnet18(pretrained=False)
     elif backbone is not None:
@@ -137,11 +137,18 @@ def make_transfer(mode: str, *, num_classes: int = 10, resolution: int = 32, mea
                        freeze_backbone=mode == "probe"), info
 
 
+def _check_mode(mode) -> str:
+    if normalize_name(mode) not in MODES:
+        raise ValueError(f"unknown transfer mode {mode!r}; choose one of: {', '.join(MODES)}"
+                         + did_you_mean(normalize_name(mode), MODES))
+    return normalize_name(mode)
+
+
 def transfer_optimizer(net: TransferNet, mode: str, *, lr: float | None = None, backbone_lr: float | None = None,
                        weight_decay: float = 0.01):
     """AdamW with one learning rate per part (:data:`RECIPES` unless given): ``probe`` the head only, ``finetune``
     the backbone at ``backbone_lr`` and the head at ``lr``, ``scratch`` both at ``lr``."""
-    recipe = RECIPES[mode]
+    recipe = RECIPES[_check_mode(mode)]
     lr = recipe["lr"] if lr is None else lr
     lrs = {"head": lr}
     if mode == "finetune":
