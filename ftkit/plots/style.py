@@ -26,7 +26,9 @@ import plotly.io as pio
 __all__ = ["TEMPLATE", "INFO", "WARN", "AXIS", "style", "json_safe", "text_sides", "figure_problems"]
 
 INFO, WARN = "#444444", "firebrick"
-AXIS = dict(exponentformat="power", showexponent="all", minorloglabels="none", automargin=True)
+AXIS = dict(exponentformat="power", showexponent="all", automargin=True)
+if "minorloglabels" in go.layout.XAxis()._valid_props:      # plotly >= 6.3; Colab's 5.24 has no such property
+    AXIS["minorloglabels"] = "none"
 LEGEND = dict(orientation="v", x=1.02, xanchor="left", y=1.0, yanchor="top", bgcolor="rgba(255,255,255,0.85)",
               font=dict(size=11))
 

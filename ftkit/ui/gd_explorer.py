@@ -267,7 +267,11 @@ class GDExplorer:
         return fig
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
+        if hasattr(self.widget, "_repr_mimebundle_"):
+            bundle = self.widget._repr_mimebundle_(**kwargs)
+        else:   # ipywidgets 7 (Colab) displays through _ipython_display_: the same view bundle, built here
+            bundle = {"text/plain": "GDExplorer", "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2, "version_minor": 0, "model_id": self.widget.model_id}}
         bundle["application/vnd.plotly.v1+json"] = json.loads(pio.to_json(self.static_figure(), validate=False))
         return bundle
 
