@@ -12,11 +12,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..optviz.races import BasinMap, OptimizerPath
-from ..optviz.surfaces import Surface, make_surface
+from ..optviz.surfaces import Surface, heavy_ball_rate, heavy_ball_rate_map, make_surface
 from .style import WARN, json_safe, style
 
 __all__ = ["surface_figure", "update_surface_figure", "rate_figure", "basin_figure", "update_basin_figure",
-           "OPTIMIZER_COLORS"]
+           "momentum_map_figure", "update_momentum_map_figure", "OPTIMIZER_COLORS"]
 
 OPTIMIZER_COLORS = {"gd": "#1f77b4", "sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c",
                     "rmsprop": "#d62728", "adam": "#9467bd", "adamw": "#e377c2", "adagrad": "#8c564b"}
@@ -211,6 +211,51 @@ def rate_figure(lrs, measured: dict[str, list[float]], predicted: dict[str, list
     fig.update_xaxes(type="log", title_text="learning rate η")
     fig.update_yaxes(title_text="rate ρ per step (‖w_{t+1}‖ ≈ ρ‖w_t‖)", range=[0, 1.3])
     return style(fig, title=title, height=420, margin=dict(l=60, r=20, t=60, b=50))
+
+
+# --------------------------------------------------------------------------- heavy ball's (η, μ) plane
+def momentum_map_figure(eigenvalues=None, *, n: int = 120, title: str | None = None, figure_cls=go.Figure) -> go.Figure:
+    r"""Heavy ball's per-step rate :math:`\max_λ |z|` over the (η, μ) plane of a quadratic with Hessian
+    ``eigenvalues`` (Distill's "Why Momentum Really Works"): colour = rate (white past 1: diverges), the stability
+    edge :math:`η = (2+2μ)/λ_1`, the optimum (star) and a movable chosen point (:func:`update_momentum_map_figure`).
+    Without ``eigenvalues`` the slots are empty (the explorer fills them)."""
+    fig = figure_cls()
+    fig.add_trace(go.Heatmap(meta="rate", name="rate per step", colorscale="Viridis_r", zmin=0, zmax=1, zauto=False,
+                             colorbar=dict(title=dict(text="rate ρ", side="right")),
+                             hovertemplate="η %{x:.3g}, μ %{y:.2f}: ρ = %{z:.4f}<extra></extra>"))
+    fig.add_trace(go.Scatter(meta="edge", name="edge η = (2+2μ)/λ₁", mode="lines",
+                             line=dict(color="firebrick", dash="dot")))
+    fig.add_trace(go.Scatter(meta="best", name="optimum η*, μ*", mode="markers",
+                             marker=dict(symbol="star", size=14, color="gold", line=dict(width=1, color="black"))))
+    fig.add_trace(go.Scatter(meta="chosen", name="momentum's η, μ", mode="markers",
+                             marker=dict(symbol="circle", size=12, color=OPTIMIZER_COLORS["momentum"],
+                                         line=dict(width=2, color="white"))))
+    fig.update_xaxes(title_text="learning rate η")
+    fig.update_yaxes(title_text="momentum μ", range=[0, 1])
+    style(fig, height=380, title=title, margin=dict(l=60, r=20, t=60, b=50))
+    fig.update_layout(plot_bgcolor="white")
+    if eigenvalues is not None:
+        update_momentum_map_figure(fig, eigenvalues, n=n)
+    return fig
+
+
+def update_momentum_map_figure(fig, eigenvalues, lr: float | None = None, momentum: float | None = None, *,
+                               n: int = 120) -> float | None:
+    """Redraw :func:`momentum_map_figure` for ``eigenvalues`` (the map, edge and optimum) and the chosen point
+    (``lr``, ``momentum``); returns the predicted rate there (None without a point)."""
+    eigs = [float(v) for v in eigenvalues if v > 0]
+    l1, ln = max(eigs), min(eigs)
+    lrs, mus = np.linspace(0, 4 / l1, n + 1)[1:], np.linspace(0, 0.99, n)
+    rate = heavy_ball_rate_map(lrs, mus, eigs)
+    best_lr, best_mu = (2 / (np.sqrt(l1) + np.sqrt(ln))) ** 2, ((np.sqrt(l1 / ln) - 1) / (np.sqrt(l1 / ln) + 1)) ** 2
+    point = None if lr is None or momentum is None else heavy_ball_rate(lr, momentum, eigs)
+    edits = {"rate": dict(x=lrs, y=mus, z=json_safe(np.where(rate < 1, rate, np.nan))),
+             "edge": dict(x=(2 + 2 * mus) / l1, y=mus),
+             "best": dict(x=[best_lr], y=[best_mu], text=[f"ρ* = {heavy_ball_rate(best_lr, best_mu, eigs):.4f}"]),
+             "chosen": dict(x=[] if point is None else [lr], y=[] if point is None else [momentum])}
+    _restyle(fig, {i: edits[t.meta] for i, t in enumerate(fig.data) if t.meta in edits})
+    fig.update_xaxes(range=[0, 4 / l1])
+    return point
 
 
 # --------------------------------------------------------------------------- basin maps
