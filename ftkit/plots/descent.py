@@ -122,7 +122,8 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
                                   yaxis=dict(range=[y0, y1], autorange=False, title_text="y"),
                                   zaxis=dict(range=[low, high + 1e-9], autorange=False, title_text=(
                                       "log₁₀(f + 0.01)" if surface.log_color else "f")),
-                                  aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6))
+                                  aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6),
+                                  camera=dict(eye=dict(x=1.5, y=1.5, z=1.0), center=dict(x=0, y=0, z=-0.1)))
             fig.update_xaxes(range=[x0, x1], row=1, col=1)
             fig.update_yaxes(range=[y0, y1], row=1, col=1)
     edits: dict[int, dict] = {}                      # trace index -> new properties: one restyle for all of them
@@ -162,8 +163,11 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
     _restyle(fig, edits)
     loss_axis = next((t.yaxis for uid, t in slots.items() if uid.startswith("loss:")), None)
     if loss_axis and with_surface:                    # the loss axis only changes with the function
-        fig.layout["yaxis" + loss_axis[1:]].update(type="log" if log_loss else "linear",
-                                                   title_text="f(w) − f*" if log_loss else "f(w)")
+        # the quantity goes into the panel's title: an axis title between two panels sits on the tick labels
+        fig.layout["yaxis" + loss_axis[1:]].update(type="log" if log_loss else "linear", title_text="")
+        for ann in fig.layout.annotations:
+            if (ann.text or "").startswith("loss"):
+                ann.text = "loss f(w) − f* (log scale)" if log_loss else "loss f(w)"
     notes = "<br>".join(t.note for t in trajectories.values() if t.diverged)
     for ann in fig.layout.annotations:
         if ann.name == "notes" and ann.text != notes:
@@ -299,7 +303,7 @@ def basin_figure(basin_map: BasinMap | None = None, labels=None, *, title: str |
     fig.update_xaxes(title_text="x", row=2)
     fig.update_yaxes(title_text="which minimum<br>y", row=1, col=1)
     fig.update_yaxes(title_text="steps to settle<br>y", row=2, col=1)
-    style(fig, height=560, title=title, margin=dict(l=70, r=20, t=90, b=50))
+    style(fig, height=580, title=title, margin=dict(l=70, r=20, t=120, b=50))   # t: the title above the key line
     fig.update_layout(plot_bgcolor=_NOWHERE)
     fig.update_annotations(font_size=12)
     fig.add_annotation(text="colours: one per minimum · light grey: settles nowhere · black: diverged · bottom: "
@@ -337,6 +341,10 @@ def update_basin_figure(fig, basin_map: BasinMap) -> None:
         else:
             edits[i].update(x=bm.xs, y=bm.ys, z=json_safe(steps), text=text.tolist(), zmax=bm.total_steps)
     _restyle(fig, edits)
+    # ticks inside each panel only: at a panel's edges the next panel's first label would touch it ("2−2")
+    (x0, x1), (y0, y1) = [(a[0] - (a[1] - a[0]) / 2, a[-1] + (a[-1] - a[-2]) / 2) for a in (bm.xs, bm.ys)]
+    fig.update_xaxes(tickvals=[float(f"{round(v, 9) + 0.0:.2g}") for v in (x0 + (x1 - x0) / 4, (x0 + x1) / 2,
+                                                                           x1 - (x1 - x0) / 4)])
     with fig.batch_update():
         shares = {label: bm.share(label) for label in bm.labels}
         for ann in fig.layout.annotations:
