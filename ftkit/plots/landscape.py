@@ -160,8 +160,15 @@ class LiveContour:
         self._show(self.figure(land))
 
     def close(self, land: Landscape) -> go.Figure:
-        """Show the final figure in place of the live one (or anew, in a kernel); returns it."""
+        """Show the final figure as a new output, emptying the live one (or anew, in a kernel); returns it.
+
+        A fresh output, not one more in-place update: in JupyterLab an update that arrives while the plot of the
+        previous level is still being drawn can be dropped, leaving the coarse grid on screen after the cell ended
+        (the saved output, read after a reload, was right)."""
         static = self.figure(land)
+        if self.handle is not None:
+            self.handle.update({"text/plain": ""}, raw=True)
+            self.handle = None
         self._show(static)
         return static
 
