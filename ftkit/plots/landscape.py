@@ -100,7 +100,9 @@ def surface3d_figure(land: Landscape, *, log: bool = False, title: str | None = 
     """The 2-D landscape as a 3-D surface (NaN: holes)."""
     fig = go.Figure(go.Surface(x=land.x, y=land.y, z=landscape_z(land.losses, log), colorscale="Viridis",
                                colorbar=dict(title=_ztitle(log))))
-    fig.update_layout(title=title, height=560, scene=dict(xaxis_title="α", yaxis_title="β", zaxis_title=_ztitle(log)))
+    fig.update_layout(title=title, height=560, margin=dict(l=10, r=10, t=60, b=10),
+                      scene=dict(xaxis_title="α", yaxis_title="β", zaxis_title=_ztitle(log),
+                                 camera=dict(eye=dict(x=1.5, y=1.5, z=1.0), center=dict(x=0, y=0, z=-0.1))))
     return fig
 
 
