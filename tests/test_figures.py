@@ -87,3 +87,30 @@ def test_explorer_state_is_json_named_categorical_and_survives_a_reload():
     after = explorer.figure._widget_data                                        # the synced (reload) state
     path = [t for t in after if t.get("meta") == "path:gd"][0]
     assert list(np.asarray(path["x"], dtype=float)) != before                  # … is in the reload state too
+
+
+def test_figure_problems_sees_a_key_line_over_the_title_and_a_line_across_bar_values():
+    from ftkit.optviz.races import basins
+    from ftkit.plots.classification import per_class_figure
+    from ftkit.plots.descent import basin_figure
+    fig = basin_figure(basins("himmelblau", ["gd", "momentum"], n=6, steps=100), title="basins")
+    assert figure_problems(fig) == []
+    assert list(fig.layout.xaxis.tickvals) == [-2.5, 0.0, 2.5]     # inside each panel: no "2−2" at the seams
+    fig.update_layout(margin=dict(t=90))                            # the old margin: the key line ran into the title
+    [problem] = figure_problems(fig)
+    assert "'basins': the annotation 'colours: one per minimum" in problem and "overlaps the title" in problem
+    bars = per_class_figure([0.5, 0.45, 0.3], ["cat", "dog", "ship"], overall=0.45)
+    assert figure_problems(bars) == [] and list(bars.data[0].x) == ["cat<br>50.0%", "dog<br>45.0%", "ship<br>30.0%"]
+    old = go.Figure(go.Bar(x=["cat", "dog"], y=[0.5, 0.45], text=["50%", "45%"], name="accuracy"))
+    old.add_hline(y=0.45)                                           # the overall line through the 45 % label
+    assert figure_problems(old) == ["'untitled': bar values near 0.45 are printed where the horizontal line at 0.45 "
+                                    "crosses them"]
+
+
+def test_the_loss_panel_names_its_quantity_in_its_title_not_beside_its_ticks():
+    from ftkit.optviz import make_surface, race
+    from ftkit.plots.descent import surface_figure
+    s = make_surface("booth")
+    fig = surface_figure(s, race(s, ["gd"], steps=20), grid=20)
+    assert fig.layout.yaxis2.type == "log" and not fig.layout.yaxis2.title.text
+    assert [a.text for a in fig.layout.annotations if (a.text or "").startswith("loss")] == ["loss f(w) − f* (log scale)"]

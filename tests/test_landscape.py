@@ -315,3 +315,32 @@ def test_live_contour_without_a_kernel_and_the_sharpness_figure(cnn_data):
     fig = sharpness_figure({"η = 0.5": (history, Monitor())})
     assert list(fig.data[1].y) == [4.0, 4.0]                           # the edge 2/η
     np.testing.assert_allclose(list(fig.data[2].y), [0.5, 1.2])       # |1 − ηλ|: 1.2 > 1, the quadratic diverges
+
+
+def test_live_contour_ends_with_a_fresh_output_not_one_more_update(monkeypatch):
+    """The coarse levels update one display in place; the final figure is a new output and the live one is emptied
+    (an in-place update racing the previous level's drawing could leave the coarse grid on screen)."""
+    from ftkit.optviz.landscape import Landscape
+    from ftkit.plots import landscape as plots_landscape
+    shown = []
+
+    class Handle:
+        def __init__(self, n):
+            self.n = n
+
+        def update(self, bundle, raw=False):
+            shown.append(("update", self.n, sorted(bundle)))
+
+    def display(bundle, raw=False, display_id=False):
+        shown.append(("display", len(shown), sorted(bundle)))
+        return Handle(len(shown) - 1)
+
+    monkeypatch.setattr(plots_landscape.LiveContour, "_display", staticmethod(lambda: display))
+    live = plots_landscape.LiveContour(title="loss")
+    grid = lambda n: Landscape(np.linspace(-1, 1, n), np.linspace(-1, 1, n), np.ones((n, n)), "vmap", 0.1)  # noqa: E731
+    live(grid(3))
+    live(grid(5))
+    final = live.close(grid(9))
+    assert [s[0] for s in shown] == ["display", "update", "update", "display"]
+    assert shown[2][2] == ["text/plain"]                     # the live output emptied, the 9×9 figure shown anew
+    assert final.layout.title.text == "loss (9×9 points)"

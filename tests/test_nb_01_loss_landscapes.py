@@ -6,6 +6,7 @@ from ftkit.data.fake import write_fake_cifar10
 pytestmark = pytest.mark.notebook
 
 
+@pytest.mark.timeout(900)   # ≈ 4 min on a loaded 2-core machine; the limit only guards a hang
 def test_loss_landscapes_notebook(run_notebook, tmp_path):
     write_fake_cifar10(tmp_path / "cifar", n_train=400, n_test=10, noise=2.5)
     m = run_notebook("01_loss_landscapes.ipynb", data_dir=str(tmp_path / "cifar"), train_images=384,

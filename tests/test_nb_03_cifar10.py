@@ -17,7 +17,8 @@ def test_cifar10_notebook(run_notebook, tmp_path):
         assert set(pickle.load(f, encoding="bytes")) == {b"data", b"labels", b"batch_label", b"filenames"}
 
     m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(data_dir), epochs=2, batch_size=64, lr=3e-3,
-                     device="cpu", num_workers=0, throughput_batches=3, subset=600, ddp=True, ddp_device="cpu")
+                     device="cpu", num_workers=0, throughput_batches=3, subset=600, ddp=True, ddp_device="cpu",
+                     article_images=300, article_epochs=2)
     assert m["parameters"]["loader"] == "tensor" and m["parameters"]["epochs"] == 2
     assert (m["n_train"], m["n_val"], m["n_test"]) == (540, 60, 200)
     assert m["epochs_run"] == 2
@@ -40,8 +41,9 @@ def test_cifar10_notebook(run_notebook, tmp_path):
 
     art = m["article_errors"]      # "The articles' own experiment, re-run" (docs/seed_errors.md)
     assert art["article_epochs"] == 2 and len(art["test_loss_per_epoch"]) == 2
+    assert (art["article_images"], art["batch_size"]) == (270, 64)     # its own subset (10 % held out), its batch
     assert art["seed000"]["measured_difference"] == 0.0 and art["seed000"]["article_difference"] == 0.0528  # S0-08
-    assert art["test_accuracy_per_epoch"][-1] > 0.5
+    assert art["test_accuracy_per_epoch"][-1] > 0.4
     p = art["loss_prints"]         # S1-09: 001's print grows while the true epoch mean falls; S4-10: last batch
     assert p["epoch_mean"][1] < p["epoch_mean"][0] and p["seed001_print"][1] > p["seed001_print"][0]
     assert p["seed001_print"][1] - p["seed001_print"][0] == pytest.approx(p["seed001_print"][0] * p["epoch_mean"][1]

@@ -27,7 +27,8 @@ from ..optim import OPTIMIZERS
 from .surfaces import Surface, convergence_rate, make_surface, predicted_rate
 from ..utils import check_int, check_number, choose, normalize_name
 
-__all__ = ["OptimizerPath", "BasinMap", "race", "optimizer_path", "basins", "rate_sweep", "ENGINES"]
+__all__ = ["OptimizerPath", "BasinMap", "race", "optimizer_path", "basins", "rate_sweep", "tuned_lrs", "ENGINES",
+           "TUNING_LRS"]
 
 ENGINES = {"batched": run_batched, "torch": run_torch}
 
@@ -263,3 +264,42 @@ def rate_sweep(fn, optimizer: str, lrs, steps: int = 300, start=None, tail: floa
             measured.append(np.nan)
     return {"lr": lrs, "predicted": np.array([predicted_rate(surface, optimizer, lr, **options) for lr in lrs]),
             "measured": np.array(measured), "diverged": np.array([p.diverged for p in runs.values()])}
+
+
+# --------------------------------------------------------------------------- a fair lr for each optimizer
+TUNING_LRS = tuple(float(f"{10 ** e:.3g}") for e in np.arange(-4, 1.001, 0.25))   # 1e-4 … 10, quarter decades
+
+
+def tuned_lrs(fn, runs, start=None, steps: int = 300, *, lrs=TUNING_LRS, **options) -> dict[str, float]:
+    r"""Each run's best learning rate on a log grid: the lr whose path ends lowest, :math:`f_T - f_{\text{best}}`
+    counted as 0 below :math:`10^{-10}` (:math:`f_{\text{best}}`: the lowest loss any run of the sweep reached); ties
+    go to the fastest, the lowest mean of :math:`\log_{10}(f_t - f_{\text{best}} + 10^{-12})` over the steps. Diverged
+    runs are never chosen.
+
+    ``runs`` as in :func:`race` (each run's own lr is ignored, its other options kept); ``options``: :func:`race`'s
+    (noise, seed, schedule, ...). One batched race of ``len(runs) × len(lrs)`` runs.
+    """
+    surface = make_surface(fn)
+    lrs = [check_number("lrs", lr, positive=True) for lr in lrs]
+    labels, _, user_options = _specs(surface, runs)
+    names = [(dict(runs[label]).get("optimizer", label) if isinstance(runs, dict) else label) for label in labels]
+    sweep = {f"{label}@{i}": {**opts, "optimizer": name, "lr": lr}
+             for label, name, opts in zip(labels, names, user_options) for i, lr in enumerate(lrs)}
+    paths = race(surface, sweep, start, steps, **{"engine": "batched", **options})
+    finite = [p.losses[np.isfinite(p.losses)] for p in paths.values() if not p.diverged]
+    best = min((float(f.min()) for f in finite if f.size), default=0.0)
+    out = {}
+    for label in labels:
+        scores = []
+        for i in range(len(lrs)):
+            p = paths[f"{label}@{i}"]
+            with np.errstate(all="ignore"):
+                gap = np.maximum(p.losses - best, 0)
+                final = float(gap[-1]) if gap[-1] > 1e-10 else 0.0
+                score = (final, float(np.mean(np.log10(gap + 1e-12))))
+            scores.append((np.inf, np.inf) if p.diverged or not all(map(np.isfinite, score)) else score)
+        if min(scores)[0] == np.inf:
+            raise ValueError(f"{label} diverged at every lr from {lrs[0]:g} to {lrs[-1]:g} on {surface.name!r}; "
+                             "pick a start nearer a minimum or fewer steps")
+        out[label] = lrs[min(range(len(lrs)), key=scores.__getitem__)]
+    return out

@@ -42,7 +42,7 @@ from ..optim import OPTIMIZERS
 from ..utils import check_number, choose
 
 __all__ = ["Surface", "SURFACES", "make_surface", "function_surface",
-           "convergence_rate", "gd_rate", "heavy_ball_rate", "predicted_rate", "quadratic_theory"]
+           "convergence_rate", "gd_rate", "heavy_ball_rate", "heavy_ball_rate_map", "predicted_rate", "quadratic_theory"]
 
 
 def _cos(x):
@@ -326,6 +326,19 @@ def gd_rate(lr: float, eigenvalues) -> float:
 def heavy_ball_rate(lr: float, momentum: float, eigenvalues) -> float:
     """Heavy ball on a quadratic: the largest root modulus of :math:`z^2-(1+μ-ηλ)z+μ` over the eigenvalues."""
     return float(max(np.abs(np.roots([1.0, -(1 + momentum - lr * lam), momentum])).max() for lam in eigenvalues))
+
+
+def heavy_ball_rate_map(lrs, momenta, eigenvalues) -> np.ndarray:
+    """:func:`heavy_ball_rate` on a grid: ``rates[i, j]`` at ``momenta[i]``, ``lrs[j]`` (vectorized roots of
+    :math:`z^2-(1+μ-ηλ)z+μ`: complex pairs have modulus :math:`\\sqrt μ`, real ones :math:`|b ± \\sqrt{b^2-4μ}|/2`)."""
+    eta, mu = np.meshgrid(np.asarray(lrs, dtype=float), np.asarray(momenta, dtype=float))
+    rate = np.zeros_like(eta)
+    for lam in eigenvalues:
+        b = 1 + mu - eta * lam
+        disc = b * b - 4 * mu
+        root = np.sqrt(np.abs(disc))
+        rate = np.maximum(rate, np.where(disc >= 0, np.maximum(np.abs(b + root), np.abs(b - root)) / 2, np.sqrt(mu)))
+    return rate
 
 
 def quadratic_theory(kappa: float, lam_max: float = 1.0, momentum: float = 0.9) -> dict[str, float]:

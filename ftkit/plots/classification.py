@@ -36,15 +36,17 @@ def confusion_figure(cm, classes, normalize: bool = True, title: str = "confusio
 
 
 def per_class_figure(acc, classes, overall: float | None = None, title: str = "accuracy per class") -> go.Figure:
-    """Bar per class; the overall accuracy, if given, as a dashed line (and in the title)."""
-    fig = go.Figure(go.Bar(x=list(classes), y=[float(a) for a in acc], text=[f"{float(a):.1%}" for a in acc],
-                           name="accuracy", showlegend=False))
+    """Bar per class, its accuracy written under its name (never where the overall line could cross it); the
+    overall accuracy, if given, as a dashed line behind the bars (and in the title)."""
+    acc = [float(a) for a in acc]
+    fig = go.Figure(go.Bar(x=[f"{c}<br>{a:.1%}" for c, a in zip(classes, acc)], y=acc, name="accuracy",
+                           showlegend=False, hovertemplate="%{x}<extra></extra>"))
     if overall is not None:
-        fig.add_hline(y=overall, line_dash="dash")
+        fig.add_hline(y=overall, line_dash="dash", layer="below")
         title = f"{title} (dashed: overall {overall:.1%})"
     fig.update_yaxes(title_text="accuracy")
-    fig.update_xaxes(title_text="class")
-    return style(fig.update_layout(title=title, yaxis=dict(range=[0, 1.08], tickformat=".0%"), height=380))
+    fig.update_xaxes(title_text="class (its accuracy)")
+    return style(fig.update_layout(title=title, yaxis=dict(range=[0, 1.08], tickformat=".0%"), height=400))
 
 
 def _png_uri(image: np.ndarray) -> str:

@@ -12,11 +12,11 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from ..optviz.races import BasinMap, OptimizerPath
-from ..optviz.surfaces import Surface, make_surface
+from ..optviz.surfaces import Surface, heavy_ball_rate, heavy_ball_rate_map, make_surface
 from .style import WARN, json_safe, style
 
 __all__ = ["surface_figure", "update_surface_figure", "rate_figure", "basin_figure", "update_basin_figure",
-           "OPTIMIZER_COLORS"]
+           "momentum_map_figure", "update_momentum_map_figure", "OPTIMIZER_COLORS"]
 
 OPTIMIZER_COLORS = {"gd": "#1f77b4", "sgd": "#1f77b4", "momentum": "#ff7f0e", "nesterov": "#2ca02c",
                     "rmsprop": "#d62728", "adam": "#9467bd", "adamw": "#e377c2", "adagrad": "#8c564b"}
@@ -122,7 +122,8 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
                                   yaxis=dict(range=[y0, y1], autorange=False, title_text="y"),
                                   zaxis=dict(range=[low, high + 1e-9], autorange=False, title_text=(
                                       "log₁₀(f + 0.01)" if surface.log_color else "f")),
-                                  aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6))
+                                  aspectmode="manual", aspectratio=dict(x=1, y=1, z=0.6),
+                                  camera=dict(eye=dict(x=1.5, y=1.5, z=1.0), center=dict(x=0, y=0, z=-0.1)))
             fig.update_xaxes(range=[x0, x1], row=1, col=1)
             fig.update_yaxes(range=[y0, y1], row=1, col=1)
     edits: dict[int, dict] = {}                      # trace index -> new properties: one restyle for all of them
@@ -162,8 +163,11 @@ def update_surface_figure(fig, surface, trajectories: dict[str, OptimizerPath], 
     _restyle(fig, edits)
     loss_axis = next((t.yaxis for uid, t in slots.items() if uid.startswith("loss:")), None)
     if loss_axis and with_surface:                    # the loss axis only changes with the function
-        fig.layout["yaxis" + loss_axis[1:]].update(type="log" if log_loss else "linear",
-                                                   title_text="f(w) − f*" if log_loss else "f(w)")
+        # the quantity goes into the panel's title: an axis title between two panels sits on the tick labels
+        fig.layout["yaxis" + loss_axis[1:]].update(type="log" if log_loss else "linear", title_text="")
+        for ann in fig.layout.annotations:
+            if (ann.text or "").startswith("loss"):
+                ann.text = "loss f(w) − f* (log scale)" if log_loss else "loss f(w)"
     notes = "<br>".join(t.note for t in trajectories.values() if t.diverged)
     for ann in fig.layout.annotations:
         if ann.name == "notes" and ann.text != notes:
@@ -213,6 +217,51 @@ def rate_figure(lrs, measured: dict[str, list[float]], predicted: dict[str, list
     return style(fig, title=title, height=420, margin=dict(l=60, r=20, t=60, b=50))
 
 
+# --------------------------------------------------------------------------- heavy ball's (η, μ) plane
+def momentum_map_figure(eigenvalues=None, *, n: int = 120, title: str | None = None, figure_cls=go.Figure) -> go.Figure:
+    r"""Heavy ball's per-step rate :math:`\max_λ |z|` over the (η, μ) plane of a quadratic with Hessian
+    ``eigenvalues`` (Distill's "Why Momentum Really Works"): colour = rate (white past 1: diverges), the stability
+    edge :math:`η = (2+2μ)/λ_1`, the optimum (star) and a movable chosen point (:func:`update_momentum_map_figure`).
+    Without ``eigenvalues`` the slots are empty (the explorer fills them)."""
+    fig = figure_cls()
+    fig.add_trace(go.Heatmap(meta="rate", name="rate per step", colorscale="Viridis_r", zmin=0, zmax=1, zauto=False,
+                             colorbar=dict(title=dict(text="rate ρ", side="right")),
+                             hovertemplate="η %{x:.3g}, μ %{y:.2f}: ρ = %{z:.4f}<extra></extra>"))
+    fig.add_trace(go.Scatter(meta="edge", name="edge η = (2+2μ)/λ₁", mode="lines",
+                             line=dict(color="firebrick", dash="dot")))
+    fig.add_trace(go.Scatter(meta="best", name="optimum η*, μ*", mode="markers",
+                             marker=dict(symbol="star", size=14, color="gold", line=dict(width=1, color="black"))))
+    fig.add_trace(go.Scatter(meta="chosen", name="momentum's η, μ", mode="markers",
+                             marker=dict(symbol="circle", size=12, color=OPTIMIZER_COLORS["momentum"],
+                                         line=dict(width=2, color="white"))))
+    fig.update_xaxes(title_text="learning rate η")
+    fig.update_yaxes(title_text="momentum μ", range=[0, 1])
+    style(fig, height=380, title=title, margin=dict(l=60, r=20, t=60, b=50))
+    fig.update_layout(plot_bgcolor="white")
+    if eigenvalues is not None:
+        update_momentum_map_figure(fig, eigenvalues, n=n)
+    return fig
+
+
+def update_momentum_map_figure(fig, eigenvalues, lr: float | None = None, momentum: float | None = None, *,
+                               n: int = 120) -> float | None:
+    """Redraw :func:`momentum_map_figure` for ``eigenvalues`` (the map, edge and optimum) and the chosen point
+    (``lr``, ``momentum``); returns the predicted rate there (None without a point)."""
+    eigs = [float(v) for v in eigenvalues if v > 0]
+    l1, ln = max(eigs), min(eigs)
+    lrs, mus = np.linspace(0, 4 / l1, n + 1)[1:], np.linspace(0, 0.99, n)
+    rate = heavy_ball_rate_map(lrs, mus, eigs)
+    best_lr, best_mu = (2 / (np.sqrt(l1) + np.sqrt(ln))) ** 2, ((np.sqrt(l1 / ln) - 1) / (np.sqrt(l1 / ln) + 1)) ** 2
+    point = None if lr is None or momentum is None else heavy_ball_rate(lr, momentum, eigs)
+    edits = {"rate": dict(x=lrs, y=mus, z=json_safe(np.where(rate < 1, rate, np.nan))),
+             "edge": dict(x=(2 + 2 * mus) / l1, y=mus),
+             "best": dict(x=[best_lr], y=[best_mu], text=[f"ρ* = {heavy_ball_rate(best_lr, best_mu, eigs):.4f}"]),
+             "chosen": dict(x=[] if point is None else [lr], y=[] if point is None else [momentum])}
+    _restyle(fig, {i: edits[t.meta] for i, t in enumerate(fig.data) if t.meta in edits})
+    fig.update_xaxes(range=[0, 4 / l1])
+    return point
+
+
 # --------------------------------------------------------------------------- basin maps
 _BASIN_PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948", "#b07aa1", "#ff9da7",
                   "#9c755f", "#86bcb6")
@@ -254,7 +303,7 @@ def basin_figure(basin_map: BasinMap | None = None, labels=None, *, title: str |
     fig.update_xaxes(title_text="x", row=2)
     fig.update_yaxes(title_text="which minimum<br>y", row=1, col=1)
     fig.update_yaxes(title_text="steps to settle<br>y", row=2, col=1)
-    style(fig, height=560, title=title, margin=dict(l=70, r=20, t=90, b=50))
+    style(fig, height=580, title=title, margin=dict(l=70, r=20, t=120, b=50))   # t: the title above the key line
     fig.update_layout(plot_bgcolor=_NOWHERE)
     fig.update_annotations(font_size=12)
     fig.add_annotation(text="colours: one per minimum · light grey: settles nowhere · black: diverged · bottom: "
@@ -292,6 +341,10 @@ def update_basin_figure(fig, basin_map: BasinMap) -> None:
         else:
             edits[i].update(x=bm.xs, y=bm.ys, z=json_safe(steps), text=text.tolist(), zmax=bm.total_steps)
     _restyle(fig, edits)
+    # ticks inside each panel only: at a panel's edges the next panel's first label would touch it ("2−2")
+    (x0, x1), (y0, y1) = [(a[0] - (a[1] - a[0]) / 2, a[-1] + (a[-1] - a[-2]) / 2) for a in (bm.xs, bm.ys)]
+    fig.update_xaxes(tickvals=[float(f"{round(v, 9) + 0.0:.2g}") for v in (x0 + (x1 - x0) / 4, (x0 + x1) / 2,
+                                                                           x1 - (x1 - x0) / 4)])
     with fig.batch_update():
         shares = {label: bm.share(label) for label in bm.labels}
         for ann in fig.layout.annotations:

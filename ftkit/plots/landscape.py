@@ -100,7 +100,9 @@ def surface3d_figure(land: Landscape, *, log: bool = False, title: str | None = 
     """The 2-D landscape as a 3-D surface (NaN: holes)."""
     fig = go.Figure(go.Surface(x=land.x, y=land.y, z=landscape_z(land.losses, log), colorscale="Viridis",
                                colorbar=dict(title=_ztitle(log))))
-    fig.update_layout(title=title, height=560, scene=dict(xaxis_title="α", yaxis_title="β", zaxis_title=_ztitle(log)))
+    fig.update_layout(title=title, height=560, margin=dict(l=10, r=10, t=60, b=10),
+                      scene=dict(xaxis_title="α", yaxis_title="β", zaxis_title=_ztitle(log),
+                                 camera=dict(eye=dict(x=1.5, y=1.5, z=1.0), center=dict(x=0, y=0, z=-0.1))))
     return fig
 
 
@@ -160,8 +162,15 @@ class LiveContour:
         self._show(self.figure(land))
 
     def close(self, land: Landscape) -> go.Figure:
-        """Show the final figure in place of the live one (or anew, in a kernel); returns it."""
+        """Show the final figure as a new output, emptying the live one (or anew, in a kernel); returns it.
+
+        A fresh output, not one more in-place update: in JupyterLab an update that arrives while the plot of the
+        previous level is still being drawn can be dropped, leaving the coarse grid on screen after the cell ended
+        (the saved output, read after a reload, was right)."""
         static = self.figure(land)
+        if self.handle is not None:
+            self.handle.update({"text/plain": ""}, raw=True)
+            self.handle = None
         self._show(static)
         return static
 

@@ -128,12 +128,65 @@ def _axis_extent(figure: dict, axis: str) -> tuple[float, float] | None:
     return (min(values), max(values)) if values else None
 
 
+def _title_overlaps(figure: dict) -> list[str]:
+    """Annotations above the plots (paper y ≥ 1, anchored at their bottom) whose text band meets the title's band.
+
+    The title (``yref`` container, ``y`` auto) is centred in the top margin: its band is ``t/2 ± size/2`` pixels above
+    the plots; an annotation's band runs from its ``yshift`` up by its lines × 1.3 × its font size."""
+    layout = figure.get("layout", {})
+    title = layout.get("title") or {}
+    text = title.get("text")
+    if not text or title.get("y") not in (None, "auto") or title.get("yref", "container") != "container":
+        return []
+    template = ((layout.get("template") or {}).get("layout") or {}).get("title") or {}
+    size = (title.get("font") or {}).get("size") or (template.get("font") or {}).get("size") or 17
+    top = (layout.get("margin") or {}).get("t", 100)
+    lo, hi = top / 2 - size / 2, top / 2 + size / 2
+    out = []
+    for ann in layout.get("annotations", []):
+        if ann.get("yref", "paper") != "paper" or (ann.get("y") or 0) < 1 or ann.get("yanchor") != "bottom" \
+                or not ann.get("text"):
+            continue
+        a_size = (ann.get("font") or {}).get("size") or 12
+        a_lo = ann.get("yshift") or 0   # at y = 1 (the plots' top), shifted up by yshift pixels
+        a_hi = a_lo + 1.3 * a_size * (ann["text"].count("<br>") + 1)
+        if a_lo < hi and lo < a_hi:
+            out.append(f"{text!r}: the annotation {ann['text'][:40]!r} above the plots ({a_lo:.0f}–{a_hi:.0f} px) "
+                       f"overlaps the title ({lo:.0f}–{hi:.0f} px above the plots; margin t={top})")
+    return out
+
+
+def _lines_through_bar_labels(figure: dict) -> list[str]:
+    """A horizontal line (``add_hline``) drawn across a bar's printed value: bars with ``text`` whose top lies within
+    4 % of the axis range of the line (the value is printed at or just above the bar's top)."""
+    layout = figure.get("layout", {})
+    out = []
+    for trace in figure.get("data", []):
+        if trace.get("type") != "bar" or not trace.get("text") or trace.get("textposition") in ("inside", "none"):
+            continue
+        axis = trace.get("yaxis", "y")
+        extent = _axis_extent(figure, axis)
+        if extent is None:
+            continue
+        tops = _numbers(_decode(trace.get("y", [])))
+        lines = [sh.get("y0") for sh in layout.get("shapes", []) if sh.get("yref") == axis and sh.get("y0") == sh.get("y1")
+                 and sh.get("y0") is not None]
+        close = 0.04 * (extent[1] - extent[0] or 1)
+        for y in lines:
+            hit = [v for v in tops if abs(v - y) < close]
+            if hit:
+                out.append(f"bar values near {hit[0]:.3g} are printed where the horizontal line at {y:.3g} crosses them")
+                break
+    return out
+
+
 def figure_problems(figure) -> list[str]:
     """What is wrong with a plotly figure (a Figure or its JSON dict), as sentences; [] when nothing is.
 
     Checks: the JSON has no NaN/inf (it would not serialize); every trace shown in the legend has a name; every
     categorical heatmap (a stepped colorscale) has an explicit ``zmin``/``zmax``; every annotation placed in data
-    units lies inside its axes' data span (a label placed in linear units on a log axis lands far outside)."""
+    units lies inside its axes' data span (a label placed in linear units on a log axis lands far outside); no
+    annotation above the plots runs into the title; no horizontal line crosses a bar's printed value."""
     import json
     if not isinstance(figure, dict):
         figure = json.loads(pio.to_json(figure, validate=False))
@@ -168,4 +221,6 @@ def figure_problems(figure) -> list[str]:
             if not low - pad <= value <= high + pad:
                 problems.append(f"{title!r}: annotation {ann.get('text', '')!r} at {letter}={value:g} is outside "
                                 f"its axis {ref} ({low:.3g} … {high:.3g} in axis units)")
+    problems += _title_overlaps(figure)
+    problems += [f"{title!r}: {p}" for p in _lines_through_bar_labels(figure)]
     return problems

@@ -1,5 +1,7 @@
 """The interactive gradient-descent explorer: controls that re-run a race on the batched engine and redraw the
-path figure and the basin map in place."""
+path figure, the basin map and heavy ball's (η, μ) rate map in place. Each optimizer has its own learning rate,
+by default its best one on a log grid for the function, start and steps shown (:func:`ftkit.optviz.races.tuned_lrs`),
+so every optimizer is seen at a fair setting."""
 from __future__ import annotations
 
 import json
@@ -10,11 +12,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from ..optim import OPTIMIZERS
-from ..optviz.races import ENGINES, basins, race
-from ..optviz.races import OptimizerPath
+from ..optviz.races import ENGINES, OptimizerPath, basins, race, tuned_lrs
 from ..optviz.surfaces import SURFACES, Surface, convergence_rate, make_surface, predicted_rate
 from ..optviz.gd_engine import GD_SCHEDULES
-from ..plots.descent import basin_figure, surface_figure, update_basin_figure, update_surface_figure
+from ..plots.descent import (basin_figure, momentum_map_figure, surface_figure, update_basin_figure,
+                             update_momentum_map_figure, update_surface_figure)
 from .figure_widget import FigureWidget
 
 __all__ = ["GDExplorer"]
@@ -38,17 +40,21 @@ def _check_ranges(**values):
 
 class GDExplorer:
     """Function dropdown (yours too: pass ``make_surface(lambda x, y: ..., domain=...)``), optimizer multi-select,
-    log-lr slider (handle turns red past GD's stability edge), momentum/β sliders, steps, start, gradient noise σ
-    and its seed, lr schedule, engine, and a basin-map grid (``n × n`` starts per optimizer; 0 hides it).
-    Every change re-runs what it affects and redraws the same figures in place. Picking a function resets the
-    start, the lr (its suggested GD lr) and the noise range (up to the gradient's size at the start).
+    a log-lr slider per optimizer (``lrs[name]``; ``lr`` is GD's; a handle turns red past its stability edge) and a
+    *best lr for each* button, momentum/β sliders, steps, start, gradient noise σ and its seed, lr schedule, engine,
+    a basin-map grid (``n × n`` starts per optimizer; 0 hides it), and heavy ball's rate over the (η, μ) plane
+    near the minimum with momentum's setting marked (click the map to move it). Every change re-runs what it
+    affects and redraws the same figures in place. Picking a function resets the start, every lr (to its best on
+    a log grid) and the noise range (up to the gradient's size at the start).
+
+    ``lr``: None (each optimizer's best on a log grid), one number for all, or ``{name: lr}`` (the others tuned).
 
     Display it as the last expression of a cell (or ``explorer.show()``): a frontend with widgets shows the
     live controls; one without (a papermill run, a static viewer) shows the static path figure carried in the
     same output. ``redraw()`` is what each control calls; it never raises: errors go to ``status``.
     """
 
-    def __init__(self, function="rosenbrock", optimizers=("gd", "momentum", "adam"), lr: float | None = None,
+    def __init__(self, function="rosenbrock", optimizers=("gd", "momentum", "adam"), lr=None,
                  momentum: float = 0.9, beta1: float = 0.9, beta2: float = 0.999, steps: int = 300,
                  start=None, kappa: float = 10.0, grid: int = 80, noise: float = 0.0, seed: int = 0,
                  schedule: str = "constant", basin_grid: int = 0, engine: str = "batched"):
@@ -60,17 +66,32 @@ class GDExplorer:
             function = surface.name
         surface = self._make(function, kappa)
         start = surface.start if start is None else start
-        _check_ranges(**({} if lr is None else {"lr": lr}), momentum=momentum, beta1=beta1, beta2=beta2,
-                      steps=steps, kappa=kappa, noise=noise, basin_grid=basin_grid)
-        lr = surface.lr["gd"] if lr is None else lr
+        given = lr if isinstance(lr, dict) else {} if lr is None else dict.fromkeys(_EXPLORER_OPTIMIZERS, lr)
+        unknown = set(given) - set(_EXPLORER_OPTIMIZERS)
+        if unknown:
+            raise ValueError(f"GDExplorer(lr=...): no optimizer {sorted(unknown)[0]!r} here; the lr dict's keys are "
+                             f"some of {', '.join(_EXPLORER_OPTIMIZERS)}")
+        for value in given.values():
+            _check_ranges(lr=value)
+        _check_ranges(momentum=momentum, beta1=beta1, beta2=beta2, steps=steps, kappa=kappa, noise=noise,
+                      basin_grid=basin_grid)
         self.grid, self.surface = grid, surface
+        self._settings_at_start = dict(momentum=momentum, betas=(beta1, beta2), noise=noise, seed=seed,
+                                       schedule=schedule)
+        lrs = given if len(given) == len(_EXPLORER_OPTIMIZERS) else \
+            {**self._tuned(surface, start, steps, **self._settings_at_start), **given}
         wide = dict(layout=W.Layout(width="420px"), style={"description_width": "90px"})
         self.function = W.Dropdown(options=list(SURFACES) + list(self._own), value=function,
                                    description="function", **wide)
         self.optimizers = W.SelectMultiple(options=_EXPLORER_OPTIMIZERS, value=tuple(optimizers), rows=6,
                                            description="optimizers", **wide)
-        self.lr = W.FloatLogSlider(value=lr, base=10, min=-4, max=1, step=0.05, description="lr",
-                                   readout_format=".2e", **wide)
+        self.lrs = {name: W.FloatLogSlider(value=lrs[name], base=10, min=-4, max=1, step=0.01,  # own layouts:
+                                           description=f"lr {name}", readout_format=".3g",  # each hides alone
+                                           layout=W.Layout(width="420px"), style={"description_width": "90px"})
+                    for name in _EXPLORER_OPTIMIZERS}
+        self.lr = self.lrs["gd"]
+        self.tune = W.Button(description="best lr for each", tooltip="each optimizer's best lr on a log grid "
+                             "(1e-4 … 10) for this function, start, steps and settings", layout=W.Layout(width="200px"))
         self.lr_edge = W.HTML()
         self.momentum = W.FloatSlider(value=momentum, min=0, max=0.99, step=0.01, description="momentum μ", **wide)
         self.beta1 = W.FloatSlider(value=beta1, min=0, max=0.99, step=0.01, description="Adam β₁", **wide)
@@ -93,17 +114,26 @@ class GDExplorer:
         self.basin_figure = basin_figure(labels=_EXPLORER_OPTIMIZERS, figure_cls=FigureWidget,
                                          title="basins: where each start of the grid settles")
         self.basin_box = W.Box([self.basin_figure], layout=W.Layout(display="" if basin_grid > 0 else "none"))
+        self.momentum_figure = momentum_map_figure(
+            figure_cls=FigureWidget, title="heavy ball near the minimum: rate per step over (η, μ); click to move")
+        self.momentum_box = W.Box([self.momentum_figure])
+        try:                                      # a click on the map moves momentum's (η, μ)
+            self.momentum_figure.data[0].on_click(self._on_map_click)
+        except Exception:  # noqa: BLE001  (a frontend without click events: the sliders still move the point)
+            pass
         self._drawn = (surface.name, surface.formula)
-        controls = W.VBox([self.function, self.optimizers, self.lr, self.lr_edge, self.momentum, self.beta1,
-                           self.beta2, self.steps, self.kappa, W.HBox([self.start_x, self.start_y]), self.noise,
+        controls = W.VBox([self.function, self.optimizers, *self.lrs.values(), self.lr_edge, self.tune,
+                           self.momentum, self.beta1, self.beta2, self.steps, self.kappa, W.HBox([self.start_x, self.start_y]), self.noise,
                            self.seed, self.schedule, self.engine, self.basin_grid, self.status])
         self.figure_box = W.Box([self.figure])   # a plain box carries the CSS class (the anywidget figure does not)
-        self.widget = W.VBox([controls, self.figure_box, self.basin_box])
+        self.widget = W.VBox([controls, self.figure_box, self.basin_box, self.momentum_box])
         for w, name in ((self.widget, "explorer"), (self.lr, "explorer-lr"), (self.status, "explorer-status"),
-                        (self.figure_box, "explorer-paths"), (self.basin_box, "explorer-basins")):
+                        (self.figure_box, "explorer-paths"), (self.basin_box, "explorer-basins"),
+                        (self.momentum_box, "explorer-momentum")):
             w.add_class(f"ftkit-{name}")  # stable hooks for CSS and browser tests
         self.function.observe(self._on_function, "value")
-        for w in (self.optimizers, self.lr, self.momentum, self.beta1, self.beta2, self.steps, self.kappa,
+        self.tune.on_click(lambda _: self.retune())
+        for w in (self.optimizers, *self.lrs.values(), self.momentum, self.beta1, self.beta2, self.steps, self.kappa,
                   self.start_x, self.start_y, self.noise, self.seed, self.schedule, self.engine, self.basin_grid):
             w.observe(lambda change: self.redraw(), "value")
         self.trajectories: dict[str, OptimizerPath] = {}
@@ -112,6 +142,40 @@ class GDExplorer:
         self._basin_key = None
         self._quiet = False
         self.redraw()
+
+    @staticmethod
+    def _tuned(surface: Surface, start, steps: int, *, momentum, betas, noise, seed, schedule) -> dict[str, float]:
+        """Each optimizer's best lr on a log grid (:func:`tuned_lrs`); the surface's suggestion where all diverge."""
+        runs = {name: {k: v for k, v in (("momentum", momentum), ("betas", betas))
+                       if (k == "momentum" and OPTIMIZERS[name].takes_momentum)
+                       or (k == "betas" and OPTIMIZERS[name].takes_betas)} for name in _EXPLORER_OPTIMIZERS}
+        try:
+            tuned = tuned_lrs(surface, runs, start, steps, noise=noise, seed=seed, schedule=schedule)
+        except ValueError:
+            tuned = {}
+        return {name: tuned.get(name, surface.lr.get(name, 1e-3)) for name in _EXPLORER_OPTIMIZERS}
+
+    def retune(self) -> None:
+        """Set every optimizer's lr to its best on a log grid for the current function, start, steps and settings."""
+        self._quiet = True
+        try:
+            lrs = self._tuned(self.surface, (self.start_x.value, self.start_y.value), self.steps.value,
+                              momentum=self.momentum.value, betas=(self.beta1.value, self.beta2.value),
+                              noise=self.noise.value, seed=self.seed.value, schedule=self.schedule.value)
+            for name, slider in self.lrs.items():
+                slider.value = lrs[name]
+        except ValueError as e:
+            self.status.value = f"<span style='color:firebrick'>{e}</span>"
+        finally:
+            self._quiet = False
+        self.redraw()
+
+    def _on_map_click(self, trace, points, state) -> None:
+        if points.xs and points.ys:
+            self._quiet = True
+            self.lrs["momentum"].value, self.momentum.value = float(points.xs[0]), float(points.ys[0])
+            self._quiet = False
+            self.redraw()
 
     def _make(self, name: str, kappa: float) -> Surface:
         if name in self._own:
@@ -130,17 +194,16 @@ class GDExplorer:
         surface = self._make(name, self.kappa.value)
         self._quiet = True                       # one redraw for the new function, not one per control
         self.start_x.value, self.start_y.value = surface.start
-        self.lr.value = surface.lr["gd"]
         self.noise.value, self.noise.max = 0.0, self._noise_range(surface, surface.start)
-        self._quiet = False
-        self.redraw()
+        self.surface = surface
+        self.retune()                            # every lr to its best for the new function (and one redraw)
 
     def runs(self) -> dict[str, dict]:
-        """The race the controls describe: each selected optimizer at the lr slider, with its sliders' options
+        """The race the controls describe: each selected optimizer at its lr slider, with its sliders' options
         (the registry says which: heavy-ball μ for momentum/Nesterov, β's for Adam/AdamW)."""
         runs = {}
         for name in self.optimizers.value:
-            spec, info = {"lr": self.lr.value}, OPTIMIZERS[name]
+            spec, info = {"lr": self.lrs[name].value}, OPTIMIZERS[name]
             if info.takes_momentum:
                 spec["momentum"] = self.momentum.value
             if info.takes_betas:
@@ -187,8 +250,9 @@ class GDExplorer:
         rates = {}
         if self.surface.constant_hessian and self.surface.minima and self.schedule.value == "constant" \
                 and self.noise.value == 0:
-            rates = {"gd": predicted_rate(self.surface, "gd", self.lr.value),
-                     "momentum": predicted_rate(self.surface, "momentum", self.lr.value, momentum=self.momentum.value)}
+            rates = {"gd": predicted_rate(self.surface, "gd", self.lrs["gd"].value),
+                     "momentum": predicted_rate(self.surface, "momentum", self.lrs["momentum"].value,
+                                                momentum=self.momentum.value)}
         return edges, rates
 
     def redraw(self) -> None:
@@ -198,6 +262,8 @@ class GDExplorer:
             self.surface = self._make(self.function.value, self.kappa.value)
             if not self.optimizers.value:
                 raise ValueError("select at least one optimizer")
+            for name, slider in self.lrs.items():
+                slider.layout.display = "" if name in self.optimizers.value else "none"
             runs = self.runs()
             self.trajectories = self._race(runs, (self.start_x.value, self.start_y.value))
             self._basins(runs)
@@ -211,6 +277,7 @@ class GDExplorer:
                               with_surface=drawn != self._drawn)
         self._drawn = drawn
         self._show_edges(edges)
+        self._show_momentum_map()
         self.status.value = "<br>".join(self._status_lines(rates))
 
     def _status_lines(self, rates: dict[str, float]) -> list[str]:
@@ -247,6 +314,17 @@ class GDExplorer:
             f"stable near the minimum: GD for lr &lt; 2/λ₁ = {edges['gd']:.3g}, momentum for lr &lt; "
             f"(2+2μ)/λ₁ = {edges['momentum']:.3g}</div>")
         self.lr.style.handle_color = "#e53935" if self.lr.value >= edges["gd"] else None
+        self.lrs["momentum"].style.handle_color = "#e53935" if self.lrs["momentum"].value >= edges["momentum"] else None
+
+    def _show_momentum_map(self) -> None:
+        """Heavy ball's rate over (η, μ) for the Hessian at the minimum, momentum's setting marked (hidden on a
+        function without a minimum of positive curvature)."""
+        eigs = [lam for lam in self.surface.hessian_eigenvalues() if lam > 0] if self.surface.minima else []
+        self.momentum_box.layout.display = "" if len(eigs) == 2 else "none"
+        self.momentum_rate = None
+        if len(eigs) == 2:
+            self.momentum_rate = update_momentum_map_figure(self.momentum_figure, eigs, self.lrs["momentum"].value,
+                                                            self.momentum.value)
 
     def state(self) -> dict | None:
         """The constructor settings that redraw the current view (``GDExplorer(**explorer.state())``); None for
