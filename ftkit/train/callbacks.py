@@ -14,7 +14,7 @@ import os
 import threading
 import warnings
 
-from ..core import Callback, History, TrainState, check_writable
+from ..core import Callback, History, TrainState, as_number, check_writable
 from ..optim import check_option
 from ..utils import check_int, check_number
 from .checkpoint import checkpoint_payload, save_checkpoint
@@ -307,7 +307,7 @@ def settable(optimizer) -> str:
 
 
 def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
+    return list(value) if isinstance(value, tuple) else as_number(value)
 
 
 _KNOWN = {"lr", "momentum", "weight_decay", "betas", "eps", "dampening", "alpha", "lr_decay", "nesterov"}

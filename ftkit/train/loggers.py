@@ -7,7 +7,7 @@ import io
 import os
 import warnings
 
-from ..core import Callback, atomic_write, check_writable
+from ..core import Callback, as_number, atomic_write, check_writable
 
 __all__ = ["TensorBoardLogger", "CSVLogger"]
 
@@ -85,6 +85,7 @@ class CSVLogger(Callback):
             self._add(rows[epoch])
 
     def _add(self, row: dict) -> None:
+        row = {k: as_number(v) for k, v in row.items()}   # tensor(0.1) would be written as its repr
         self._fields += [k for k in row if k not in self._fields]
         self._rows.append(row)
 
