@@ -46,3 +46,52 @@ def test_a_user_optimizer_with_a_tensor_lr_still_records_floats():
     lrs = [row["lr"] for row in history.steps]
     assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.05 * (1 + np.cos(np.pi * 4 / 5)))
     json.loads(history.to_json())
+
+
+# --------------------------------------------------------------------------- torchmetrics objects
+torchmetrics = pytest.importorskip("torchmetrics")
+
+
+def test_a_torchmetrics_f1_is_the_whole_split_value_not_a_mean_of_batches():
+    """Macro F1 on 77 samples in batches of 16: the logged value is the metric of the whole split (each epoch)."""
+    ftkit.seed_everything(0)
+    model = mlp()
+    f1 = torchmetrics.F1Score(task="multiclass", num_classes=3, average="macro")
+    train = DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True)
+    val = DataLoader(TensorDataset(X, Y), batch_size=16)
+    history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.5), 2,
+                        val_loader=val, metrics=[f1, "accuracy"], progress=False)
+    with torch.no_grad():
+        whole = torchmetrics.functional.f1_score(model(X).argmax(1), Y, task="multiclass", num_classes=3,
+                                                 average="macro")
+    assert history["val_multiclass_f1_score"][-1] == pytest.approx(float(whole), abs=1e-6)
+    with torch.no_grad():
+        per_batch = np.mean([float(torchmetrics.functional.f1_score(model(x).argmax(1), y, task="multiclass",
+                                                                    num_classes=3, average="macro")) for x, y in val])
+    assert abs(per_batch - float(whole)) > 1e-3     # the number a per-batch mean would have logged differs
+    assert f1.update_count == 0                      # the object given is not changed: fit works on copies
+
+
+def test_a_torchmetrics_auroc_is_reset_each_epoch_and_per_split():
+    """AUROC of the last epoch's validation outputs only: a state kept over 3 epochs (or shared with the training
+    split) would give another number."""
+    ftkit.seed_everything(0)
+    model = mlp()
+    auroc = torchmetrics.AUROC(task="multiclass", num_classes=3)
+    train = DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True)
+    val_x, val_y = X[:40], Y[:40]
+    history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
+                        val_loader=DataLoader(TensorDataset(val_x, val_y), batch_size=16), metrics=[auroc],
+                        progress=False)
+    with torch.no_grad():
+        whole = torchmetrics.functional.auroc(model(val_x), val_y, task="multiclass", num_classes=3)
+    assert history["val_multiclass_auroc"][-1] == pytest.approx(float(whole), abs=1e-6)
+    assert history["val_multiclass_auroc"][0] != pytest.approx(float(whole), abs=1e-4)   # it changed over epochs
+
+
+def test_a_torchmetrics_value_of_several_numbers_is_refused_by_name():
+    model = mlp()
+    per_class = torchmetrics.F1Score(task="multiclass", num_classes=3, average=None)
+    with pytest.raises(ValueError, match=r"metric 'multiclass_f1_score' computed 3 values .* average='macro'"):
+        ftkit.fit(model, DataLoader(TensorDataset(X, Y), batch_size=16), "cross_entropy", "sgd", 1,
+                  metrics=[per_class], progress=False)

@@ -158,8 +158,9 @@ class Resume:
         s = self.s
         resume = s.resume if s.resume.get("epoch") == epoch and not s.resume.get("complete") else {}
         tracker.reset()
-        if resume.get("metrics"):
-            tracker.totals, tracker.counts = resume["metrics"]
+        if resume.get("metrics") or resume.get("metric_states"):
+            totals, counts = resume.get("metrics") or ({}, {})
+            tracker.load_state({"totals": totals, "counts": counts, "stateful": resume.get("metric_states")})
         skip, cut = self._skip(resume)
         if resume.get("batches") and resume.get("epoch_rng") is not None:
             restore_rng(resume["epoch_rng"])
@@ -196,6 +197,7 @@ class Resume:
         s.resume = {"epoch": s.epoch, "batches": batches, "samples": min(batches * size, n) if size else None,
                     "step": s.step, "loss_sum": loss_sum, "n_seen": n_seen,
                     "metrics": (dict(tracker.totals), dict(tracker.counts)), "epoch_rng": s.resume.get("epoch_rng"),
+                    **({"metric_states": tracker.state()["stateful"]} if tracker.stateful else {}),
                     "settings": self.settings}
 
     def epoch_done(self, epoch: int) -> None:
