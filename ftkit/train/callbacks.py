@@ -291,6 +291,9 @@ class LRSchedule(Callback):
             return
         groups = self.scheduler.optimizer.param_groups
         kept = [group["lr"] for group in groups]   # the checkpoint's, restored with the optimizer
+        # the rebuilt schedule starts from the checkpoint's base lr (restored with the optimizer), not the one given:
+        # resume continues the saved run (an lr given that differs is named by the resume's warning)
+        self.scheduler.base_lrs = [group.get("initial_lr", base) for group, base in zip(groups, self.scheduler.base_lrs)]
         for group, base in zip(groups, self.scheduler.base_lrs):
             group["lr"] = base            # replay the new schedule from its start: what a straight run would do
         with warnings.catch_warnings():   # torch warns that no optimizer.step() came first: here none should
