@@ -27,7 +27,7 @@ from torch import nn
 from .utils import atomic_write
 
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
-           "schedule_from_events", "events_as_schedule", "eval_mode", "describe",
+           "schedule_from_events", "events_as_schedule", "as_number", "eval_mode", "describe",
            "IGNORE"]
 
 IGNORE = -100  # the label cross-entropy skips (HF convention); losses, metrics and the loop leave it out
@@ -146,9 +146,11 @@ class History(Callback):
         self.stop_reason: str | None = stop_reason
 
     def on_batch_end(self, state):
-        self.steps.append({"epoch": state.epoch, "step": state.step, "loss": state.loss, "lr": state.lr})
+        self.steps.append({"epoch": state.epoch, "step": state.step, "loss": as_number(state.loss),
+                           "lr": as_number(state.lr)})
 
     def on_epoch_end(self, state):
+        state.logs.update({k: as_number(v) for k, v in state.logs.items()})
         self.epochs.append(state.logs)  # the live dict: later callbacks may still add columns
 
     def columns(self, which: str = "epoch") -> list[str]:
@@ -181,7 +183,7 @@ class History(Callback):
         return {"steps": self.steps, "epochs": self.epochs, "events": self.events, "stop_reason": self.stop_reason}
 
     def to_json(self, path=None) -> str:
-        text = json.dumps(self.to_dict(), indent=1, allow_nan=True)
+        text = json.dumps(self.to_dict(), indent=1, allow_nan=True, default=_json_number)
         if path is not None:
             atomic_write(path, text.encode())
         return text
@@ -231,6 +233,26 @@ class History(Callback):
             raise ValueError(f"{where} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}: truncated "
                              "or edited?); write it again with history.to_json(path)") from None
         return cls.from_dict(data, where)
+
+
+def as_number(value):
+    """A number of any numeric type (a 0-d tensor, a NumPy scalar) as a Python ``float`` (``int`` stays ``int``);
+    anything else unchanged. Records hold plain numbers: a tensor lr that a scheduler changes in place would
+    otherwise make every row show its final value."""
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().cpu().item())
+    if isinstance(value, np.generic) and np.issubdtype(type(value), np.number):
+        return value.item() if np.issubdtype(type(value), np.integer) else float(value)
+    return value
+
+
+def _json_number(value):
+    plain = as_number(value)
+    if plain is value:
+        raise TypeError(f"a History value is a {type(value).__name__}, which JSON cannot hold: log numbers or strings")
+    return plain
 
 
 def schedule_from_events(events) -> dict[int, dict]:

@@ -6,6 +6,7 @@ A metric returns either a number (averaged over batches, weighted by batch size)
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
@@ -56,30 +57,60 @@ def top_k(k: int, ignore_index: int = -100):
 METRICS = {"accuracy": accuracy, "acc": accuracy, "top5": top_k(5), "top3": top_k(3)}
 
 
+def is_stateful(metric) -> bool:
+    """A torchmetrics-style object: ``update(outputs, targets)`` per batch, ``compute()`` once, ``reset()``."""
+    return all(callable(getattr(metric, name, None)) for name in ("update", "compute", "reset"))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()   # MulticlassF1Score -> multiclass_f1_score
+
+
 def make_metric(metric):
-    """A name from ``METRICS`` or a callable; returns ``(name, callable)``."""
+    """A name from ``METRICS``, a callable, or a torchmetrics object (``update``/``compute``/``reset``); returns
+    ``(name, metric)``. A torchmetrics object is named after its class in snake case
+    (``MulticlassF1Score`` → ``multiclass_f1_score``)."""
     if isinstance(metric, str):
         fn = choose("metric", metric, METRICS)
         return ("accuracy" if metric == "acc" else metric), fn
+    if is_stateful(metric):
+        return _snake(type(metric).__name__), metric
     if not callable(metric):
-        raise TypeError(f"a metric is a name ({', '.join(METRICS)}) or a callable(outputs, targets), got {metric!r}")
+        raise TypeError(f"a metric is a name ({', '.join(METRICS)}), a callable(outputs, targets) or a torchmetrics "
+                        f"object, got {metric!r}")
     return getattr(metric, "__name__", type(metric).__name__), metric
 
 
 class MetricTracker:
-    """Accumulates metrics over batches without a device sync per batch."""
+    """Accumulates metrics over batches without a device sync per batch.
+
+    A plain metric's ``(total, count)`` (or value × batch size) is summed and divided once. A torchmetrics object is
+    used as torchmetrics intends: each tracker works on its own copy (``clone()``: the training and validation splits
+    never share a state, the object given is never changed), moved to the outputs' device, ``update`` per batch,
+    ``compute`` once for the split, ``reset`` at each epoch start — so the logged value is the whole split's (a macro
+    F1 or an AUROC of all samples), not a mean of per-batch values."""
 
     def __init__(self, metrics):
         self.metrics = [make_metric(m) for m in metrics]
+        self.stateful = {name: m.clone() if callable(getattr(m, "clone", None)) else m
+                         for name, m in self.metrics if is_stateful(m)}
         self.reset()
 
     def reset(self):
-        self.totals = {name: 0.0 for name, _ in self.metrics}
-        self.counts = {name: 0 for name, _ in self.metrics}
+        self.totals = {name: 0.0 for name, _ in self.metrics if name not in self.stateful}
+        self.counts = {name: 0 for name, _ in self.metrics if name not in self.stateful}
+        for m in self.stateful.values():
+            m.reset()
 
     @torch.no_grad()
     def update(self, outputs, targets):
         for name, fn in self.metrics:
+            if name in self.stateful:
+                m = self.stateful[name]
+                if callable(getattr(m, "to", None)) and getattr(m, "device", outputs.device) != outputs.device:
+                    m.to(outputs.device)
+                m.update(outputs, targets)
+                continue
             value = fn(outputs, targets)
             if isinstance(value, tuple):
                 self.totals[name] = self.totals[name] + value[0]
@@ -90,8 +121,42 @@ class MetricTracker:
                 self.counts[name] = self.counts[name] + n
 
     def compute(self, prefix: str = "") -> dict[str, float]:
-        return {prefix + name: float(self.totals[name]) / max(float(self.counts[name]), 1.0)
-                for name, _ in self.metrics}
+        out = {}
+        for name, _ in self.metrics:
+            if name in self.stateful:
+                value = self.stateful[name].compute()
+                if isinstance(value, torch.Tensor) and value.numel() != 1:
+                    raise ValueError(f"metric {name!r} computed {value.numel()} values (shape {tuple(value.shape)}), "
+                                     "not one number: a log column holds one, e.g. pass average='macro' (or wrap it "
+                                     "in a metric that picks one value)")
+                out[prefix + name] = float(value)
+            else:
+                out[prefix + name] = float(self.totals[name]) / max(float(self.counts[name]), 1.0)
+        return out
+
+    def state(self) -> dict:
+        """The sums so far, as plain data (what a mid-epoch checkpoint saves): plain metrics' totals and counts,
+        torchmetrics objects' states (copied: the object goes on updating its own)."""
+        states = {}
+        for name, m in self.stateful.items():
+            states[name] = {"update_count": int(getattr(m, "_update_count", 1)),
+                            **{k: (v.clone() if isinstance(v, torch.Tensor) else list(v))
+                               for k, v in m.metric_state.items()}}
+        return {"totals": dict(self.totals), "counts": dict(self.counts), "stateful": states}
+
+    def load_state(self, state) -> None:
+        """Put back what :meth:`state` returned (or the older ``(totals, counts)`` pair)."""
+        if isinstance(state, (tuple, list)):
+            state = {"totals": state[0], "counts": state[1]}
+        self.totals.update(state.get("totals") or {})
+        self.counts.update(state.get("counts") or {})
+        for name, saved in (state.get("stateful") or {}).items():
+            m = self.stateful[name]
+            for k, v in saved.items():
+                if k == "update_count":
+                    m._update_count = v       # torchmetrics warns on compute() before any update otherwise
+                else:
+                    setattr(m, k, v.clone() if isinstance(v, torch.Tensor) else list(v))
 
 
 # --------------------------------------------------------------------------- counts and smoothing

@@ -233,6 +233,7 @@ def check_option(name: str, value):
         if x < lo or (x == lo and not lo_in) or x > hi or (x == hi and not hi_in):
             span = f"{'[' if lo_in else '('}{lo:g}, {hi:g}{']' if hi_in else ')'}"
             raise ValueError(f"{name} must be in {span}, got {value!r}")
+        return x   # a Python float: a tensor lr would be changed in place by a scheduler (every record the same)
     return value
 
 

@@ -536,3 +536,125 @@ def test_a_resume_that_changes_the_monitored_column_starts_the_best_afresh(tmp_p
         run(3, callbacks=[ModelCheckpoint(tmp_path)], resume_from=tmp_path / "last.pt")   # no val_loader now
     best = load_checkpoint(tmp_path / "best.pt")
     assert best["monitor"] == "train_loss" and best["best"] != best_val and best["epoch"] >= 2
+
+
+# --------------------------------------------------------------------------- an interrupt inside a batch (issue 35)
+class _Boom(torch.autograd.Function):
+    """Identity forward; its backward raises KeyboardInterrupt on the ``at``-th backward pass."""
+    calls = 0
+    at = None
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        _Boom.calls += 1
+        if _Boom.calls == _Boom.at:
+            raise KeyboardInterrupt
+        return grad
+
+
+class DropNet(nn.Module):
+    """Dropout (so every forward draws random numbers) and BatchNorm (so every forward changes buffers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return _Boom.apply(self.body(x))
+
+
+def dropnet():
+    torch.manual_seed(5)
+    return DropNet()
+
+
+class InterruptingVal:
+    """A validation loader that raises KeyboardInterrupt in its second batch of epoch ``epoch`` (once)."""
+
+    def __init__(self, epoch):
+        self.epoch, self.now, self.armed = epoch, 0, True
+
+    def __len__(self):
+        return 2
+
+    def __iter__(self):
+        yield X[:8], Y[:8]
+        if self.armed and self.now == self.epoch:
+            self.armed = False
+            torch.rand(3)   # validation may draw random numbers too (an augmentation, a sampler)
+            raise KeyboardInterrupt
+        yield X[8:16], Y[8:16]
+
+
+@pytest.mark.parametrize("where", ["backward", "grad_accum", "validation"])
+def test_an_interrupt_inside_a_batch_leaves_last_pt_at_the_last_finished_step(tmp_path, where):
+    """Ctrl-C pressed twice (a KeyboardInterrupt) in backward, on the second batch of a grad_accum pair or in
+    validation: last.pt holds the last finished optimizer step — weights, buffers, RNG, step rows — so the resumed
+    run equals an uninterrupted one."""
+    accum = 2 if where == "grad_accum" else 1
+    val = InterruptingVal(2 if where == "validation" else 0)
+
+    class Epoch(Callback):
+        def on_epoch_start(self, state):
+            val.now = state.epoch
+
+    _Boom.calls, _Boom.at = 0, {"backward": 21, "grad_accum": 20, "validation": None}[where]
+    kw = dict(model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch(), ModelCheckpoint(tmp_path)])
+    run(3, **kw)
+    saved = load_checkpoint(tmp_path / "last.pt")
+    rows = {"backward": 20, "grad_accum": 18, "validation": 32}[where]   # batches of finished steps
+    assert len(saved["history"]["steps"]) == rows and saved["step"] == rows // accum
+    _Boom.at = None
+    resumed, model_b = run(3, model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch()],
+                           resume_from=tmp_path / "last.pt")
+    val.armed = False
+    straight, model_a = run(3, model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch()])
+    assert len(resumed.steps) == len(straight.steps) == 48       # one row per batch, none twice
+    assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
+    assert (weights(model_a) - weights(model_b)).abs().max() <= 1e-6
+    assert torch.allclose(model_a.body[1].running_mean, model_b.body[1].running_mean, atol=1e-6)
+    assert resumed["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-6)
+
+
+# --------------------------------------------------------------------------- settings changed on resume: one rule
+@pytest.mark.parametrize("name", ["cosine", "linear_warmup", "one_cycle", "constant"])
+@pytest.mark.parametrize("epochs", [3, 4], ids=["same_epochs", "more_epochs"])
+def test_another_lr_on_resume_is_not_applied_under_any_schedule_and_is_named(tmp_path, name, epochs):
+    """Saved at lr 0.1 (3 epochs), resumed with lr 0.01: the run goes on exactly as an uninterrupted lr-0.1 run
+    with the resumed epochs would, and one warning names the lr — for every schedule, with or without more epochs."""
+    run(3, scheduler=name, lr=0.1, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])
+    with pytest.warns(UserWarning, match=r"resuming with the checkpoint's lr \(.*\) 0\.1 \(the optimizer given had "
+                                         r"0\.01\).*ParamControl\.set\(lr=\.\.\.\)"):
+        resumed, model_b = run(epochs, scheduler=name, lr=0.01, resume_from=tmp_path / "last.pt")
+    straight, model_a = run(epochs, scheduler=name, lr=0.1)
+    assert [r["lr"] for r in resumed.steps] == pytest.approx([r["lr"] for r in straight.steps], rel=1e-9)
+    assert (weights(model_a) - weights(model_b)).abs().max() <= 1e-6
+
+
+def test_one_cycle_momentum_cycle_is_not_reported_as_a_change(tmp_path, recwarn):
+    model = mlp()
+    run(3, scheduler="one_cycle", model=model, opt=ftkit.make_optimizer("sgd", model, lr=0.1, momentum=0.9),
+        callbacks=[ModelCheckpoint(tmp_path), StopAt(step=20)])
+    model = mlp()
+    run(3, scheduler="one_cycle", model=model, opt=ftkit.make_optimizer("sgd", model, lr=0.1, momentum=0.9),
+        resume_from=tmp_path / "last.pt")
+    assert not [w for w in recwarn if "resuming with" in str(w.message)]
+
+
+def test_another_weight_decay_on_resume_is_named_not_counted_in_param_groups(tmp_path):
+    model = mlp()
+    run(2, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.01),
+        callbacks=[ModelCheckpoint(tmp_path)])
+    model = mlp()
+    with pytest.raises(ValueError, match=r"trained with weight_decay=0\.01, the optimizer given has weight_decay=0 "
+                                         r".*build the optimizer with weight_decay=0\.01"):
+        run(3, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.0),
+            resume_from=tmp_path / "last.pt")
+    model = mlp()
+    with pytest.warns(UserWarning, match=r"checkpoint's weight_decay 0\.01 \(the optimizer given had 0\.05\)"):
+        run(3, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.05),
+            resume_from=tmp_path / "last.pt")

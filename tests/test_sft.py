@@ -141,6 +141,55 @@ def test_a_dataset_without_the_expected_columns_or_roles_is_refused(lm, examples
         sft.encode(lm[1], examples)
 
 
+@pytest.mark.parametrize("examples, message", [
+    ([{"prompt": "  ", "completion": "x"}], r"example 0 has an empty 'prompt' \('  '\): there is nothing to answer"),
+    ([TRAIN[0], {"prompt": "hi", "completion": ""}], r"example 1 has an empty 'completion'.*answer with nothing"),
+    ([{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": " "}]}],
+     r"example 0, message 1: the assistant's content is empty"),
+    ({"prompt": ["a", "b"], "completion": ["c"]}, r"a dict is read as columns of equal length"),
+    ("write a poem", r"examples is a string"),
+])
+def test_blank_texts_and_shapes_that_are_not_examples_are_refused(lm, examples, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        sft.encode(lm[1], examples)
+
+
+def test_a_generator_and_a_dict_of_columns_encode_like_the_list(lm):
+    rows = TRAIN[:6]
+    as_list = sft.encode(lm[1], rows)
+    columns = {k: [r[k] for r in rows] for k in rows[0]}          # what Dataset.to_dict() returns
+    for other in (sft.encode(lm[1], (r for r in rows)), sft.encode(lm[1], columns)):
+        assert len(other) == 6 and all(torch.equal(a["labels"], b["labels"])
+                                       for a, b in zip(as_list.features, other.features))
+
+
+def test_a_reply_cut_by_max_length_is_warned_with_its_count(lm):
+    long = {"prompt": "Repeat: river", "completion": " ".join(["river"] * 60)}
+    with pytest.warns(UserWarning, match=r"1 of 2 replies do not fit in max_length=64 tokens .*the first: example 1\)"
+                                         r".*lose their end-of-turn token"):
+        data = sft.encode(lm[1], [{"prompt": "hi", "completion": "x"}, long], max_length=64)
+    assert data.n_truncated == 1 and len(data.features[1]["input_ids"]) == 64
+
+
+def test_instruction_files_with_bad_lines_name_the_file_and_line(tmp_path):
+    from ftkit.data.instructions import read_jsonl
+    good = '{"prompt": "a", "completion": "b"}\n'
+    cases = {"json": (good + "\n" + '{"prompt": "a", "completion": \n').encode(), "latin1": (good + good).encode()
+             + '{"prompt": "caf\u00e9", "completion": "b"}\n'.encode("latin-1"), "list": (good + "[1, 2]\n").encode()}
+    messages = {"json": r"train\.jsonl, line 3: not valid JSON", "latin1": r"train\.jsonl, line 3: byte 0xe9 at "
+                r"column 16 is not UTF-8 .*save the file as UTF-8", "list": r"train\.jsonl, line 2: a JSON list"}
+    for case, data in cases.items():
+        (tmp_path / "train.jsonl").write_bytes(data)
+        with pytest.raises(ValueError, match=messages[case]):
+            read_jsonl(tmp_path / "train.jsonl")
+    (tmp_path / "train.jsonl").write_bytes(b"\xef\xbb\xbf" + (good * 2).encode())   # a BOM: read, not refused
+    assert read_jsonl(tmp_path / "train.jsonl") == [{"prompt": "a", "completion": "b"}] * 2
+    (tmp_path / "train.jsonl").write_text("\n  \n")
+    (tmp_path / "test.jsonl").write_text(good)
+    with pytest.raises(ValueError, match=r"train\.jsonl holds no example"):
+        load_instructions(tmp_path)
+
+
 def test_a_prompt_longer_than_the_context_is_refused_with_its_length(lm):
     with pytest.raises(ValueError, match=r"example 1: its prompt is \d+ tokens.*max_length=24"):
         sft.encode(lm[1], [{"prompt": "hi", "completion": "x"}, TRAIN[2]], max_length=24)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import random
 
-__all__ = ["TASKS", "make_instructions", "load_instructions", "write_instructions", "exact_match",
+__all__ = ["TASKS", "make_instructions", "load_instructions", "read_jsonl", "write_instructions", "exact_match",
            "exact_match_by_task"]
 
 TASKS = ("arithmetic", "formatting", "extraction")
@@ -124,9 +124,39 @@ def load_instructions(folder=None) -> tuple[list[dict], list[dict]]:
         if not path.is_file():
             raise FileNotFoundError(f"no {name}.jsonl in {folder}; write one with "
                                     "ftkit.data.instructions.write_instructions(folder)")
-        with open(path) as f:
-            splits.append([json.loads(line) for line in f if line.strip()])
+        splits.append(read_jsonl(path))
     return splits[0], splits[1]
+
+
+def read_jsonl(path) -> list[dict]:
+    """The examples of a JSONL file (one JSON object a line; blank lines skipped; a UTF-8 byte-order mark accepted).
+    A line that is not UTF-8 or not a JSON object, and a file with no example, fail naming the file and the line."""
+    with open(path, "rb") as f:
+        data = f.read()
+    rows = []
+    for number, raw in enumerate(data.splitlines(), start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):   # a byte-order mark (Notepad's "UTF-8 with BOM")
+            raw = raw[3:]
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}, line {number}: byte {raw[e.start]:#04x} at column {e.start + 1} is not UTF-8 "
+                             "(a file saved as Latin-1 or Windows-1252?); save the file as UTF-8") from None
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg} at column {e.colno}): {line[:80]!r}; "
+                             "a JSONL file holds one JSON object per line") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}, line {number}: a JSON {type(row).__name__}, not an object; each line must be "
+                             'like {"prompt": "...", "completion": "..."}')
+        rows.append(row)
+    if not rows:
+        raise ValueError(f"{path} holds no example (it is empty or blank); write one JSON object per line, e.g. "
+                         "with ftkit.data.instructions.write_instructions(folder)")
+    return rows
 
 
 def _norm(s: str) -> str:

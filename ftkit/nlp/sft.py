@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,7 @@ from .recipe import Recipe
 from .causal import PLAIN_TEMPLATE, use_chat, format_prompt
 from .hf import FeatureDataset
 
-__all__ = ["PLAIN_TEMPLATE", "RECIPES", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
+__all__ = ["PLAIN_TEMPLATE", "RECIPES", "as_examples", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
            "token_table", "padding_share", "check_labels", "apply_lora", "apply_full", "parameter_table",
            "SFTRecipe", "fit_args", "sft_loss", "score", "merge", "logits", "logits_in_fresh_process", "load_folder", "perplexity"]
 
@@ -46,9 +47,30 @@ RECIPES = {
 
 
 # --------------------------------------------------------------------------- checks and formatting
+def as_examples(examples) -> list:
+    """``examples`` as a list: a list, a generator or any iterable of example dicts, a Hugging Face ``Dataset``, or a
+    dict of columns (``Dataset.to_dict()``, a pandas ``to_dict('list')``: ``{"prompt": [...], "completion": [...]}``)
+    turned into rows."""
+    if isinstance(examples, dict):
+        columns = {k: v for k, v in examples.items() if isinstance(v, (list, tuple))}
+        if not columns or len(columns) != len(examples) or len({len(v) for v in columns.values()}) != 1:
+            raise ValueError(f"examples is a dict with keys {', '.join(map(repr, examples)) or 'none'}: a dict is read "
+                             "as columns of equal length ({'prompt': [...], 'completion': [...]}); pass a list of "
+                             "example dicts, or columns of equal length")
+        return [dict(zip(columns, row)) for row in zip(*columns.values())]
+    if isinstance(examples, (str, bytes)):
+        raise TypeError("examples is a string; pass a list of {'prompt': ..., 'completion': ...} dicts (or "
+                        "'messages' lists)")
+    try:
+        return list(examples)
+    except TypeError:
+        raise TypeError(f"examples is a {type(examples).__name__}, not a list or iterable of example dicts") from None
+
+
 def check_examples(examples) -> str:
-    """'prompt_completion' or 'messages': the format of ``examples``, or one error naming the first bad one."""
-    examples = list(examples)
+    """'prompt_completion' or 'messages': the format of ``examples``, or one error naming the first bad one
+    (blank prompts and replies included: nothing to learn from, or to learn to say)."""
+    examples = as_examples(examples)
     if not examples:
         raise ValueError("no examples: the dataset is empty")
     kind = "messages" if "messages" in examples[0] else "prompt_completion"
@@ -62,6 +84,11 @@ def check_examples(examples) -> str:
                 raise ValueError(f"example {i} has no {' / '.join(repr(m) for m in missing)} string (its keys: "
                                  f"{', '.join(ex) or 'none'}); give 'prompt' + 'completion' columns (rename yours, "
                                  "e.g. instruction→prompt, response→completion) or a 'messages' list")
+            blank = [k for k in ("prompt", "completion") if not ex[k].strip()]
+            if blank:
+                raise ValueError(f"example {i} has an empty {blank[0]!r} ({ex[blank[0]]!r}): "
+                                 + ("there is nothing to answer" if blank[0] == "prompt" else "the model would learn "
+                                    "to answer with nothing") + "; drop or fix it")
             continue
         msgs = ex.get("messages")
         if not isinstance(msgs, list) or not msgs:
@@ -75,6 +102,10 @@ def check_examples(examples) -> str:
                              "assistant's reply, so the last message must have role 'assistant'")
         if not any(m["role"] == "user" for m in msgs[:-1]):
             raise ValueError(f"example {i}: no 'user' message before the assistant's reply")
+        blank = next((j for j, m in enumerate(msgs) if m["role"] != "system" and not m["content"].strip()), None)
+        if blank is not None:
+            raise ValueError(f"example {i}, message {blank}: the {msgs[blank]['role']}'s content is empty "
+                             f"({msgs[blank]['content']!r}); drop or fix it")
     return kind
 
 
@@ -127,9 +158,10 @@ def encode(tokenizer, examples, *, max_length: int = 256, chat=None, mask_prompt
     ``pack``: concatenate the examples and cut the stream into ``max_length`` blocks — no padding, but attention
     then crosses example boundaries (the naive packing; the loss still skips every prompt).
     """
+    examples = as_examples(examples)
     check_examples(examples)
     limit = min(int(max_length), getattr(tokenizer, "model_max_length", max_length) or max_length)
-    feats, n_prompt, n_completion, n_cut = [], 0, 0, 0
+    feats, n_prompt, n_completion, n_cut, first_cut = [], 0, 0, 0, None
     for i, ex in enumerate(examples):
         head, tail = split_example(tokenizer, ex, chat=chat, system=system)
         p = tokenizer(head, add_special_tokens=False)["input_ids"]
@@ -141,12 +173,17 @@ def encode(tokenizer, examples, *, max_length: int = 256, chat=None, mask_prompt
                              f"{head[:80]!r}…")
         if len(p) + len(c) > limit:
             c, n_cut = c[:limit - len(p)], n_cut + 1
+            first_cut = i if first_cut is None else first_cut
         n_prompt, n_completion = n_prompt + len(p), n_completion + len(c)
         ids = torch.tensor(p + c)
         labels = ids.clone()
         if mask_prompt:
             labels[:len(p)] = IGNORE
         feats.append({"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels})
+    if n_cut:
+        warnings.warn(f"{n_cut} of {len(examples)} replies do not fit in max_length={limit} tokens after their prompt "
+                      f"(the first: example {first_cut}): they are cut and lose their end-of-turn token, so the model "
+                      "does not learn to stop after them; raise max_length or shorten them", stacklevel=2)
     if pack:
         feats = _pack(feats, limit)
     return SFTDataset(feats, n_examples=len(examples), prompt_tokens=n_prompt, completion_tokens=n_completion,

@@ -16,7 +16,7 @@ import warnings
 
 from torch.optim import lr_scheduler
 
-from ..core import Callback, History, TrainState
+from ..core import Callback, History, TrainState, as_number
 from ..optim import check_option
 from ..utils import check_int, check_number, check_writable, did_you_mean
 from .checkpoint import checkpoint_payload, save_checkpoint
@@ -326,6 +326,9 @@ class LRSchedule(Callback):
             return
         groups = self.scheduler.optimizer.param_groups
         kept = [group["lr"] for group in groups]   # the checkpoint's, restored with the optimizer
+        # the rebuilt schedule starts from the checkpoint's base lr (restored with the optimizer), not the one given:
+        # resume continues the saved run (an lr given that differs is named by the resume's warning)
+        self.scheduler.base_lrs = [group.get("initial_lr", base) for group, base in zip(groups, self.scheduler.base_lrs)]
         for group, base in zip(groups, self.scheduler.base_lrs):
             group["lr"] = base            # replay the new schedule from its start: what a straight run would do
         with warnings.catch_warnings():   # torch warns that no optimizer.step() came first: here none should
@@ -342,7 +345,7 @@ def settable(optimizer) -> str:
 
 
 def _plain(value):
-    return list(value) if isinstance(value, tuple) else value
+    return list(value) if isinstance(value, tuple) else as_number(value)
 
 
 _KNOWN = {"lr", "momentum", "weight_decay", "betas", "eps", "dampening", "alpha", "lr_decay", "nesterov"}

@@ -85,19 +85,27 @@ def checkpoint_payload(state, **extra) -> dict:
     """What :func:`save_checkpoint` writes, as plain data; a ``TypeError`` names any part that is not (so a
     callback can check at ``fit`` start that its checkpoints will be written)."""
     schedule = getattr(state, "lr_schedule", None)
+    resume = dict(getattr(state, "resume", None) or {})
+    # inside an epoch, the state of the last finished optimizer step (what the running batch changed is left out)
+    at_step = {k: resume.pop(k) for k in ("rng", "rows", "buffers") if k in resume}
+    model_state = unwrap_model(state.model).state_dict()
+    model_state.update(at_step.get("buffers") or {})
+    history = state.history.to_dict()
+    if at_step.get("rows") is not None:
+        history["steps"] = history["steps"][:at_step["rows"]]
     payload = {
         "format": "ftkit-checkpoint-1",
-        "model": unwrap_model(state.model).state_dict(),
+        "model": model_state,
         "model_class": type(unwrap_model(state.model)).__name__,
         "optimizer": state.optimizer.state_dict(),
         "optimizer_class": type(state.optimizer).__name__,
         "scheduler": state.scheduler.state_dict() if getattr(state, "scheduler", None) is not None else None,
         "lr_schedule": schedule.state_dict() if schedule is not None else None,
         "epoch": state.epoch, "step": state.step, "lr_override": bool(getattr(state, "lr_override", False)),
-        "resume": dict(getattr(state, "resume", None) or {}),
-        "history": state.history.to_dict(),
+        "resume": resume,
+        "history": history,
         "callbacks": {cb.state_key: cb.state_dict() for cb in getattr(state, "callbacks", ()) if cb.state_dict()},
-        "rng": rng_state(),
+        "rng": at_step.get("rng") or rng_state(),
         **extra,
     }
     return plain_state(payload)   # a clear error now, rather than a file that cannot be loaded safely
@@ -171,6 +179,13 @@ def check_fits(path, ckpt: dict, model=None, optimizer=None) -> None:
             raise ValueError(f"checkpoint {path!r} was trained with {saved}, but the optimizer given is "
                              f"{type(optimizer).__name__}; resume with the same optimizer type")
         n_saved, n_now = len(ckpt["optimizer"]["param_groups"]), len(optimizer.param_groups)
+        decay = _weight_decay_change(ckpt["optimizer"]["param_groups"], optimizer.param_groups)
+        if n_saved != n_now and decay:
+            raise ValueError(f"checkpoint {path!r} was trained with weight_decay={decay[0]:g}, the optimizer given has "
+                             f"weight_decay={decay[1]:g} (make_optimizer puts biases and norm weights in a group of "
+                             f"their own only when weight_decay > 0: {n_saved} param group(s) saved, {n_now} given); "
+                             f"build the optimizer with weight_decay={decay[0]:g} to resume, and change it from here "
+                             "on with ParamControl.set(weight_decay=...)")
         if n_saved != n_now:
             raise ValueError(f"checkpoint {path!r} has {n_saved} optimizer param groups, the optimizer given has "
                              f"{n_now}; build the optimizer the same way as for the saved run")
@@ -179,6 +194,13 @@ def check_fits(path, ckpt: dict, model=None, optimizer=None) -> None:
             raise ValueError(f"checkpoint {path!r} has optimizer param groups of {sizes} tensors, the optimizer given "
                              f"{[len(g['params']) for g in optimizer.param_groups]}; build the optimizer the same "
                              "way as for the saved run")
+
+
+def _weight_decay_change(saved_groups, groups):
+    """(saved, given) largest weight decay when they differ (what changes make_optimizer's group count), else None."""
+    saved = max((g.get("weight_decay", 0.0) or 0.0 for g in saved_groups), default=0.0)
+    given = max((g.get("weight_decay", 0.0) or 0.0 for g in groups), default=0.0)
+    return (float(saved), float(given)) if float(saved) != float(given) else None
 
 
 def _unreadable(path, e) -> ValueError:

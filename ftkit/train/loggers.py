@@ -7,7 +7,7 @@ import io
 import os
 import warnings
 
-from ..core import Callback
+from ..core import Callback, as_number
 from ..utils import atomic_write, check_writable
 
 __all__ = ["TensorBoardLogger", "CSVLogger"]
@@ -86,6 +86,7 @@ class CSVLogger(Callback):
             self._add(rows[epoch])
 
     def _add(self, row: dict) -> None:
+        row = {k: as_number(v) for k, v in row.items()}   # tensor(0.1) would be written as its repr
         self._fields += [k for k in row if k not in self._fields]
         self._rows.append(row)
 

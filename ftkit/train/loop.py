@@ -28,7 +28,7 @@ from torch import nn
 
 from accelerate.utils import send_to_device
 
-from ..core import Callback, Events, History, NonFiniteLoss, NonFiniteLossWarning, StopTraining, TrainState
+from ..core import Callback, Events, History, as_number, NonFiniteLoss, NonFiniteLossWarning, StopTraining, TrainState
 from ..losses import make_loss
 from ..metrics import MetricTracker, make_metric
 from ..optim import make_optimizer
@@ -153,7 +153,7 @@ class _Loop:
         self.strategy.reduce_metrics(self.tracker)
         s.logs.update(train_loss=_mean(self.loss_sum, self.n_seen), **self.tracker.compute("train_"))
         self.validate()
-        s.logs.update(lr=s.optimizer.param_groups[0]["lr"], time=time.perf_counter() - t0)
+        s.logs.update(lr=as_number(s.optimizer.param_groups[0]["lr"]), time=time.perf_counter() - t0)
         self.resume.epoch_done(epoch)   # complete once validated: a crash in validation resumes to validate again
         self.events.on_epoch_end(s)
         self.strategy.sync_stop(s)   # a stop set on any process ends training on all
@@ -190,7 +190,7 @@ class _Loop:
             norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
         if not self.scaler and not math.isfinite(float(norm)):
             self._non_finite(f"non-finite gradient norm ({float(norm)}) with a finite loss ({s.loss:.4g})", i)
-        s.lr = s.optimizer.param_groups[0]["lr"]
+        s.lr = as_number(s.optimizer.param_groups[0]["lr"])
         if self.scaler:
             self.scaler.step(s.optimizer)
             self.scaler.update()

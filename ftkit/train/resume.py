@@ -53,6 +53,7 @@ class Resume:
     def __init__(self, state: TrainState, strategy, settings: dict):
         self.s, self.strategy, self.settings = state, strategy, settings
         self.cut = 0   # samples of the first batch of a resumed epoch that the saved run already trained on
+        self._buffer_names = None
 
     # ---------------------------------------------------------------- loading: decide, then change
     def load(self, path) -> int:
@@ -75,7 +76,7 @@ class Resume:
             if cb.state_key in ckpt.get("callbacks", {}):
                 cb.load_state_dict(ckpt["callbacks"][cb.state_key])
         done = ckpt.get("resume") or {"epoch": ckpt["epoch"], "complete": True}
-        s.resume = {**done, "rng": ckpt["rng"]}
+        s.resume = {**done, "rng": ckpt["rng"], "rows": len(s.history.steps), "buffers": self._buffers()}
         restore_rng(ckpt["rng"])
         self.strategy.after_resume(s)
         return start
@@ -137,19 +138,27 @@ class Resume:
         return start, (start - 1) * spe_now + min(batches_in // now["grad_accum"], spe_now)
 
     def _warn_settings(self, given: dict, ckpt) -> None:
-        """Resume continues the saved run: optimizer settings that differ from the ones given are the checkpoint's."""
+        """**One rule for every schedule:** resume continues the saved run exactly. Optimizer settings given that
+        differ from the checkpoint's — the lr (under a schedule: its base lr, or one-cycle's ``max_lr``), weight
+        decay, momentum, betas… — are not applied; one warning names each. What a schedule itself changes (the lr
+        along its curve, one-cycle's momentum / β₁ cycle) is not a user change and is not reported."""
         s = self.s
         saved = ckpt["optimizer"]["param_groups"][0]
-        keys = [k for k, v in given.items() if isinstance(v, (int, float)) and not isinstance(v, bool)
-                and isinstance(saved.get(k), (int, float)) and not math.isclose(v, saved[k])
-                and not (k in ("lr", "initial_lr") and (s.scheduler is not None or ckpt.get("lr_override")))]
-        if keys:
-            k = keys[0]
-            name = "lr" if k == "lr" else k
-            warnings.warn(f"resuming with the checkpoint's {name} {saved[k]:.3g} (the optimizer given had "
-                          f"{given[k]:.3g}{', and other settings: ' + ', '.join(keys[1:]) if keys[1:] else ''}): "
-                          "resume continues the saved run exactly; to change the lr, use "
-                          "ParamControl.set(lr=...) or the dashboard", stacklevel=4)
+        skip = {"lr"} if s.scheduler is not None or ckpt.get("lr_override") else set()
+        if "max_lr" in saved:                # one-cycle: max_lr is the lr the user gave; the others follow from it
+            skip |= {"initial_lr", "min_lr"}
+        if "max_momentum" in saved:          # one-cycle cycles momentum / beta1 itself
+            skip |= {"momentum", "betas"}
+        if ckpt.get("lr_override"):          # a manual lr won before the checkpoint: it goes on
+            skip |= {"initial_lr", "max_lr", "min_lr"}
+        changed = [(k, saved[k], v) for k, v in given.items() if k not in skip and k in saved and _differs(v, saved[k])]
+        if changed:
+            parts = [f"{_NAMES.get(k, k)} {_fmt(old)} (the optimizer given had {_fmt(new)})" for k, old, new in changed]
+            warnings.warn(f"resuming with the checkpoint's {', '.join(parts)}: resume continues the saved run exactly"
+                          + (", its schedule included" if s.scheduler is not None else "")
+                          + f". To change {'it' if len(changed) == 1 else 'them'} from here on, use "
+                          f"ParamControl.set({_NAMES.get(changed[0][0], changed[0][0]).split()[0]}=...) or the "
+                          "dashboard; to start afresh, train without resume_from", stacklevel=4)
 
     # ---------------------------------------------------------------- during the fit
     def epoch(self, epoch: int, loader, tracker):
@@ -158,14 +167,16 @@ class Resume:
         s = self.s
         resume = s.resume if s.resume.get("epoch") == epoch and not s.resume.get("complete") else {}
         tracker.reset()
-        if resume.get("metrics"):
-            tracker.totals, tracker.counts = resume["metrics"]
+        if resume.get("metrics") or resume.get("metric_states"):
+            totals, counts = resume.get("metrics") or ({}, {})
+            tracker.load_state({"totals": totals, "counts": counts, "stateful": resume.get("metric_states")})
         skip, cut = self._skip(resume)
         if resume.get("batches") and resume.get("epoch_rng") is not None:
             restore_rng(resume["epoch_rng"])
         else:
-            s.resume = {"epoch": epoch, "batches": 0, "samples": 0, "step": s.step, "epoch_rng": rng_state(),
-                        "settings": self.settings}
+            start = rng_state()
+            s.resume = {"epoch": epoch, "batches": 0, "samples": 0, "step": s.step, "epoch_rng": start, "rng": start,
+                        "rows": len(s.history.steps), "buffers": self._buffers(), "settings": self.settings}
         # accelerate.skip_first_batches is not used: it makes accelerate's process-wide PartialState in the notebook
         # process (which ftkit.launch then forks) and it rebuilds DataLoaders only (TensorLoader and lists of batches
         # need this path anyway). The done batches are drawn and dropped, so the loader's RNG draws match.
@@ -191,12 +202,26 @@ class Resume:
         return samples // size, samples % size
 
     def step_done(self, batches: int, loss_sum, n_seen, tracker) -> None:
-        """A clean point to resume from: after a finished optimizer step, ``batches`` into the epoch."""
+        """A clean point to resume from: after a finished optimizer step, ``batches`` into the epoch.
+
+        It keeps what the next batches change before their own step finishes — the RNG (dropout, augmentation),
+        the buffers (BatchNorm statistics), the number of step rows (a ``grad_accum`` batch records one before its
+        step) — so that a checkpoint written after an interrupt anywhere (in backward, on the second batch of a
+        ``grad_accum`` group, in validation) holds exactly this point."""
         s, size, n = self.s, self.settings["batch_size"], self.settings["samples_per_epoch"]
         s.resume = {"epoch": s.epoch, "batches": batches, "samples": min(batches * size, n) if size else None,
-                    "step": s.step, "loss_sum": loss_sum, "n_seen": n_seen,
+                    "step": s.step, "loss_sum": loss_sum, "n_seen": n_seen, "rng": rng_state(),
+                    "rows": len(s.history.steps) + 1,   # this batch's row: History, the first callback, adds it next
+                    "buffers": self._buffers(),
                     "metrics": (dict(tracker.totals), dict(tracker.counts)), "epoch_rng": s.resume.get("epoch_rng"),
+                    **({"metric_states": tracker.state()["stateful"]} if tracker.stateful else {}),
                     "settings": self.settings}
+
+    def _buffers(self) -> dict:
+        if self._buffer_names is None:   # the buffers a checkpoint saves (not the non-persistent ones)
+            model = _unwrap(self.s.model)
+            self._buffer_names = set(model.state_dict(keep_vars=True)) & {n for n, _ in model.named_buffers()}
+        return _buffers(self.s.model, self._buffer_names)
 
     def epoch_done(self, epoch: int) -> None:
         self.s.resume = {"epoch": epoch, "complete": True, "step": self.s.step, "settings": self.settings}
@@ -204,6 +229,29 @@ class Resume:
     def at_step(self) -> bool:
         """True when the weights are those of the resume point (no optimizer step since it was set)."""
         return self.s.resume.get("step", self.s.step) == self.s.step
+
+
+def _buffers(model, names: set) -> dict:
+    """Copies of the model's saved buffers (BatchNorm's running statistics): a forward in training mode changes them
+    before its optimizer step is finished."""
+    return {name: b.detach().clone() for name, b in _unwrap(model).named_buffers() if name in names}
+
+
+_NAMES = {"initial_lr": "lr (the schedule's base)", "max_lr": "lr (one-cycle's max_lr)"}
+
+
+def _differs(given, saved) -> bool:
+    if isinstance(given, (tuple, list)) and isinstance(saved, (tuple, list)):
+        return len(given) != len(saved) or any(_differs(a, b) for a, b in zip(given, saved))
+    numbers = (int, float)
+    if isinstance(given, bool) or isinstance(saved, bool) or not isinstance(given, numbers) \
+            or not isinstance(saved, numbers):
+        return False
+    return not math.isclose(given, saved, rel_tol=1e-9, abs_tol=0.0)
+
+
+def _fmt(value) -> str:
+    return f"({', '.join(f'{v:.3g}' for v in value)})" if isinstance(value, (tuple, list)) else f"{value:.3g}"
 
 
 def _steps_per_epoch(batches, grad_accum):
