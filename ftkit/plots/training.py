@@ -11,9 +11,20 @@ from plotly.subplots import make_subplots
 from ..metrics import ema
 from .style import INFO, json_safe, style, text_sides
 
-__all__ = ["training_figure", "update_training_figure", "event_label", "lr_find_figure", "compare_runs"]
+__all__ = ["training_figure", "update_training_figure", "event_label", "lr_find_figure", "compare_runs",
+           "figure_bundle"]
 
 EVENTS = "events"          # the name of the marker traces (one on the loss panel, one on the LR panel)
+
+
+def figure_bundle(fig) -> dict:
+    """The mime bundle IPython would show for ``fig`` (plotly's renderer for this front-end: Colab's, the
+    notebook's), or plotly's own JSON type where no renderer is set (a script, a test): what a display handle sends."""
+    bundle = fig._repr_mimebundle_()
+    if not bundle:
+        import plotly.io as pio
+        bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+    return bundle
 
 
 def event_label(event: dict) -> str:
