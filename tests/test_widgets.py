@@ -203,7 +203,7 @@ def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
     assert history["epochs"][-1]["val_accuracy"] > 0.8                          # chance is 1/3
     outputs = nbformat.read(out, 4).cells[-1].outputs
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
-    text = "".join(o.get("text", "") for o in outputs)                          # dashboard="auto" decided: one line
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)   # one line
     assert text.count("ftkit ui: no widget front-end answered within 2.0 s") == 1 and "→ static plot" in text
 
 
