@@ -25,6 +25,8 @@ import os
 import types
 from dataclasses import dataclass, field
 
+from .kernel import input_cells
+
 __all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "ListOf", "Path", "OutputDir", "Device",
            "choose_preset", "PRESETS"]
 
@@ -329,8 +331,8 @@ def _parameter_cell_names(namespace: dict) -> list[str] | None:
     """In a kernel: the names the parameters cell (and papermill's injected cell after it) assigned, read from the
     kernel's input history back to the cell that sets ``preset``. Variables later cells made on an earlier *Run
     All* are then no "unknown parameter". ``None`` outside a kernel or when no such cell is in the history."""
-    cells = namespace.get("In") or namespace.get("_ih")
-    if not isinstance(cells, list) or len(cells) < 2:
+    cells = input_cells(namespace)
+    if len(cells) < 2:
         return None
     names: list[str] = []
     for source in reversed(cells[:-1]):                  # the last entry is the running setup cell itself
