@@ -202,7 +202,7 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
             finder_says = page.locator(f"{CURRENT} .ftkit-message").inner_text()
             finder_color = page.locator(f"{CURRENT} .ftkit-message span").evaluate("e => getComputedStyle(e).color")
             page.locator(".ftkit-lr .noUi-handle").focus()
-            page.keyboard.press("Home")                       # the slider's low end: lr 1e-6, applied at Resume
+            page.keyboard.press("Home")                       # the slider's low end: lr 0.1/1000, applied at Resume
             page.locator(".ftkit-pause").click()                                          # Resume
             page.locator(".ftkit-readout", has_text="set by hand").wait_for(timeout=20_000)
             page.wait_for_function(WAIT_STEP, arg=held + 3, timeout=20_000)
@@ -245,11 +245,11 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
     lrs = [r["lr"] for r in history["steps"]]
     k = next(i for i, lr in enumerate(lrs) if lr != 0.1)      # rows before k used lr 0.1 (k = steps taken)
     assert k == held                                          # the move made while paused applied at Resume…
-    assert lrs[:k] == [0.1] * k and lrs[k:] == pytest.approx([1e-6] * (len(lrs) - k))   # …and stayed
+    assert lrs[:k] == [0.1] * k and lrs[k:] == pytest.approx([1e-4] * (len(lrs) - k))   # …and stayed
     [event] = history["events"]
     assert (event["step"], event["name"], event["old"], event["source"]) == (k, "lr", 0.1, "slider")
-    assert event["new"] == pytest.approx(1e-6)
-    assert figure["events"]["x"] == [k] and figure["events"]["text"][0].startswith("lr 0.1 → 1e-06 (slider)")
+    assert event["new"] == pytest.approx(1e-4)
+    assert figure["events"]["x"] == [k] and figure["events"]["text"][0].startswith("lr 0.1 → 0.0001 (slider)")
     assert len(lrs) < 200 * batches and history["stop_reason"].startswith("stopped by request")
     assert seen < 8 * batches                                 # the tab closed while it trained…
     assert len(finished["steps"]) == 8 * batches and finished["stop_reason"] is None   # …and it ran to the end

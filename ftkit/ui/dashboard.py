@@ -45,6 +45,11 @@ __all__ = ["TrainingDashboard"]
 DECADES_BELOW, DECADES_ABOVE = 3, 1    # the slider's default range around the optimizer's lr: lr/1000 … lr·10
 
 
+def _tip(text: str) -> dict:
+    """A hover text for any widget: ``tooltip`` in ipywidgets 8, ``description_tooltip`` in 7 (Colab's)."""
+    return {"tooltip" if "tooltip" in widgets.FloatText.class_trait_names() else "description_tooltip": text}
+
+
 class _LRSlider(widgets.FloatLogSlider):
     """A FloatLogSlider that clamps to its range (as ipywidgets does) and refuses NaN/inf and values <= 0."""
 
@@ -101,7 +106,7 @@ class TrainingDashboard(Callback):
                                 description="lr", continuous_update=False, readout_format=".2e",
                                 layout=widgets.Layout(width="520px"))
         self.slider.refused = lambda text: self._say(text, warn=True)
-        self.lr_box = widgets.FloatText(value=lo, description="", tooltip="type an exact lr, then Enter",
+        self.lr_box = widgets.FloatText(value=lo, description="", **_tip("type an exact lr, then Enter"),
                                         layout=widgets.Layout(width="110px"))
         self._paused_s = 0.0                # seconds spent paused (or in the LR finder) since the fit started
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger",
@@ -111,7 +116,7 @@ class TrainingDashboard(Callback):
         self.lr_find_button = widgets.Button(description="LR finder", icon="search",
                                              tooltip="run the LR range test on the current model (restored after)")
         self.smooth = widgets.FloatSlider(value=0.0, min=0.0, max=0.99, step=0.01, description="EMA",
-                                          tooltip="smoothing of the step loss (0: off)",
+                                          **_tip("smoothing of the step loss (0: off)"),
                                           layout=widgets.Layout(width="260px"))
         self.progress = widgets.IntProgress(value=0, min=0, max=1, layout=widgets.Layout(width="200px"))
         self.readout = widgets.HTML("waiting for training to start")
