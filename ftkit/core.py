@@ -293,6 +293,7 @@ class TrainState:
     device: torch.device
     epochs: int
     history: History
+    train_loader: Any = None        # what fit trains on, as given (the LR finder of a dashboard reads it)
     epoch: int = 0                  # 1-based number of the running epoch
     step: int = 0                   # optimizer steps taken so far (global)
     batch_idx: int = 0              # batch index within the epoch

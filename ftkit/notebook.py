@@ -25,7 +25,7 @@ import os
 import types
 from dataclasses import dataclass, field
 
-from .utils import check_writable, did_you_mean, normalize_name, parse_device
+from .utils import check_writable, did_you_mean, normalize_name, parse_devicefrom .kernel import input_cells
 
 __all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "Dashboard", "ListOf", "Path", "OutputDir", "Device",
            "choose_preset", "PRESETS", "FromPreset"]
@@ -368,8 +368,8 @@ def _parameter_cell_names(namespace: dict) -> list[str] | None:
     """In a kernel: the names the parameters cell (and papermill's injected cell after it) assigned, read from the
     kernel's input history back to the cell that sets ``preset``. Variables later cells made on an earlier *Run
     All* are then no "unknown parameter". ``None`` outside a kernel or when no such cell is in the history."""
-    cells = namespace.get("In") or namespace.get("_ih")
-    if not isinstance(cells, list) or len(cells) < 2:
+    cells = input_cells(namespace)
+    if len(cells) < 2:
         return None
     names: list[str] = []
     for source in reversed(cells[:-1]):                  # the last entry is the running setup cell itself

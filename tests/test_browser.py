@@ -56,8 +56,9 @@ def _status(base: str, token: str) -> dict:
 
 
 @pytest.fixture
-def lab(tmp_path):
-    """JupyterLab on 127.0.0.1 with a token; config, runtime, settings and workspaces all inside tmp_path."""
+def lab(tmp_path, request):
+    """JupyterLab on 127.0.0.1 with a token; config, runtime, settings and workspaces all inside tmp_path.
+    Parametrized indirectly, its parameter is extra environment for the server and its kernels."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"no Debian chromium at {CHROMIUM}: run .ci/install-browser (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="the playwright Python package is not installed")
@@ -72,7 +73,7 @@ def lab(tmp_path):
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"), "IPYTHONDIR": str(home / "ipython"),
-           "OMP_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1"}
+           "OMP_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1", **getattr(request, "param", {})}
     port, token = _free_port(), secrets.token_hex(16)
     base = f"http://127.0.0.1:{port}"
     log = open(tmp_path / "lab.log", "w")
@@ -202,7 +203,7 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
             finder_says = page.locator(f"{CURRENT} .ftkit-message").inner_text()
             finder_color = page.locator(f"{CURRENT} .ftkit-message span").evaluate("e => getComputedStyle(e).color")
             page.locator(".ftkit-lr .noUi-handle").focus()
-            page.keyboard.press("Home")                       # the slider's low end: lr 1e-6, applied at Resume
+            page.keyboard.press("Home")                       # the slider's low end: lr 0.1/1000, applied at Resume
             page.locator(".ftkit-pause").click()                                          # Resume
             page.locator(".ftkit-readout", has_text="set by hand").wait_for(timeout=20_000)
             page.wait_for_function(WAIT_STEP, arg=held + 3, timeout=20_000)
@@ -245,16 +246,62 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
     lrs = [r["lr"] for r in history["steps"]]
     k = next(i for i, lr in enumerate(lrs) if lr != 0.1)      # rows before k used lr 0.1 (k = steps taken)
     assert k == held                                          # the move made while paused applied at Resume…
-    assert lrs[:k] == [0.1] * k and lrs[k:] == pytest.approx([1e-6] * (len(lrs) - k))   # …and stayed
+    assert lrs[:k] == [0.1] * k and lrs[k:] == pytest.approx([1e-4] * (len(lrs) - k))   # …and stayed
     [event] = history["events"]
     assert (event["step"], event["name"], event["old"], event["source"]) == (k, "lr", 0.1, "slider")
-    assert event["new"] == pytest.approx(1e-6)
-    assert figure["events"]["x"] == [k] and figure["events"]["text"][0].startswith("lr 0.1 → 1e-06 (slider)")
+    assert event["new"] == pytest.approx(1e-4)
+    assert figure["events"]["x"] == [k] and figure["events"]["text"][0].startswith("lr 0.1 → 0.0001 (slider)")
     assert len(lrs) < 200 * batches and history["stop_reason"].startswith("stopped by request")
     assert seen < 8 * batches                                 # the tab closed while it trained…
     assert len(finished["steps"]) == 8 * batches and finished["stop_reason"] is None   # …and it ran to the end
     assert finished["epochs"][-1]["val_accuracy"] > 0.8       # chance is 1/3
     assert shot.stat().st_size > 10_000
+
+
+STATIC = ".jp-OutputArea-output:not(:has(.ftkit-dashboard)) .js-plotly-plot"   # a figure outside the widgets
+
+
+@pytest.mark.parametrize("lab", [{"FTKIT_LIVE_FIGURE": "static"}], indirect=True)
+def test_dashboard_with_the_static_live_figure_updates_it_in_place(lab):
+    """The path without third-party widget JavaScript (Colab, classic Notebook), forced in JupyterLab: the controls
+    are core widgets, the plot a plain plotly figure replaced through its display handle while training runs —
+    one figure, growing — and a slider move shows up on it as an event marker."""
+    from playwright.sync_api import sync_playwright
+    base, token, root = lab
+    live = _write_notebook(root, "static.ipynb", epochs=200, n=320, lr=0.1, step_delay=0.03, output_dir="static")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        try:
+            page.goto(f"{base}/lab/tree/static.ipynb?token={token}&reset")
+            _run_all(page)
+            page.locator(f"{CURRENT} .ftkit-lr .noUi-handle").wait_for(timeout=60_000)   # core widgets answered
+            line = page.locator(f"{CURRENT} .jp-OutputArea-output", has_text="ftkit ui:").first.inner_text()
+            grow = (f"n => {{ const d = document.querySelectorAll('{CURRENT} {STATIC}'); return d.length === 1 "
+                    "&& d[0].data && d[0].data.some(t => t.name === 'loss (step)' && t.x.length >= n); }")
+            page.wait_for_function(grow, arg=5, timeout=60_000)
+            first = len(_traces(page, STATIC)["loss (step)"]["x"])
+            page.wait_for_function(grow, arg=first + 5, timeout=60_000)                  # replaced in place
+            page.locator(".ftkit-lr .noUi-handle").focus()
+            page.keyboard.press("Home")                                                  # lr 0.1/1000
+            page.locator(".ftkit-readout", has_text="set by hand").wait_for(timeout=20_000)
+            page.wait_for_function(f"() => (({FIGURE})('{STATIC}') || []).some("
+                                   "t => t.name === 'events' && t.x.length === 1)", timeout=30_000)
+            figures = page.locator(f"{CURRENT} {STATIC}").count()
+            page.locator(".ftkit-stop").click()
+            history = _wait_file(live, 30)
+            page.screenshot(path=str(ARTIFACTS / "dashboard_static.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "failure_static.png"))
+            raise
+        finally:
+            browser.close()
+    assert "live figure: static" in line and "FTKIT_LIVE_FIGURE=static" in line
+    assert figures == 1                                                     # one figure, updated, never a second
+    [event] = history["events"]
+    assert event["source"] == "slider" and event["new"] == pytest.approx(1e-4)
+    assert history["stop_reason"].startswith("stopped by request") and history["epochs"][-1].get("partial")
 
 
 # ----------------------------------------------------------------------------- the real notebooks 02 and 03

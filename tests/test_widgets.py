@@ -180,7 +180,7 @@ def test_live_plot_draws_loss_and_every_fit_metric(train_loader, monkeypatch):
 def test_sync_fit_live_on_ipykernel_7_warns_and_still_trains(train_loader, monkeypatch):
     """ipykernel 7 has no ``do_one_iteration``: a blocking cell cannot serve widgets, so fit_live says so."""
     dash = TrainingDashboard()                                         # built outside a kernel: no plotly widget
-    monkeypatch.setattr(ftkit.ui.run, "_kernel", lambda: object())   # a kernel without do_one_iteration
+    monkeypatch.setattr(ftkit.ui.run, "ipython_kernel", lambda: object())   # a kernel without do_one_iteration
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: type("H", (), {"update": lambda s, o: None})())
     model = mlp()
     with pytest.warns(UserWarning, match=r"ipykernel >= 7\) handles widget messages only while a cell awaits.*"
@@ -203,7 +203,7 @@ def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
     assert history["epochs"][-1]["val_accuracy"] > 0.8                          # chance is 1/3
     outputs = nbformat.read(out, 4).cells[-1].outputs
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
-    text = "".join(o.get("text", "") for o in outputs)                          # dashboard="auto" decided: one line
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)   # one line
     assert text.count("ftkit ui: no widget front-end answered within 2.0 s") == 1 and "→ static plot" in text
 
 
@@ -316,16 +316,34 @@ def test_compare_runs_overlays_runs_with_their_parameters_in_the_legend(train_lo
         compare_runs({})
 
 
-def test_probe_line_and_a_bad_dashboard_choice(train_loader):
+def test_probe_line_and_a_bad_dashboard_choice(train_loader, monkeypatch):
     from ftkit.ui.live import Frontend
-    colab = Frontend(kernel=True, anywidget="0.11.0", colab=True, widgets=False, seconds=2.0)
-    assert colab.line() == ("ftkit ui: no widget front-end answered within 2.0 s (papermill, a closed tab, or widgets "
-                            "off) · anywidget 0.11.0 · Colab yes → static plot · in Colab run `from google.colab "
-                            "import output; output.enable_custom_widget_manager()`")
-    lab = Frontend(kernel=True, anywidget="0.11.0", colab=False, widgets=True, seconds=0.04)
-    assert lab.interactive and lab.line() == ("ftkit ui: a widget front-end answered in 0.04 s · anywidget 0.11.0 · "
-                                              "Colab no → interactive dashboard")
-    assert "pip install anywidget" in Frontend(kernel=True, anywidget=None, colab=False, widgets=False).line()
+    monkeypatch.delenv("FTKIT_LIVE_FIGURE", raising=False)
+    colab = Frontend(kernel=True, anywidget="0.9.21", colab=True, widgets=True, seconds=0.0)
+    assert colab.interactive and colab.figure == "static"
+    assert colab.line() == ("ftkit ui: Colab renders core widgets · Colab yes → interactive dashboard, live figure: "
+                            "static (plain plotly figure updated in place; no plotly widget JavaScript)")
+    lab = Frontend(kernel=True, anywidget="0.11.0", colab=False, widgets=True, seconds=0.04, figure_widget=True)
+    assert lab.interactive and lab.figure == "widget"
+    assert lab.line() == ("ftkit ui: widgets answered in 0.04 s · Colab no → interactive dashboard, live figure: "
+                          "widget (FigureWidget; plotly widget answered)")
+    classic = Frontend(kernel=True, anywidget=None, colab=False, widgets=True, seconds=0.3)
+    assert classic.line().endswith("live figure: static (plain plotly figure updated in place; no plotly widget "
+                                   "JavaScript (anywidget missing))")
+    papermill = Frontend(kernel=True, anywidget="0.11.0", colab=False, widgets=False, seconds=2.0)
+    assert not papermill.interactive and papermill.line() == (
+        "ftkit ui: no widget front-end answered within 2.0 s (papermill, a closed tab, or widgets off) · Colab no "
+        "→ static plot")
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "static")       # forced: the classic-Notebook browser test sets it
+    assert lab.figure == "static" and lab.line().endswith("static (plain plotly figure updated in place; "
+                                                          "FTKIT_LIVE_FIGURE=static)")
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "Widget ")
+    assert colab.figure == "widget"
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "figurewidget")
+    with pytest.raises(ValueError, match=r"FTKIT_LIVE_FIGURE='figurewidget' is not a live-figure path; set it to "
+                                         r"'static' \(a plain plotly figure updated through a display handle\) or "
+                                         r"'widget'"):
+        colab.figure
     model = mlp()
     with pytest.raises(ValueError, match=r"dashboard must be 'auto' \(the dashboard where a widget front-end "
                                          r"answers, else a plot\), True, False or a TrainingDashboard; got 'yes'"):

@@ -11,9 +11,20 @@ from plotly.subplots import make_subplots
 from ..metrics import ema
 from .style import INFO, json_safe, style, text_sides
 
-__all__ = ["training_figure", "update_training_figure", "event_label", "lr_find_figure", "compare_runs"]
+__all__ = ["training_figure", "update_training_figure", "event_label", "lr_find_figure", "compare_runs",
+           "figure_bundle"]
 
 EVENTS = "events"          # the name of the marker traces (one on the loss panel, one on the LR panel)
+
+
+def figure_bundle(fig) -> dict:
+    """The mime bundle IPython would show for ``fig`` (plotly's renderer for this front-end: Colab's, the
+    notebook's), or plotly's own JSON type where no renderer is set (a script, a test): what a display handle sends."""
+    bundle = fig._repr_mimebundle_()
+    if not bundle:
+        import plotly.io as pio
+        bundle = pio.renderers["plotly_mimetype"].to_mimebundle(fig.to_dict())
+    return bundle
 
 
 def event_label(event: dict) -> str:
@@ -49,7 +60,8 @@ def _series(history, metrics, smooth: float = 0.0):
     events = getattr(history, "events", None) or []
     ex = [e["step"] for e in events]
     labels = [event_label(e) for e in events]
-    out.append((EVENTS, ex, [_step_value(steps, s, "loss") for s in ex], 1, 1, "markers+text", labels))
+    # on the loss panel a marker only (its label in the hover): a label there is printed across the loss curve
+    out.append((EVENTS, ex, [_step_value(steps, s, "loss") for s in ex], 1, 1, "markers", labels))
     out.append((EVENTS + " (lr)", ex, [_step_value(steps, s, "lr") for s in ex], 2, 1, "markers+text", labels))
     for metric in metrics:
         if metric == "loss":
@@ -57,14 +69,24 @@ def _series(history, metrics, smooth: float = 0.0):
         for split in ("train", "val"):
             key = f"{split}_{metric}"
             rows = [r for r in epochs if key in r]
-            if rows:
-                out.append((key, [r["epoch"] for r in rows], [r[key] for r in rows], 1, 2, "lines+markers"))
+            if rows:   # a single epoch (or a partial one): the point with its value written, not a lone dot
+                mode = "lines+markers" if len(rows) > 1 else "markers+text"
+                out.append((key, [r["epoch"] for r in rows], [r[key] for r in rows], 1, 2, mode))
     return out
+
+
+def _has_panel(history, metrics) -> bool:
+    """The epoch-metrics panel is drawn when a metric other than the loss is asked for or logged."""
+    return any(m != "loss" for m in metrics) or any(
+        k.startswith(("train_", "val_")) and k.split("_", 1)[1] != "loss" for row in history.epochs for k in row)
 
 
 def _trace(name, x, y, mode, text=None, steps=None):
     if text is None:
-        return go.Scatter(x=x, y=json_safe(y), name=name, mode=mode)
+        trace = go.Scatter(x=x, y=json_safe(y), name=name, mode=mode)
+        if "text" in mode:
+            trace.update(text=[f"{v:.3g}" for v in y], textposition="middle right", cliponaxis=False)
+        return trace
     # labels to the right of an event in the left half of the run, to its left in the right half: never cut
     return go.Scatter(x=x, y=json_safe(y), name=name, mode=mode, text=text, textposition=_sides(x, steps),
                       hovertext=text, cliponaxis=False, textfont=dict(size=11),
@@ -82,18 +104,27 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
     """Top left: loss per step (epoch train/val loss at each epoch's last step; ``smooth`` adds an EMA of the step
     loss); below it the lr of every step; right: epoch metrics. Manual changes (``history.events``) are marked
     with their label on the loss and LR panels. A "linear / log" button switches the loss axis in the page."""
-    fig = make_subplots(rows=2, cols=2, row_heights=[0.68, 0.32], column_widths=[0.6, 0.4], shared_xaxes=True,
-                        vertical_spacing=0.08, horizontal_spacing=0.08,
-                        specs=[[{}, {"rowspan": 2}], [{}, None]],
-                        subplot_titles=("loss", "epoch metrics", "learning rate"))
+    panel = _has_panel(history, metrics)
+    if panel:
+        fig = make_subplots(rows=2, cols=2, row_heights=[0.68, 0.32], column_widths=[0.6, 0.4], shared_xaxes=True,
+                            vertical_spacing=0.08, horizontal_spacing=0.08,
+                            specs=[[{}, {"rowspan": 2}], [{}, None]],
+                            subplot_titles=("loss", "epoch metrics", "learning rate"))
+    else:      # no metric but the loss: no empty panel
+        fig = make_subplots(rows=2, cols=1, row_heights=[0.68, 0.32], shared_xaxes=True, vertical_spacing=0.08,
+                            subplot_titles=("loss", "learning rate"))
+    fig.update_layout(meta={"ftkit_metrics_panel": panel})
     for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
-        fig.add_trace(_trace(name, x, y, mode, *text, steps=history.steps), row=row, col=col)
+        if col == 1 or panel:
+            fig.add_trace(_trace(name, x, y, mode, *text, steps=history.steps), row=row, col=col)
     fig.update_xaxes(title_text="step", row=2, col=1)
     fig.update_yaxes(title_text="loss", row=1, col=1)
     fig.update_yaxes(title_text="lr", row=2, col=1)
-    fig.update_yaxes(title_text="metric", row=1, col=2)
-    fig.update_xaxes(title_text="epoch", row=1, col=2)
-    fig.update_yaxes(type="log", row=2, col=1)
+    if panel:
+        fig.update_yaxes(title_text="metric", row=1, col=2)
+        fig.update_xaxes(title_text="epoch", row=1, col=2)
+        _epoch_ticks(fig, history, row=1, col=2)
+    _lr_axis(fig, [r["lr"] for r in history.steps])
     fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
     style(fig, title=title, height=480, margin=dict(l=60, r=20, t=80, b=50))
     fig.update_layout(meta={"ftkit": "training"})       # a static page adds a replay slider (ftkit.export)
@@ -106,18 +137,43 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
     return fig
 
 
+def _lr_axis(fig, lrs) -> None:
+    """The LR panel's y axis: log scale over a decade or more; over a narrower range (a constant lr, a short
+    warmup) a linear axis with a few plain ticks — a log axis there stacks its tick labels on each other."""
+    finite = [v for v in lrs if isinstance(v, (int, float)) and math.isfinite(v) and v > 0]
+    wide = bool(finite) and max(finite) / min(finite) >= 10
+    fig.update_yaxes(type="log" if wide else "linear", nticks=None if wide else 4,
+                     tickformat=None if wide else ".3~g", exponentformat="power" if wide else "e", row=2, col=1)
+
+
+def _epoch_ticks(fig, history, row, col) -> None:
+    """Whole epochs only (never 1.5): one tick per epoch up to 10 epochs, then every ceil(n/10)."""
+    n = max([r["epoch"] for r in history.epochs], default=1)
+    fig.update_xaxes(tickmode="linear", tick0=1, dtick=max(1, math.ceil(n / 10)), row=row, col=col)
+
+
 def update_training_figure(fig, history, metrics=("loss", "accuracy"), *, smooth: float = 0.0) -> None:
     """Refresh the traces of a figure made by :func:`training_figure` in place (FigureWidget friendly)."""
     by_name = {t.name: t for t in fig.data}
+    panel = (fig.layout.meta or {}).get("ftkit_metrics_panel", True)
     for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
         trace = by_name.get(name)
         if trace is None:
-            fig.add_trace(_trace(name, x, y, mode, *text, steps=history.steps), row=row, col=col)
+            if col == 1 or panel:
+                fig.add_trace(_trace(name, x, y, mode, *text, steps=history.steps), row=row, col=col)
         else:
             trace.x, trace.y = x, json_safe(y)
+            if not text:   # a metric's single point has its value written; with more points a line
+                trace.mode = mode
+                trace.text = [f"{v:.3g}" for v in y] if "text" in mode else None
+                if "text" in mode:
+                    trace.textposition, trace.cliponaxis = "middle right", False
             if text:
                 trace.text = trace.hovertext = text[0]
                 trace.textposition = _sides(x, history.steps)
+    _lr_axis(fig, [r["lr"] for r in history.steps])
+    if panel:
+        _epoch_ticks(fig, history, row=1, col=2)
     wanted = {f"loss (EMA {smooth:g})"} if smooth else set()
     for trace in fig.data:   # a smoothing switched off (or changed) hides the old EMA curve
         if trace.name.startswith("loss (EMA") and trace.name not in wanted:
@@ -200,6 +256,8 @@ def compare_runs(runs: dict, metric: str | None = None, *, smooth: float = 0.9, 
                                 row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
+    epochs = max([r["epoch"] for h, _ in items.values() for r in h.epochs], default=1)
+    fig.update_xaxes(tickmode="linear", tick0=1, dtick=max(1, math.ceil(epochs / 10)), row=1, col=2)   # never 1.5
     fig.update_yaxes(title_text="loss", row=1, col=1)
     fig.update_yaxes(title_text=base, row=1, col=2)
     return style(fig, title=title, height=400, margin=dict(l=60, r=20, t=60, b=50))

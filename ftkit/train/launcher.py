@@ -240,11 +240,8 @@ def _cuda_initialized_message() -> str:
 def _cells_touching_cuda(cells=None, limit: int = 3) -> list[str]:
     """Input cells (of the running IPython kernel) that look like they used the GPU: ``In[4]: model.to(device)``."""
     if cells is None:
-        try:
-            from IPython import get_ipython
-            cells = get_ipython().user_ns.get("In", []) if get_ipython() is not None else []
-        except Exception:
-            return []
+        from ..kernel import input_cells
+        cells = input_cells()
     pattern = re.compile(r"cuda|\.to\(\s*device|device\s*=\s*['\"]?(auto|cuda)|TensorLoader|make_loaders")
     found = []
     for number, cell in enumerate(cells):

@@ -124,6 +124,7 @@ class _Loop:
         self.tracker = MetricTracker(metrics)
         self.params = [p for g in state.optimizer.param_groups for p in g["params"]]
         self.finished = False      # max_steps reached: the epoch ends normally, then fit
+        self.open_epoch = False    # an epoch started and has no row yet (a stop inside it writes a partial one)
 
     def run(self, start_epoch: int) -> None:
         self.events.on_fit_start(self.s)
@@ -136,7 +137,8 @@ class _Loop:
     def epoch(self, epoch: int) -> None:
         s = self.s
         s.epoch, s.logs = epoch, {"epoch": epoch}
-        t0 = time.perf_counter()
+        self.t0 = t0 = time.perf_counter()
+        self.open_epoch, self.batches_done, self.samples, self.loss_sum, self.n_seen = True, 0, 0, 0.0, 0.0
         s.model.train()
         self.events.on_epoch_start(s)
         s.optimizer.zero_grad(set_to_none=True)
@@ -153,10 +155,35 @@ class _Loop:
         self.strategy.reduce_metrics(self.tracker)
         s.logs.update(train_loss=_mean(self.loss_sum, self.n_seen), **self.tracker.compute("train_"))
         self.validate()
-        s.logs.update(lr=as_number(s.optimizer.param_groups[0]["lr"]), time=time.perf_counter() - t0)
+        s.logs.update(lr=as_number(s.optimizer.param_groups[0]["lr"]), **self._epoch_time(t0))
         self.resume.epoch_done(epoch)   # complete once validated: a crash in validation resumes to validate again
+        self.open_epoch = False
         self.events.on_epoch_end(s)
         self.strategy.sync_stop(s)   # a stop set on any process ends training on all
+
+    def _epoch_time(self, t0: float) -> dict:
+        """The epoch's training time, without the seconds callbacks held it (a dashboard's pause, its LR finder:
+        ``state.extra["held_s"]``), which get their own column."""
+        held = self.s.extra.pop("held_s", 0.0)
+        return {"time": max(time.perf_counter() - t0 - held, 0.0), **({"paused_s": held} if held else {})}
+
+    def partial_epoch(self) -> None:
+        """A stop inside an epoch: its row from the batches trained so far, marked ``partial=True`` with
+        ``batches`` and ``samples``, validated like a full one, so the History reads the same as after a finished
+        epoch. Not a finished epoch: no ``on_epoch_end`` (no checkpoint, no early stop), and a resume still
+        continues inside it."""
+        if not self.open_epoch:
+            return
+        s, self.open_epoch = self.s, False
+        s.logs.update(partial=True, batches=self.batches_done, samples=self.samples)
+        if self.n_seen:
+            self.strategy.reduce_metrics(self.tracker)
+            s.logs.update(train_loss=_mean(self.loss_sum, self.n_seen), **self.tracker.compute("train_"))
+        else:
+            s.logs.update(train_loss=float("nan"))
+        self.validate()
+        s.logs.update(lr=s.optimizer.param_groups[0]["lr"], **self._epoch_time(self.t0))
+        s.history.epochs.append(s.logs)
 
     def batch(self, i: int, batch) -> None:
         s, strategy = self.s, self.strategy
@@ -175,6 +202,8 @@ class _Loop:
         if stepping:
             self.optimizer_step(i)
         self._count(i, n, outputs, targets, stepping)
+        self.batches_done += 1
+        self.samples += targets.shape[0] if isinstance(targets, torch.Tensor) and targets.dim() else 1
         self.events.on_batch_end(s)
         strategy.check_stop(s)
         self.finished = s.max_steps is not None and s.step >= s.max_steps
@@ -309,6 +338,7 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
         strategy.finish(state)
     except StopTraining as stop:
         state.stop, state.stop_reason = True, stop.reason
+        loop.partial_epoch()     # a stop inside an epoch: its row, marked partial
         strategy.finish(state)
     except KeyboardInterrupt:
         state.stop = True
@@ -373,7 +403,8 @@ def _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_ac
     total_steps = min(steps_per_epoch * epochs, max_steps or 10**18) if steps_per_epoch else max_steps
     scheduler, spec = _build_scheduler(scheduler, optimizer, total_steps)
     state = TrainState(model=model, optimizer=optimizer, scheduler=scheduler, loss_fn=loss_fn, device=device,
-                       epochs=epochs, history=History(), batches_per_epoch=n_batches, max_steps=max_steps,
+                       epochs=epochs, history=History(), train_loader=train_loader, batches_per_epoch=n_batches,
+                       max_steps=max_steps,
                        grad_accum=grad_accum, log_keys=log_keys)
     state.lr_schedule = LRSchedule(scheduler, spec)
     return state

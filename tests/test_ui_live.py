@@ -1,0 +1,172 @@
+"""The live figure's two paths (FigureWidget; a plain plotly figure replaced through its display handle), the
+pacing of the static path (its sends take at most 1/20 of the time), the probe's core-widget round trip and
+the kernel module, driven from Python with a fake kernel and fake display handles."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from torch import nn
+
+import ftkit
+import ftkit.kernel
+import ftkit.ui.dashboard
+import ftkit.ui.live
+import ftkit.ui.run
+from ftkit.data import synthetic
+from ftkit.plots.training import training_figure
+from ftkit.train.callbacks import Callback
+from ftkit.ui import TrainingDashboard, fit_live
+from ftkit.ui.live import LiveFigure
+
+
+class Handle:
+    """A display handle that records what was sent, from which thread, and can take time to send it."""
+
+    def __init__(self, log, obj, cost=0.0):
+        self.log, self.cost = log, cost
+        self.sent = [(obj, threading.get_ident())]
+        log.append(self)
+
+    def update(self, obj, raw=False):
+        time.sleep(self.cost)
+        self.sent.append((obj, threading.get_ident()))
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch):
+    """A kernel that polls (ipykernel 6 / Colab) with no front-end: ``display`` returns recording handles."""
+    import contextlib
+    import IPython.display
+    handles = []
+
+    class Kernel:
+        def do_one_iteration(self):
+            pass
+    kernel = Kernel()
+    for module in (ftkit.ui.live, ftkit.ui.dashboard, ftkit.ui.run):
+        monkeypatch.setattr(module, "ipython_kernel", lambda: kernel)
+    monkeypatch.setattr(ftkit.ui.run, "ui_events", lambda: contextlib.nullcontext(lambda n: None))
+    monkeypatch.setattr(IPython.display, "display",
+                        lambda obj, raw=False, display_id=None, **kw: Handle(handles, obj) if display_id else None)
+    monkeypatch.delenv("FTKIT_LIVE_FIGURE", raising=False)
+    return handles
+
+
+class Pace(Callback):
+    def on_batch_end(self, state):
+        time.sleep(0.006)
+
+
+def loader():
+    x, y = synthetic.blobs(n=640, num_classes=3, spread=0.7)
+    return synthetic.make_loaders(x, y, batch_size=32)[0]   # 16 batches per epoch
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+def test_static_path_updates_the_figure_in_place_from_the_cells_thread_only(fake_kernel, monkeypatch):
+    """FTKIT_LIVE_FIGURE unset, probe said 'static' (Colab without plotly's widget JS): the controls are core
+    widgets, the plot a plain figure whose display handle gets the new figure while training runs — every send
+    from the cell's thread — and the final figure holds every step."""
+    monkeypatch.setattr(ftkit.ui.live, "_cached", None)
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "static")
+    model = mlp()
+    dash = TrainingDashboard(every_ms=0)
+    cell = threading.get_ident()
+    stopper = threading.Thread(target=lambda: (time.sleep(0.15), dash.pause(), time.sleep(0.1), dash.resume()))
+    stopper.start()
+    history = fit_live(model, loader(), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
+                       dashboard=dash, callbacks=[Pace()])
+    stopper.join()
+    assert dash.view.path == "static" and dash.view.widget is None and dash.figure_box.children == ()
+    controls, figure = fake_kernel     # fit_live showed the controls, then the figure below them
+    sends = figure.sent[1:]
+    assert len(sends) >= 2 and {thread for _, thread in figure.sent} == {cell}   # live, and only from the cell
+    final = sends[-1][0]["application/vnd.plotly.v1+json"]
+    steps = {t["name"]: t for t in final["data"]}["loss (step)"]
+    assert len(steps["x"]) == len(history.steps) == 3 * 16
+    mid = sends[0][0]["application/vnd.plotly.v1+json"]
+    assert len({t["name"]: t for t in mid["data"]}["loss (step)"]["x"]) < 48   # an update made while training
+
+
+def test_static_path_sends_take_at_most_a_twentieth_of_the_time():
+    """A figure that costs 20 ms to send is sent at most every 0.4 s, however often the training asks."""
+    log = []
+    view = LiveFigure(training_figure(ftkit.History()), every_ms=0, live=True, path="static")
+    view.handle = Handle(log, None, cost=0.02)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        view.update(lambda fig: fig.update_layout(title_text=f"{time.perf_counter():.3f}"))
+        time.sleep(0.001)
+    elapsed = time.perf_counter() - t0
+    sent = len(view.handle.sent) - 1
+    assert 1 <= sent <= 4, sent                               # unpaced it would be ~40 sends
+    assert sent * 0.02 <= 0.05 * elapsed + 0.02               # sending: ≤ 5 % of the time (+ the first send)
+    assert view.pushes == sent
+
+
+def test_widget_path_and_forcing_the_path_from_the_environment(monkeypatch):
+    monkeypatch.setattr(ftkit.ui.live, "ipython_kernel", lambda: object())
+    monkeypatch.setattr(ftkit.ui.live, "_cached", None)
+    monkeypatch.delenv("FTKIT_LIVE_FIGURE", raising=False)
+    figure = training_figure(ftkit.History())
+    assert LiveFigure(figure).path == "widget" and LiveFigure(figure).widget is not None   # not probed: as before
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "static")
+    view = LiveFigure(figure)
+    assert view.path == "static" and view.widget is None and view.figure is figure
+    assert LiveFigure(figure, live=False).path is None                                    # papermill: nothing live
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "fast")
+    with pytest.raises(ValueError, match=r"FTKIT_LIVE_FIGURE='fast' is not a live-figure path"):
+        LiveFigure(figure)
+
+
+def test_probe_counts_a_core_widget_view_and_cleans_up(monkeypatch):
+    """The core-widget question: a hidden ipywidgets.HTML with ``_view_count = 0``; a front-end that shows it sends
+    the count back (here a thread plays the front-end). No anywidget answer: the static figure path."""
+    import contextlib
+    import IPython.display
+    handles = []
+
+    class Kernel:
+        def do_one_iteration(self):
+            pass
+    monkeypatch.setattr(ftkit.ui.live, "ipython_kernel", lambda: Kernel())
+    monkeypatch.setattr(ftkit.ui.live, "ui_events", lambda: contextlib.nullcontext(lambda n: None))
+    monkeypatch.setattr(ftkit.ui.live, "in_colab", lambda: False)
+    monkeypatch.setattr(ftkit.ui.live, "_cached", None)
+    monkeypatch.delenv("FTKIT_LIVE_FIGURE", raising=False)
+    shown = []
+
+    def display(obj, raw=False, display_id=None, **kw):
+        shown.append(obj)
+        if display_id:
+            handles.append(Handle([], obj))
+            threading.Timer(0.05, lambda: setattr(obj, "_view_count", 1)).start()   # the front-end shows it
+            return handles[-1]
+    monkeypatch.setattr(IPython.display, "display", display)
+    found = ftkit.ui.live.probe_frontend_sync(timeout=1.0)
+    assert found.widgets and 0.04 < found.seconds < 1.0 and found.figure == "static"
+    assert shown[0]._view_count == 1 and shown[0].comm is None                # closed after the answer
+    assert handles[0].sent[-1][0] == {"text/plain": ""}                        # its output emptied
+    assert "live figure: static" in shown[-1]["text/plain"]                    # the one grey line
+    assert "color:#888" in shown[-1]["text/html"]
+    monkeypatch.setattr(ftkit.ui.live, "_cached", None)
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: Handle([], obj) if kw.get("display_id") else None)
+    silent = ftkit.ui.live.probe_frontend_sync(timeout=0.2, verbose=False)     # nobody answers: no dashboard
+    assert silent.widgets is False and silent.seconds == 0.2
+    monkeypatch.setattr(ftkit.ui.live, "in_colab", lambda: True)
+    monkeypatch.setattr(ftkit.ui.live, "_cached", None)
+    colab = ftkit.ui.live.probe_frontend_sync(timeout=0.2, verbose=False)      # Colab renders core widgets
+    assert colab.widgets and colab.figure == "static" and colab.colab
+
+
+def test_kernel_module_reads_cells_and_colab(monkeypatch):
+    assert ftkit.kernel.ipython_kernel() is None                                 # pytest: no kernel
+    assert ftkit.kernel.input_cells({"In": ["", "a = 1", "b = 2"]}) == ["", "a = 1", "b = 2"]
+    assert ftkit.kernel.input_cells({}) == [] and ftkit.kernel.input_cells() == []
+    assert ftkit.kernel.in_colab() is False
+    assert ftkit.kernel.can_poll(type("K6", (), {"do_one_iteration": None})()) and not ftkit.kernel.can_poll(object())

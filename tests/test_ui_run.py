@@ -1,0 +1,127 @@
+"""Stop and Pause as features: after a Stop at any moment the History reads like a finished run's (the interrupted
+epoch is a row marked ``partial``, validated), rows are final when recorded, and ``FTKIT_STOP_AFTER_STEPS``
+presses Stop in a notebook run by papermill — whose later cells all run (notebooks 03 and 04)."""
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+from torch import nn
+
+import ftkit
+from ftkit.data import synthetic
+from ftkit.train.callbacks import Callback
+from ftkit.ui import TrainingDashboard, fit_live
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+
+
+@pytest.fixture
+def loaders():
+    x, y = synthetic.blobs(n=800, num_classes=3, spread=0.7)
+    return synthetic.make_loaders(x, y, batch_size=32)   # 20 train batches of 32, 5 validation batches
+
+
+class Snapshot(Callback):
+    """Copies each epoch row when it is recorded: a row edited later would differ from its copy."""
+
+    def __init__(self):
+        self.rows = []
+
+    def on_epoch_end(self, state):
+        self.rows.append(copy.deepcopy(state.history.epochs[-1]))
+
+
+def test_stop_in_the_only_epoch_records_a_partial_validated_row(loaders, monkeypatch):
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "7")
+    train_loader, val_loader = loaders
+    ftkit.seed_everything(0)
+    model = mlp()
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
+                       dashboard=TrainingDashboard(every_ms=0), val_loader=val_loader, metrics=["accuracy"])
+    assert history.stop_reason == "stopped by request at epoch 1, step 7" and len(history.steps) == 7
+    frame = history.to_frame()[["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "partial"]]
+    [row] = history.epochs
+    assert (row["epoch"], row["partial"], row["batches"], row["samples"]) == (1, True, 7, 7 * 32)
+    assert row["train_loss"] == pytest.approx(sum(r["loss"] for r in history.steps) / 7)   # equal batches: the mean
+    whole = ftkit.evaluate(model, val_loader, "cross_entropy", metrics=["accuracy"], device="cpu")
+    assert (row["val_loss"], row["val_accuracy"]) == pytest.approx((whole["loss"], whole["accuracy"]))
+    assert frame.shape == (1, 6)
+
+
+def test_stop_before_any_batch_and_the_plot_path(loaders, monkeypatch):
+    """Stop pressed before training (the dashboard) or after 3 steps (the plot, no dashboard): a row either way."""
+    train_loader, val_loader = loaders
+    model = mlp()
+    dash = TrainingDashboard()
+    dash.stop_button.click()
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
+                       dashboard=dash, val_loader=val_loader)
+    [row] = history.epochs
+    assert history.steps == [] and (row["partial"], row["batches"], row["samples"]) == (True, 0, 0)
+    assert row["train_loss"] != row["train_loss"] and row["val_loss"] > 0        # NaN: nothing trained; validated
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "23")                          # inside the second epoch
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
+                       dashboard=False, val_loader=val_loader, progress=False)
+    assert [r.get("partial", False) for r in history.epochs] == [False, True] and len(history.steps) == 23
+    assert history.epochs[1]["batches"] == 3 and "partial" not in history.epochs[0]
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "three")
+    with pytest.raises(ValueError, match=r"FTKIT_STOP_AFTER_STEPS='three': set it to a whole number of optimizer "
+                                         r"steps >= 1 \(or unset it\)"):
+        fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1, dashboard=False)
+
+
+def test_a_pause_is_out_of_the_epoch_time_and_rows_are_final_when_recorded(loaders):
+    train_loader, val_loader = loaders
+    model = mlp()
+    dash, snap = TrainingDashboard(every_ms=0), Snapshot()
+
+    class PauseOnce(Callback):
+        def on_batch_end(self, state):
+            if state.step == 4:
+                dash.pause()
+                import threading
+                threading.Timer(0.4, dash.resume).start()
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
+                       dashboard=dash, val_loader=val_loader, callbacks=[PauseOnce(), snap])
+    first, second = history.epochs
+    assert first["paused_s"] >= 0.35 and "paused_s" not in second               # the pause, in its own column
+    assert first["time"] < second["time"] + 0.3                                  # … and out of the epoch's time
+    assert snap.rows == history.epochs                                           # nothing edited after recording
+
+
+@pytest.mark.notebook
+def test_stop_early_in_notebook_03_then_every_later_cell_runs(run_notebook, tmp_path, monkeypatch):
+    from ftkit.data.cifar10 import write_fake_cifar10
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "3")      # the dashboard's Stop after 3 steps of the first epoch
+    write_fake_cifar10(tmp_path / "cifar10", n_train=600, n_test=200, noise=1.0)
+    m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(tmp_path / "cifar10"), epochs=2, batch_size=64, lr=3e-3,
+                     device="cpu", num_workers=0, throughput_batches=3, subset=600, ddp=False)
+    assert m["epochs_run"] == 1 and m["test_accuracy"] < 0.3                      # one partial epoch of 3 steps
+    text = _outputs(tmp_path / "03_cifar10_cnn.ipynb")
+    assert "Claims not checked: stopped by request at epoch 1, step 3." in text
+
+
+@pytest.mark.notebook
+def test_stop_in_notebook_04s_only_epoch_then_every_later_cell_runs(run_notebook, tmp_path_factory, monkeypatch):
+    from ftkit.data import shipped
+    from ftkit.nlp.tiny import build_tiny_bert
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    sample = shipped("conll2003_sample")
+    tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", sample)
+    out = tmp_path_factory.mktemp("nb04")
+    from conftest import execute_notebook
+    m = execute_notebook("04_bert_ner.ipynb", out, model_name_or_path=str(tiny), data_dir=str(sample), epochs=1,
+                         batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu", ddp=False)
+    assert len(m["val_f1_per_epoch"]) == 1                                         # the partial epoch's row
+    assert "Claims not checked: stopped by request at epoch 1, step 2." in _outputs(out / "04_bert_ner.ipynb")
+
+
+def _outputs(path) -> str:
+    import nbformat
+    nb = nbformat.read(str(path), as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
