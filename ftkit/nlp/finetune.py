@@ -16,6 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..params import parameter_table as _table, set_trainable
+from ..deps import require
 
 __all__ = ["MODES", "RECIPES", "COMMON", "head_modules", "lora_targets", "apply_mode", "parameter_table",
            "training_memory_mb"]
@@ -65,6 +66,7 @@ def _linear_names(model: nn.Module, skip: list[str]) -> list[str]:
 def lora_targets(model: nn.Module, target_modules=None) -> list[str]:
     """LoRA's target module names: peft's default for the model type (BERT family: ``query``, ``value``), or
     ``target_modules`` checked against the model; a missing one is an error listing the candidates."""
+    require("peft")
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
     linear = _linear_names(model, head_modules(model))
     candidates = sorted({n.split(".")[-1] for n in linear})
@@ -97,6 +99,7 @@ def apply_mode(model: nn.Module, mode: str = "full", *, r: int = 8, alpha: float
         raise ValueError(f"{type(model).__name__} has no classification head outside its encoder; load it with "
                          "AutoModelForSequenceClassification")
     if _check_mode(mode) == "lora":
+        require("peft")
         from peft import LoraConfig, TaskType, get_peft_model
         if r < 1:
             raise ValueError(f"lora_r must be >= 1, got {r}")

@@ -26,6 +26,7 @@ from ..params import count_trainable
 from .finetune import lora_targets, parameter_table as _parameter_table
 from .causal import PLAIN_TEMPLATE, _use_chat, format_prompt
 from .hf import FeatureDataset, make_loader
+from ..deps import require
 
 __all__ = ["PLAIN_TEMPLATE", "RECIPES", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
            "token_table", "padding_share", "check_labels", "apply_lora", "apply_full", "parameter_table",
@@ -199,6 +200,7 @@ def apply_lora(model, *, r: int = 8, alpha: float = 16, dropout: float = 0.05, t
     """A peft causal-LM model with LoRA adapters on peft's default targets for the model type (Llama, Qwen2:
     ``q_proj``, ``v_proj``), or ``target_modules`` checked against the model. The LM head stays frozen and tied.
     A 4-bit model is first prepared for k-bit training (norms in float32, input gradients on)."""
+    require("peft")
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
     if r < 1:
         raise ValueError(f"lora r must be >= 1, got {r}")
@@ -317,7 +319,9 @@ def load_folder(folder, *, load_in_4bit: bool = False):
     from .causal import load_causal_lm
     if os.path.isfile(os.path.join(folder, "adapter_config.json")):
         import json
+        require("peft")
         from peft import PeftModel
+        require("transformers")
         from transformers import AutoTokenizer
         with open(os.path.join(folder, "adapter_config.json")) as f:
             base = json.load(f)["base_model_name_or_path"]

@@ -8,6 +8,7 @@ import os
 import warnings
 
 from ..core import Callback, atomic_write, check_writable
+from ..deps import require
 
 __all__ = ["TensorBoardLogger", "CSVLogger"]
 
@@ -24,6 +25,7 @@ class TensorBoardLogger(Callback):
         check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
 
     def on_fit_start(self, state):
+        require("torch.utils.tensorboard")
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(self.log_dir)
 
