@@ -7,7 +7,7 @@
   too old, the version needed and the ``%pip install`` that fixes it. :func:`ftkit.notebook.setup` calls it before
   any data loads, so a Colab runtime with an older preinstalled package stops at once, not at its first figure.
 
-    transformers = require("transformers")            # "... needs transformers: pip install "ftkit[nlp]""
+    transformers = require("transformers")     # transformers is not installed: pip install "ftkit[nlp]"
     check_versions()                                  # nothing, or one error listing what to upgrade
 """
 from __future__ import annotations
@@ -54,7 +54,8 @@ class OldPackageError(ImportError):
 
 def require(module: str, extra: str | None = None, *, purpose: str = "") -> ModuleType:
     """Import ``module`` (``"transformers"``, ``"peft.utils"``, ``"torch.utils.tensorboard"``) or raise one
-    :class:`MissingExtraError`: ``<purpose> needs <package>, which is not installed: pip install "ftkit[<extra>]"``.
+    :class:`MissingExtraError`: ``<package> is not installed: pip install "ftkit[<extra>]"`` (with ``purpose``:
+    ``<purpose> needs <package>, which is not installed: ...``).
 
     ``extra`` defaults to the one :data:`EXTRAS` lists for the module's top-level package. An ImportError raised
     *inside* an installed package (a broken dependency of it) is not hidden: it propagates as it is."""
@@ -65,7 +66,8 @@ def require(module: str, extra: str | None = None, *, purpose: str = "") -> Modu
     extra = extra or default_extra
     if importlib.util.find_spec(top) is None:       # looks for the package without importing it
         fix = f'pip install "ftkit[{extra}]"' if extra else f"pip install {package}"
-        raise MissingExtraError(f"{purpose or module} needs {package}, which is not installed: {fix}", name=top)
+        what = f"{purpose} needs {package}, which is not installed" if purpose else f"{package} is not installed"
+        raise MissingExtraError(f"{what}: {fix}", name=top)
     return importlib.import_module(module)
 
 
