@@ -317,6 +317,8 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
     ``minutes``: the expected run time per preset (a number, or a text such as ``"12 min on a T4 (not run)"``);
     ``expected``: the result each preset should give, for :meth:`Setup.expect`.
     """
+    from .deps import check_versions
+    check_versions()    # an older preinstalled package (a Colab runtime) stops here, before any data loads
     presets = presets or {}
     spec = {"preset": Choice(*PRESETS, help="'auto' picks 'gpu' where CUDA is there"), **spec}
     candidates = _parameter_cell_names(namespace)

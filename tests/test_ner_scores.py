@@ -5,7 +5,8 @@ import random
 
 import pytest
 
-from ftkit.nlp.ner_scores import alignment_rows, check_tags, entity_scores, score_conventions, to_subwords, token_report
+from ftkit.nlp.ner_scores import (SCHEMES, alignment_rows, check_tags, entity_report, entity_scores, get_entities,
+                                  score_conventions, strict_entities, to_subwords, token_report)
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 # "Angela Merkel visited Paris ." | "Siemens AG" (predicted: the second sentence starts an entity with I-)
@@ -23,6 +24,7 @@ def random_tags(n_sentences=200, seed=0):
 
 @pytest.mark.parametrize("mode", ["conlleval", "strict"])
 def test_entity_scores_match_seqeval(mode):
+    pytest.importorskip("seqeval")
     from seqeval.metrics import f1_score, precision_score, recall_score
     from seqeval.scheme import IOB2
     y_true, y_pred = random_tags()
@@ -32,6 +34,39 @@ def test_entity_scores_match_seqeval(mode):
     assert s["recall"] == pytest.approx(recall_score(y_true, y_pred, **options))
     assert s["f1"] == pytest.approx(f1_score(y_true, y_pred, **options))
     assert s["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, average="macro", **options))
+
+
+@pytest.mark.parametrize("scheme", sorted(SCHEMES))
+def test_entity_decoding_equals_seqeval_on_many_random_sequences(scheme):
+    """ftkit's own decoder (seqeval is only a test dependency): the same entities as seqeval's get_entities
+    (conlleval) and seqeval.scheme's strict decoder, on 3,000 random sentences per scheme, ill-formed ones too."""
+    pytest.importorskip("seqeval")
+    import warnings
+
+    import seqeval.scheme
+    from seqeval.metrics.sequence_labeling import get_entities as seqeval_entities
+    prefixes, name = SCHEMES[scheme]
+    rng = random.Random(scheme)
+    tags = [["O" if rng.random() < 0.35 else f"{rng.choice(prefixes)}-{rng.choice(['PER', 'LOC', 'MISC'])}"
+             for _ in range(rng.randint(0, 12))] for _ in range(3000)]
+    strict = seqeval.scheme.Entities(tags, getattr(seqeval.scheme, name)).entities
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")        # seqeval warns on U-/L- tags, which conlleval does not know
+        conll = [seqeval_entities(t) for t in tags]
+    n_entities = 0
+    for t, c, s in zip(tags, conll, strict):
+        assert get_entities(t) == c, t
+        assert set(strict_entities(t, scheme)) == {(e.tag, e.start, e.end - 1) for e in s}, t
+        n_entities += len(c)
+    assert n_entities > 3000        # the sequences hold entities, not only O
+
+
+def test_entity_report_is_seqeval_classification_report():
+    pytest.importorskip("seqeval")
+    from seqeval.metrics import classification_report
+    y_true, y_pred = random_tags(seed=3)
+    assert entity_report(y_true, y_pred, digits=4) == classification_report(y_true, y_pred, digits=4,
+                                                                             zero_division=0)
 
 
 def test_strict_mode_drops_an_entity_without_its_b_tag():

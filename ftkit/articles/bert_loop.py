@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..data import shipped
 from ..data.conll import load_conll
 from ..nlp.tiny import build_tiny_bert
+from ..deps import require
 
 __all__ = ["SEED001_CODE", "SEED001_FIXES", "SEED003_EVALUATE", "SEED004_PRINT", "tiny_classifier",
            "sentence_batches", "apply_fixes", "run_stages", "parse_prints", "unpack_batch_encoding", "output_shapes", "loss_twice",
@@ -121,6 +122,7 @@ def tiny_classifier(folder, num_labels: int = 2, *, token: bool = False, seed: i
     """(model, tokenizer): a tiny BERT written offline by :func:`ftkit.nlp.tiny.build_tiny_bert` (random weights,
     a WordPiece vocabulary from the shipped CoNLL sample) under ``BertForSequenceClassification`` (or
     ``BertForTokenClassification`` with ``token=True``)."""
+    require("transformers")
     from transformers import (AutoTokenizer, BertForSequenceClassification, BertForTokenClassification,
                               logging as hf_logging)
     folder = os.fspath(folder)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..utils import check_int
+from ..deps import require
 
 __all__ = ["Sentence", "NerData", "iob1_to_iob2", "read_conll", "load_conll", "label_list_from",
            "HF_CONLL2003", "HF_CONLL2003_TAGS"]
@@ -142,6 +143,7 @@ def _find(data_dir: str, split: str) -> str | None:
 
 
 def _load_hf(name: str, revision: str | None = None) -> dict[str, list[Sentence]]:
+    require("datasets")
     from datasets import load_dataset
     ds = load_dataset(name, revision=revision)  # Parquet data only: datasets >= 4 never runs loading scripts
     out = {}

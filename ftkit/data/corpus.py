@@ -24,6 +24,7 @@ import torch
 
 from ..utils import check_int, choose
 from . import shipped
+from ..deps import require
 
 __all__ = ["read_text", "CharTokenizer", "BPETokenizer", "TOKENIZERS", "make_tokenizer", "RandomWindows",
            "SequentialWindows", "Corpus", "load_corpus"]
@@ -65,6 +66,7 @@ def read_text(source, *, hf_split: str = "train", hf_column: str = "text") -> st
 
 
 def _read_hf(name: str, split: str, column: str) -> str:
+    require("datasets")
     import datasets
     try:
         data = datasets.load_dataset(name, split=split)
@@ -124,6 +126,7 @@ class BPETokenizer:
 
     @classmethod
     def fit(cls, *texts, vocab_size=None):
+        require("tokenizers")
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
         vocab_size = 1024 if vocab_size is None else check_int("vocab_size", vocab_size, 257,
                                                                 " (byte-level BPE starts from 256 byte symbols)")

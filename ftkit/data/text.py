@@ -20,6 +20,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..utils import check_int, check_number
+from ..deps import require
 
 __all__ = ["TextSplit", "TextData", "read_text_file", "load_text", "HF_ALIASES"]
 
@@ -163,6 +164,7 @@ def _to_indices(raw_labels, label_list, where, lines=None) -> list[int]:
 
 # --------------------------------------------------------------------------- Hugging Face datasets
 def _load_hf(dataset: str, text_column, label_column):
+    require("datasets")
     from datasets import load_dataset
     name, config = HF_ALIASES.get(dataset, (dataset.split(":")[0], dataset.split(":")[1] if ":" in dataset else None))
     ds = load_dataset(name, config)

@@ -21,6 +21,7 @@ import torch
 
 from ..core import eval_mode
 from .hf import check_path, hub_error, load_config
+from ..deps import require
 
 __all__ = ["SMOLLM2", "QWEN", "GGUF_PACKAGE", "load_causal_lm", "offline_smollm2", "build_tiny_causal_lm",
            "generate", "CHATML_TEMPLATE", "PLAIN_TEMPLATE", "format_prompt", "use_chat",
@@ -53,6 +54,7 @@ def offline_smollm2() -> str:
 
 def _from_gguf(path: str) -> str:
     """Convert a GGUF file once to a float32 model folder in the cache (loading GGUF takes ~30 s each time)."""
+    require("transformers")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     if importlib.util.find_spec("gguf") is None:
         raise ModuleNotFoundError(f"reading {path} needs the gguf package: pip install gguf")
@@ -83,6 +85,7 @@ def load_causal_lm(model_name_or_path: str, *, load_in_4bit: bool = False, dtype
     SmolLM2 stand-in (see the module doc) and say so. The tokenizer gets a pad token if it has none (its
     ``unk``/``eos``; padding is masked out of the loss, so which one does not matter) and pads on the right.
     """
+    require("transformers")
     from transformers import AutoModelForCausalLM, AutoTokenizer
     path = os.fspath(model_name_or_path)
     if load_in_4bit:
@@ -126,7 +129,7 @@ def _check_4bit() -> None:
         raise RuntimeError("load_in_4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels run on CUDA. On this "
                            "machine use load_in_4bit=False (LoRA on float32 weights), or run the gpu preset on a GPU")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ModuleNotFoundError("load_in_4bit (QLoRA) needs bitsandbytes: pip install bitsandbytes")
+        raise ModuleNotFoundError('load_in_4bit (QLoRA) needs bitsandbytes: pip install "ftkit[qlora]"')
 
 
 # --------------------------------------------------------------------------- a tiny model, offline
@@ -136,7 +139,9 @@ def build_tiny_causal_lm(out_dir, texts, *, vocab_size: int = 400, hidden_size: 
     """Write a randomly initialised Llama (config + safetensors) and a byte-level BPE tokenizer trained on
     ``texts`` (with ChatML's special tokens and ``chat_template``; ``None``: a tokenizer without one) to
     ``out_dir``. Everything runs offline, in about a second."""
+    require("tokenizers")
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    require("transformers")
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
     specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     bpe = Tokenizer(models.BPE())

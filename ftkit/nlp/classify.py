@@ -31,6 +31,7 @@ from .hf import (FeatureDataset, TruncationWarning, check_head_and_length, check
 from ..train.step import predict as _predict
 from ..metrics import confusion_matrix
 from ..utils import check_int, get_device
+from ..deps import require
 
 __all__ = ["EncodedText", "LabelOrderWarning", "SentenceClassifier", "evaluate_classifier", "scores_from_confusion"]
 
@@ -108,6 +109,7 @@ def _new_modules(info, meta: dict) -> list[str]:
 
 def _load_model(path: str, label_list, mode: str, lora: dict):
     """(model, label_list, mode): a fine-tuned classifier keeps its labels (and must match ``label_list``)."""
+    require("transformers")
     from transformers import AutoModelForSequenceClassification as Auto
     meta = {}
     if os.path.isfile(os.path.join(path, META)):
@@ -130,6 +132,7 @@ def _load_model(path: str, label_list, mode: str, lora: dict):
     names = {"num_labels": len(label_list), "id2label": dict(enumerate(label_list)),
              "label2id": {t: i for i, t in enumerate(label_list)}}
     if adapter:
+        require("peft")
         from peft import PeftConfig, PeftModel
         base_path = PeftConfig.from_pretrained(path).base_model_name_or_path
         base, info = from_pretrained(Auto, base_path, **names, trust_remote_code=False)

@@ -18,6 +18,7 @@ from torch import nn
 from ..params import parameter_table as _table, set_trainable
 from ..utils import check_int, check_number, choose, normalize_name
 from .recipe import Recipe
+from ..deps import require
 
 __all__ = ["MODES", "RECIPES", "COMMON", "check_mode", "recipe_for", "head_modules", "lora_targets", "add_lora",
            "apply_mode", "parameter_table", "training_memory_mb"]
@@ -75,6 +76,7 @@ def _linear_names(model: nn.Module, skip: list[str]) -> list[str]:
 def lora_targets(model: nn.Module, target_modules=None) -> list[str]:
     """LoRA's target module names: peft's default for the model type (BERT family: ``query``, ``value``), or
     ``target_modules`` checked against the model; a missing one is an error listing the candidates."""
+    require("peft")
     from peft.utils import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as DEFAULTS
     linear = _linear_names(model, head_modules(model))
     candidates = sorted({n.split(".")[-1] for n in linear})
@@ -117,6 +119,7 @@ def add_lora(model: nn.Module, task_type: str, *, r: int = 8, alpha: float = 16,
     """The one LoRA builder: a peft model with rank-``r`` adapters (scaled by ``alpha / r``) on ``target_modules``
     (peft's default for the model type when ``None``, else checked against the model), for ``task_type``
     (``"SEQ_CLS"``, ``"CAUSAL_LM"``, ``"TOKEN_CLS"``); ``modules_to_save`` train in full and are saved with it."""
+    require("peft")
     from peft import LoraConfig, TaskType, get_peft_model
     r = check_int("r", r, meaning=" (LoRA's rank, e.g. 8)")
     check_number("alpha", alpha, positive=True)

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core import IGNORE
 from ..utils import check_int
+from ..deps import require
 
 __all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "FeatureDataset", "LengthGroupedBatches",
            "make_loader", "check_label_order", "check_texts", "check_save_folder",
@@ -82,6 +83,7 @@ def from_pretrained(auto_class, path: str, **kwargs):
     """``(model, loading info)``: ``auto_class.from_pretrained(path, output_loading_info=True, **kwargs)`` with
     transformers' load report silenced (it is a table on stderr, a pink error block in a notebook, for the expected
     case of a fresh head) and one line on stdout instead, naming the layers that start random."""
+    require("transformers")
     from transformers.utils import logging as hf_logging
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
@@ -97,6 +99,7 @@ def from_pretrained(auto_class, path: str, **kwargs):
 
 def load_tokenizer(model_name_or_path: str):
     """A fast (Rust) tokenizer from a folder or Hub id: label alignment needs ``word_ids()``, which only they have."""
+    require("transformers")
     from transformers import AutoTokenizer
     path = os.fspath(model_name_or_path)
     check_path(path)
@@ -119,6 +122,7 @@ def load_tokenizer(model_name_or_path: str):
 
 def load_config(model_name_or_path: str):
     """The model's ``config.json`` (folder or Hub id), with the offline error that says how to fetch it."""
+    require("transformers")
     from transformers import AutoConfig
     path = os.fspath(model_name_or_path)
     check_path(path)

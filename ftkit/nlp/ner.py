@@ -7,7 +7,7 @@ Words are split into subwords; the first subword of each word carries the word's
 
 with :math:`K` the first-subword positions and :math:`w(t)` the word of token :math:`t`.
 
-Evaluation maps the first-subword predictions back to **words** and scores entities with seqeval in its
+Evaluation maps the first-subword predictions back to **words** and scores entities (ftkit.nlp.ner_scores, seqeval's rules) in its
 default (conlleval) mode: an entity counts only if type and both boundaries match.
 
     tagger = NerTagger.from_pretrained("bert-base-cased", label_list=data.label_list)
@@ -38,6 +38,7 @@ from ..optim import split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
 from ..utils import check_int, check_number, get_device
 from .recipe import Recipe
+from ..deps import require
 
 __all__ = ["load_model", "Encoded", "encode", "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1",
            "entity_metrics", "NerRecipe", "NerTagger"]
@@ -50,6 +51,7 @@ def load_model(model_name_or_path: str, label_list: list[str] | None = None):
     A base model (no NER head) gets a fresh head for ``label_list``. A fine-tuned one keeps its own label order;
     it must have the same labels as the data, else ``ValueError`` (its head would not fit).
     """
+    require("transformers")
     from transformers import AutoModelForTokenClassification
     path = os.fspath(model_name_or_path)
     config = load_config(path)
@@ -155,35 +157,30 @@ def predict_tags(model, encoded: Encoded, *, batch_size: int = 64, device="auto"
 
 def evaluate_ner(model, encoded: Encoded, *, batch_size: int = 64, device="auto", amp: bool = False,
                  name: str | None = None) -> dict:
-    r"""Entity-level scores on words (seqeval, conlleval mode); prints the per-type report when ``name`` is given.
+    r"""Entity-level scores on words (conlleval mode, as seqeval's default); prints the per-type report when ``name`` is given.
 
     Micro :math:`P = TP/(TP+FP)`, :math:`R = TP/(TP+FN)`, :math:`F_1 = 2PR/(P+R)`; macro averages per-type F1.
     """
-    from seqeval.metrics import classification_report
+    from .ner_scores import entity_report, entity_scores
     if len(encoded) == 0:
         raise ValueError("evaluate_ner got no sentences (an empty split): check the data file or the split's "
                          "name, e.g. len(data.test) before encoding")
     y_pred = predict_tags(model, encoded, batch_size=batch_size, device=device, amp=amp)
     y_true = [s.labels for s in encoded.sentences]
-    report = classification_report(y_true, y_pred, digits=4, zero_division=0)
-    d = classification_report(y_true, y_pred, output_dict=True, zero_division=0)
+    scores = entity_scores(y_true, y_pred)
+    report = entity_report(y_true, y_pred, digits=4)
     if name is not None:
         print(f"{name}: {len(y_true)} sentences, {encoded.n_truncated} cut at max_length={encoded.max_length}")
         print(report)
-
-    def row(r):
-        return {"precision": float(r["precision"]), "recall": float(r["recall"]), "f1": float(r["f1-score"]),
-                "support": int(r["support"])}
-    micro = row(d["micro avg"])
-    return {**{k: micro[k] for k in ("precision", "recall", "f1")}, "macro_f1": float(d["macro avg"]["f1-score"]),
-            "per_type": {k: row(v) for k, v in d.items() if not k.endswith(" avg")},
-            "n_sentences": len(y_true), "n_truncated": encoded.n_truncated, "report": report}
+    return {**{k: scores[k] for k in ("precision", "recall", "f1")}, "macro_f1": scores["macro_f1"],
+            "per_type": scores["per_type"], "n_sentences": len(y_true), "n_truncated": encoded.n_truncated,
+            "report": report}
 
 
 def _entity_counts(label_list: list[str]):
     """``counts(outputs, targets) -> (tp, n_pred, n_true)`` over the first-subword tokens of a batch, cached for
     the batch so that precision, recall and F1 share one pass."""
-    from seqeval.metrics.sequence_labeling import get_entities
+    from .ner_scores import get_entities
     cache = [None, None, None]  # outputs, targets (held, so their identity is unique), counts
 
     def counts(outputs, targets):
@@ -314,7 +311,7 @@ class NerTagger:
     def predict(self, texts, *, device="auto") -> list[list[dict]]:
         """Entities per text: ``{'type', 'text', 'start', 'end'}`` with word indices (``end`` exclusive).
         One string alone is one text: ``predict("Angela Merkel visited Paris")`` returns its entities."""
-        from seqeval.metrics.sequence_labeling import get_entities
+        from .ner_scores import get_entities
         if isinstance(texts, str):
             return self.predict([texts], device=device)[0]
         texts = check_texts(texts, allow_words=True, allow_empty=True)

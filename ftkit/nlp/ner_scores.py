@@ -29,10 +29,10 @@ from collections import Counter
 
 from ..utils import choose
 
-__all__ = ["SCHEMES", "check_tags", "entity_scores", "token_report", "to_subwords", "score_conventions",
-           "alignment_rows"]
+__all__ = ["SCHEMES", "check_tags", "get_entities", "strict_entities", "entity_scores", "entity_report",
+           "token_report", "to_subwords", "score_conventions", "alignment_rows"]
 
-# scheme → the tag prefixes it uses (besides O) and seqeval's class name for strict mode
+# scheme → the tag prefixes it uses (besides O) and its name in seqeval (whose rules strict mode follows)
 SCHEMES = {"iob2": (("B", "I"), "IOB2"), "iob1": (("B", "I"), "IOB1"), "ioe1": (("I", "E"), "IOE1"),
            "ioe2": (("I", "E"), "IOE2"), "iobes": (("B", "I", "E", "S"), "IOBES"),
            "bilou": (("B", "I", "L", "U"), "BILOU")}
@@ -68,15 +68,76 @@ def check_tags(y_true, y_pred, *, labels=None, scheme: str = "IOB2") -> tuple[st
     return prefixes
 
 
+def get_entities(tags: list[str]) -> list[tuple[str, int, int]]:
+    """``(type, start, end_inclusive)`` of each entity in one sentence, conlleval's rules (seqeval's default
+    ``get_entities``): an entity is a run of one type; ``I-X`` after ``O`` or after another type opens one."""
+    out, prev_tag, prev_type, begin = [], "O", "", 0
+    for i, chunk in enumerate([*tags, "O"]):
+        tag, type_ = chunk[0], chunk[1:].split("-", maxsplit=1)[-1] or "_"
+        if _chunk_ends(prev_tag, tag, prev_type, type_):
+            out.append((prev_type, begin, i - 1))
+        if _chunk_starts(prev_tag, tag, prev_type, type_):
+            begin = i
+        prev_tag, prev_type = tag, type_
+    return out
+
+
+def _chunk_ends(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    return (prev_tag in "ES" or (prev_tag in "BI" and tag in "BSO")
+            or (prev_tag not in "O." and prev_type != type_))
+
+
+def _chunk_starts(prev_tag: str, tag: str, prev_type: str, type_: str) -> bool:
+    return tag in "BS" or (prev_tag in "ESO" and tag in "EI") or (tag not in "O." and prev_type != type_)
+
+
+# strict mode: per scheme, (previous prefix, this prefix, type condition) patterns that start an entity, continue
+# it, and end the previous one (seqeval.scheme's tables; "*" any prefix, "=" same type, "!" another, "" any type)
+_STRICT = {
+    "iob1": ({"OI", "BI", "II!", "IB=", "BB="}, {"BI=", "II="}, {"II!", "IO", "IB", "BO", "BI!", "BB="}),
+    "ioe1": ({"OI", "II!", "EI", "EE="}, {"II=", "IE="}, {"II!", "IO", "IE!", "EI=", "EE="}),
+    "iob2": ({"*B"}, {"BI=", "II="}, {"IO", "II!", "IB", "BO", "BI!", "BB"}),
+    "ioe2": ({"OI", "OE", "EI", "EE", "II!", "IE!"}, {"IE=", "II="}, {"E*"}),
+    "iobes": ({"*B", "*S"}, {"BI=", "BE=", "II=", "IE="}, {"S*", "E*"}),
+    "bilou": ({"*B", "*U"}, {"BI=", "BL=", "II=", "IL="}, {"U*", "L*"}),
+}
+
+
+def _matches(patterns: set[str], prev: tuple[str, str], cur: tuple[str, str]) -> bool:
+    for p in patterns:
+        cond = p[2:]
+        if (p[0] in ("*", prev[0]) and p[1] in ("*", cur[0])
+                and (not cond or (cond == "=") == (prev[1] == cur[1]))):
+            return True
+    return False
+
+
+def strict_entities(tags: list[str], scheme: str = "IOB2") -> list[tuple[str, int, int]]:
+    """``(type, start, end_inclusive)`` of each entity the scheme allows (seqeval ``mode="strict"``): an entity
+    must start, continue and end as the scheme says (IOB2: ``B-X I-X*``), otherwise it is no entity at all."""
+    start, inside, end = _STRICT[scheme.lower().replace("-", "_")]
+    toks = [(t[0], t[1:].strip("-") or "_") for t in [*tags, "O"]]
+    out, i, prev = [], 0, ("O", "_")
+    while i < len(toks):
+        tok = toks[i]
+        if _matches(start, prev, tok):
+            j, last = i + 1, tok
+            while j < len(toks) and _matches(inside, last, toks[j]):
+                last, j = toks[j], j + 1
+            if _matches(end, toks[j - 1], toks[j]):
+                out.append((tok[1], i, j - 1))
+            i = j
+        else:
+            i += 1
+        prev = toks[i - 1]
+    return out
+
+
 def _entity_sets(seqs, mode: str, scheme: str) -> list[set]:
     """Per sentence, the set of ``(type, start, end_inclusive)`` entities under ``mode``."""
     if mode == "conlleval":
-        from seqeval.metrics.sequence_labeling import get_entities
         return [set(get_entities(list(s))) for s in seqs]
-    import seqeval.scheme
-    cls = getattr(seqeval.scheme, SCHEMES[scheme.lower().replace("-", "_")][1])
-    ents = seqeval.scheme.Entities([list(s) for s in seqs], cls, suffix=False).entities
-    return [{(e.tag, e.start, e.end - 1) for e in sent} for sent in ents]
+    return [set(strict_entities(list(s), scheme)) for s in seqs]
 
 
 def _prf(tp: int, n_pred: int, n_true: int) -> dict:
@@ -100,6 +161,23 @@ def entity_scores(y_true, y_pred, *, mode: str = "conlleval", scheme: str = "IOB
     macro = sum(r["f1"] for r in per_type.values()) / len(per_type) if per_type else 0.0
     return {**micro, "macro_f1": macro, "per_type": per_type, "tp": sum(tp.values()),
             "n_pred": sum(n_pred.values()), "n_true": sum(n_true.values()), "mode": mode, "scheme": scheme}
+
+
+def entity_report(y_true, y_pred, *, digits: int = 4, mode: str = "conlleval", scheme: str = "IOB2") -> str:
+    """The per-type table (precision, recall, F1, support) with micro, macro and weighted averages, laid out as
+    seqeval's ``classification_report``."""
+    s = entity_scores(y_true, y_pred, mode=mode, scheme=scheme)
+    rows = dict(s["per_type"])
+    n, per = s["n_true"], list(s["per_type"].values())
+    rows["micro avg"] = s
+    rows["macro avg"] = {k: sum(r[k] for r in per) / max(len(per), 1) for k in ("precision", "recall", "f1")}
+    rows["weighted avg"] = {k: sum(r[k] * r["support"] for r in per) / max(n, 1) for k in ("precision", "recall", "f1")}
+    width = max([len(name) for name in rows] + [digits])
+    head = f"{'':>{width}}  {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>9}\n\n"
+    lines = [f"{name:>{width}}  " + " ".join(f"{r[k]:>9.{digits}f}" for k in ("precision", "recall", "f1"))
+             + f" {r.get('support', n):>9}" for name, r in rows.items()]
+    types = len(s["per_type"])
+    return head + "\n".join(lines[:types]) + "\n\n" + "\n".join(lines[types:]) + "\n"
 
 
 def token_report(y_true, y_pred, *, labels=None, scheme: str = "IOB2") -> dict:

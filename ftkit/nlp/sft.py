@@ -28,6 +28,7 @@ from .finetune import add_lora, parameter_table as _parameter_table
 from .recipe import Recipe
 from .causal import PLAIN_TEMPLATE, use_chat, format_prompt
 from .hf import FeatureDataset
+from ..deps import require
 
 __all__ = ["PLAIN_TEMPLATE", "RECIPES", "as_examples", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
            "token_table", "padding_share", "check_labels", "apply_lora", "apply_full", "parameter_table",
@@ -351,7 +352,9 @@ def load_folder(folder, *, load_in_4bit: bool = False):
     from .causal import load_causal_lm
     if os.path.isfile(os.path.join(folder, "adapter_config.json")):
         import json
+        require("peft")
         from peft import PeftModel
+        require("transformers")
         from transformers import AutoTokenizer
         with open(os.path.join(folder, "adapter_config.json")) as f:
             base = json.load(f)["base_model_name_or_path"]

@@ -8,6 +8,7 @@ import torch
 
 from ..data import shipped
 from ..data.conll import Sentence, load_conll
+from ..deps import require
 
 __all__ = ["wordpiece_vocab", "build_tiny_bert"]
 
@@ -23,6 +24,7 @@ def wordpiece_vocab(sentences: list[Sentence], size: int = 1000) -> dict[str, in
     import string
     from collections import Counter
 
+    require("tokenizers")
     from tokenizers.pre_tokenizers import BertPreTokenizer
     split = BertPreTokenizer().pre_tokenize_str  # the same word splitting the tokenizer will apply
     counts = Counter(piece for s in sentences for w in s.words for piece, _ in split(w))
@@ -42,6 +44,7 @@ def build_tiny_bert(out_dir, data_dir=None, *, tokenizer_vocab_size: int = 1000,
 
     ``config_kwargs`` go to ``BertConfig`` (e.g. bert-base sizes with ``vocab_size=28996`` to time it).
     """
+    require("transformers")
     from transformers import BertConfig, BertModel, BertTokenizer
 
     data = load_conll(data_dir if data_dir is not None else shipped("conll2003_sample"), download=False)

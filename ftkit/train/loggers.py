@@ -9,6 +9,7 @@ import warnings
 
 from ..core import Callback, as_number
 from ..utils import atomic_write, check_writable
+from ..deps import require
 
 __all__ = ["TensorBoardLogger", "CSVLogger"]
 
@@ -25,6 +26,7 @@ class TensorBoardLogger(Callback):
         check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
 
     def on_fit_start(self, state):
+        require("torch.utils.tensorboard")
         from torch.utils.tensorboard import SummaryWriter
         self.writer = SummaryWriter(self.log_dir)
 
