@@ -87,3 +87,15 @@ def test_explorer_state_is_json_named_categorical_and_survives_a_reload():
     after = explorer.figure._widget_data                                        # the synced (reload) state
     path = [t for t in after if t.get("meta") == "path:gd"][0]
     assert list(np.asarray(path["x"], dtype=float)) != before                  # … is in the reload state too
+
+
+def test_bars_that_differ_by_little_get_a_zoomed_axis_that_says_so():
+    """03's S0-07 bars (1.6256 / 1.6252 / 1.6252) look equal on an axis from 0: the axis zooms onto their tops and a
+    note says it does not start at 0; bars that differ a lot keep the axis from 0."""
+    from ftkit.plots.articles import bars_figure
+    close = bars_figure({"reported": 1.6256, "fresh A": 1.6252, "fresh B": 1.6252}, yaxis_title="loss")
+    low, high = close.layout.yaxis.range
+    assert 1.62 < low < 1.6252 < 1.6256 < high < 1.63
+    assert "not 0" in close.layout.annotations[0].text and figure_problems(close.to_plotly_json()) == []
+    apart = bars_figure({"a": 0.2, "b": 0.9})
+    assert apart.layout.yaxis.range is None and not apart.layout.annotations
