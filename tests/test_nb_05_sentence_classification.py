@@ -46,7 +46,7 @@ def test_sentence_classification_notebook(run_notebook, tmp_path_factory, monkey
     for name, (n, seed) in {"train": (192, 0), "dev": (48, 1), "test": (64, 2)}.items():
         write_tsv(data_dir / f"{name}.tsv", keyword_split(n, seed))
     m = run_notebook("05_sentence_classification.ipynb", model_name_or_path=str(tiny), data_dir=str(data_dir),
-                     dataset=None, epochs=4, batch_size=16, lr=3e-3, head_lr=1e-2, lora_lr=5e-2,
+                     dataset=None, epochs=4, batch_size=16, lr=3e-3, head_lr=1e-2, lora_lr=1e-2,
                      max_length=32, device="cpu", dashboard=False, ddp=True, ddp_device="cpu",
                      ddp_max_steps=4, allow_stderr=("TruncationWarning",))  # max_length=32 cuts the long example on purpose
     assert (m["n_train"], m["n_dev"], m["n_test"]) == (192, 48, 64) and m["labels"] == ["negative", "positive"]
