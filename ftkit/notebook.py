@@ -25,10 +25,11 @@ import os
 import types
 from dataclasses import dataclass, field
 
-from .utils import check_writable, did_you_mean, normalize_name, parse_devicefrom .kernel import input_cells
+from .utils import check_writable, did_you_mean, normalize_name, parse_device
+from .kernel import input_cells
 
 __all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "Dashboard", "ListOf", "Path", "OutputDir", "Device",
-           "choose_preset", "PRESETS", "FromPreset"]
+           "choose_preset", "PRESETS", "FromPreset", "Claims"]
 
 PRESETS = ("auto", "cpu", "gpu")
 # names a kernel defines by itself; never parameters
@@ -393,3 +394,34 @@ def _looks_like_parameter(name: str, value) -> bool:
         return False
     return not isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type)) \
         and not callable(value)
+
+
+class Claims:
+    """The claims a notebook makes about its own run, each printed beside the value it measured and the margin that
+    value must clear; :meth:`verify` raises one ``AssertionError`` naming every claim that failed (all are printed
+    first, so a reader sees the whole picture)::
+
+        claims = Claims()
+        claims.check("held-out loss fell (nats)", before - after, above=0.3)
+        claims.check("same logits after reload", diff, below=1e-5)
+        claims.verify()
+    """
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def check(self, claim: str, value, *, above=None, below=None) -> bool:
+        if above is None and below is None:
+            raise ValueError(f"claim {claim!r}: give the margin it must clear (above= and/or below=)")
+        value = float(value)
+        ok = (above is None or value > above) and (below is None or value < below)
+        bound = " and ".join(f"{op} {b:.4g}" for op, b in ((">", above), ("<", below)) if b is not None)
+        self.rows.append({"claim": claim, "value": value, "must be": bound, "holds": ok})
+        print(f"{'holds ' if ok else 'FAILS '} {claim}: {value:.4g} (must be {bound})")
+        return ok
+
+    def verify(self) -> list[dict]:
+        failed = [f"{r['claim']}: got {r['value']:.4g}, must be {r['must be']}" for r in self.rows if not r["holds"]]
+        if failed:
+            raise AssertionError("claims that do not hold on this run: " + "; ".join(failed))
+        return self.rows

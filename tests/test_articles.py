@@ -8,11 +8,12 @@ import torch
 
 from ftkit.articles import record
 from ftkit.articles.adam import ArticleAdam, VARIANTS, adam_variants, bias_factor, zero_gradient_step
-from ftkit.articles.bert_loop import SEED001_CODE, SEED001_FIXES, apply_fixes, parse_prints, syntax_error
+from ftkit.articles.bert_loop import (SEED001_CODE, SEED001_FIXES, apply_fixes, parse_prints, run_as_published,
+                                      run_seed000_loop, syntax_error, tiny_classifier)
 from ftkit.articles.cifar import loss_prints, selection_bias
 from ftkit.articles.losses import (article_bce, article_bce_gradient, bce_on_labels_vs_ce, double_softmax_ce,
-                                   index_ce, literal_ll, swapped_ce)
-from ftkit.articles.numbers import f1_from_pr, report_averages, seed001_check, seed003_check
+                                   index_ce, literal_ll, per_layer_loss, swapped_ce)
+from ftkit.articles.numbers import f1_from_pr, predicted_tokens, report_averages, seed001_check, seed003_check
 from ftkit.core import History
 
 
@@ -131,3 +132,36 @@ def test_record_merges_into_metrics_json(tmp_path):
     record(tmp_path, {"a": 1})
     record(tmp_path, {"b": 2})
     assert json.loads((tmp_path / "metrics.json").read_text()) == {"accuracy": 0.5, "article_errors": {"a": 1, "b": 2}}
+
+
+def test_record_keeps_the_ids_a_cell_ran_and_refuses_other_names(tmp_path):
+    record(tmp_path, {"a": 1}, shown=["S1-06"])
+    assert record(tmp_path, {"b": 2}, shown=["S0-06", "S1-06"])["shown"] == ["S0-06", "S1-06"]
+    with pytest.raises(ValueError, match=r"shown=\['S1-6'\]: audit ids look like 'S1-06'"):
+        record(tmp_path, {}, shown=["S1-6"])
+
+
+def test_seed001_rows_predict_fewer_tokens_than_they_score():
+    """S1-16: Σ_c R_c·n_c / P_c is the number of predicted tags, which must be N; the article's rows fall short even
+    with every rounding in their favour, while rows made from real counts hit N exactly."""
+    s = predicted_tokens()
+    assert s["tokens"] == 46435 and round(s["predicted"]) == 46359 and round(s["high"]) == 46407 < s["tokens"]
+    # 3 tokens of class a (2 right), 1 of b (right); predicted: a twice (both right), b twice (1 right)
+    rows = {"a": (1.0, 2 / 3, 0.8, 3), "b": (0.5, 1.0, 2 / 3, 1)}
+    assert predicted_tokens(rows, rounding=0)["predicted"] == pytest.approx(4) == predicted_tokens(rows)["tokens"]
+
+
+def test_per_layer_losses_of_002_are_one_loss():
+    torch.manual_seed(0)
+    r = per_layer_loss(torch.randn(6, 10), torch.randint(0, 10, (6,)), n_layers=32)
+    assert r["value_gap"] < 1e-6 and r["gradient_gap"] < 1e-7 and r["n_layers"] == 32
+    with pytest.raises(ValueError, match="n_layers must be a positive integer"):
+        per_layer_loss(torch.randn(2, 3), torch.tensor([0, 1]), n_layers=0)
+
+
+def test_the_listings_as_published_stop_with_name_errors(tmp_path):
+    r = run_as_published(lambda: tiny_classifier(tmp_path / "bert")[0])                # S1-15
+    assert r["fixed"] == [f[0] for f in SEED001_FIXES]
+    assert r["error"] == "NameError: name 'train_data_loader' is not defined"
+    assert run_seed000_loop() == ["NameError: name 'epochs' is not defined",                  # S0-06
+                                  "NameError: name 'train_dataset' is not defined"]

@@ -114,3 +114,15 @@ def test_the_loss_panel_names_its_quantity_in_its_title_not_beside_its_ticks():
     fig = surface_figure(s, race(s, ["gd"], steps=20), grid=20)
     assert fig.layout.yaxis2.type == "log" and not fig.layout.yaxis2.title.text
     assert [a.text for a in fig.layout.annotations if (a.text or "").startswith("loss")] == ["loss f(w) − f* (log scale)"]
+
+
+def test_bars_that_differ_by_little_get_a_zoomed_axis_that_says_so():
+    """03's S0-07 bars (1.6256 / 1.6252 / 1.6252) look equal on an axis from 0: the axis zooms onto their tops and a
+    note says it does not start at 0; bars that differ a lot keep the axis from 0."""
+    from ftkit.plots.articles import bars_figure
+    close = bars_figure({"reported": 1.6256, "fresh A": 1.6252, "fresh B": 1.6252}, yaxis_title="loss")
+    low, high = close.layout.yaxis.range
+    assert 1.62 < low < 1.6252 < 1.6256 < high < 1.63
+    assert "not 0" in close.layout.annotations[0].text and figure_problems(close.to_plotly_json()) == []
+    apart = bars_figure({"a": 0.2, "b": 0.9})
+    assert apart.layout.yaxis.range is None and not apart.layout.annotations

@@ -5,6 +5,7 @@ import math
 import pytest
 
 from conftest import NOTEBOOKS
+from test_seed_errors import linked_ids
 
 pytestmark = pytest.mark.notebook
 
@@ -36,7 +37,10 @@ def test_language_model_notebook(run_notebook, monkeypatch):
     f = art["formulas"]
     ce = f["cross-entropy (correct)"]
     assert f["S1-04 swapped, -Σ p log Y"] == math.inf                                                    # S1-04
-    assert f["S3-05 literal Σ_j log p(y|x), T²×"] == pytest.approx(art["T"] ** 2 * ce, rel=1e-4)        # S3-05
+    literal = f["S3-05 literal Σ_j log p(y|x)"]                                                       # S3-05
+    assert literal == pytest.approx(art["T"] * f["sequence loss -(1/N) Σ_i log p(y_i|x_i)"], rel=1e-4)  # T × its own
+    assert literal == pytest.approx(art["T"] ** 2 * ce, rel=1e-4)                                    # T² × per token
+    assert set(art["shown"]) >= linked_ids("06_language_model.ipynb")
     assert abs(f["S3-08 softmax of probabilities"] - f["ln V"]) < 1 and art["double_softmax_grad_norm"] < art["ce_grad_norm"]
     assert f["S3-01 index times Σ_j log p_ij"] > 2 * ce                                                  # S3-01
     g = art["logistic_gd_final"]   # S2-03: the article's gradient stalls on confidently wrong examples

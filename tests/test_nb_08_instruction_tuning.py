@@ -27,6 +27,6 @@ def test_instruction_tuning_notebook(run_notebook, tmp_path_factory, monkeypatch
     assert len(lora["val_loss_per_epoch"]) == 2 and lora["val_loss_per_epoch"][-1] < lora["val_loss_before"] - 0.1
     assert lora["exact_match_after"]["all"] >= lora["exact_match_before"]["all"]
     assert 0 < lora["trainable_params"] < m["full"]["trainable_params"] == m["parameters"]
-    assert m["full"]["val_loss"] < lora["val_loss_before"]
+    assert m["full"]["val_loss"] < m["full"]["val_loss_before"] - 0.1   # full fine-tuning learns too
     assert m["reload_max_diff"] < 1e-5 and m["merge_max_diff"] <= 1e-4 and m["fresh_process_max_diff"] is None
     assert m["folder_mb"]["adapter"] < m["folder_mb"]["merged"]

@@ -79,6 +79,16 @@ def test_strict_mode_drops_an_entity_without_its_b_tag():
     assert strict["f1"] == pytest.approx(0.5)
 
 
+def test_strict_mode_can_score_higher_than_conlleval_on_well_formed_gold():
+    """A stray I- in the prediction is a false positive for conlleval (an I-X after O opens an entity) and nothing
+    for strict IOB2, so strict can be the HIGHER score even when the gold tags are well formed."""
+    gold, pred = [["B-LOC", "O", "O"]], [["B-LOC", "O", "I-PER"]]
+    conll, strict = entity_scores(gold, pred), entity_scores(gold, pred, mode="strict")
+    assert (conll["tp"], conll["n_pred"], conll["n_true"]) == (1, 2, 1)      # P = 1/2, R = 1
+    assert conll["f1"] == pytest.approx(2 / 3)                               # 0.667
+    assert (strict["tp"], strict["n_pred"], strict["n_true"]) == (1, 1, 1)
+    assert strict["f1"] == pytest.approx(1.0)
+
 def test_token_report_matches_sklearn_with_o_inflating():
     from sklearn.metrics import classification_report
     y_true, y_pred = random_tags(seed=1)

@@ -177,3 +177,18 @@ def test_the_dashboard_parameter_is_one_spec():
         setup({"preset": "cpu", "dashboard": "autp"}, {"dashboard": Dashboard()}, quiet=True)
     with pytest.raises(ParameterError, match=r"parameter dashboard=1: expected one of 'auto', True, False"):
         setup({"preset": "cpu", "dashboard": 1}, {"dashboard": Dashboard()}, quiet=True)   # 1 == True, but not a bool
+
+
+def test_claims_print_each_value_beside_its_margin_and_fail_together(capsys):
+    from ftkit.notebook import Claims
+    claims = Claims()
+    assert claims.check("loss fell", 0.4, above=0.1) and not claims.check("reload diff", 2e-3, below=1e-4)
+    assert claims.check("ratio", 1.07, above=0.9, below=1.5)
+    out = capsys.readouterr().out.splitlines()
+    assert out == ["holds  loss fell: 0.4 (must be > 0.1)", "FAILS  reload diff: 0.002 (must be < 0.0001)",
+                   "holds  ratio: 1.07 (must be > 0.9 and < 1.5)"]
+    with pytest.raises(AssertionError, match=r"claims that do not hold on this run: reload diff: got 0.002, must be < "
+                                             r"0.0001$"):
+        claims.verify()
+    with pytest.raises(ValueError, match="give the margin it must clear"):
+        claims.check("no margin", 1.0)

@@ -1,6 +1,8 @@
-"""docs/seed_errors.md: every audited article error has a row, and every "shown in" link leads to a notebook
-section that exists and names the id (GitHub's heading anchors; the section runs to the next heading of the same
-or a higher level)."""
+"""docs/seed_errors.md: every audited article error has a row, every "shown in" link leads to a notebook section
+that exists and names the id (GitHub's heading anchors; the section runs to the next heading of the same or a higher
+level), and a row marked as shown points at a section with a code cell that runs the article's version and records
+the id (``ftkit.articles.record(..., shown=[...])``); the notebooks' own tests check, on the executed notebook, that
+the ids the page links to that notebook are among those recorded (:func:`linked_ids`)."""
 import json
 import re
 from pathlib import Path
@@ -14,8 +16,13 @@ AUDIT = next((p / "shared" / "seed_audit.md" for p in ROOT.parents if (p / "shar
              ROOT.parent / "shared" / "seed_audit.md")
 # notebooks another branch adds: until one lands here its links are skipped, after that they are checked in full
 PENDING = {"notebooks/07_model_design.ipynb"}
-COUNTS = {"S0": 11, "S1": 14, "S2": 14, "S3": 15, "S4": 12}  # the audit's ids per seed: 66 in all
+COUNTS = {"S0": 12, "S1": 16, "S2": 14, "S3": 16, "S4": 13}  # ids per seed: the audit's 66 and 5 found after it
 IDS = {f"{s}-{i:02d}" for s, n in COUNTS.items() for i in range(1, n + 1)}
+AFTER_AUDIT = {"S0-12", "S1-15", "S1-16", "S3-16", "S4-13"}   # not in ../shared/seed_audit.md
+# severities this page rates differently from the audit, each for a reason the page's row gives
+RERATED = {"S0-05": ("H", "L")}    # TF 2.6/2.7 only warns about lr= and 0.001 is Adam's default: no effect there
+# notebooks whose article sections record the ids they run; 01–03 (another branch's) are checked once they do
+RECORDING = {"04", "05", "06", "07", "08"}
 
 LINK = re.compile(r"\[[^\]]*\]\(\.\./(notebooks/[^)#]+\.ipynb)#([^)]+)\)")
 TITLE = re.compile(r"(\d\d) § \*([^*]+)\*")
@@ -63,8 +70,11 @@ def test_every_audited_id_has_one_row():
 @pytest.mark.skipif(not AUDIT.exists(), reason="the audit lives beside the checkout (../shared/seed_audit.md)")
 def test_the_ids_and_severities_are_the_audits():
     audit = dict(re.findall(r"^\| (S\d-\d\d) \| ([HML]) \|", AUDIT.read_text(), flags=re.M))
-    assert set(audit) == IDS
-    assert {sid: cells[1] for sid, cells in rows().items()} == audit
+    assert set(audit) == IDS - AFTER_AUDIT
+    for sid, (was, now) in RERATED.items():
+        assert audit[sid] == was
+        audit[sid] = now
+    assert {sid: cells[1] for sid, cells in rows().items() if sid in audit} == audit
 
 
 def test_every_row_is_shown_in_a_notebook_section_or_says_why_not():
@@ -95,6 +105,39 @@ def test_links_lead_to_a_section_that_names_the_id(sid):
         assert title in [t for t, _ in sections(notebook).values()], f"{sid}: no section {title!r} in {notebook.name}"
     if pending:
         pytest.skip(f"{pending[0]} comes with another branch; its section is checked once it is here")
+
+
+def shown_rows() -> dict[str, list[tuple[str, str]]]:
+    """id -> [(notebook path, anchor)] for every row marked as shown (its last column is not "text only")."""
+    return {sid: LINK.findall(cells[-1]) for sid, cells in rows().items()
+            if LINK.search(cells[-1]) and not cells[-1].startswith("text only")}
+
+
+def linked_ids(notebook: str) -> set[str]:
+    """The ids docs/seed_errors.md marks as shown in ``notebook`` (e.g. "05_sentence_classification.ipynb"): its
+    test checks them against the ids the executed notebook recorded."""
+    return {sid for sid, links in shown_rows().items() if any(p == f"notebooks/{notebook}" for p, _ in links)}
+
+
+RECORDED = re.compile(r"\bshown=\[([^\]]*)\]", re.S)     # the ids of a record(..., shown=[...]) call
+
+
+@pytest.mark.parametrize("sid", sorted(shown_rows()))
+def test_a_row_marked_shown_points_at_a_cell_that_runs_the_articles_version(sid):
+    """The linked section holds a code cell that runs the article's version and records the id (``record(...,
+    shown=[...])``): naming the id in the text is not enough."""
+    checked = 0
+    for path, anchor in shown_rows()[sid]:
+        if Path(path).name[:2] not in RECORDING:
+            continue
+        cells = json.loads((ROOT / path).read_text())["cells"]
+        text = sections(ROOT / path)[anchor][1]
+        code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code" and "".join(c["source"]) in text]
+        recorded = {i for c in code if "record(" in c for m in RECORDED.findall(c) for i in re.findall(r"S\d-\d\d", m)}
+        assert sid in recorded, f"{sid}: no code cell in {path}#{anchor} records it as run (record(..., shown=[...]))"
+        checked += 1
+    if not checked:
+        pytest.skip(f"{sid} is shown in notebooks 01–03, whose sections do not record ids yet")
 
 
 def test_serious_errors_that_run_in_pytorch_are_shown():

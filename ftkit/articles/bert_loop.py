@@ -15,6 +15,11 @@ the exception or the printed lines of each stage:
 * S3-12, S3-14 003's ``evaluate``: ``device`` undefined, then the ``labels`` list shadowed by a tensor.
 * S3-13 ``criterion(outputs.logits, labels)`` next to ``outputs.loss`` of ``labels=``: the same number
   (:func:`loss_twice`).
+* S1-15 ``train_data_loader`` / ``test_data_loader`` are never defined in 001: with every other fix in, the loop
+  still stops with a ``NameError`` (:func:`run_as_published`; :func:`run_stages` supplies the two loaders so the
+  errors behind it show).
+* S0-06 seed 000's loop ``for epoch in range(epochs): for images, labels in train_dataset:`` (000:233–234): neither
+  name is defined (:func:`run_seed000_loop`).
 * S4-09 004's ``print(f\\"…\\")``: a SyntaxError before anything runs (:func:`syntax_error`).
 
 ``ftkit.fit`` takes ``.logits`` from a model output itself, so the S1-07 crash never appears through ``fit``.
@@ -37,7 +42,8 @@ from ..deps import require
 
 __all__ = ["SEED001_CODE", "SEED001_FIXES", "SEED003_EVALUATE", "SEED004_PRINT", "tiny_classifier",
            "sentence_batches", "apply_fixes", "run_stages", "parse_prints", "unpack_batch_encoding", "output_shapes", "loss_twice",
-           "no_grad_effect", "run_seed003_evaluate", "syntax_error"]
+           "no_grad_effect", "run_seed003_evaluate", "syntax_error", "run_as_published", "SEED000_LOOP",
+           "run_seed000_loop"]
 
 # 001:131–164, verbatim (the model / optimizer / criterion lines 124–128 are supplied by the namespace)
 SEED001_CODE = '''\
@@ -112,6 +118,13 @@ def evaluate(model, dataset, batch_size):
                 preds.append(pred_tokens)
                 labels.append(label_tokens)
     return preds, labels
+'''
+
+# 000:233–234, verbatim (the loop's body, 000:235–236, calls train_step on each batch)
+SEED000_LOOP = '''\
+for epoch in range(epochs):
+    for images, labels in train_dataset:
+        train_step(images, labels)
 '''
 
 # 004:90, verbatim (the backslashes are in the article's code block)
@@ -266,3 +279,28 @@ def syntax_error(line: str = SEED004_PRINT) -> str:
     except SyntaxError as e:
         return f"SyntaxError: {e.msg}"
     return ""
+
+
+def _error(code: str, ns: dict, where: str) -> str | None:
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compile(code, where, "exec"), ns)
+    except Exception as e:           # the article's own crash is the result
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return None
+
+
+def run_as_published(model_factory, *, lr: float = 2e-5, code: str = SEED001_CODE, fixes=SEED001_FIXES) -> dict:
+    """S1-15: 001's loop with every fix of ``fixes`` in, in the namespace the article's listing defines (the model,
+    the optimizer, the criterion: 001:124–128) and nothing else: ``train_data_loader`` is never defined, so it stops
+    with a NameError after every other fix."""
+    model = model_factory()
+    ns = {"torch": torch, "model": model, "optimizer": torch.optim.Adam(model.parameters(), lr=lr),
+          "criterion": torch.nn.CrossEntropyLoss()}
+    return {"fixed": [f[0] for f in fixes], "error": _error(apply_fixes(code, fixes), ns, "<article 001, as published>")}
+
+
+def run_seed000_loop() -> list[str]:
+    """S0-06: 000:233–234 as written (``epochs`` undefined), then with ``epochs = 10`` (``train_dataset``
+    undefined): the two NameErrors, before TensorFlow is ever called."""
+    return [_error(SEED000_LOOP, {}, "<article 000:233>"), _error(SEED000_LOOP, {"epochs": 10}, "<article 000:233>")]

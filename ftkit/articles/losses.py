@@ -8,6 +8,9 @@ r"""The loss formulas as the articles print them, evaluated and trained next to 
 * S3-01 (003:15): the class *index* :math:`y_i` multiplying every :math:`\log \hat y_{ij}` (:func:`index_ce`).
 * S3-05 (003:27): :math:`-\frac1N\sum_i\sum_{j=1}^T \log p(y_i|x_i)` — a summand without j (:func:`literal_ll`).
 * S3-08 (003:99–105): softmax applied to probabilities (:func:`double_softmax_ce`).
+* S2-06 (002:254–262): :math:`\ell = \frac1N\sum_i \ell_i(M(x), y)` "with each layer's loss": every
+  :math:`\ell_i` takes the same output :math:`M(x)`, so the sum is one loss, not per-layer losses
+  (:func:`per_layer_loss`).
 * S2-03 (002:212): the gradient :math:`(M-y)\nabla_θ M` for a sigmoid + BCE, a factor :math:`M(1-M)` short
   (:func:`article_bce_gradient`, :func:`logistic_gd`).
 """
@@ -22,7 +25,7 @@ from ..data.synthetic import blobs
 from ..utils import check_int, check_number
 
 __all__ = ["article_bce", "bce_on_labels_vs_ce", "swapped_ce", "index_ce", "literal_ll", "double_softmax_ce",
-           "article_bce_gradient", "logistic_gd"]
+           "article_bce_gradient", "logistic_gd", "per_layer_loss"]
 
 
 def article_bce(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -119,3 +122,18 @@ def logistic_gd(x: torch.Tensor, y: torch.Tensor, w0: torch.Tensor, steps: int =
             curve.append(float(F.binary_cross_entropy(torch.sigmoid(x @ w), y.double())))
         out[name] = curve
     return out
+
+
+def per_layer_loss(logits: torch.Tensor, y: torch.Tensor, n_layers: int) -> dict:
+    r"""002:254–262 evaluated as printed: :math:`\ell = \frac1N\sum_{i=1}^{N} \ell_i(M(x), y)` with N the layer
+    count and :math:`\ell_i` "each layer's loss" — cross-entropy, each on the network's output :math:`M(x)` (the
+    only thing the formula gives it). Returns the formula's value and gradient norm beside one cross-entropy's: the
+    same numbers, because the :math:`\ell_i` are one function; per-layer losses would need per-layer outputs
+    (auxiliary heads, i.e. deep supervision), which ResNet does not have."""
+    check_int("n_layers", n_layers)
+    z1, z2 = logits.detach().clone().requires_grad_(True), logits.detach().clone().requires_grad_(True)
+    article = sum(F.cross_entropy(z1, y) for _ in range(n_layers)) / n_layers
+    one = F.cross_entropy(z2, y)
+    g1, g2 = torch.autograd.grad(article, z1)[0], torch.autograd.grad(one, z2)[0]
+    return {"article": float(article.detach()), "one_loss": float(one.detach()), "n_layers": n_layers,
+            "value_gap": abs(float((article - one).detach())), "gradient_gap": float((g1 - g2).abs().max())}

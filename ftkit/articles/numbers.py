@@ -4,12 +4,15 @@
   same test set with the same weights (``training=False`` is deterministic): the two must be equal.
 * S1-13: seed 001's CoNLL report. Its per-class rows fix micro accuracy (Σ R_c·n_c / N) and the weighted
   averages; the printed micro and weighted rows (0.973) do not follow from them.
+* S1-16: the same rows contradict each other: each token gets exactly one predicted tag, so the tags predicted per
+  class, TP_c / P_c = R_c·n_c / P_c, must add up to the N = 46,435 tokens; the rows give 46,359 (46,312–46,407 with
+  their rounding).
 * S3-15: seed 003's dev P / R / F1: F1 = 2PR/(P+R) gives 0.854 and 0.867, not the printed 0.846 and 0.862.
 """
 from __future__ import annotations
 
 __all__ = ["SEED000_TEST_LOSS", "SEED000_FINAL_TEST_LOSS", "SEED001_REPORT", "SEED001_AVERAGES", "SEED003_DEV",
-           "f1_from_pr", "report_averages", "seed000_check", "seed001_check", "seed003_check"]
+           "f1_from_pr", "report_averages", "predicted_tokens", "seed000_check", "seed001_check", "seed003_check"]
 
 # 000:274–284, "Epoch k, Loss: …" (evaluate_step(x_test, y_test) after each epoch), then the final test loss
 SEED000_TEST_LOSS = [1.6839, 1.0893, 0.8276, 0.7020, 0.6345, 0.6182, 0.6022, 0.5946, 0.5910, 0.5900]
@@ -46,6 +49,17 @@ def report_averages(rows: dict) -> dict[str, tuple[float, float, float]]:
     weighted = tuple(sum(r[i] * r[3] for r in rows.values()) / n for i in range(3))
     accuracy = weighted[1]
     return {"micro": (accuracy, accuracy, accuracy), "macro": macro, "weighted": weighted}
+
+
+def predicted_tokens(rows: dict = SEED001_REPORT, rounding: float = 0.0005) -> dict:
+    """S1-16: the tokens a report's rows say were predicted, Σ_c R_c·n_c / P_c (TP_c = R_c·n_c true positives of
+    class c, of which P_c is the share among the tokens predicted as c), beside the N = Σ_c n_c tokens it scores.
+    Each token gets exactly one predicted tag, so the two must be equal; ``low``/``high`` bound the sum over every
+    P, R within ``rounding`` of the printed ones."""
+    n = sum(r[3] for r in rows.values())
+    return {"predicted": sum(r * m / p for p, r, _, m in rows.values()),
+            "low": sum((r - rounding) * m / (p + rounding) for p, r, _, m in rows.values()),
+            "high": sum((r + rounding) * m / (p - rounding) for p, r, _, m in rows.values()), "tokens": n}
 
 
 def seed000_check(measured_last_epoch: float, measured_final: float) -> dict:

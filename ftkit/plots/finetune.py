@@ -27,16 +27,32 @@ def modes_figure(results: dict[str, dict], title: str = "same data, same budget"
     return fig.update_layout(title=title, barmode="group", height=360, margin=dict(l=40, r=20, t=70, b=40))
 
 
+def _running_mean(ys: list[float], window: int) -> list[float]:
+    out, total = [], 0.0
+    for i, y in enumerate(ys):
+        total += y - (ys[i - window] if i >= window else 0.0)
+        out.append(total / min(i + 1, window))
+    return out
+
+
 def loss_curves_figure(histories: dict, title: str = "training loss per step") -> go.Figure:
-    """One line per mode: the loss of every step (``History.steps``) and the validation accuracy per epoch."""
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss (step)", "validation accuracy (epoch)"))
+    """One line per mode: the loss of every step (``History.steps``, faint) with its running mean over a twentieth of
+    the run (bold, one dash style per mode, so no mode's curve hides another's), and the validation accuracy per
+    epoch."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("training loss (step; bold: running mean)",
+                                                        "validation accuracy (epoch)"))
+    dashes = ("solid", "dash", "dot", "dashdot")
     for i, (mode, history) in enumerate(histories.items()):
         color = f"hsl({(i * 137) % 360},60%,45%)"
-        fig.add_scatter(x=[r["step"] for r in history.steps], y=[r["loss"] for r in history.steps], name=mode,
-                        line=dict(color=color), row=1, col=1)
+        steps, losses = [r["step"] for r in history.steps], [r["loss"] for r in history.steps]
+        fig.add_scatter(x=steps, y=losses, name=f"{mode} (each step)", line=dict(color=color, width=1), opacity=0.3,
+                        legendgroup=mode, showlegend=False, row=1, col=1)
+        fig.add_scatter(x=steps, y=_running_mean(losses, max(1, len(losses) // 20)), name=mode, legendgroup=mode,
+                        line=dict(color=color, width=3, dash=dashes[i % len(dashes)]), row=1, col=1)
         if any("val_accuracy" in r for r in history.epochs):
             fig.add_scatter(x=history["epoch"], y=history["val_accuracy"], name=mode, mode="lines+markers",
-                            line=dict(color=color), showlegend=False, row=1, col=2)
+                            legendgroup=mode, line=dict(color=color, dash=dashes[i % len(dashes)]), showlegend=False,
+                            row=1, col=2)
     fig.update_xaxes(title_text="step", row=1, col=1)
     fig.update_xaxes(title_text="epoch", row=1, col=2)
     return fig.update_layout(title=title, height=340, margin=dict(l=40, r=20, t=70, b=40))

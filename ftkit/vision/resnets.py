@@ -105,7 +105,10 @@ def article_layer(c_in: int, c_out: int, stride: int = 1) -> nn.Sequential:
 class ArticleNet(nn.Sequential):
     """The article's ``resnet_v1(input_shape=(224, 224, 3), num_classes=1000)``: conv7×7/2 → pool → 8 layers
     (64, 64/2, 128, 128/2, 256, 256/2, 512, 512/2) → Flatten → Dense 4096 → Dropout 0.4 → Dense (VGG's head).
-    The Flatten fixes the input size: a 32×32 CIFAR image does not fit it (S2-11)."""
+    The Flatten ties the head to the final map's size, computed here from ``image_size``. Fed 32×32 CIFAR images,
+    the 224-px model still runs — its 4× down-sampling per layer (S2-10) leaves 1×1 maps at both sizes — and returns
+    1000 logits per image for 10 labels (S2-11): in PyTorch no error shows the mismatch; Keras' fixed
+    ``Input((224, 224, 3))`` is what raises."""
 
     def __init__(self, num_classes: int = 1000, image_size: int = 224):
         layers = [nn.Conv2d(3, 64, 7, 2, 3), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
