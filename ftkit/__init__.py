@@ -17,6 +17,7 @@ _LAZY = {
     "Callback": "core", "lr_find": "train", "LRFinderResult": "train", "launch": "train",
     "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None,
     "params": None, "train": None, "optviz": None, "nlp": None, "vision": None, "data": None, "plots": None, "ui": None,
+    "sweep": None,        # a callable module: ftkit.sweep(notebook, params, metric=..., out=...)
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",

@@ -60,5 +60,6 @@ def importance_figure(importances: dict, *, method: str, metric: str, title: str
     names = list(importances)[::-1]
     fig = go.Figure(go.Bar(x=[importances[n] for n in names], y=names, orientation="h", marker_color=INFO,
                            name="importance", showlegend=False))
-    fig.update_xaxes(title_text=f"importance for {metric} ({method})", range=[0, 1.05 * max(importances.values(), default=1)])
+    top = max(importances.values(), default=1)
+    fig.update_xaxes(title_text=f"importance for {metric} ({method})", range=[0, 1.05 * top])
     return style(fig, height=120 + 40 * len(names), title=title or f"Which parameter mattered for {metric}")

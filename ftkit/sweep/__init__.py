@@ -10,11 +10,11 @@ import sys
 import types
 
 from .space import Param, SweepError, parse_param
-from .study import results_table, sweep
+from .study import locate_notebook, results_table, sweep
 from .trial import read_metric
 
 __all__ = ["sweep", "view", "compare_runs", "load_sweep", "best_parameters", "Param", "SweepError", "parse_param",
-           "read_metric", "results_table"]
+           "read_metric", "results_table", "locate_notebook"]
 
 
 def __getattr__(name):        # the view needs plotly (ftkit.plots): loaded on first use

@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from .space import SweepError, parse_param
-from .study import RESULTS_CSV, STUDY_DB, results_table
+from .study import STUDY_DB, require_optuna, results_table
 
 __all__ = ["SweepView", "load_sweep", "view", "compare_runs", "best_parameters", "read_curve", "MIN_IMPORTANCE_RUNS"]
 
@@ -21,7 +21,7 @@ MIN_IMPORTANCE_RUNS = 8      # fewer finished runs: importances would be noise, 
 
 
 def _load_study(out: str):
-    import optuna
+    optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     path = os.path.join(out, STUDY_DB)
     if not os.path.isfile(path):

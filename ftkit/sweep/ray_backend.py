@@ -82,8 +82,9 @@ class RayRunner:
         try:
             result = self.ray.get(ref, timeout=30)
         except Exception as e:           # a cancelled task, a dead worker, a lost node
+            lines = str(e).strip().splitlines() or [""]
             return {"state": "FAIL", "value": None, "seconds": None,
-                    "error": f"the Ray task failed: {type(e).__name__}: {str(e).strip().splitlines()[-1][:300] if str(e).strip() else ''}"}
+                    "error": f"the Ray task failed: {type(e).__name__}: {lines[-1][:300]}"}
         for name, data in (result.pop("files", None) or {}).items():
             path = os.path.join(spec["output_dir"], name)
             os.makedirs(os.path.dirname(path), exist_ok=True)

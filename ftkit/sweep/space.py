@@ -14,8 +14,8 @@ import math
 import re
 from dataclasses import dataclass
 
-__all__ = ["SweepError", "Param", "parse_value", "split_values", "parse_param", "check_space", "grid", "encode", "decode",
-           "RANGE_KINDS"]
+__all__ = ["SweepError", "Param", "parse_value", "split_values", "parse_param", "check_space", "grid", "encode",
+           "decode", "RANGE_KINDS"]
 
 RANGE_KINDS = ("log", "lin", "int", "intlog")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -102,8 +102,8 @@ def parse_value(text: str):
         try:
             value = ast.literal_eval(s)
         except (ValueError, SyntaxError) as e:
-            raise SweepError(f"value {s!r} looks like a list or a quoted text but does not parse ({e.__class__.__name__}"
-                             f"): write lists as JSON, e.g. [\"mse\", \"cross_entropy\"]") from None
+            raise SweepError(f"value {s!r} looks like a list or a quoted text but does not parse "
+                             f"({e.__class__.__name__}): write lists as JSON, e.g. [\"mse\", \"ce\"]") from None
         return list(value) if isinstance(value, tuple) else value
     return s
 

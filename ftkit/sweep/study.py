@@ -21,9 +21,10 @@ import time
 
 from .check import check_parameters
 from .space import Param, SweepError, check_space, decode, encode, grid, parse_param
-from .trial import finish_trial, start_trial, stop_process
+from .trial import finish_trial, start_trial, stop_processes
 
-__all__ = ["sweep", "results_table", "lock_folder", "SAMPLERS", "BACKENDS", "STUDY_DB", "RESULTS_CSV"]
+__all__ = ["sweep", "results_table", "lock_folder", "locate_notebook", "require_optuna", "SAMPLERS", "BACKENDS",
+           "STUDY_DB", "RESULTS_CSV"]
 
 SAMPLERS = ("grid", "random", "tpe")
 BACKENDS = ("local", "ray")
@@ -70,8 +71,30 @@ def _as_params(params) -> list[Param]:
     return [p if isinstance(p, Param) else parse_param(p) for p in params]
 
 
+def require_optuna():
+    """Optuna, or a ``SweepError`` saying how to install it."""
+    try:
+        import optuna
+    except ImportError:
+        raise SweepError("sweeps keep their study in Optuna, which is not installed: pip install 'ftkit[sweep]' "
+                         "(or pip install optuna)") from None
+    return optuna
+
+
+def locate_notebook(name) -> str:
+    """``name`` as a path, else in ``notebooks/`` of the working directory or of its parent (a notebook of the kit
+    from the repository root or from ``notebooks/``); ``SweepError`` naming where it looked."""
+    name = os.fspath(name)
+    tried = [name, os.path.join("notebooks", name), os.path.join("..", "notebooks", name)]
+    for path in tried:
+        if os.path.isfile(path):
+            return os.path.abspath(path)
+    raise SweepError(f"notebook {name!r} not found in {', '.join(map(repr, tried))} (working directory "
+                     f"{os.getcwd()!r}): give its path, or clone the repository (its notebooks/ folder) and run there")
+
+
 def _open_study(out: str, identity: dict, direction: str, sampler: str, seed: int):
-    import optuna
+    optuna = require_optuna()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     samplers = {"grid": lambda: optuna.samplers.RandomSampler(seed=seed),    # grid points are enqueued in order
                 "random": lambda: optuna.samplers.RandomSampler(seed=seed),
@@ -89,16 +112,19 @@ def _open_study(out: str, identity: dict, direction: str, sampler: str, seed: in
     return study
 
 
-def _mark_unfinished(study) -> int:
+def _mark_unfinished(study, out: str) -> int:
     """Trials a kill left RUNNING (or enqueued and never started): FAIL, with ``rerun`` so they run again."""
+    import optuna
     from optuna.trial import TrialState
-    storage, n = study._storage, 0
+    storage = optuna.storages.RDBStorage(f"sqlite:///{os.path.join(out, STUDY_DB)}")
+    study_id, n = storage.get_study_id_from_name(study.study_name), 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        storage.set_trial_user_attr(t._trial_id, "rerun", True)
-        storage.set_trial_user_attr(t._trial_id, "error", "unfinished when the sweep stopped; rerun")
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        storage.set_trial_user_attr(trial_id, "rerun", True)
+        storage.set_trial_user_attr(trial_id, "error", "unfinished when the sweep stopped; rerun")
         if t.state == TrialState.WAITING:
-            storage.set_trial_state_values(t._trial_id, TrialState.RUNNING)
-        storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        storage.set_trial_state_values(trial_id, TrialState.FAIL)
         n += 1
     return n
 
@@ -180,6 +206,7 @@ def sweep(notebook, params, *, metric: str, out, direction: str = "min", trials:
         raise SweepError("no --param given: name at least one parameter to sweep")
     if sampler == "grid" and all(p.fixed for p in params) and trials is None:
         trials = 1
+    require_optuna()
     notebook = os.path.abspath(os.fspath(notebook))
     cwd = os.path.abspath(os.fspath(cwd or os.getcwd()))
     check_parameters(notebook, params, cwd)              # the notebook's own checks, before any trial
@@ -189,7 +216,7 @@ def sweep(notebook, params, *, metric: str, out, direction: str = "min", trials:
         identity = {"notebook": notebook, "metric": metric, "direction": direction, "sampler": sampler,
                     "params": [p.describe() for p in params]}
         study = _open_study(out, identity, direction, sampler, seed)
-        _mark_unfinished(study)
+        _mark_unfinished(study, out)
         if backend == "ray":
             from . import ray_backend
             runner = ray_backend.RayRunner(address, threads or max(1, _cores() // workers), gpus_per_trial)
@@ -218,11 +245,7 @@ class _LocalRunner:
         return finish_trial(spec, handle.returncode)
 
     def stop(self, handles: list) -> None:
-        for h in handles:
-            if h.poll() is None:
-                h.send_signal(signal.SIGINT)
-        for h in handles:
-            stop_process(h)
+        stop_processes(handles)
 
     def close(self):
         pass

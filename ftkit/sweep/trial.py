@@ -18,8 +18,8 @@ import subprocess
 import sys
 import time
 
-__all__ = ["read_metric", "run_notebook", "write_result", "trial_env", "start_trial", "finish_trial", "run_trial", "THREAD_VARS",
-           "stop_process", "MetricError", "RESULT", "LOG"]
+__all__ = ["read_metric", "run_notebook", "write_result", "trial_env", "start_trial", "finish_trial", "run_trial",
+           "stop_process", "stop_processes", "kill_tree", "MetricError", "THREAD_VARS", "RESULT", "LOG"]
 
 RESULT, LOG = "result.json", "log.txt"
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
@@ -117,23 +117,31 @@ def finish_trial(spec: dict, returncode: int | None) -> dict:
     except (OSError, ValueError):
         how = f"was killed by signal {-returncode}" if returncode and returncode < 0 else f"exited with {returncode}"
         return {"state": "FAIL", "value": None, "seconds": None,
-                "error": f"the trial process {how} before writing its result (see {os.path.join(spec['output_dir'], LOG)})"}
+                "error": f"the trial process {how} before writing its result "
+                         f"(see {os.path.join(spec['output_dir'], LOG)})"}
+
+
+def stop_processes(procs: list, grace: float = 15.0) -> None:
+    """Ask trial processes to stop (one SIGINT each: papermill shuts its kernel down); kill those still running
+    after ``grace`` seconds, with their kernels."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid)
+            proc.wait()
 
 
 def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
-    """Ask a trial process to stop (SIGINT: papermill shuts its kernel down); kill it and its kernel after
-    ``grace`` seconds."""
-    if proc.poll() is not None:
-        return
-    try:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        _kill_tree(proc.pid)
-        proc.wait()
+    stop_processes([proc], grace)
 
 
-def _kill_tree(pid: int) -> None:
+def kill_tree(pid: int) -> None:
+    """Kill a process and every process under it (a trial's kernel runs in a session of its own)."""
     import psutil
     try:
         parent = psutil.Process(pid)
