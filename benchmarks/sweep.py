@@ -3,7 +3,7 @@ fixed cost of one trial (its process, papermill, the kernel start, ftkit's impor
 
 Prints one JSON line: serial and parallel seconds, their ratio (goal <= 0.65 on 2 cores), the fixed cost per
 trial (median of the no-work trials' own seconds, and their wall time / trial), the machine's cores and load.
-    python benchmarks/sweep.py [--work 40] [--steps 20] [--trials 4]
+    python benchmarks/sweep.py [--work 150] [--steps 20] [--trials 4]
 The tiny notebook (tests/assets/tiny_sweep.ipynb) does ``steps × work`` 200×200 matrix products: real CPU work,
 not sleep, so two trials at once really compete for the cores.
 """
@@ -35,7 +35,7 @@ def timed(params, workers, out):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--work", type=int, default=40, help="matrix products per step")
+    ap.add_argument("--work", type=int, default=150, help="matrix products per step")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--trials", type=int, default=4)
     args = ap.parse_args(argv)

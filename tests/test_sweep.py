@@ -148,14 +148,17 @@ def test_grid_2x2_runs_every_point_once_with_the_notebooks_numbers(grid_sweep):
 
 @pytest.mark.multiprocess
 def test_a_failing_trial_is_recorded_with_its_last_line_and_the_sweep_goes_on(tmp_path):
-    table = sweep(TINY, {"lr": [0.3, 0.1], "steps": 20}, metric="loss", out=tmp_path, workers=2, progress=False)
-    assert list(table.state) == ["FAIL", "COMPLETE"]
+    params = {"lr": [0.3, 0.1], "die": [False, True], "steps": 20}
+    table = sweep(TINY, params, metric="loss", out=tmp_path, workers=2, progress=False)
+    assert list(table.state) == ["FAIL", "FAIL", "COMPLETE", "FAIL"]
+    dead = "DeadKernelError: the notebook's kernel died (out of memory, a crash in native code, or killed)"
+    assert table.error[1] == table.error[3] == dead
     # lr=0.3 on a=10: the loss grows 4× a step, ½·10·4⁶ ≈ 2.05e4 > 1000 × 5.5 first at step 6
     assert table.error[0] == ("FloatingPointError: loss 2.05e+04 at step 6 is over 1000x its start: lr=0.3 is "
                               "past the stability edge 2/max(a)=0.2")
-    assert table.loss[1] == pytest.approx(final_loss(0.1, 20), rel=1e-12) and pd.isna(table.loss[0])
-    # the same call again: both trials are finished (a failure is a result), nothing reruns
-    again = sweep(TINY, {"lr": [0.3, 0.1], "steps": 20}, metric="loss", out=tmp_path, workers=2, progress=False)
+    assert table.loss[2] == pytest.approx(final_loss(0.1, 20), rel=1e-12) and table.loss[[0, 1, 3]].isna().all()
+    # the same call again: every trial is finished (a failure is a result), nothing reruns
+    again = sweep(TINY, params, metric="loss", out=tmp_path, workers=2, progress=False)
     assert again.equals(table)
 
 
@@ -190,6 +193,9 @@ def test_ctrl_c_stops_the_running_trial_and_leaves_the_study_consistent(tmp_path
     proc = _cli(out, "lr=0.05,0.1", "steps=5", env={**os.environ, "TINY_SWEEP_GATE": str(gate)})
     _wait(lambda: (_rows(out).state == "COMPLETE").sum() == 1 and (out / "trials" / "0001" / "log.txt").exists())
     time.sleep(3)                                     # its kernel is up and waiting at the gate
+    from ftkit.sweep import view                      # the view reads a sweep that is still running
+    running = view(out, show=False)
+    assert running.table.state.tolist() == ["COMPLETE", "RUNNING"] and len(running.curves) == 1
     children = psutil.Process(proc.pid).children(recursive=True)
     assert children                                   # the trial process and its kernel
     proc.send_signal(signal.SIGINT)

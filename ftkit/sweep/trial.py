@@ -56,6 +56,8 @@ def read_metric(output_dir, metric: str) -> float:
 
 def _last_line(error: BaseException) -> str:
     ename, evalue = getattr(error, "ename", None), getattr(error, "evalue", None)
+    if type(error).__name__ == "DeadKernelError":
+        return "DeadKernelError: the notebook's kernel died (out of memory, a crash in native code, or killed)"
     if ename:            # papermill's PapermillExecutionError: the notebook's own exception
         text = f"{ename}: {evalue}"
     else:
@@ -116,9 +118,15 @@ def finish_trial(spec: dict, returncode: int | None) -> dict:
             return json.load(f)
     except (OSError, ValueError):
         how = f"was killed by signal {-returncode}" if returncode and returncode < 0 else f"exited with {returncode}"
+        log = os.path.join(spec["output_dir"], LOG)
+        try:
+            with open(log) as f:
+                last = [ln.strip() for ln in f if ln.strip()][-1:]
+        except OSError:
+            last = []
         return {"state": "FAIL", "value": None, "seconds": None,
-                "error": f"the trial process {how} before writing its result "
-                         f"(see {os.path.join(spec['output_dir'], LOG)})"}
+                "error": f"the trial process {how} before writing its result"
+                         + (f": {last[0][:300]}" if last else "") + f" (see {log})"}
 
 
 def stop_processes(procs: list, grace: float = 15.0) -> None:
