@@ -276,3 +276,20 @@ def test_ray_backend_gives_the_same_table_as_the_local_one(grid_sweep, tmp_path)
         ray.shutdown()
     same = ["number", "state", "lr", "steps", "curvature", "loss", "notebook", "error"]
     pd.testing.assert_frame_equal(table[same], local[same])
+
+
+@pytest.mark.multiprocess
+def test_a_ray_task_on_a_node_without_the_sweep_folder_sends_the_trial_files_back(tmp_path):
+    """What a Ray task does on a cluster node that does not see DIR (no shared file system), run here without Ray:
+    the trial runs in a temporary folder from the notebook's text, and its files come back with the result."""
+    from ftkit.sweep.ray_backend import run_task
+    away = tmp_path / "not-on-this-node" / "trials" / "0000"
+    spec = {"notebook": "/elsewhere/tiny_sweep.ipynb", "output": str(away / "tiny_sweep.ipynb"),
+            "output_dir": str(away), "parameters": {"lr": 0.1, "steps": 3}, "cwd": "/elsewhere", "metric": "loss",
+            "threads": 1, "kernel": None, "number": 0}
+    result = run_task(spec, TINY.read_text())
+    assert result["state"] == "COMPLETE", result
+    assert result["value"] == pytest.approx(final_loss(0.1, 3), rel=1e-12)
+    assert {"tiny_sweep.ipynb", "metrics.json", "history.json", "result.json"} <= set(result["files"])
+    assert json.loads(result["files"]["metrics.json"])["loss"] == result["value"]
+    assert not away.parent.exists()                   # nothing was written where this node cannot write

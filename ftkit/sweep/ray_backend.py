@@ -30,7 +30,7 @@ def run_task(spec: dict, notebook_text: str) -> dict:
     """The body of a Ray task: run the trial, here or (no shared folder) in a temporary one, and return its result
     with ``files`` (name → bytes) when they were written away from the sweep folder."""
     from .trial import run_trial
-    if os.path.isdir(os.path.dirname(spec["output_dir"])):
+    if os.path.isdir(spec["output_dir"]):             # the driver made it: this node shares the sweep folder
         return run_trial(spec)
     tmp = tempfile.mkdtemp(prefix="ftkit-sweep-trial-")
     try:

@@ -287,6 +287,7 @@ def _run(study, notebook, params, metric, direction, sampler, trials, workers, t
         trial = study.ask(distributions)
         values = {**fixed, **{p.name: decode(p, trial.params[p.name]) for p in params if not p.fixed}}
         trial_dir = os.path.join(out, "trials", f"{trial.number:04d}")
+        os.makedirs(trial_dir, exist_ok=True)     # a Ray task that sees this folder writes into it
         spec = {"notebook": notebook, "output": os.path.join(trial_dir, os.path.basename(notebook)),
                 "output_dir": trial_dir, "parameters": values, "cwd": cwd, "metric": metric, "threads": threads,
                 "kernel": kernel, "number": trial.number}
