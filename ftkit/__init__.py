@@ -20,6 +20,7 @@ _LAZY = {
     "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None, "schedules": None,
     "params": None, "train": None, "optviz": None, "nlp": None, "vision": None, "data": None, "plots": None, "ui": None,
     "export": None, "export_run_html": "export",
+    "sweep": None,        # a callable module: ftkit.sweep(notebook, params, metric=..., out=...)
 }
 
 __all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",
