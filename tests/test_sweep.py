@@ -119,6 +119,7 @@ def grid_sweep(tmp_path_factory):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 def test_grid_2x2_runs_every_point_once_with_the_notebooks_numbers(grid_sweep):
     out, table = grid_sweep
     assert list(table.state) == ["COMPLETE"] * 4
@@ -147,6 +148,7 @@ def test_grid_2x2_runs_every_point_once_with_the_notebooks_numbers(grid_sweep):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 def test_a_failing_trial_is_recorded_with_its_last_line_and_the_sweep_goes_on(tmp_path):
     params = {"lr": [0.3, 0.1], "die": [False, True], "steps": 20}
     table = sweep(TINY, params, metric="loss", out=tmp_path, workers=2, progress=False)
@@ -184,6 +186,7 @@ def _rows(out):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 @pytest.mark.timeout(600)
 def test_ctrl_c_stops_the_running_trial_and_leaves_the_study_consistent(tmp_path):
     import psutil
@@ -212,6 +215,7 @@ def test_ctrl_c_stops_the_running_trial_and_leaves_the_study_consistent(tmp_path
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 @pytest.mark.timeout(600)        # two sweep processes; seconds on a quiet machine, minutes on a loaded one
 def test_resume_after_a_kill_keeps_finished_trials_and_reruns_the_unfinished(tmp_path):
     import psutil
@@ -248,6 +252,7 @@ def test_two_sweeps_on_one_folder_cannot_both_run(tmp_path, capsys):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 def test_a_different_sweep_in_the_same_folder_is_refused(grid_sweep, capsys):
     out, _ = grid_sweep
     assert main([str(TINY), "-p", "lr=0.05,0.1", "-p", "steps=5,10", "--metric", "seconds", "--out", str(out)]) == 2
@@ -255,6 +260,7 @@ def test_a_different_sweep_in_the_same_folder_is_refused(grid_sweep, capsys):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 def test_random_sampler_draws_inside_the_ranges(tmp_path):
     table = sweep(TINY, ["lr=log:0.01..0.15", "steps=int:2..6"], metric="loss", out=tmp_path, sampler="random",
                   trials=2, workers=2, progress=False)
@@ -265,6 +271,7 @@ def test_random_sampler_draws_inside_the_ranges(tmp_path):
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 def test_ray_backend_gives_the_same_table_as_the_local_one(grid_sweep, tmp_path):
     ray = pytest.importorskip("ray")
     _, local = grid_sweep
@@ -279,6 +286,7 @@ def test_ray_backend_gives_the_same_table_as_the_local_one(grid_sweep, tmp_path)
 
 
 @pytest.mark.multiprocess
+@pytest.mark.notebook
 def test_a_ray_task_on_a_node_without_the_sweep_folder_sends_the_trial_files_back(tmp_path):
     """What a Ray task does on a cluster node that does not see DIR (no shared file system), run here without Ray:
     the trial runs in a temporary folder from the notebook's text, and its files come back with the result."""
