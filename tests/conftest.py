@@ -1,26 +1,187 @@
-"""Shared test helpers: deterministic CPU torch and a papermill runner for the notebooks."""
+"""Shared test helpers: the one torch-thread policy, deterministic CPU torch, the small models and data several
+test files train on, and a papermill runner for the notebooks (with a per-session cache of executed notebooks)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
+from ftkit.core import Callback
 from ftkit.data import FILES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 DATA = FILES          # the texts ftkit ships (ftkit/data/files)
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# ---------------------------------------------------------------------------------------- the one thread policy
+# Set here and nowhere else: one thread per process. The tests' models are tiny (a second thread only adds
+# synchronization: up to 100x slower on a busy 2-core machine), and the suite's parallelism is pytest-xdist's
+# worker processes, not threads. OMP_NUM_THREADS carries the policy into every process a test starts: papermill
+# kernels, launch's workers (ftkit.launch takes OMP_NUM_THREADS when set), subprocesses. A test that needs another
+# count for a moment (a count to be restored, say) uses ``with torch_threads(n):``.
+THREADS = 1
+os.environ["OMP_NUM_THREADS"] = str(THREADS)
+torch.set_num_threads(THREADS)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    """``with torch_threads(n):`` torch computes on ``n`` threads inside the block, the policy's count after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     import ftkit
     ftkit.seed_everything(0)
+
+
+# ---------------------------------------------------------------------------------------- the small training task
+def mlp(inputs: int = 4, hidden: int = 16, classes: int = 3, *, dropout: float | None = None) -> nn.Sequential:
+    """Linear → ReLU → (Dropout, when ``dropout`` is given, even 0.0) → Linear: the classifier the training tests
+    fit. Its layers (and so its state_dict keys and its draws from the RNG) are fixed by the arguments alone."""
+    layers = [nn.Linear(inputs, hidden), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout is not None else [])
+    return nn.Sequential(*layers, nn.Linear(hidden, classes))
+
+
+def toy_data(n: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` samples of 4 features and 3 classes from a generator seeded 0: the same numbers as
+    ``torch.manual_seed(0); torch.randn(n, 4), torch.randint(0, 3, (n,))``, without touching the global RNG."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 4, generator=g)
+    return x, torch.randint(0, 3, (n,), generator=g)
+
+
+X, Y = toy_data()     # the standard task: 64 samples (read-only: clone before changing them)
+
+
+def toy_loader(batch_size: int = 4, data=None, shuffle: bool = True):
+    """``data`` (default: the standard task) in batches of ``batch_size``."""
+    from torch.utils.data import DataLoader, TensorDataset
+    return DataLoader(data if data is not None else TensorDataset(X, Y), batch_size=batch_size, shuffle=shuffle)
+
+
+def fit_toy(epochs, *, batch_size: int = 4, opt="sgd", lr: float = 0.1, dropout: float | None = None, seed: int = 1,
+            model=None, data=None, callbacks=(), resume_from=None, scheduler=None, **kw):
+    """``ftkit.fit`` on the standard task, seeded with ``seed``: returns ``(history, model)``. ``opt``: an optimizer
+    name (built with ``lr``) or an optimizer; ``model``: default ``mlp(dropout=dropout)``."""
+    import ftkit
+    ftkit.seed_everything(seed)
+    model = model or mlp(dropout=dropout)
+    if opt is None or isinstance(opt, str):
+        opt = ftkit.make_optimizer(opt or "sgd", model, lr=lr)
+    history = ftkit.fit(model, toy_loader(batch_size, data), "cross_entropy", opt, epochs, callbacks=callbacks,
+                        resume_from=resume_from, scheduler=scheduler, progress=False, **kw)
+    return history, model
+
+
+def weights(model) -> torch.Tensor:
+    """All of a model's parameters as one flat tensor (to compare two models exactly)."""
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def fit_toy_adamw(epochs, **kw):
+    """``fit_toy`` in batches of 16 with AdamW at 1e-2 and an MLP with dropout 0.2: ``(history, model)``."""
+    return fit_toy(epochs, **{"batch_size": 16, "opt": "adamw", "lr": 1e-2, "dropout": 0.2, **kw})
+
+
+@pytest.fixture
+def blobs():
+    """``(train_loader, val_loader)``: 600 two-dimensional points in 3 blobs, batches of 32."""
+    from ftkit.data import synthetic
+    x, y = synthetic.blobs(n=600, num_classes=3, spread=0.7)
+    return synthetic.make_loaders(x, y, batch_size=32)
+
+
+@pytest.fixture
+def train_loader():
+    """640 two-dimensional points in 3 blobs (512 for training): 16 batches of 32 per epoch."""
+    from ftkit.data import synthetic
+    x, y = synthetic.blobs(n=640, num_classes=3, spread=0.7)
+    return synthetic.make_loaders(x, y, batch_size=32)[0]
+
+
+class At(Callback):
+    """Run ``action(state)`` at the end of global batch number ``n`` (counting from 1)."""
+
+    def __init__(self, n, action):
+        self.n, self.action, self.seen = n, action, 0
+
+    def on_batch_end(self, state):
+        self.seen += 1
+        if self.seen == self.n:
+            self.action(state)
+
+
+class Values(Callback):
+    """Writes ``val_loss`` from a dict {epoch: value} into each epoch's logs (a stand-in validation)."""
+
+    def __init__(self, values):
+        self.values = dict(values)
+
+    def on_epoch_end(self, state):
+        state.logs["val_loss"] = self.values[state.epoch]
+
+
+class Pace(Callback):
+    """Sleep after each batch: gives a driver thread (a widget's stand-in) time to act mid-training."""
+
+    def __init__(self, seconds=0.002):
+        self.seconds = seconds
+
+    def on_batch_end(self, state):
+        time.sleep(self.seconds)
+
+
+def drive(actions, timeout=10.0):
+    """Run ``[(condition, action), …]`` in order on a thread: each action once its condition holds."""
+    def run():
+        for condition, action in actions:
+            deadline = time.monotonic() + timeout
+            while not condition():
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.001)
+            action()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+class StopAt(Callback):
+    """Stops after optimizer step ``step`` (a mid-epoch resume point) or after epoch ``epoch``."""
+
+    def __init__(self, step=None, epoch=None):
+        self.step, self.epoch = step, epoch
+
+    def on_batch_end(self, state):
+        if self.step is not None and state.step == self.step:
+            state.stop = True
+
+    def on_epoch_end(self, state):
+        if self.epoch is not None and state.epoch == self.epoch:
+            state.stop = True
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory) -> str:
+    """A randomly initialised 2-layer, 64-wide BERT whose WordPiece vocabulary comes from the shipped CoNLL sample
+    (``ftkit.nlp.tiny.build_tiny_bert``), built once per session (per xdist worker). Read-only: copy it to change it."""
+    from ftkit.data import shipped
+    from ftkit.nlp.tiny import build_tiny_bert
+    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", shipped("conll2003_sample"))
 
 
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -95,36 +256,83 @@ def setup_cell_error(name: str, tmp_path: Path, **parameters):
     return err
 
 
-# parameters the notebook tests run with, shared by every test that needs the executed notebook (the site export)
+# parameters the notebook tests run with, shared by every test that needs the executed notebook (the site export, the
+# browser tests): with the same parameters a notebook runs once per session
 TEST_PARAMETERS = {
     "02_gradient_descent.ipynb": dict(steps=60, grid=30, theory_steps=200, settle_steps=200, sweep_points=6,
                                       explorer_grid=20, basin_grid=6, basin_steps=150, noise_steps=600,
                                       explorer_basin_grid=4),
+    "03_cifar10_cnn.ipynb": dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3,
+                                 subset=600, ddp=True, ddp_device="cpu", article_images=300, article_epochs=2),
 }
 
 
 @pytest.fixture(scope="session")
-def executed_notebook(tmp_path_factory):
-    """``executed_notebook(name, **parameters) -> (executed .ipynb path, metrics)``: each notebook runs once per
-    session and parameter set, whichever test asks first (pytest-xdist workers share the folder, under a lock), so
-    a test of what is built from an executed notebook (the static site) does not train again."""
-    import hashlib
+def shared_dir(tmp_path_factory) -> Path:
+    """A folder every pytest-xdist worker of this session sees (the session's base temp without xdist)."""
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def make_once(folder: Path, make) -> Path:
+    """``make(folder)`` unless another test (in any worker) already did; under a lock, so it runs once."""
     import shutil
 
     from filelock import FileLock
-    base = tmp_path_factory.getbasetemp()
-    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "executed-notebooks"
-    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / ".done").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            make(folder)
+            (folder / ".done").write_text("ok")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def fake_cifar10(shared_dir) -> Path:
+    """A CIFAR-10 folder in the real format: 600 training and 200 test images with a learnable signal (noise 1.0),
+    written once per session (notebook 03's test and the browser test run the notebook on it)."""
+    from ftkit.data.fake import write_fake_cifar10
+    return make_once(shared_dir / "fake-cifar10-600",
+                     lambda d: write_fake_cifar10(d, n_train=600, n_test=200, noise=1.0))
+
+
+@pytest.fixture(scope="session")
+def executed_notebook(shared_dir):
+    """``executed_notebook(name, **parameters) -> (executed .ipynb path, metrics)``: each notebook runs once per
+    session and parameter set (``TEST_PARAMETERS[name]`` under the given ones), whichever test asks first
+    (pytest-xdist workers share the folder, under a lock), so a test of what is built from an executed notebook
+    (the static site, the page in a browser) does not train again."""
+    import hashlib
 
     def run(name: str, **parameters):
         parameters = {**TEST_PARAMETERS.get(name, {}), **parameters}
         key = hashlib.sha1(json.dumps([name, parameters], sort_keys=True, default=str).encode()).hexdigest()[:10]
-        out = root / f"{Path(name).stem}-{key}"
-        with FileLock(str(out) + ".lock"):
-            if not (out / "done").exists():
-                shutil.rmtree(out, ignore_errors=True)
-                execute_notebook(name, out, **parameters)
-                (out / "done").write_text("ok")
+        out = make_once(shared_dir / f"{Path(name).stem}-{key}", lambda d: execute_notebook(name, d, **parameters))
         with open(out / "metrics.json") as f:
             return out / name, json.load(f)
     return run
+
+
+# ------------------------------------------------------------------------------------- order and pytest-xdist groups
+HEAVY = ("browser", "notebook", "multiprocess")     # the slow kinds, slowest first
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """Two things for ``pytest -n 2 --dist loadgroup`` (harmless without xdist): the slow tests (browser, notebook,
+    multiprocess) run first, so the two workers finish together instead of one waiting on a notebook started last;
+    and the tests that share a fixture of their module (a sweep, a built model) form one xdist group, so the fixture
+    is built once, on one worker. The order within each kind and each file is kept."""
+    def weight(item):
+        return next((i for i, kind in enumerate(HEAVY) if item.get_closest_marker(kind)), len(HEAVY))
+
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        for name in getattr(item, "fixturenames", ()):
+            defs = info.name2fixturedefs.get(name) if info is not None else None
+            if defs and defs[-1].scope == "module" and not item.get_closest_marker("xdist_group"):
+                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+                break
+    items[:] = sorted(items, key=weight)     # sorted() is stable: each file's order stays

@@ -17,7 +17,6 @@ from ftkit.data.text import TextSplit
 from ftkit.nlp.finetune import lora_targets, parameter_table
 from ftkit.params import count_trainable
 from ftkit.nlp.hf import TruncationWarning
-from ftkit.nlp.tiny import build_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = shipped("conll2003_sample")
@@ -37,17 +36,10 @@ def keyword_split(n: int, seed: int) -> TextSplit:
     return TextSplit(texts, labels)
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
-
-
 @pytest.fixture
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # a 64-wide BERT is faster on one thread than on two busy ones
-    yield
-    torch.set_num_threads(n)
+def tiny(tiny_bert):
+    return tiny_bert          # conftest's: one tiny BERT per session
+
 
 
 def test_encode_pads_dynamically_and_counts_cut_sentences(tiny):
@@ -98,7 +90,7 @@ def test_scores_match_a_hand_computed_confusion_matrix():
     assert s["macro_f1"] == pytest.approx((fa + fb + 0) / 3)
 
 
-def test_fine_tuning_learns_and_reloads_to_the_same_logits(tiny, tmp_path, one_thread):
+def test_fine_tuning_learns_and_reloads_to_the_same_logits(tiny, tmp_path):
     train, test = keyword_split(256, 0), keyword_split(64, 1)
     texts = ["the film was great", "the market was awful", "the team was fine"]
     logits = {}
@@ -146,18 +138,6 @@ def test_bad_input_gets_one_clear_error(tiny, tmp_path):
         SentenceClassifier.from_pretrained(tmp_path / "two", ["a", "b", "c"])
     with pytest.raises(ValueError, match="max_length=1024 is more than the 512 positions"):
         SentenceClassifier.from_pretrained(tiny, LABELS, max_length=1024)
-
-
-def test_code_in_a_model_folder_never_runs(tiny, tmp_path):
-    folder = Path(shutil.copytree(tiny, tmp_path / "remote"))
-    marker = tmp_path / "code_ran"
-    (folder / "evil.py").write_text(f"open({str(marker)!r}, 'w').close()\n"
-                                    "from transformers import BertForSequenceClassification as EvilModel\n")
-    config = json.loads((folder / "config.json").read_text())
-    config["auto_map"] = {"AutoModelForSequenceClassification": "evil.EvilModel"}
-    (folder / "config.json").write_text(json.dumps(config))
-    clf = SentenceClassifier.from_pretrained(folder, LABELS)
-    assert type(clf.model).__module__.startswith("transformers.models.bert") and not marker.exists()
 
 
 @pytest.mark.parametrize("kind", ["distilbert", "deberta-v2"])

@@ -19,6 +19,7 @@ from ftkit.core import StopTraining
 from ftkit.data.images import TensorLoader
 from ftkit.train.sharding import shard, slice_bounds
 from ftkit.train.launcher import _cells_touching_cuda, launch, why_not_launch
+from conftest import torch_threads
 
 N, BATCH = 100, 16          # 7 global batches per epoch, the last one of 4 samples (2 per process)
 
@@ -111,6 +112,7 @@ def both_kinds(out):
     return {"table": train("table", grad_accum=2, out=out), "augmented": train("augmented")}
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(90)
 def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     two = launch(both_kinds, None, num_processes=2, device="cpu")
@@ -128,6 +130,7 @@ def uneven_kinds(out):
     return {"table": train("table", n=N_UNEVEN), "augmented": train("augmented", n=N_UNEVEN)}
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(90)
 def test_uneven_last_batch_is_weighted_by_samples_not_by_process(tmp_path):
     """The last batch splits 2 + 1: averaging the two processes' mean losses equally would weigh the lone
@@ -144,6 +147,7 @@ def seen_twice(out):
         train(kind, out=os.path.join(out, kind))
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(90)
 def test_each_sample_is_seen_exactly_once_per_epoch(tmp_path):
     for kind in ("table", "images"):
@@ -174,6 +178,7 @@ def lr_change(out):
     train("table", callbacks=[SetLROnRank0(3, 0.01)], scheduler="cosine", out=out)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(90)
 def test_lr_set_on_rank0_is_used_by_both_ranks_from_the_next_step(tmp_path):
     launch(lr_change, str(tmp_path), num_processes=2, device="cpu")
@@ -219,6 +224,7 @@ def stop_then_resume(out, ckpt):
     return train("table", epochs=3, resume_from=os.path.join(ckpt, "last.pt"), out=out)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(120)
 def test_stop_on_rank0_then_resume_on_two_and_on_one_process(tmp_path):
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
@@ -245,6 +251,7 @@ def raise_stop(out):
     train("table", callbacks=[RaiseStopOnRank0()], out=out)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(60)
 def test_stop_training_raised_on_rank0_stops_both(tmp_path):
     launch(raise_stop, str(tmp_path), num_processes=2, device="cpu")
@@ -262,6 +269,7 @@ def fails_on_rank1(_):
     train("table", callbacks=[Boom()])
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(60)
 def test_a_failing_worker_is_reported_with_its_rank_without_a_hang():
     t0 = time.perf_counter()
@@ -287,6 +295,7 @@ def unused_parameter(_):
               progress=False)
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(60)
 def test_unused_parameters_name_the_ddp_option():
     message = r"process \d of 2 failed: ValueError: 2 trainable parameters got no gradient in the first step " \
@@ -361,9 +370,10 @@ def test_a_launch_leaves_the_kernel_as_it_found_it():
         tqdm.auto.tqdm = object
         return 7
 
-    threads, bar = torch.get_num_threads(), tqdm.auto.tqdm
-    assert launch(meddle, num_processes=1, device="cpu") == 7
-    assert (torch.get_num_threads(), tqdm.auto.tqdm) == (threads, bar)
+    with torch_threads(2):                # not the count meddle sets: its change must be undone to be unseen
+        threads, bar = torch.get_num_threads(), tqdm.auto.tqdm
+        assert launch(meddle, num_processes=1, device="cpu") == 7
+        assert (torch.get_num_threads(), tqdm.auto.tqdm) == (threads, bar) == (2, bar)
 
 
 def test_why_not_launch_explains_instead_of_pretending(monkeypatch):
@@ -399,17 +409,14 @@ def ner_run(folder):
             "weights": {k: v.clone() for k, v in tagger.model.state_dict().items()}}
 
 
+@pytest.mark.multiprocess
 @pytest.mark.timeout(120)
 def test_bert_ner_on_two_processes_equals_one(tmp_path):
     from ftkit.nlp.tiny import build_tiny_bert
     folder = build_tiny_bert(tmp_path / "bert", SAMPLE, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     two = launch(ner_run, folder, num_processes=2, device="cpu")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)              # the reference on one core, like each of the two processes
-    try:
+    with torch_threads(1):                # the reference on one core, like each of the two processes
         one = ner_run(folder)
-    finally:
-        torch.set_num_threads(threads)
     assert_same_run(two, one, weight_tol=5e-5)   # AdamW's 1/sqrt(v) lifts float rounding a little above 1e-5
     assert two["epochs"][0]["val_f1"] == one["epochs"][0]["val_f1"]
 

@@ -19,7 +19,6 @@ import ftkit
 from ftkit.core import History
 from ftkit.data import cifar10 as C, fake
 from ftkit.data import images as L
-from ftkit.data import shipped
 from ftkit.data.text import TextSplit
 from ftkit.metrics import top_k
 from ftkit.train.callbacks import EarlyStopping, ParamControl
@@ -310,10 +309,9 @@ def test_generate_checks_the_prompt():
 
 
 # --------------------------------------------------------------------------- Transformers: labels, texts, folders
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    from ftkit.nlp.tiny import build_tiny_bert
-    return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", shipped("conll2003_sample"))
+@pytest.fixture
+def tiny(tiny_bert):
+    return tiny_bert          # conftest's: one tiny BERT per session
 
 
 DATA_LABELS = ["negative", "positive"]

@@ -8,14 +8,6 @@ import ftkit
 from ftkit.optviz.hessian import SharpnessMonitor, adam_preconditioner, hessian_eigenvalues, stability_edge
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: a second thread only adds synchronization (60× slower on a loaded 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def full_hessian(model, loss_fn, x, y):
     params = dict(model.named_parameters())

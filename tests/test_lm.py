@@ -11,14 +11,6 @@ from ftkit.nlp.lm import (GPT, GPTConfig, flops_per_token, generate, lm_loss, pe
                       token_cross_entropy)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Models this small gain nothing from a second thread, and on a busy 2-core machine they lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny(vocab=11, block=8, **kw):
     return GPT(GPTConfig(vocab, block, n_layer=kw.pop("n_layer", 2), n_head=2, n_embd=16, **kw))

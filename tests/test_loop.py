@@ -7,18 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import ftkit
 from ftkit.train.loggers import CSVLogger
+from conftest import mlp, toy_data
 
-torch.manual_seed(0)
-X, Y = torch.randn(77, 4), torch.randint(0, 3, (77,))
-
-
-def mlp():
-    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+X77, Y77 = toy_data(77)    # 77 samples: the last batch of 16 is a partial one
 
 
 @pytest.mark.parametrize("lr", [torch.tensor(0.1), np.float32(0.1), np.float64(0.1)], ids=["tensor", "np32", "np64"])
@@ -26,7 +21,7 @@ def test_a_tensor_or_numpy_lr_is_recorded_as_the_float_of_each_step(tmp_path, lr
     ftkit.seed_everything(0)
     model = mlp()
     opt = ftkit.make_optimizer("sgd", model, lr=lr)
-    history = ftkit.fit(model, DataLoader(TensorDataset(X, Y), batch_size=16), "cross_entropy", opt, 2,
+    history = ftkit.fit(model, DataLoader(TensorDataset(X77, Y77), batch_size=16), "cross_entropy", opt, 2,
                         scheduler="cosine", callbacks=[CSVLogger(tmp_path / "log.csv")], progress=False)
     lrs = [row["lr"] for row in history.steps]
     assert all(type(v) is float for v in lrs)
@@ -41,7 +36,7 @@ def test_a_user_optimizer_with_a_tensor_lr_still_records_floats():
     ftkit.seed_everything(0)
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1))
-    history = ftkit.fit(model, DataLoader(TensorDataset(X, Y), batch_size=16), "cross_entropy", opt, 1,
+    history = ftkit.fit(model, DataLoader(TensorDataset(X77, Y77), batch_size=16), "cross_entropy", opt, 1,
                         scheduler="cosine", progress=False)
     lrs = [row["lr"] for row in history.steps]
     assert lrs[0] == pytest.approx(0.1) and lrs[-1] == pytest.approx(0.05 * (1 + np.cos(np.pi * 4 / 5)))
@@ -57,12 +52,12 @@ def test_a_torchmetrics_f1_is_the_whole_split_value_not_a_mean_of_batches():
     ftkit.seed_everything(0)
     model = mlp()
     f1 = torchmetrics.F1Score(task="multiclass", num_classes=3, average="macro")
-    train = DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True)
-    val = DataLoader(TensorDataset(X, Y), batch_size=16)
+    train = DataLoader(TensorDataset(X77, Y77), batch_size=16, shuffle=True)
+    val = DataLoader(TensorDataset(X77, Y77), batch_size=16)
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.5), 2,
                         val_loader=val, metrics=[f1, "accuracy"], progress=False)
     with torch.no_grad():
-        whole = torchmetrics.functional.f1_score(model(X).argmax(1), Y, task="multiclass", num_classes=3,
+        whole = torchmetrics.functional.f1_score(model(X77).argmax(1), Y77, task="multiclass", num_classes=3,
                                                  average="macro")
     assert history["val_multiclass_f1_score"][-1] == pytest.approx(float(whole), abs=1e-6)
     with torch.no_grad():
@@ -78,8 +73,8 @@ def test_a_torchmetrics_auroc_is_reset_each_epoch_and_per_split():
     ftkit.seed_everything(0)
     model = mlp()
     auroc = torchmetrics.AUROC(task="multiclass", num_classes=3)
-    train = DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True)
-    val_x, val_y = X[:40], Y[:40]
+    train = DataLoader(TensorDataset(X77, Y77), batch_size=16, shuffle=True)
+    val_x, val_y = X77[:40], Y77[:40]
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
                         val_loader=DataLoader(TensorDataset(val_x, val_y), batch_size=16), metrics=[auroc],
                         progress=False)
@@ -93,5 +88,5 @@ def test_a_torchmetrics_value_of_several_numbers_is_refused_by_name():
     model = mlp()
     per_class = torchmetrics.F1Score(task="multiclass", num_classes=3, average=None)
     with pytest.raises(ValueError, match=r"metric 'multiclass_f1_score' computed 3 values .* average='macro'"):
-        ftkit.fit(model, DataLoader(TensorDataset(X, Y), batch_size=16), "cross_entropy", "sgd", 1,
+        ftkit.fit(model, DataLoader(TensorDataset(X77, Y77), batch_size=16), "cross_entropy", "sgd", 1,
                   metrics=[per_class], progress=False)

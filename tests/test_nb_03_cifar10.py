@@ -5,20 +5,18 @@ import pytest
 import torch
 
 from ftkit.data.cifar10 import CLASSES, FOLDER
-from ftkit.data.fake import write_fake_cifar10
 
-pytestmark = pytest.mark.notebook
+pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess]   # its ddp section: 2 gloo processes
 
 
-def test_cifar10_notebook(run_notebook, tmp_path):
-    data_dir = tmp_path / "cifar10"
-    write_fake_cifar10(data_dir, n_train=600, n_test=200, noise=1.0)  # 5 batches of 120 images, real format
+def test_cifar10_notebook(executed_notebook, fake_cifar10):
+    data_dir = fake_cifar10               # conftest: 600 + 200 images, noise 1.0: 5 batches of 120, real format
     with open(data_dir / FOLDER / "data_batch_1", "rb") as f:
         assert set(pickle.load(f, encoding="bytes")) == {b"data", b"labels", b"batch_label", b"filenames"}
 
-    m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(data_dir), epochs=2, batch_size=64, lr=3e-3,
-                     device="cpu", num_workers=0, throughput_batches=3, subset=600, ddp=True, ddp_device="cpu",
-                     article_images=300, article_epochs=2)
+    # conftest.TEST_PARAMETERS: epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3,
+    # subset=600, ddp=True, ddp_device="cpu", article_images=300, article_epochs=2
+    _, m = executed_notebook("03_cifar10_cnn.ipynb", data_dir=str(data_dir))
     assert m["parameters"]["loader"] == "tensor" and m["parameters"]["epochs"] == 2
     assert (m["n_train"], m["n_val"], m["n_test"]) == (540, 60, 200)
     assert m["epochs_run"] == 2

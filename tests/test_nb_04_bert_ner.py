@@ -9,11 +9,10 @@ from test_seed_errors import linked_ids
 
 SAMPLE = shipped("conll2003_sample")
 
-pytestmark = pytest.mark.notebook
+pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess]   # its ddp section: 2 gloo processes
 
 
 def test_bert_ner_notebook(run_notebook, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 64-wide BERT is faster on one thread
     tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE)
     m = run_notebook("04_bert_ner.ipynb", model_name_or_path=str(tiny), data_dir=str(SAMPLE),
                      epochs=3, batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu",

@@ -10,7 +10,7 @@ from test_seed_errors import linked_ids
 
 SAMPLE = shipped("conll2003_sample")
 
-pytestmark = pytest.mark.notebook
+pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess]   # its ddp section: 2 gloo processes
 
 
 def write_tsv(path, split):
@@ -38,7 +38,6 @@ def pretrained_tiny_bert(folder: Path, tiny: Path, tsv_dir: Path) -> Path:
 
 
 def test_sentence_classification_notebook(run_notebook, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 64-wide BERT is faster on one thread
     tiny = pretrained_tiny_bert(tmp_path_factory.mktemp("pre") / "bert",
                                 build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", SAMPLE),
                                 tmp_path_factory.mktemp("pretraining"))

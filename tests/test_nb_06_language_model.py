@@ -11,7 +11,6 @@ pytestmark = pytest.mark.notebook
 
 
 def test_language_model_notebook(run_notebook, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 32-wide GPT is faster on one thread
     m = run_notebook("06_language_model.ipynb", cwd=NOTEBOOKS,        # text paths: the defaults, "shipped:text/..."
                      n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=16, lr=3e-3, max_steps=240,
                      eval_every=60, finetune_steps=60, losses=["cross_entropy", "mse"], device="cpu")

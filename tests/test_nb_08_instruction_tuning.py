@@ -9,7 +9,6 @@ pytestmark = pytest.mark.notebook
 
 
 def test_instruction_tuning_notebook(run_notebook, tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel's torch: a 64-wide model is faster on one thread
     train, _ = load_instructions()
     tiny = build_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "llama",
                                 [e["prompt"] + " " + e["completion"] for e in train] + ["user assistant system"])

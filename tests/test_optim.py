@@ -14,14 +14,6 @@ from ftkit.schedules import SCHEDULERS, make_scheduler
 STEPS = 100
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These problems are tiny: a second BLAS thread only adds hand-offs (100x slower on a busy 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def regression_mlp(seed=0):
     torch.manual_seed(seed)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
 import ftkit
 from ftkit.train.callbacks import Callback, ParamControl
 from ftkit.data import synthetic
 from ftkit.train.replay import Replay, schedule_from_events
+from conftest import mlp
 
 
 class SetAt(Callback):
@@ -24,14 +24,10 @@ class SetAt(Callback):
             self.control.set(**self.moves[self.seen])
 
 
-def mlp():
-    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 3))
-
-
 def run(replay=None, callbacks=(), param_groups=1):
     ftkit.seed_everything(0)
     train = synthetic.make_loaders(*synthetic.blobs(n=400, num_classes=3, spread=0.8), batch_size=32)[0]  # 10 batches
-    model = mlp()
+    model = mlp(2, 16, 3)
     params = list(model.parameters())
     groups = [{"params": params}] if param_groups == 1 else [{"params": params[:2]}, {"params": params[2:]}]
     optimizer = torch.optim.SGD(groups, lr=0.2, momentum=0.9)
@@ -75,12 +71,12 @@ def test_replay_into_another_optimizer_layout_fails_before_any_step():
     control = ParamControl()
     steered, _ = run(callbacks=[SetAt(control, {3: {"lr": 0.05}}), control])
     ftkit.seed_everything(0)
-    before = [p.detach().clone() for p in mlp().parameters()]
+    before = [p.detach().clone() for p in mlp(2, 16, 3).parameters()]
     with pytest.raises(ValueError, match=r"the replayed run's optimizer had 1 param group\(s\), this one has 2: "
                                          r"its changes would not land on the same parameters"):
         run(replay=steered, param_groups=2)
     ftkit.seed_everything(0)
-    model = mlp()
+    model = mlp(2, 16, 3)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
     with pytest.raises(ValueError, match=r"set \['betas'\], which this optimizer \(SGD\) does not have"):
         run(replay={2: {"betas": (0.9, 0.99)}})

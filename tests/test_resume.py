@@ -1,7 +1,7 @@
 """Resume under changed settings, safe checkpoints, output folders and no lost work (issue 24).
 
-The task: ``X, Y = torch.randn(64, 4), torch.randint(0, 3, (64,))``, an MLP, batches of 4 unless a test says
-otherwise; every run seeds with ``ftkit.seed_everything``.
+The task: conftest's ``X, Y`` (``torch.randn(64, 4), torch.randint(0, 3, (64,))`` after seed 0), its ``mlp()``,
+batches of 4 unless a test says otherwise (``fit_toy``); every run seeds with ``ftkit.seed_everything``.
 """
 from __future__ import annotations
 
@@ -14,53 +14,14 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import TensorDataset
 
 import ftkit
 from ftkit.core import Callback
 from ftkit.train.callbacks import ModelCheckpoint, ParamControl
 from ftkit.train.loggers import CSVLogger, TensorBoardLogger
 from ftkit.train.checkpoint import load_checkpoint, save_checkpoint
-
-torch.manual_seed(0)
-X, Y = torch.randn(64, 4), torch.randint(0, 3, (64,))
-
-
-def mlp():
-    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
-
-
-def loader(batch_size=4, data=None, shuffle=True):
-    return DataLoader(data if data is not None else TensorDataset(X, Y), batch_size=batch_size, shuffle=shuffle)
-
-
-def run(epochs, *, batch_size=4, callbacks=(), resume_from=None, scheduler=None, lr=0.1, seed=1, model=None,
-        opt=None, data=None, **kw):
-    ftkit.seed_everything(seed)
-    model = model or mlp()
-    opt = opt or ftkit.make_optimizer("sgd", model, lr=lr)
-    history = ftkit.fit(model, loader(batch_size, data), "cross_entropy", opt, epochs, callbacks=callbacks,
-                        resume_from=resume_from, scheduler=scheduler, progress=False, **kw)
-    return history, model
-
-
-def weights(model):
-    return torch.cat([p.detach().flatten() for p in model.parameters()])
-
-
-class StopAt(Callback):
-    """Stops after optimizer step ``step`` (a mid-epoch resume point) or after epoch ``epoch``."""
-
-    def __init__(self, step=None, epoch=None):
-        self.step, self.epoch = step, epoch
-
-    def on_batch_end(self, state):
-        if state.step == self.step:
-            state.stop = True
-
-    def on_epoch_end(self, state):
-        if state.epoch == self.epoch:
-            state.stop = True
+from conftest import X, Y, StopAt, fit_toy, mlp, toy_loader, weights
 
 
 @contextlib.contextmanager
@@ -89,7 +50,7 @@ def test_a_crafted_checkpoint_runs_nothing_and_the_error_says_why(tmp_path):
     before = weights(model).clone()
     with pytest.raises(ValueError, match=r"was refused: it holds a pickled posix\.system, an object whose loading "
                                          r"can run code .*weights_only=True.* nothing from the file was run"):
-        run(2, model=model, resume_from=tmp_path / "evil.pt")
+        fit_toy(2, model=model, resume_from=tmp_path / "evil.pt")
     with pytest.raises(ValueError, match="Do not load this file"):
         load_checkpoint(tmp_path / "evil.pt")
     assert not marker.exists() and torch.equal(weights(model), before)
@@ -100,12 +61,12 @@ def test_checkpoints_are_plain_data_and_resume_bit_for_bit(tmp_path):
         def on_epoch_end(self, state):
             state.logs["np_metric"] = np.float64(0.5)
 
-    run(4, callbacks=[NumpyLogs(), ModelCheckpoint(tmp_path), StopAt(step=22)])   # mid-epoch 2
+    fit_toy(4, callbacks=[NumpyLogs(), ModelCheckpoint(tmp_path), StopAt(step=22)])   # mid-epoch 2
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)   # raises if anything is not plain data
     assert ckpt["history"]["epochs"][0]["np_metric"] == 0.5 and type(ckpt["history"]["epochs"][0]["np_metric"]) is float
     assert ckpt["resume"]["batches"] == 6
-    straight, model_a = run(4)
-    resumed, model_b = run(4, resume_from=tmp_path / "last.pt")
+    straight, model_a = fit_toy(4)
+    resumed, model_b = fit_toy(4, resume_from=tmp_path / "last.pt")
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
     assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
 
@@ -119,7 +80,7 @@ def test_a_callback_state_that_is_not_plain_data_is_named_before_training(tmp_pa
     before = weights(model).clone()
     with pytest.raises(TypeError, match=r"\['callbacks'\]\['.*Keeps'\]\['when'\] is a builtins\.object: a checkpoint "
                                         r"holds only tensors, numbers, strings"):
-        run(1, model=model, callbacks=[Keeps(), ModelCheckpoint(tmp_path)])
+        fit_toy(1, model=model, callbacks=[Keeps(), ModelCheckpoint(tmp_path)])
     assert torch.equal(weights(model), before) and not (tmp_path / "last.pt").exists()
 
 
@@ -141,15 +102,15 @@ def test_a_read_only_output_folder_fails_at_fit_start_before_any_training(tmp_pa
         with pytest.raises(PermissionError, match=r"cannot write to the folder '.*ckpt' \(PermissionError: "
                                                   r"Operation not permitted\); give a folder you can write to, e\.g\. "
                                                   r".*Nothing has been trained yet"):
-            run(2, model=model, callbacks=[Count(), callback])
+            fit_toy(2, model=model, callbacks=[Count(), callback])
     assert steps == [] and torch.equal(weights(model), before)
 
 
 def test_csv_logger_keeps_the_validation_columns_a_resume_adds(tmp_path):
     path = tmp_path / "log.csv"
-    run(3, callbacks=[CSVLogger(path), ModelCheckpoint(tmp_path), StopAt(epoch=1)])
-    run(3, callbacks=[CSVLogger(path)], resume_from=tmp_path / "last.pt",
-        val_loader=loader(16, TensorDataset(X[:16], Y[:16])))
+    fit_toy(3, callbacks=[CSVLogger(path), ModelCheckpoint(tmp_path), StopAt(epoch=1)])
+    fit_toy(3, callbacks=[CSVLogger(path)], resume_from=tmp_path / "last.pt",
+        val_loader=toy_loader(16, TensorDataset(X[:16], Y[:16])))
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["epoch"] for r in rows] == ["1", "2", "3"]
@@ -159,15 +120,15 @@ def test_csv_logger_keeps_the_validation_columns_a_resume_adds(tmp_path):
 
 def test_csv_logger_resumed_from_an_earlier_checkpoint_replaces_the_later_rows(tmp_path):
     path = tmp_path / "log.csv"
-    run(2, callbacks=[CSVLogger(path), ModelCheckpoint(tmp_path)])
+    fit_toy(2, callbacks=[CSVLogger(path), ModelCheckpoint(tmp_path)])
     os.replace(tmp_path / "last.pt", tmp_path / "epoch2.pt")
-    run(4, callbacks=[CSVLogger(path)], resume_from=tmp_path / "epoch2.pt")   # rows 1..4
+    fit_toy(4, callbacks=[CSVLogger(path)], resume_from=tmp_path / "epoch2.pt")   # rows 1..4
     with pytest.warns(UserWarning, match=r"rows for epochs \[3, 4\] after the checkpoint's last epoch 2"):
-        run(3, callbacks=[CSVLogger(path)], resume_from=tmp_path / "epoch2.pt")
+        fit_toy(3, callbacks=[CSVLogger(path)], resume_from=tmp_path / "epoch2.pt")
     with open(path, newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
     (tmp_path / "new.csv").unlink(missing_ok=True)
-    run(3, callbacks=[CSVLogger(tmp_path / "new.csv")], resume_from=tmp_path / "epoch2.pt")   # a new file on resume
+    fit_toy(3, callbacks=[CSVLogger(tmp_path / "new.csv")], resume_from=tmp_path / "epoch2.pt")   # a new file on resume
     with open(tmp_path / "new.csv", newline="") as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "3"]
 
@@ -188,10 +149,10 @@ def test_a_manual_lr_survives_a_resume_with_a_named_schedule_and_more_epochs(tmp
                 control.set(lr=0.005)
 
     model = mlp()
-    run(2, model=model, opt=two_groups(model), scheduler="cosine", callbacks=[At(), control, ModelCheckpoint(tmp_path)])
+    fit_toy(2, model=model, opt=two_groups(model), scheduler="cosine", callbacks=[At(), control, ModelCheckpoint(tmp_path)])
     model = mlp()
     opt = two_groups(model)
-    resumed, _ = run(4, model=model, opt=opt, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    resumed, _ = fit_toy(4, model=model, opt=opt, scheduler="cosine", resume_from=tmp_path / "last.pt")
     assert [r["lr"] for r in resumed.steps[20:]] == pytest.approx([0.005] * 44)   # from the change on, to the end
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.005, 0.05])    # the head keeps its 10x
     assert resumed.events[0]["new"] == 0.005
@@ -212,11 +173,11 @@ def same(a, b):
 
 @pytest.mark.parametrize("case", ["epochs", "schedule", "max_steps", "dataset"])
 def test_a_refused_resume_changes_nothing(tmp_path, case):
-    run(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=22)] if case == "dataset"
+    fit_toy(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=22)] if case == "dataset"
         else [ModelCheckpoint(tmp_path)])
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    ftkit.fit(model, loader(), "cross_entropy", opt, 1, progress=False)   # a model trained in this session
+    ftkit.fit(model, toy_loader(), "cross_entropy", opt, 1, progress=False)   # a model trained in this session
     ftkit.seed_everything(7)
     before = snapshot(model, opt)
     kwargs = {"epochs": dict(epochs=2, scheduler="cosine"),
@@ -230,7 +191,7 @@ def test_a_refused_resume_changes_nothing(tmp_path, case):
                "max_steps": r"already took 32 optimizer steps.* max_steps=30",
                "dataset": r"stopped in epoch 2 after 24 of its 64 samples.*now has 48 samples"}[case]
     with pytest.raises(ValueError, match=message):
-        ftkit.fit(model, loader(4, data), "cross_entropy", opt, epochs, resume_from=tmp_path / "last.pt",
+        ftkit.fit(model, toy_loader(4, data), "cross_entropy", opt, epochs, resume_from=tmp_path / "last.pt",
                   progress=False, **kwargs)
     assert same(snapshot(model, opt), before)
 
@@ -252,14 +213,14 @@ class Seen(Callback):
 def test_a_larger_batch_on_resume_trains_exactly_the_remaining_samples_of_the_epoch(tmp_path):
     model = mlp()
     first = Seen(model)
-    run(3, model=model, callbacks=[first, ModelCheckpoint(tmp_path), StopAt(step=21)])  # 5 batches of 4 into epoch 2
+    fit_toy(3, model=model, callbacks=[first, ModelCheckpoint(tmp_path), StopAt(step=21)])  # 5 batches of 4 into epoch 2
     model = mlp()
     straight = Seen(model)
-    run(3, model=model)                                   # batch 4 throughout: epoch 2 draws this order
+    fit_toy(3, model=model)                                   # batch 4 throughout: epoch 2 draws this order
     order = [i for row in straight.samples()[16:32] for i in row]
     model = mlp()
     resumed = Seen(model)
-    history, _ = run(3, model=model, batch_size=8, callbacks=[resumed], resume_from=tmp_path / "last.pt")
+    history, _ = fit_toy(3, model=model, batch_size=8, callbacks=[resumed], resume_from=tmp_path / "last.pt")
     rows = resumed.samples()
     assert [len(r) for r in rows[:6]] == [4, 8, 8, 8, 8, 8]   # the half-done batch of 8, then whole ones
     assert [i for r in rows[:6] for i in r] == order[20:]      # exactly the 44 samples epoch 2 had not trained on
@@ -269,10 +230,10 @@ def test_a_larger_batch_on_resume_trains_exactly_the_remaining_samples_of_the_ep
 
 def test_a_smaller_batch_on_resume_starts_inside_the_next_batch(tmp_path):
     model = mlp()
-    run(2, model=model, batch_size=8, callbacks=[ModelCheckpoint(tmp_path), StopAt(step=11)])  # 3 batches of 8 in
+    fit_toy(2, model=model, batch_size=8, callbacks=[ModelCheckpoint(tmp_path), StopAt(step=11)])  # 3 batches of 8 in
     model = mlp()
     seen = Seen(model)
-    history, _ = run(2, model=model, batch_size=16, callbacks=[seen], resume_from=tmp_path / "last.pt")
+    history, _ = fit_toy(2, model=model, batch_size=16, callbacks=[seen], resume_from=tmp_path / "last.pt")
     assert [len(r) for r in seen.samples()] == [8, 16, 16]
 
 
@@ -284,9 +245,9 @@ def step_lrs(rows, after=0):
 
 @pytest.mark.parametrize("change", [dict(batch_size=16), dict(grad_accum=4)], ids=["batch_size", "grad_accum"])
 def test_a_larger_step_continues_the_schedule_at_the_same_point_of_its_curve(tmp_path, change):
-    run(4, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])   # 32 of 64 steps
-    straight, _ = run(4, scheduler="cosine", **change)                                     # 16 steps in all
-    resumed, _ = run(4, scheduler="cosine", resume_from=tmp_path / "last.pt", **change)
+    fit_toy(4, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])   # 32 of 64 steps
+    straight, _ = fit_toy(4, scheduler="cosine", **change)                                     # 16 steps in all
+    resumed, _ = fit_toy(4, scheduler="cosine", resume_from=tmp_path / "last.pt", **change)
     lrs = step_lrs(resumed.steps, after=32)
     assert len(lrs) == 8   # from the middle of the curve on, not from its peak:
     assert lrs == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)
@@ -294,16 +255,16 @@ def test_a_larger_step_continues_the_schedule_at_the_same_point_of_its_curve(tmp
 
 
 def test_same_total_steps_by_coincidence_still_continues_at_the_same_fraction(tmp_path):
-    run(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # 16 of 32 steps: half
-    straight, _ = run(4, batch_size=8, scheduler="cosine")                               # 32 steps too: 1/4 done
-    resumed, _ = run(4, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    fit_toy(2, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # 16 of 32 steps: half
+    straight, _ = fit_toy(4, batch_size=8, scheduler="cosine")                               # 32 steps too: 1/4 done
+    resumed, _ = fit_toy(4, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
     assert step_lrs(resumed.steps, after=16) == pytest.approx(step_lrs(straight.steps, after=8), rel=1e-9)
 
 
 def test_a_larger_batch_mid_epoch_ends_the_schedule_exactly_at_its_end(tmp_path):
-    run(3, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=21)])   # 20 samples into epoch 2
-    straight, _ = run(3, batch_size=8, scheduler="cosine")                               # 24 steps
-    resumed, _ = run(3, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
+    fit_toy(3, scheduler="cosine", callbacks=[ModelCheckpoint(tmp_path), StopAt(step=21)])   # 20 samples into epoch 2
+    straight, _ = fit_toy(3, batch_size=8, scheduler="cosine")                               # 24 steps
+    resumed, _ = fit_toy(3, batch_size=8, scheduler="cosine", resume_from=tmp_path / "last.pt")
     assert len(resumed.steps) == 21 + 6 + 8                 # epoch 2: the cut batch + 5; epoch 3: 8
     assert [r["lr"] for r in resumed.steps[21:]] == pytest.approx([r["lr"] for r in straight.steps[10:]], rel=1e-9)
 
@@ -311,12 +272,12 @@ def test_a_larger_batch_mid_epoch_ends_the_schedule_exactly_at_its_end(tmp_path)
 def test_a_changed_batch_size_with_a_scheduler_object_is_refused(tmp_path):
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    run(2, model=model, opt=opt, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 32),
+    fit_toy(2, model=model, opt=opt, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 32),
         callbacks=[ModelCheckpoint(tmp_path)])
     model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match=r"16 optimizer steps per epoch, this run 4 .*scheduler object .* by name"):
-        run(4, model=model, opt=opt, batch_size=16, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 16),
+        fit_toy(4, model=model, opt=opt, batch_size=16, scheduler=torch.optim.lr_scheduler.CosineAnnealingLR(opt, 16),
             resume_from=tmp_path / "last.pt")
 
 
@@ -347,15 +308,15 @@ class EpochOf(Callback):
 def test_an_error_from_the_data_keeps_the_history_and_a_resumable_last_pt(tmp_path):
     data = Flaky()
     with pytest.raises(OSError, match="corrupt sample 5") as err:
-        run(3, data=data, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path)])
+        fit_toy(3, data=data, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path)])
     history = err.value.history
     assert [r["epoch"] for r in history.epochs] == [1] and 16 <= len(history.steps) < 32
     assert "OSError: corrupt sample 5" in history.stop_reason
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved["step"] == len(history.steps) and saved["resume"]["epoch"] == 2
     data.bad_epoch = 99                                  # the sample is fixed: the resume trains on to the end
-    resumed, model_b = run(3, data=data, callbacks=[EpochOf(data)], resume_from=tmp_path / "last.pt")
-    straight, model_a = run(3, data=data, callbacks=[EpochOf(data)])
+    resumed, model_b = fit_toy(3, data=data, callbacks=[EpochOf(data)], resume_from=tmp_path / "last.pt")
+    straight, model_a = fit_toy(3, data=data, callbacks=[EpochOf(data)])
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
     assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
 
@@ -389,7 +350,7 @@ def test_an_error_from_the_model_a_callback_or_validation_keeps_the_history(tmp_
 
     model = Breaks()
     with pytest.raises(RuntimeError, match=f"{where} broke") as err:
-        run(3, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1), val_loader=BadVal(),
+        fit_toy(3, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1), val_loader=BadVal(),
             callbacks=[BreaksAt(), ModelCheckpoint(tmp_path)])
     history = err.value.history
     steps = {"model": 21, "callback": 22, "validation": 16}[where]   # call 23 = step 22 (one val call)
@@ -406,7 +367,7 @@ def test_ctrl_c_keeps_the_history_and_last_pt(tmp_path):
             if state.step == 21:
                 raise KeyboardInterrupt
 
-    history, _ = run(3, callbacks=[CtrlC(), ModelCheckpoint(tmp_path)])
+    history, _ = fit_toy(3, callbacks=[CtrlC(), ModelCheckpoint(tmp_path)])
     assert len(history.steps) == 21 and history.stop_reason.startswith("interrupted at epoch 2")
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 21
 
@@ -419,7 +380,7 @@ def test_an_error_inside_an_optimizer_step_keeps_the_last_consistent_last_pt(tmp
 
     with pytest.warns(RuntimeWarning, match=r"no last\.pt for step 22: training ended inside it"):
         with pytest.raises(RuntimeError, match="scheduler hook broke") as err:
-            run(3, callbacks=[BreaksInStep(), ModelCheckpoint(tmp_path)])
+            fit_toy(3, callbacks=[BreaksInStep(), ModelCheckpoint(tmp_path)])
     assert len(err.value.history.steps) == 21
     assert load_checkpoint(tmp_path / "last.pt")["step"] == 16     # epoch 1's, not a torn one
 
@@ -443,10 +404,10 @@ def test_a_crash_in_validation_resumes_to_validate_and_close_that_epoch(tmp_path
             val.epoch = state.epoch
 
     with pytest.raises(RuntimeError, match="validation broke"):
-        run(3, val_loader=val, callbacks=[Epoch(), ModelCheckpoint(tmp_path)])
+        fit_toy(3, val_loader=val, callbacks=[Epoch(), ModelCheckpoint(tmp_path)])
     BadOnce.broken = False
-    resumed, model_b = run(3, val_loader=val, callbacks=[Epoch()], resume_from=tmp_path / "last.pt")
-    straight, model_a = run(3, val_loader=val, callbacks=[Epoch()])
+    resumed, model_b = fit_toy(3, val_loader=val, callbacks=[Epoch()], resume_from=tmp_path / "last.pt")
+    straight, model_a = fit_toy(3, val_loader=val, callbacks=[Epoch()])
     assert [r["epoch"] for r in resumed.epochs] == [1, 2, 3] and len(resumed.steps) == 48
     assert resumed["val_loss"] == pytest.approx(straight["val_loss"], abs=1e-6)
     assert resumed["train_loss"] == pytest.approx(straight["train_loss"], abs=1e-6)
@@ -455,22 +416,22 @@ def test_a_crash_in_validation_resumes_to_validate_and_close_that_epoch(tmp_path
 
 # --------------------------------------------------------------------------- other settings changed between runs
 def test_other_changes_between_runs_are_refused_before_anything_changes_or_said(tmp_path):
-    run(1, callbacks=[ModelCheckpoint(tmp_path)])
+    fit_toy(1, callbacks=[ModelCheckpoint(tmp_path)])
     model = mlp().to(torch.bfloat16)
     before = weights(model).clone()
     with pytest.raises(ValueError, match=r"holds model weights in torch\.float32 \('0\.\w+'\), the model given is "
                                          r"in torch\.bfloat16; nothing was loaded"):
-        ftkit.fit(model, loader(), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2,
+        ftkit.fit(model, toy_loader(), "cross_entropy", torch.optim.SGD(model.parameters(), lr=0.1), 2,
                   resume_from=tmp_path / "last.pt", progress=False)
     assert torch.equal(weights(model), before)
     model = mlp()
     groups = [{"params": [model[0].weight]}, {"params": [model[0].bias, *model[2].parameters()]}]
     with pytest.raises(ValueError, match=r"has 1 optimizer param groups, the optimizer given has 2"):
-        run(2, model=model, opt=torch.optim.SGD(groups, lr=0.1), resume_from=tmp_path / "last.pt")
+        fit_toy(2, model=model, opt=torch.optim.SGD(groups, lr=0.1), resume_from=tmp_path / "last.pt")
     model = mlp()
     with pytest.warns(UserWarning, match=r"resuming with the checkpoint's weight_decay 0 \(the optimizer given had "
                                          r"0\.01\)"):
-        run(2, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01),
+        fit_toy(2, model=model, opt=torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.01),
             resume_from=tmp_path / "last.pt")
 
 
@@ -486,28 +447,28 @@ def test_early_stopping_restores_the_best_only_when_it_stopped_the_run_not_on_ct
             if state.step == 37:
                 raise KeyboardInterrupt
 
-    history, model = run(4, callbacks=[Vals(), EarlyStopping(patience=5), ModelCheckpoint(tmp_path), CtrlC()])
+    history, model = fit_toy(4, callbacks=[Vals(), EarlyStopping(patience=5), ModelCheckpoint(tmp_path), CtrlC()])
     assert history.stop_reason.startswith("interrupted at epoch 3")
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved["step"] == 37   # the model keeps its last weights, those of last.pt (not epoch 1's best)
     assert torch.equal(weights(model), torch.cat([t.flatten() for t in saved["model"].values()]))
-    straight, model_a = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)])
-    resumed, model_b = run(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)],
+    straight, model_a = fit_toy(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)])
+    resumed, model_b = fit_toy(4, callbacks=[Vals(), EarlyStopping(patience=5, restore_best=False)],
                            resume_from=tmp_path / "last.pt")
     assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
 
 
 def test_an_old_checkpoint_with_numpy_rng_is_refused_with_the_way_to_convert_it(tmp_path):
-    run(2, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])
+    fit_toy(2, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     ckpt["rng"]["numpy"] = np.random.get_state()          # what ftkit wrote before checkpoints became plain data
     ckpt["rng"]["python"] = __import__("random").getstate()
     torch.save(ckpt, tmp_path / "old.pt")
     with pytest.raises(ValueError, match=r"holds a pickled numpy\..*resave_trusted"):
-        run(2, resume_from=tmp_path / "old.pt")
+        fit_toy(2, resume_from=tmp_path / "old.pt")
     from ftkit.train.checkpoint import resave_trusted
     resave_trusted(tmp_path / "old.pt")                    # the user wrote it: trusted once, then plain data
-    history, _ = run(2, resume_from=tmp_path / "old.pt")
+    history, _ = fit_toy(2, resume_from=tmp_path / "old.pt")
     assert [r["epoch"] for r in history.epochs] == [1, 2]
 
 
@@ -529,11 +490,11 @@ def test_a_changed_batch_size_mid_epoch_on_a_loader_without_batch_size_is_refuse
 
 
 def test_a_resume_that_changes_the_monitored_column_starts_the_best_afresh(tmp_path):
-    val = loader(16, TensorDataset(X[:16], Y[:16]))
-    run(3, val_loader=val, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # best = epoch 1's val_loss
+    val = toy_loader(16, TensorDataset(X[:16], Y[:16]))
+    fit_toy(3, val_loader=val, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=1)])   # best = epoch 1's val_loss
     best_val = load_checkpoint(tmp_path / "best.pt")["best"]
     with pytest.warns(UserWarning, match=r"best score is of 'val_loss' \(min\), this run watches 'train_loss' \(min\)"):
-        run(3, callbacks=[ModelCheckpoint(tmp_path)], resume_from=tmp_path / "last.pt")   # no val_loader now
+        fit_toy(3, callbacks=[ModelCheckpoint(tmp_path)], resume_from=tmp_path / "last.pt")   # no val_loader now
     best = load_checkpoint(tmp_path / "best.pt")
     assert best["monitor"] == "train_loss" and best["best"] != best_val and best["epoch"] >= 2
 
@@ -604,15 +565,15 @@ def test_an_interrupt_inside_a_batch_leaves_last_pt_at_the_last_finished_step(tm
 
     _Boom.calls, _Boom.at = 0, {"backward": 21, "grad_accum": 20, "validation": None}[where]
     kw = dict(model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch(), ModelCheckpoint(tmp_path)])
-    run(3, **kw)
+    fit_toy(3, **kw)
     saved = load_checkpoint(tmp_path / "last.pt")
     rows = {"backward": 20, "grad_accum": 18, "validation": 32}[where]   # batches of finished steps
     assert len(saved["history"]["steps"]) == rows and saved["step"] == rows // accum
     _Boom.at = None
-    resumed, model_b = run(3, model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch()],
+    resumed, model_b = fit_toy(3, model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch()],
                            resume_from=tmp_path / "last.pt")
     val.armed = False
-    straight, model_a = run(3, model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch()])
+    straight, model_a = fit_toy(3, model=dropnet(), grad_accum=accum, val_loader=val, callbacks=[Epoch()])
     assert len(resumed.steps) == len(straight.steps) == 48       # one row per batch, none twice
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
     assert (weights(model_a) - weights(model_b)).abs().max() <= 1e-6
@@ -626,35 +587,35 @@ def test_an_interrupt_inside_a_batch_leaves_last_pt_at_the_last_finished_step(tm
 def test_another_lr_on_resume_is_not_applied_under_any_schedule_and_is_named(tmp_path, name, epochs):
     """Saved at lr 0.1 (3 epochs), resumed with lr 0.01: the run goes on exactly as an uninterrupted lr-0.1 run
     with the resumed epochs would, and one warning names the lr — for every schedule, with or without more epochs."""
-    run(3, scheduler=name, lr=0.1, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])
+    fit_toy(3, scheduler=name, lr=0.1, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])
     with pytest.warns(UserWarning, match=r"resuming with the checkpoint's lr \(.*\) 0\.1 \(the optimizer given had "
                                          r"0\.01\).*ParamControl\.set\(lr=\.\.\.\)"):
-        resumed, model_b = run(epochs, scheduler=name, lr=0.01, resume_from=tmp_path / "last.pt")
-    straight, model_a = run(epochs, scheduler=name, lr=0.1)
+        resumed, model_b = fit_toy(epochs, scheduler=name, lr=0.01, resume_from=tmp_path / "last.pt")
+    straight, model_a = fit_toy(epochs, scheduler=name, lr=0.1)
     assert [r["lr"] for r in resumed.steps] == pytest.approx([r["lr"] for r in straight.steps], rel=1e-9)
     assert (weights(model_a) - weights(model_b)).abs().max() <= 1e-6
 
 
 def test_one_cycle_momentum_cycle_is_not_reported_as_a_change(tmp_path, recwarn):
     model = mlp()
-    run(3, scheduler="one_cycle", model=model, opt=ftkit.make_optimizer("sgd", model, lr=0.1, momentum=0.9),
+    fit_toy(3, scheduler="one_cycle", model=model, opt=ftkit.make_optimizer("sgd", model, lr=0.1, momentum=0.9),
         callbacks=[ModelCheckpoint(tmp_path), StopAt(step=20)])
     model = mlp()
-    run(3, scheduler="one_cycle", model=model, opt=ftkit.make_optimizer("sgd", model, lr=0.1, momentum=0.9),
+    fit_toy(3, scheduler="one_cycle", model=model, opt=ftkit.make_optimizer("sgd", model, lr=0.1, momentum=0.9),
         resume_from=tmp_path / "last.pt")
     assert not [w for w in recwarn if "resuming with" in str(w.message)]
 
 
 def test_another_weight_decay_on_resume_is_named_not_counted_in_param_groups(tmp_path):
     model = mlp()
-    run(2, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.01),
+    fit_toy(2, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.01),
         callbacks=[ModelCheckpoint(tmp_path)])
     model = mlp()
     with pytest.raises(ValueError, match=r"trained with weight_decay=0\.01, the optimizer given has weight_decay=0 "
                                          r".*build the optimizer with weight_decay=0\.01"):
-        run(3, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.0),
+        fit_toy(3, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.0),
             resume_from=tmp_path / "last.pt")
     model = mlp()
     with pytest.warns(UserWarning, match=r"checkpoint's weight_decay 0\.01 \(the optimizer given had 0\.05\)"):
-        run(3, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.05),
+        fit_toy(3, model=model, opt=ftkit.make_optimizer("adamw", model, lr=1e-3, weight_decay=0.05),
             resume_from=tmp_path / "last.pt")

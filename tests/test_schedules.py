@@ -14,9 +14,8 @@ from ftkit.core import Callback
 from ftkit.optim import make_optimizer
 from ftkit.schedules import make_scheduler
 from ftkit.train.callbacks import ModelCheckpoint
+from conftest import X, Y, mlp
 
-torch.manual_seed(0)
-X, Y = torch.randn(64, 4), torch.randint(0, 3, (64,))
 
 
 def lrs(name, steps=10, **options):
@@ -51,10 +50,6 @@ def test_schedule_options_are_checked_with_a_suggestion():
         make_scheduler("cosin_warmup", make_optimizer("sgd", [nn.Parameter(torch.zeros(1))]), total_steps=10)
     with pytest.raises(ValueError, match=r"factor must be in \(0, 1\)"):
         make_scheduler("reduce_on_plateau", make_optimizer("sgd", [nn.Parameter(torch.zeros(1))]), factor=2)
-
-
-def mlp():
-    return nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
 
 
 def run(epochs, *, batch_size=4, scheduler=None, lr=0.1, resume_from=None, callbacks=(), val=False, **kw):

@@ -24,14 +24,6 @@ def tiny(tmp_path_factory):
     return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "llama", texts)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """A 64-wide model: one thread is faster, and far faster on a shared machine (2 threads spin-wait)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture
 def lm(tiny):

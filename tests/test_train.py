@@ -22,33 +22,12 @@ from ftkit.train.loggers import CSVLogger, TensorBoardLogger
 from ftkit.ui import LivePlot
 from ftkit.data import synthetic
 from ftkit.train import NonFiniteLossWarning, load_checkpoint, save_checkpoint
-
-
-def mlp(dim=2, classes=2, dropout=0.0):
-    return nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Dropout(dropout), nn.Linear(32, classes))
-
-
-@pytest.fixture
-def blobs():
-    x, y = synthetic.blobs(n=600, num_classes=3, spread=0.7)
-    return synthetic.make_loaders(x, y, batch_size=32)
-
-
-class At(Callback):
-    """Run ``action(state)`` at the end of global batch number ``n`` (counting from 1)."""
-
-    def __init__(self, n, action):
-        self.n, self.action, self.seen = n, action, 0
-
-    def on_batch_end(self, state):
-        self.seen += 1
-        if self.seen == self.n:
-            self.action(state)
+from conftest import At, mlp
 
 
 def test_fit_learns_blobs_above_chance_and_records_history(blobs):
     train, val = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("adam", model, lr=1e-2), epochs=4,
                         val_loader=val, metrics=["accuracy"], progress=False)
     assert len(history) == 4 and len(history.steps) == 4 * len(train)
@@ -61,7 +40,7 @@ def test_fit_learns_blobs_above_chance_and_records_history(blobs):
 
 def test_history_round_trips_through_json_csv_and_frame(blobs, tmp_path):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=2,
                         progress=False)
     history.to_json(tmp_path / "h.json")
@@ -100,7 +79,7 @@ def test_resume_from_checkpoint_matches_a_straight_run(tmp_path):
 
     def run(callbacks=(), resume_from=None):
         ftkit.seed_everything(1)
-        model = mlp(classes=3, dropout=0.2)          # dropout + shuffling: both consume the RNG
+        model = mlp(2, 32, 3, dropout=0.2)          # dropout + shuffling: both consume the RNG
         opt = ftkit.make_optimizer("adamw", model, lr=1e-2)
         history = ftkit.fit(model, loader, "cross_entropy", opt, 4, scheduler="cosine", callbacks=callbacks,
                             resume_from=resume_from, progress=False)
@@ -124,7 +103,7 @@ def test_resume_from_checkpoint_matches_a_straight_run(tmp_path):
 
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_finite_weights(blobs):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     opt = ftkit.make_optimizer("sgd", model, lr=1e12)
     with pytest.warns(NonFiniteLossWarning, match=r"non-finite loss .* at epoch 1, step \d+"):
         history = ftkit.fit(model, train, "cross_entropy", opt, epochs=3, progress=False)
@@ -135,7 +114,7 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_finite_weights(blob
 
 def test_keyboard_interrupt_mid_epoch_keeps_model_history_and_writes_last(blobs, tmp_path):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     ended = []
 
     class Ended(Callback):
@@ -150,20 +129,20 @@ def test_keyboard_interrupt_mid_epoch_keeps_model_history_and_writes_last(blobs,
                         callbacks=[At(5, interrupt), Ended(), ckpt], progress=False)
     assert len(history.steps) == 5 and "interrupted at epoch 1, step 5" in history.stop_reason
     assert ended == [history.stop_reason]
-    saved = load_checkpoint(ckpt.last_path, model=mlp(classes=3))
+    saved = load_checkpoint(ckpt.last_path, model=mlp(2, 32, 3, dropout=0.0))
     assert saved["step"] == 5 and len(saved["history"]["steps"]) == 5
 
 
 def test_state_stop_mid_epoch_ends_after_that_batch(blobs):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=3,
                         callbacks=[At(3, lambda s: setattr(s, "stop", True))], progress=False)
     assert len(history.steps) == 3 and len(history.epochs) == 0
 
 
 def test_bad_inputs_give_one_clear_error_each():
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     opt = ftkit.make_optimizer("sgd", model, lr=0.1)
     with pytest.raises(ValueError, match="train_loader is empty"):
         ftkit.fit(model, DataLoader(TensorDataset(torch.randn(0, 2), torch.zeros(0).long())), "cross_entropy", opt)
@@ -208,7 +187,7 @@ def test_checkpoint_survives_a_kill_during_the_write(tmp_path):
 
 def test_early_stopping_stops_on_patience_and_restores_best(blobs):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     fake = iter([1.0, 0.5, 0.6, 0.7, 0.8, 0.9])
     kept = {}
 
@@ -230,7 +209,7 @@ def test_early_stopping_stops_on_patience_and_restores_best(blobs):
 
 def test_param_control_sets_lr_at_next_step_and_overrides_the_scheduler(blobs):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     control = ParamControl()
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=2,
                         scheduler="cosine", callbacks=[At(4, lambda s: control.set(lr=0.0123)), control],
@@ -249,7 +228,7 @@ def test_grad_accum_equals_a_bigger_batch():
     x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
     def run(batch_size, accum):
         ftkit.seed_everything(3)
-        model = mlp()
+        model = mlp(2, 32, 2, dropout=0.0)
         ftkit.fit(model, DataLoader(TensorDataset(x, y), batch_size=batch_size), "cross_entropy",
                   ftkit.make_optimizer("sgd", model, lr=0.5), epochs=2, grad_accum=accum, progress=False)
         return torch.cat([p.flatten() for p in model.parameters()])
@@ -258,7 +237,7 @@ def test_grad_accum_equals_a_bigger_batch():
 
 def test_grad_clip_bounds_the_update():
     x, y = torch.randn(32, 2) * 100, torch.randint(0, 2, (32,))
-    model = mlp()
+    model = mlp(2, 32, 2, dropout=0.0)
     before = torch.cat([p.detach().flatten() for p in model.parameters()])
     ftkit.fit(model, [(x, y)], "cross_entropy", ftkit.make_optimizer("sgd", model, lr=1.0), grad_clip=0.01,
               progress=False)
@@ -268,7 +247,7 @@ def test_grad_clip_bounds_the_update():
 
 def test_loggers_write_tensorboard_events_csv_and_lr_columns(blobs, tmp_path):
     train, val = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("adamw", model, lr=1e-2,
                                                                             weight_decay=0.1),
                         epochs=2, val_loader=val, progress=False,
@@ -282,7 +261,7 @@ def test_loggers_write_tensorboard_events_csv_and_lr_columns(blobs, tmp_path):
 
 def test_live_plot_without_a_frontend_draws_one_static_figure_at_the_end(blobs):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     plot = LivePlot()
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=2,
                         metrics=["accuracy"], callbacks=[plot], progress=False)
@@ -325,7 +304,7 @@ def test_accuracy_reads_classes_from_the_right_axis_for_sequences_and_images():
 
 def test_amp_on_cpu_runs_in_bfloat16(blobs):
     train, _ = blobs
-    model = mlp(classes=3)
+    model = mlp(2, 32, 3, dropout=0.0)
     dtypes = []
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     hooks = [m.register_forward_hook(lambda mod, inp, out: dtypes.append(out.dtype)) for m in linears]

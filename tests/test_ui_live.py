@@ -7,18 +7,16 @@ import threading
 import time
 
 import pytest
-from torch import nn
 
 import ftkit
 import ftkit.kernel
 import ftkit.ui.dashboard
 import ftkit.ui.live
 import ftkit.ui.run
-from ftkit.data import synthetic
 from ftkit.plots.training import training_figure
-from ftkit.train.callbacks import Callback
 from ftkit.ui import TrainingDashboard, fit_live
 from ftkit.ui.live import LiveFigure
+from conftest import Pace, mlp
 
 
 class Handle:
@@ -54,33 +52,20 @@ def fake_kernel(monkeypatch):
     return handles
 
 
-class Pace(Callback):
-    def on_batch_end(self, state):
-        time.sleep(0.006)
-
-
-def loader():
-    x, y = synthetic.blobs(n=640, num_classes=3, spread=0.7)
-    return synthetic.make_loaders(x, y, batch_size=32)[0]   # 16 batches per epoch
-
-
-def mlp():
-    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
-
-
-def test_static_path_updates_the_figure_in_place_from_the_cells_thread_only(fake_kernel, monkeypatch):
+def test_static_path_updates_the_figure_in_place_from_the_cells_thread_only(fake_kernel, monkeypatch,
+                                                                           train_loader):
     """FTKIT_LIVE_FIGURE unset, probe said 'static' (Colab without plotly's widget JS): the controls are core
     widgets, the plot a plain figure whose display handle gets the new figure while training runs — every send
     from the cell's thread — and the final figure holds every step."""
     monkeypatch.setattr(ftkit.ui.live, "_cached", None)
     monkeypatch.setenv("FTKIT_LIVE_FIGURE", "static")
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(every_ms=0)
     cell = threading.get_ident()
     stopper = threading.Thread(target=lambda: (time.sleep(0.15), dash.pause(), time.sleep(0.1), dash.resume()))
     stopper.start()
-    history = fit_live(model, loader(), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
-                       dashboard=dash, callbacks=[Pace()])
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
+                       dashboard=dash, callbacks=[Pace(0.006)])
     stopper.join()
     assert dash.view.path == "static" and dash.view.widget is None and dash.figure_box.children == ()
     controls, figure = fake_kernel     # fit_live showed the controls, then the figure below them

@@ -7,16 +7,12 @@ import copy
 import time
 
 import pytest
-from torch import nn
 
 import ftkit
 from ftkit.data import synthetic
 from ftkit.train.callbacks import Callback
 from ftkit.ui import TrainingDashboard, fit_live
-
-
-def mlp():
-    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
+from conftest import mlp
 
 
 @pytest.fixture
@@ -39,7 +35,7 @@ def test_stop_in_the_only_epoch_records_a_partial_validated_row(loaders, monkeyp
     monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "7")
     train_loader, val_loader = loaders
     ftkit.seed_everything(0)
-    model = mlp()
+    model = mlp(2, 32, 3)
     history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
                        dashboard=TrainingDashboard(every_ms=0), val_loader=val_loader, metrics=["accuracy"])
     assert history.stop_reason == "stopped by request at epoch 1, step 7" and len(history.steps) == 7
@@ -55,7 +51,7 @@ def test_stop_in_the_only_epoch_records_a_partial_validated_row(loaders, monkeyp
 def test_stop_before_any_batch_and_the_plot_path(loaders, monkeypatch):
     """Stop pressed before training (the dashboard) or after 3 steps (the plot, no dashboard): a row either way."""
     train_loader, val_loader = loaders
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard()
     dash.stop_button.click()
     history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
@@ -76,7 +72,7 @@ def test_stop_before_any_batch_and_the_plot_path(loaders, monkeypatch):
 
 def test_a_pause_is_out_of_the_epoch_time_and_rows_are_final_when_recorded(loaders):
     train_loader, val_loader = loaders
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash, snap = TrainingDashboard(every_ms=0), Snapshot()
 
     class PauseOnce(Callback):
@@ -110,7 +106,6 @@ def test_stop_in_notebook_04s_only_epoch_then_every_later_cell_runs(run_notebook
     from ftkit.data import shipped
     from ftkit.nlp.tiny import build_tiny_bert
     monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     sample = shipped("conll2003_sample")
     tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", sample)
     out = tmp_path_factory.mktemp("nb04")

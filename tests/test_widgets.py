@@ -4,57 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from torch import nn
 from traitlets import TraitError
 
 import ftkit
 from ftkit.train.callbacks import Callback
-from ftkit.data import synthetic
 import ftkit.ui.run
 import ftkit.ui
 from ftkit.ui import TrainingDashboard, fit_live, fit_live_async
+from conftest import Pace, drive, mlp
 
 ASSETS = Path(__file__).parent / "assets"
-
-
-class Pace(Callback):
-    """Sleep after each batch: gives the driver thread time to act mid-training."""
-
-    def __init__(self, seconds=0.002):
-        self.seconds = seconds
-
-    def on_batch_end(self, state):
-        time.sleep(self.seconds)
-
-
-def mlp():
-    return nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 3))
-
-
-@pytest.fixture
-def train_loader():
-    x, y = synthetic.blobs(n=640, num_classes=3, spread=0.7)
-    return synthetic.make_loaders(x, y, batch_size=32)[0]   # 16 batches per epoch
-
-
-def drive(actions, timeout=10.0):
-    """Run ``[(condition, action), …]`` in order on a thread: each action once its condition holds."""
-    def run():
-        for condition, action in actions:
-            deadline = time.monotonic() + timeout
-            while not condition():
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.001)
-            action()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_slider_from_another_thread_sets_lr_at_next_step_then_stop_ends_early(train_loader):
@@ -62,11 +25,11 @@ def test_slider_from_another_thread_sets_lr_at_next_step_then_stop_ends_early(tr
         return ftkit.make_optimizer("sgd", model, lr=0.1)
     epochs, total = 4, 4 * len(train_loader)
     ftkit.seed_everything(0)
-    model = mlp()
+    model = mlp(2, 32, 3)
     schedule = [r["lr"] for r in ftkit.fit(model, train_loader, "cross_entropy", opt(model), epochs,
                                            scheduler="cosine", progress=False).steps]
     ftkit.seed_everything(0)
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(every_ms=0)
     control = dash.control
     followed = []
@@ -91,7 +54,7 @@ def test_slider_from_another_thread_sets_lr_at_next_step_then_stop_ends_early(tr
 
 
 def test_stop_twice_then_the_same_dashboard_trains_again_to_the_end(train_loader):
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(every_ms=0)
     drive([(lambda: dash.progress.value >= 5, lambda: (dash.stop_button.click(), dash.stop_button.click()))])
     first = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 3,
@@ -104,7 +67,7 @@ def test_stop_twice_then_the_same_dashboard_trains_again_to_the_end(train_loader
 
 
 def test_controls_used_before_or_after_training_apply_cleanly(train_loader):
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(lr_range=(1e-4, 0.5))
     dash.stop_button.click()                      # Stop before training: it ends at the first batch, history kept
     history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
@@ -136,7 +99,7 @@ def test_bad_slider_values_and_ranges_get_one_clear_error():
 
 
 def test_optimizer_lr_outside_the_range_widens_the_slider(train_loader):
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(lr_range=(1e-4, 1e-2))
     history = ftkit.fit(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.3), 1,
                         callbacks=[dash], progress=False)
@@ -146,7 +109,7 @@ def test_optimizer_lr_outside_the_range_widens_the_slider(train_loader):
 
 def test_fit_live_async_serves_the_controls_and_returns_the_history(train_loader):
     """``await fit_live_async(...)``: the same controls, fit in a worker thread while the caller awaits."""
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(every_ms=0)
     drive([(lambda: dash.progress.value >= 8, lambda: setattr(dash.slider, "value", 0.02)),
            (lambda: dash.control.applied, dash.stop)])
@@ -167,7 +130,7 @@ def test_live_plot_draws_loss_and_every_fit_metric(train_loader, monkeypatch):
 
     def f1(outputs, targets):   # stands in for ftkit.nlp.ner.entity_f1's metric of the same name
         return (outputs.argmax(-1) == targets).float().mean()
-    model = mlp()
+    model = mlp(2, 32, 3)
     history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
                        metrics=["accuracy", f1], progress=False)
     [fig] = shown
@@ -182,7 +145,7 @@ def test_sync_fit_live_on_ipykernel_7_warns_and_still_trains(train_loader, monke
     dash = TrainingDashboard()                                         # built outside a kernel: no plotly widget
     monkeypatch.setattr(ftkit.ui.run, "ipython_kernel", lambda: object())   # a kernel without do_one_iteration
     monkeypatch.setattr("IPython.display.display", lambda obj, **kw: type("H", (), {"update": lambda s, o: None})())
-    model = mlp()
+    model = mlp(2, 32, 3)
     with pytest.warns(UserWarning, match=r"ipykernel >= 7\) handles widget messages only while a cell awaits.*"
                                          r"history = await fit_live_async"):
         history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
@@ -190,6 +153,7 @@ def test_sync_fit_live_on_ipykernel_7_warns_and_still_trains(train_loader, monke
     assert len(history.steps) == len(train_loader) and history.stop_reason is None and "finished" in dash.readout.value
 
 
+@pytest.mark.notebook
 def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
     """dashboard="auto" (the default) under papermill: the probe gets no answer from a widget front-end, so the
     run draws the static plot, finishes on its own, and the saved notebook keeps the figure."""
@@ -208,7 +172,7 @@ def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
 
 
 def test_pause_holds_the_step_counter_and_resume_runs_to_the_end(train_loader):
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(every_ms=0)
     seen = {}
 
@@ -233,7 +197,7 @@ def test_pause_holds_the_step_counter_and_resume_runs_to_the_end(train_loader):
 
 
 def test_stop_while_paused_ends_training_and_stop_after_the_end_does_not_carry_over(train_loader):
-    model = mlp()
+    model = mlp(2, 32, 3)
     dash = TrainingDashboard(every_ms=0)
     drive([(lambda: dash.progress.value >= 3, dash.pause),
            (lambda: dash.paused, lambda: (time.sleep(0.1), dash.stop()))])
@@ -250,7 +214,7 @@ def test_stop_while_paused_ends_training_and_stop_after_the_end_does_not_carry_o
 def test_lr_finder_button_mid_training_leaves_the_training_undisturbed(train_loader):
     def train(dash=None, find_at=None):
         ftkit.seed_everything(0)
-        model = mlp()
+        model = mlp(2, 32, 3)
         dash = dash or TrainingDashboard(every_ms=0)
         if find_at:
             drive([(lambda: dash.progress.value >= find_at, dash.lr_find_button.click)])
@@ -270,7 +234,7 @@ def test_lr_finder_button_mid_training_leaves_the_training_undisturbed(train_loa
 def test_figure_marks_events_on_loss_and_lr_panels_with_smoothing_and_log_toggle(train_loader):
     from ftkit.metrics import ema
     from ftkit.plots import training_figure
-    model = mlp()
+    model = mlp(2, 32, 3)
     control = ftkit.train.callbacks.ParamControl(source="slider")
 
     class MoveAt(Callback):
@@ -296,7 +260,7 @@ def test_compare_runs_overlays_runs_with_their_parameters_in_the_legend(train_lo
     from ftkit.plots import compare_runs
     runs = {}
     for lr in (0.3, 0.01):
-        model = mlp()
+        model = mlp(2, 32, 3)
         runs[f"sgd {lr}"] = (ftkit.fit(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=lr),
                                        2, metrics=["accuracy"], progress=False), {"lr": lr})
     fig = compare_runs(runs, smooth=0.5)
@@ -344,7 +308,7 @@ def test_probe_line_and_a_bad_dashboard_choice(train_loader, monkeypatch):
                                          r"'static' \(a plain plotly figure updated through a display handle\) or "
                                          r"'widget'"):
         colab.figure
-    model = mlp()
+    model = mlp(2, 32, 3)
     with pytest.raises(ValueError, match=r"dashboard must be 'auto' \(the dashboard where a widget front-end "
                                          r"answers, else a plot\), True, False or a TrainingDashboard; got 'yes'"):
         fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), dashboard="yes")
