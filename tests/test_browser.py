@@ -327,6 +327,7 @@ def _reused_notebook(root: Path, executed: Path, **parameters) -> list[int]:
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
     nb = parameterize_notebook(load_notebook_node(str(executed)), parameters)
+    nb.metadata.pop("widgets", None)      # the papermill kernel's widget state: its models are not this kernel's
     head = []
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -405,6 +406,7 @@ def _basin_agreement(page) -> list[tuple]:
     return rows
 
 
+@pytest.mark.notebook       # executed_notebook runs 02 and 03 here if their notebook tests have not yet
 @pytest.mark.timeout(600)   # two real notebooks' live parts; the limit only guards a hang
 def test_notebooks_02_and_03_in_jupyterlab_figures_right_and_after_a_reload(lab, executed_notebook, fake_cifar10):
     from playwright.sync_api import sync_playwright
@@ -447,6 +449,7 @@ def test_notebooks_02_and_03_in_jupyterlab_figures_right_and_after_a_reload(lab,
             paths.screenshot(path=str(SHOTS / "02_gradient_descent.png"))
             page.keyboard.press("Control+s")                        # saved, as autosave would
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=10_000)
+            page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')", timeout=30_000)
             time.sleep(1.0)
             page.reload()                                           # the kernel stays alive
             page.locator(f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot").wait_for(timeout=60_000)
