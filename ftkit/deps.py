@@ -37,7 +37,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
 
 # distribution -> the lowest version ftkit supports (pyproject.toml's floors, base and extras)
 FLOORS: dict[str, str] = {
-    "torch": "2.6", "torchvision": "0.21", "numpy": "1.26", "pandas": "2.1", "tqdm": "4.66", "plotly": "5.24",
+    "torch": "2.6", "torchvision": "0.21", "numpy": "2.0", "pandas": "2.2.2", "tqdm": "4.66", "plotly": "5.24",
     "ipywidgets": "7.7", "anywidget": "0.9", "accelerate": "1.0",
     "transformers": "5.0", "tokenizers": "0.22", "peft": "0.18", "datasets": "3.0",
     "tensorboard": "2.15", "wandb": "0.17", "bitsandbytes": "0.45", "jupyter-ui-poll": "1.0", "optuna": "4.0",
@@ -64,7 +64,11 @@ def require(module: str, extra: str | None = None, *, purpose: str = "") -> Modu
         top = "tensorboard"     # torch ships the writer; the tensorboard package is what may be missing
     package, default_extra = EXTRAS.get(top, (top, None))
     extra = extra or default_extra
-    if importlib.util.find_spec(top) is None:       # looks for the package without importing it
+    try:
+        missing = importlib.util.find_spec(top) is None     # looks for the package without importing it
+    except ValueError:                                      # in sys.modules without a spec (a stand-in): present
+        missing = sys.modules.get(top) is None
+    if missing:
         fix = f'pip install "ftkit[{extra}]"' if extra else f"pip install {package}"
         what = f"{purpose} needs {package}, which is not installed" if purpose else f"{package} is not installed"
         raise MissingExtraError(f"{what}: {fix}", name=top)
