@@ -197,7 +197,7 @@ def test_notebook_03_run_all_pause_slider_resume_on_colabs_widget_stack(classic)
     base, token, root = classic
     write_fake_cifar10(root / "cifar10", n_train=1200, n_test=200, noise=1.0)
     out = write_notebook(ROOT / "notebooks" / "03_cifar10_cnn.ipynb", root, output_dir="out03",
-                         data_dir=str(root / "cifar10"), epochs=6, batch_size=32, lr=3e-3, device="cpu",
+                         data_dir=str(root / "cifar10"), epochs=12, batch_size=32, lr=3e-3, device="cpu",
                          num_workers=0, throughput_batches=3, subset=1200)
     t0, times, console, page = time.monotonic(), {}, [], None
     with sync_playwright() as p:
@@ -211,7 +211,13 @@ def test_notebook_03_run_all_pause_slider_resume_on_colabs_widget_stack(classic)
             # Pause at once: a loaded machine's browser draws the live figure far behind the training, and a
             # paused training lets it catch up (the pause holds before a step: "paused before step N")
             press(page, ".ftkit-pause")
-            page.locator(".ftkit-readout", has_text="paused before step").wait_for(timeout=120_000)
+            pressed = page.locator(".ftkit-readout").inner_text()
+            try:
+                page.locator(".ftkit-readout", has_text="paused before step").wait_for(timeout=120_000)
+            except Exception:
+                print(f"Pause pressed when the page read {pressed!r}; "
+                      f"{time.monotonic() - t0:.0f} s since the browser started")
+                raise
             held = step(page)
             time.sleep(2.0)
             held_later = step(page)
