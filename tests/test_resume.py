@@ -631,8 +631,11 @@ def test_another_lr_on_resume_is_not_applied_under_any_schedule_and_is_named(tmp
                                          r"0\.01\).*ParamControl\.set\(lr=\.\.\.\)"):
         resumed, model_b = run(epochs, scheduler=name, lr=0.01, resume_from=tmp_path / "last.pt")
     straight, model_a = run(epochs, scheduler=name, lr=0.1)
-    assert [r["lr"] for r in resumed.steps] == pytest.approx([r["lr"] for r in straight.steps], rel=1e-9)
-    assert (weights(model_a) - weights(model_b)).abs().max() <= 1e-6
+    # after the resume point (step 32), the lr of an lr-0.1 run of `epochs` epochs (more epochs: the schedule is
+    # rebuilt for the new total from the checkpoint's base lr, not the one given)
+    assert [r["lr"] for r in resumed.steps[32:]] == pytest.approx([r["lr"] for r in straight.steps[32:]], rel=1e-9)
+    if epochs == 3:
+        assert (weights(model_a) - weights(model_b)).abs().max() <= 1e-6
 
 
 def test_one_cycle_momentum_cycle_is_not_reported_as_a_change(tmp_path, recwarn):
