@@ -19,20 +19,28 @@ import torch
 
 from ..core import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
+__all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
            "read_checkpoint", "check_fits",
            "resave_trusted"]
 
 
-def rng_state() -> dict:
-    """Every RNG's state as plain data (tensors, ints, floats, strings): safe to save and to load."""
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    version, words, py_gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
+def capture_rng() -> tuple:
+    """Every RNG's state, taken fast (no conversion): what :func:`rng_state` turns into plain data when it is saved."""
+    return (torch.get_rng_state(), np.random.get_state(), random.getstate(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+
+def rng_state(captured: tuple | None = None) -> dict:
+    """Every RNG's state (now, or as :func:`capture_rng` took it) as plain data (tensors, ints, floats, strings):
+    safe to save and to load."""
+    torch_state, np_state, py_state, cuda_state = captured or capture_rng()
+    kind, key, pos, has_gauss, gauss = np_state
+    version, words, py_gauss = py_state
+    return {"torch": torch_state,
             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
             "python": {"version": version, "state": list(words), "gauss": py_gauss},
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": cuda_state}
 
 
 def restore_rng(rng: dict) -> None:
@@ -105,10 +113,17 @@ def checkpoint_payload(state, **extra) -> dict:
         "resume": resume,
         "history": history,
         "callbacks": {cb.state_key: cb.state_dict() for cb in getattr(state, "callbacks", ()) if cb.state_dict()},
-        "rng": at_step.get("rng") or rng_state(),
+        "rng": _saved_rng(at_step.get("rng")),
         **extra,
     }
     return plain_state(payload)   # a clear error now, rather than a file that cannot be loaded safely
+
+
+def _saved_rng(rng) -> dict:
+    """The RNG of the resume point (taken by :func:`capture_rng`, or already plain), else the RNG now."""
+    if isinstance(rng, tuple):
+        return rng_state(rng)
+    return rng or rng_state()
 
 
 def _unwrap(model):

@@ -25,7 +25,7 @@ import warnings
 import torch
 
 from ..core import TrainState
-from .checkpoint import _unwrap, check_fits, read_checkpoint, restore_rng, rng_state
+from .checkpoint import _unwrap, capture_rng, check_fits, read_checkpoint, restore_rng, rng_state
 
 __all__ = ["Resume", "loader_settings"]
 
@@ -210,7 +210,7 @@ class Resume:
         ``grad_accum`` group, in validation) holds exactly this point."""
         s, size, n = self.s, self.settings["batch_size"], self.settings["samples_per_epoch"]
         s.resume = {"epoch": s.epoch, "batches": batches, "samples": min(batches * size, n) if size else None,
-                    "step": s.step, "loss_sum": loss_sum, "n_seen": n_seen, "rng": rng_state(),
+                    "step": s.step, "loss_sum": loss_sum, "n_seen": n_seen, "rng": capture_rng(),
                     "rows": len(s.history.steps) + 1,   # this batch's row: History, the first callback, adds it next
                     "buffers": self._buffers(),
                     "metrics": (dict(tracker.totals), dict(tracker.counts)), "epoch_rng": s.resume.get("epoch_rng"),
