@@ -274,7 +274,8 @@ def test_loggers_write_tensorboard_events_csv_and_lr_columns(blobs, tmp_path):
                         epochs=2, val_loader=val, progress=False,
                         callbacks=[TensorBoardLogger(tmp_path / "tb", every=5), CSVLogger(tmp_path / "log.csv"),
                                    LRMonitor()])
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+    (run,) = os.listdir(tmp_path / "tb")                      # one folder per fit: <date>_<time>_ftkit
+    assert run.endswith("_ftkit") and any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb" / run))
     rows = (tmp_path / "log.csv").read_text().strip().splitlines()
     assert rows[0].startswith("epoch,train_loss,val_loss") and len(rows) == 3
     assert {"lr_0", "lr_1"} <= set(history.steps[0]) and {"lr_0", "lr_1"} <= set(history.epochs[0])
