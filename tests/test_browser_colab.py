@@ -38,7 +38,7 @@ CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts" / "browser"
 LIVE_FIGURE = os.environ.get("FTKIT_LIVE_FIGURE", "static")
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(600)]     # guards a hang
+pytestmark = [pytest.mark.browser, pytest.mark.colab, pytest.mark.timeout(600)]     # guards a hang
 
 
 def free_port() -> int:
