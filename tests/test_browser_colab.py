@@ -193,7 +193,7 @@ def fail_screenshot(page, console, name):
 @pytest.mark.timeout(900)     # the real notebook 03; the limit only guards a hang
 def test_notebook_03_run_all_pause_slider_resume_on_colabs_widget_stack(classic):
     from playwright.sync_api import sync_playwright
-    from ftkit.data.cifar10 import write_fake_cifar10
+    from ftkit.data.fake import write_fake_cifar10
     base, token, root = classic
     write_fake_cifar10(root / "cifar10", n_train=1200, n_test=200, noise=1.0)
     out = write_notebook(ROOT / "notebooks" / "03_cifar10_cnn.ipynb", root, output_dir="out03",

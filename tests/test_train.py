@@ -159,7 +159,9 @@ def test_state_stop_mid_epoch_ends_after_that_batch(blobs):
     model = mlp(classes=3)
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=3,
                         callbacks=[At(3, lambda s: setattr(s, "stop", True))], progress=False)
-    assert len(history.steps) == 3 and len(history.epochs) == 0
+    assert len(history.steps) == 3
+    [row] = history.epochs                  # the stopped epoch, recorded as such (issue 35: Stop keeps notebooks running)
+    assert (row["epoch"], row["partial"], row["batches"]) == (1, True, 3)
 
 
 def test_bad_inputs_give_one_clear_error_each():

@@ -341,7 +341,8 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
         strategy.finish(state)
     except StopTraining as stop:
         state.stop, state.stop_reason = True, stop.reason
-        loop.partial_epoch()     # a stop inside an epoch: its row, marked partial
+        if not isinstance(stop, NonFiniteLoss):   # its running means are inf/NaN: the step rows say what happened
+            loop.partial_epoch()     # a stop inside an epoch: its row, marked partial
         strategy.finish(state)
     except KeyboardInterrupt:
         state.stop = True
