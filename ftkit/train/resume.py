@@ -65,7 +65,8 @@ class Resume:
         given = {k: v for k, v in s.optimizer.param_groups[0].items() if k != "params"}
         _unwrap(s.model).load_state_dict(ckpt["model"])
         s.optimizer.load_state_dict(ckpt["optimizer"])
-        s.history.steps, s.history.epochs = ckpt["history"]["steps"], ckpt["history"]["epochs"]
+        s.history.steps = ckpt["history"]["steps"]   # a stop's partial epoch row goes: the epoch is trained on
+        s.history.epochs = [row for row in ckpt["history"]["epochs"] if not row.get("partial")]
         s.history.events = ckpt["history"].get("events", [])
         s.step = ckpt["step"]
         s.lr = s.history.steps[-1]["lr"] if s.history.steps else s.lr   # the lr of the last step, as in a straight run
