@@ -45,7 +45,7 @@ from ..core import Callback
 from ..kernel import can_poll, in_colab, ipython_kernel, ui_events
 
 __all__ = ["Frontend", "probe_frontend", "probe_frontend_sync", "last_probe", "live_figure_path", "LiveFigure",
-           "LivePlot", "LIVE_FIGURE_ENV"]
+           "LivePlot", "LIVE_FIGURE_ENV", "replace_output"]
 
 LIVE_FIGURE_ENV = "FTKIT_LIVE_FIGURE"
 PATHS = ("static", "widget")
@@ -226,6 +226,15 @@ def _bundle(figure) -> dict:
     return figure_bundle(figure)
 
 
+def replace_output(handle, bundle: dict) -> None:
+    """``handle.update(bundle)``. JupyterLab hands a same-type update to the renderer already there, and plotly's
+    renderer for its own JSON type keeps the old figure: there the output goes through plain text first, so a
+    fresh renderer draws the new figure. An HTML bundle (Colab's, classic Notebook's) is replaced directly."""
+    if "text/html" not in bundle:
+        handle.update({"text/plain": ""}, raw=True)
+    handle.update(bundle, raw=True)
+
+
 class LiveFigure:
     """A plotly figure updated in place where a front-end shows it, throttled; static otherwise.
 
@@ -292,7 +301,7 @@ class LiveFigure:
         with self._lock:
             bundle, self._dirty = _bundle(self.figure), False
         with contextlib.suppress(Exception):
-            self.handle.update(bundle, raw=True)
+            replace_output(self.handle, bundle)
         self._pushed_at = time.perf_counter()
         self._gap = max(self.every_ms / 1000, (self._pushed_at - now) / SEND_SHARE)
         self.pushes += 1
@@ -312,7 +321,7 @@ class LiveFigure:
         self._dirty = False
         try:
             if handle is not None:
-                handle.update(_bundle(static), raw=True)
+                replace_output(handle, _bundle(static))
             else:
                 display(static)
         except Exception:
