@@ -10,7 +10,7 @@ import pytest
 from torch import nn
 
 import ftkit
-import ftkit.kernel
+import ftkit.env
 import ftkit.ui.dashboard
 import ftkit.ui.live
 import ftkit.ui.run
@@ -170,8 +170,8 @@ def test_probe_counts_a_core_widget_view_and_cleans_up(monkeypatch):
 
 
 def test_kernel_module_reads_cells_and_colab(monkeypatch):
-    assert ftkit.kernel.ipython_kernel() is None                                 # pytest: no kernel
-    assert ftkit.kernel.input_cells({"In": ["", "a = 1", "b = 2"]}) == ["", "a = 1", "b = 2"]
-    assert ftkit.kernel.input_cells({}) == [] and ftkit.kernel.input_cells() == []
-    assert ftkit.kernel.in_colab() is False
-    assert ftkit.kernel.can_poll(type("K6", (), {"do_one_iteration": None})()) and not ftkit.kernel.can_poll(object())
+    assert ftkit.env.ipython_kernel() is None                                 # pytest: no kernel
+    assert ftkit.env.input_cells({"In": ["", "a = 1", "b = 2"]}) == ["", "a = 1", "b = 2"]
+    assert ftkit.env.input_cells({}) == [] and ftkit.env.input_cells() == []
+    assert ftkit.env.in_colab() is False
+    assert ftkit.env.can_poll(type("K6", (), {"do_one_iteration": None})()) and not ftkit.env.can_poll(object())

@@ -21,7 +21,7 @@ import torch
 
 from ..core import eval_mode
 from .hf import check_path, hub_error, load_config
-from ..deps import require
+from ..env import require
 
 __all__ = ["SMOLLM2", "QWEN", "GGUF_PACKAGE", "load_causal_lm", "offline_smollm2", "build_tiny_causal_lm",
            "generate", "CHATML_TEMPLATE", "PLAIN_TEMPLATE", "format_prompt", "use_chat",

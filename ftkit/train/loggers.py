@@ -10,7 +10,7 @@ import warnings
 
 from ..core import Callback, as_number
 from ..utils import atomic_write, check_writable
-from ..deps import require
+from ..env import require
 
 __all__ = ["TensorBoardLogger", "WandbLogger", "CSVLogger"]
 
@@ -76,13 +76,10 @@ class WandbLogger(Callback):
         self.init_kwargs, self.run, self.summary = init_kwargs, None, {}
 
     def check_fit(self, state):
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise ImportError('WandbLogger needs the wandb package: pip install "ftkit[wandb]"') from None
+        require("wandb")              # missing: one line naming pip install "ftkit[wandb]", before any training
 
     def on_fit_start(self, state):
-        import wandb
+        wandb = require("wandb")
         config = {"epochs": state.epochs, "optimizer": type(state.optimizer).__name__,
                   "lr": as_number(state.optimizer.param_groups[0]["lr"]), **self.config}
         self.run = wandb.init(project=self.project, name=self.name or _run_name(None), config=config,

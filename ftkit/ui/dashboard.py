@@ -32,7 +32,7 @@ import ipywidgets as widgets
 from traitlets import TraitError, validate
 
 from ..core import Callback, History
-from ..kernel import ipython_kernel
+from ..env import ipython_kernel
 from ..plots.style import INFO, WARN
 from ..plots.training import figure_bundle, lr_find_figure, training_figure, update_training_figure
 from ..train.callbacks import ParamControl

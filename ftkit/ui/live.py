@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 
 from ..core import Callback
-from ..kernel import can_poll, in_colab, ipython_kernel, ui_events
+from ..env import can_poll, in_colab, ipython_kernel, ui_events
 
 __all__ = ["Frontend", "probe_frontend", "probe_frontend_sync", "last_probe", "live_figure_path", "LiveFigure",
            "LivePlot", "LIVE_FIGURE_ENV", "replace_output"]

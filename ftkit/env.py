@@ -1,5 +1,10 @@
-"""ftkit's dependencies, checked where they are used: one line that says what to install.
+"""Where ftkit runs: the IPython kernel (if any) and the installed packages, read in one place.
 
+**The kernel** — is there one, can a busy cell serve widget messages, what did the cells say, is this Colab:
+``ftkit.notebook`` (the parameters cell), ``ftkit.train.launcher`` (cells that touched CUDA) and ``ftkit.ui`` (the
+live dashboard) all ask here. IPython is imported only when it is there.
+
+**The packages** — checked where they are used, with one line that says what to install:
 * :func:`require` imports an optional package (``transformers``, ``peft``, ``tensorboard``, ...) and, where it is
   missing, raises one :class:`MissingExtraError` naming the ``pip install "ftkit[extra]"`` that fixes it.
 * :func:`check_versions` compares the installed versions with the floors in ``pyproject.toml`` (copied in
@@ -9,6 +14,8 @@
 
     transformers = require("transformers")     # transformers is not installed: pip install "ftkit[nlp]"
     check_versions()                                  # nothing, or one error listing what to upgrade
+
+Imports nothing from ftkit.
 """
 from __future__ import annotations
 
@@ -19,8 +26,64 @@ import re
 import sys
 from types import ModuleType
 
-__all__ = ["EXTRAS", "FLOORS", "MissingExtraError", "OldPackageError", "require", "check_versions", "version_of"]
+__all__ = ["ipython_shell", "ipython_kernel", "can_poll", "ui_events", "input_cells", "in_colab", "EXTRAS", "FLOORS", "MissingExtraError", "OldPackageError", "require", "check_versions", "version_of"]
 
+
+# ----------------------------------------------------------------------------------------------- the kernel
+
+def ipython_shell():
+    """The running IPython shell (a kernel's or a terminal's), or None."""
+    if "IPython" not in sys.modules:      # nothing imported IPython: no shell can be running
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def ipython_kernel():
+    """The running ipykernel, or None (plain Python, a terminal IPython)."""
+    return getattr(ipython_shell(), "kernel", None)
+
+
+def can_poll(kernel) -> bool:
+    """True where jupyter-ui-poll can serve widget messages from a busy cell: kernels with ``do_one_iteration``
+    (ipykernel 6, Colab). ipykernel 7 removed it; there only an awaiting cell is served."""
+    return hasattr(kernel, "do_one_iteration")
+
+
+def ui_events():
+    """jupyter-ui-poll's ``ui_events`` (a sync and async context manager): serve widget messages from a busy cell."""
+    try:
+        from jupyter_ui_poll import ui_events as events
+    except ImportError:
+        raise ImportError("the dashboard needs jupyter-ui-poll on this kernel to keep widgets live while training: "
+                          "pip install jupyter-ui-poll (or ftkit[notebooks])") from None
+    return events()
+
+
+def input_cells(namespace: dict | None = None) -> list[str]:
+    """The sources of the cells run so far (IPython's ``In``), oldest first; ``[]`` outside IPython. ``namespace``:
+    a notebook's globals (their ``In``/``_ih``), else the running shell's."""
+    if namespace is None:
+        shell = ipython_shell()
+        namespace = getattr(shell, "user_ns", None) or {}
+    cells = namespace.get("In") or namespace.get("_ih")
+    return [str(c) for c in cells] if isinstance(cells, list) else []
+
+
+def in_colab() -> bool:
+    """True in a Google Colab runtime (its ``google.colab`` package is there)."""
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):     # no ``google`` package at all
+        return False
+
+
+# --------------------------------------------------------------------------------------------- the packages
 # import name -> (distribution on PyPI, the ftkit extra that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "transformers": ("transformers", "nlp"),
