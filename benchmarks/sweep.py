@@ -3,7 +3,9 @@ fixed cost of one trial (its process, papermill, the kernel start, ftkit's impor
 
 Prints one JSON line: serial and parallel seconds, their ratio (goal <= 0.65 on 2 cores), the fixed cost per
 trial (median of the no-work trials' own seconds, and their wall time / trial), the machine's cores and load.
-    python benchmarks/sweep.py [--work 150] [--steps 20] [--trials 4]
+    python benchmarks/sweep.py [--work 150] [--steps 20] [--trials 4] [--repeats 1]
+With --repeats R the serial and parallel sweeps alternate (serial first, then parallel first, ...) and the ratio is
+the median of the R pairs' ratios, so a load that drifts during the run weighs on both sides.
 The tiny notebook (tests/assets/tiny_sweep.ipynb) does ``steps × work`` 200×200 matrix products: real CPU work,
 not sleep, so two trials at once really compete for the cores.
 """
@@ -38,18 +40,26 @@ def main(argv=None) -> int:
     ap.add_argument("--work", type=int, default=150, help="matrix products per step")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=1, help="serial/parallel pairs, alternating their order")
     args = ap.parse_args(argv)
     lrs = ",".join(f"{0.01 * (i + 1):g}" for i in range(args.trials))          # one grid point per trial
     busy = [f"lr={lrs}", f"steps={args.steps}", f"work={args.work}"]
+    serials, parallels = [], []
     with tempfile.TemporaryDirectory(prefix="ftkit-sweep-bench-") as tmp:
-        serial, t1 = timed(busy, 1, os.path.join(tmp, "serial"))
-        parallel, t2 = timed(busy, 2, os.path.join(tmp, "parallel"))
+        for r in range(args.repeats):
+            order = (1, 2) if r % 2 == 0 else (2, 1)
+            for workers in order:
+                wall, table = timed(busy, workers, os.path.join(tmp, f"w{workers}-{r}"))
+                (serials if workers == 1 else parallels).append((wall, table))
         idle, t0 = timed([f"lr={lrs}", "steps=1", "work=0"], 1, os.path.join(tmp, "fixed"))
-    assert t1.loss.tolist() == t2.loss.tolist()              # the same trials, the same numbers
+    t1 = serials[0][1]
+    assert all(t.loss.tolist() == t1.loss.tolist() for _, t in serials + parallels)   # the same trials, numbers
+    ratios = [p / s for (s, _), (p, _) in zip(serials, parallels)]
     fixed = statistics.median(t0.seconds)
     print(json.dumps({
-        "benchmark": "sweep", "trials": args.trials, "work": args.work, "steps": args.steps,
-        "serial_s": round(serial, 2), "parallel_s": round(parallel, 2), "ratio": round(parallel / serial, 3),
+        "benchmark": "sweep", "trials": args.trials, "work": args.work, "steps": args.steps, "repeats": args.repeats,
+        "serial_s": [round(s, 2) for s, _ in serials], "parallel_s": [round(p, 2) for p, _ in parallels],
+        "ratio": round(statistics.median(ratios), 3),
         "goal": 0.65, "fixed_cost_per_trial_s": round(fixed, 2), "fixed_wall_per_trial_s": round(idle / args.trials, 2),
         "trial_s_serial_median": round(statistics.median(t1.seconds), 2),
         "cores": len(os.sched_getaffinity(0)), "load_avg_1min": round(os.getloadavg()[0], 2),

@@ -17,6 +17,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "fit": "train", "evaluate": "train", "predict": "train", "History": "core", "TrainState": "core",
     "Callback": "core", "lr_find": "train", "LRFinderResult": "train", "launch": "train",
+    "EarlyStopping": "train.callbacks", "ModelCheckpoint": "train.callbacks", "CSVLogger": "train.loggers",
+    "TensorBoardLogger": "train.loggers", "WandbLogger": "train.loggers",
     "core": None, "metrics": None, "models": None, "utils": None, "losses": None, "optim": None, "schedules": None,
     "params": None, "train": None, "optviz": None, "nlp": None, "vision": None, "data": None, "plots": None, "ui": None,
     "export": None, "export_run_html": "export",

@@ -26,7 +26,7 @@ import types
 from dataclasses import dataclass, field
 
 from .utils import check_writable, did_you_mean, normalize_name, parse_device
-from .kernel import input_cells
+from .env import input_cells
 
 __all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "Dashboard", "ListOf", "Path", "OutputDir", "Device",
            "choose_preset", "PRESETS", "FromPreset", "Claims"]
@@ -248,7 +248,7 @@ def _whole(value) -> int | None:
     if isinstance(value, numbers.Integral):
         return int(value)
     if isinstance(value, numbers.Real) and float(value).is_integer():
-        return int(value)
+        return int(float(value))
     return None
 
 
@@ -318,7 +318,7 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
     ``minutes``: the expected run time per preset (a number, or a text such as ``"12 min on a T4 (not run)"``);
     ``expected``: the result each preset should give, for :meth:`Setup.expect`.
     """
-    from .deps import check_versions
+    from .env import check_versions
     check_versions()    # an older preinstalled package (a Colab runtime) stops here, before any data loads
     presets = presets or {}
     spec = {"preset": Choice(*PRESETS, help="'auto' picks 'gpu' where CUDA is there"), **spec}

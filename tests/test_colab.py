@@ -202,6 +202,49 @@ def test_the_dry_run_sees_an_upgrade_when_a_floor_is_above_colab(colab_envs):
     assert "- ipywidgets==7.7.1" in changes and any(c.startswith("+ ipywidgets==8.") for c in changes), changes
 
 
+def _closure(reqs: list[Requirement]) -> set[str]:
+    """The distributions ``reqs`` install, recursively, as far as this environment's metadata tells."""
+    seen, todo = set(), list(reqs)
+    while todo:
+        r = todo.pop()
+        name = canonicalize_name(r.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            deps = importlib.metadata.requires(name) or []
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        for d in map(Requirement, deps):
+            if d.marker is None or d.marker.evaluate({"extra": next(iter(r.extras), "")}):
+                todo.append(d)
+    return seen
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_package_a_notebook_imports_comes_with_the_colab_install(path):
+    """A notebook imports only the standard library, ftkit and what ``ftkit[colab]`` installs (the Colab cell)."""
+    import ast
+    installed = _closure(ftkit_requirements(["colab"]))
+    providers = importlib.metadata.packages_distributions()
+    missing = set()
+    for c in cells(path)[1:]:
+        if c["cell_type"] != "code":
+            continue
+        source = "\n".join(line for line in "".join(c["source"]).splitlines() if not line.lstrip().startswith(("%", "!")))
+        for node in ast.walk(ast.parse(source)):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in ("ftkit", "google"):
+                    continue
+                dists = {canonicalize_name(d) for d in providers.get(top, [top])}
+                if not dists & installed:
+                    missing.add(f"{top} ({', '.join(sorted(dists))})")
+    assert not missing, f"{path.name} imports {sorted(missing)}, which ftkit[colab] does not install"
+
+
 def test_the_colab_extra_adds_nothing_colab_pins():
     extras = project()["optional-dependencies"]
     colab = {requirement_name(r) for r in extras["colab"]}

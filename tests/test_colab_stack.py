@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.notebook
+pytestmark = [pytest.mark.notebook, pytest.mark.colab]   # its own CI step: pytest -m colab
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_TESTS = sorted(p.name for p in (ROOT / "tests").glob("test_nb_0*.py"))

@@ -90,3 +90,27 @@ def test_a_torchmetrics_value_of_several_numbers_is_refused_by_name():
     with pytest.raises(ValueError, match=r"metric 'multiclass_f1_score' computed 3 values .* average='macro'"):
         ftkit.fit(model, DataLoader(TensorDataset(X77, Y77), batch_size=16), "cross_entropy", "sgd", 1,
                   metrics=[per_class], progress=False)
+
+
+def test_a_torchmetrics_value_resumed_mid_epoch_equals_the_uninterrupted_one(tmp_path):
+    from ftkit.train.callbacks import ModelCheckpoint
+
+    class StopAt(ftkit.Callback):
+        def on_batch_end(self, state):
+            if state.step == 7:
+                state.stop, state.stop_reason = True, "test stop"
+
+    def run(callbacks=(), resume_from=None):
+        ftkit.seed_everything(0)
+        model = mlp()
+        return ftkit.fit(model, DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True), "cross_entropy",
+                         ftkit.make_optimizer("sgd", model, lr=0.5), 2, progress=False, callbacks=callbacks,
+                         metrics=[torchmetrics.F1Score(task="multiclass", num_classes=3, average="macro")],
+                         resume_from=resume_from)
+
+    run([ModelCheckpoint(tmp_path), StopAt()])            # stops after 2 of epoch 2's 5 batches
+    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert saved["resume"]["batches"] == 2 and saved["resume"]["metric_states"]
+    resumed, straight = run(resume_from=tmp_path / "last.pt"), run()
+    assert resumed["train_multiclass_f1_score"][-1] == pytest.approx(straight["train_multiclass_f1_score"][-1],
+                                                                     abs=1e-6)

@@ -51,8 +51,9 @@ def _check(make, loader, loss, optimizer, sweep, steps, x, y, loss_fn, share=0.9
     return result, mine, losses
 
 
-def test_sgd_linear_regression_standardized_features():
-    g = torch.Generator().manual_seed(0)
+@pytest.mark.parametrize("seed", [0, 2, 6])   # 2 and 6: where the valley's middle alone gave 0.024 and 0.001
+def test_sgd_linear_regression_standardized_features(seed):
+    g = torch.Generator().manual_seed(seed)
     x = torch.randn(1024, 8, generator=g) * torch.tensor([1, 2, 5, 10, 0.5, 3, 1, 7.0]) + 3
     x = (x - x.mean(0)) / x.std(0)
     y = x @ torch.randn(8, 1, generator=g) + 0.1 * torch.randn(1024, 1, generator=g)    # noise floor: MSE 0.01
@@ -62,7 +63,7 @@ def test_sgd_linear_regression_standardized_features():
         return nn.Linear(8, 1)
     # lrs of 1e-2 – 1e-1 train it (the issue: the old steepest-point rule suggested 7.7e-7 – 8.7e-6)
     result, mine, losses = _check(make, _loader(x, y, 32), "mse", "sgd", [1e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0], 64,
-                                  x, y, nn.functional.mse_loss, share=0.99, start_lr=1e-6, end_lr=10, num_steps=100)
+                                  x, y, nn.functional.mse_loss, share=0.99, start_lr=1e-7, end_lr=10, num_steps=100)
     assert 1e-2 <= result.suggestion <= 0.5 and mine < 0.1 * losses[1e-2]   # far better than the sweep's 1e-2
 
 

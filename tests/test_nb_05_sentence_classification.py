@@ -10,7 +10,8 @@ from test_seed_errors import linked_ids
 
 SAMPLE = shipped("conll2003_sample")
 
-pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess]   # its ddp section: 2 gloo processes
+# a stand-in pre-training, three modes, two gloo processes: ≈ 280 s with eight jobs sharing 2 cores (under load)
+pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess, pytest.mark.timeout(600)]
 
 
 def write_tsv(path, split):

@@ -5,7 +5,8 @@ import pytest
 from ftkit.data.fake import write_fake_cifar10
 from test_seed_errors import linked_ids
 
-pytestmark = pytest.mark.notebook
+# three epochs of four nets and three ResNet-18 modes: 250–600+ s with eight jobs sharing 2 cores (load 9–16)
+pytestmark = [pytest.mark.notebook, pytest.mark.timeout(900)]
 
 RESNET18_WITHOUT_FC = 11_176_512     # torchvision resnet18: 11,689,512 − fc (512·1000 + 1000)
 HEAD = 512 * 10 + 10

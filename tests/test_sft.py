@@ -203,6 +203,36 @@ def test_4bit_off_cuda_says_so(tiny, monkeypatch):
         load_causal_lm(tiny, load_in_4bit=True)
 
 
+def test_a_model_folder_without_weights_tokenizer_or_a_tensor_says_which(tiny, tmp_path, monkeypatch):
+    import shutil
+    from safetensors.torch import load_file, save_file
+    from ftkit.nlp import causal
+    cases = {}
+    for case in ("weights", "tokenizer", "tensor"):
+        folder = tmp_path / case
+        shutil.copytree(tiny, folder)
+        if case == "weights":
+            (folder / "model.safetensors").unlink()
+        elif case == "tokenizer":
+            for f in folder.iterdir():
+                if f.name.startswith(("tokenizer", "vocab", "merges", "special_tokens")):
+                    f.unlink()
+        else:
+            weights = load_file(folder / "model.safetensors")
+            dropped = sorted(k for k in weights if "layers.0.mlp.down_proj" in k)[0]
+            save_file({k: v for k, v in weights.items() if k != dropped}, folder / "model.safetensors",
+                      metadata={"format": "pt"})
+        cases[case] = folder
+    with pytest.raises(FileNotFoundError, match=r"has no model weights \(model\.safetensors or pytorch_model\.bin"):
+        load_causal_lm(cases["weights"])
+    with pytest.raises(FileNotFoundError, match=r"has no tokenizer files .*tokenizer\.save_pretrained"):
+        load_causal_lm(cases["tokenizer"])
+    with pytest.raises(ValueError, match=r"its weights lack 1 tensor\(s\) the model needs \(.*layers\.0\.mlp\.down_proj"):
+        load_causal_lm(cases["tensor"])
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert causal._hub_reachable() is False        # offline: known at once, no retries
+
+
 def test_a_model_folder_that_is_missing_names_its_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model folder"):
         load_causal_lm(str(tmp_path / "nothing" / "here"))

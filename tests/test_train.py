@@ -138,7 +138,9 @@ def test_state_stop_mid_epoch_ends_after_that_batch(blobs):
     model = mlp(2, 32, 3, dropout=0.0)
     history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=3,
                         callbacks=[At(3, lambda s: setattr(s, "stop", True))], progress=False)
-    assert len(history.steps) == 3 and len(history.epochs) == 0
+    assert len(history.steps) == 3
+    [row] = history.epochs                  # the stopped epoch, recorded as such (issue 35: Stop keeps notebooks running)
+    assert (row["epoch"], row["partial"], row["batches"]) == (1, True, 3)
 
 
 def test_bad_inputs_give_one_clear_error_each():
@@ -253,7 +255,8 @@ def test_loggers_write_tensorboard_events_csv_and_lr_columns(blobs, tmp_path):
                         epochs=2, val_loader=val, progress=False,
                         callbacks=[TensorBoardLogger(tmp_path / "tb", every=5), CSVLogger(tmp_path / "log.csv"),
                                    LRMonitor()])
-    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+    (run,) = os.listdir(tmp_path / "tb")                      # one folder per fit: <date>_<time>_ftkit
+    assert run.endswith("_ftkit") and any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb" / run))
     rows = (tmp_path / "log.csv").read_text().strip().splitlines()
     assert rows[0].startswith("epoch,train_loss,val_loss") and len(rows) == 3
     assert {"lr_0", "lr_1"} <= set(history.steps[0]) and {"lr_0", "lr_1"} <= set(history.epochs[0])

@@ -30,7 +30,7 @@ def test_mypy_finds_no_error_in_ftkit():
 @pytest.mark.timeout(900)
 def test_mypy_catches_a_wrong_call(tmp_path):
     bad = tmp_path / "bad_use.py"
-    bad.write_text("from ftkit.deps import require\nrequire()\n"
+    bad.write_text("from ftkit.env import require\nrequire()\n"
                    "from ftkit.nlp.ner_scores import get_entities\nget_entities(['O'], mode='strict')\n")
     run = mypy(str(bad))
     assert run.returncode == 1

@@ -1,5 +1,5 @@
 """The live figure's two paths (FigureWidget; a plain plotly figure replaced through its display handle), the
-pacing of the static path (its sends take at most 1/20 of the time), the probe's core-widget round trip and
+pacing of the static path (its sends take at most 1/40 of the time), the probe's core-widget round trip and
 the kernel module, driven from Python with a fake kernel and fake display handles."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import pytest
 
 import ftkit
-import ftkit.kernel
+import ftkit.env
 import ftkit.ui.dashboard
 import ftkit.ui.live
 import ftkit.ui.run
@@ -17,6 +17,9 @@ from ftkit.plots.training import training_figure
 from ftkit.ui import TrainingDashboard, fit_live
 from ftkit.ui.live import LiveFigure
 from conftest import Pace, mlp
+
+
+PLOTLY = "application/vnd.plotly.v1+json"
 
 
 class Handle:
@@ -69,17 +72,18 @@ def test_static_path_updates_the_figure_in_place_from_the_cells_thread_only(fake
     stopper.join()
     assert dash.view.path == "static" and dash.view.widget is None and dash.figure_box.children == ()
     controls, figure = fake_kernel     # fit_live showed the controls, then the figure below them
-    sends = figure.sent[1:]
+    sends = [sent for sent in figure.sent[1:] if PLOTLY in sent[0]]   # (JupyterLab's plain-text step between)
     assert len(sends) >= 2 and {thread for _, thread in figure.sent} == {cell}   # live, and only from the cell
-    final = sends[-1][0]["application/vnd.plotly.v1+json"]
+    final = sends[-1][0][PLOTLY]
     steps = {t["name"]: t for t in final["data"]}["loss (step)"]
     assert len(steps["x"]) == len(history.steps) == 3 * 16
-    mid = sends[0][0]["application/vnd.plotly.v1+json"]
+    mid = sends[0][0][PLOTLY]
     assert len({t["name"]: t for t in mid["data"]}["loss (step)"]["x"]) < 48   # an update made while training
 
 
-def test_static_path_sends_take_at_most_a_twentieth_of_the_time():
-    """A figure that costs 20 ms to send is sent at most every 0.4 s, however often the training asks."""
+def test_static_path_sends_take_at_most_a_fortieth_of_the_time():
+    """Display updates that cost 20 ms each (two per figure here: the plain-text step JupyterLab needs, then the
+    figure) are made at most every 1.6 s, however often the training asks."""
     log = []
     view = LiveFigure(training_figure(ftkit.History()), every_ms=0, live=True, path="static")
     view.handle = Handle(log, None, cost=0.02)
@@ -88,9 +92,10 @@ def test_static_path_sends_take_at_most_a_twentieth_of_the_time():
         view.update(lambda fig: fig.update_layout(title_text=f"{time.perf_counter():.3f}"))
         time.sleep(0.001)
     elapsed = time.perf_counter() - t0
-    sent = len(view.handle.sent) - 1
-    assert 1 <= sent <= 4, sent                               # unpaced it would be ~40 sends
-    assert sent * 0.02 <= 0.05 * elapsed + 0.02               # sending: ≤ 5 % of the time (+ the first send)
+    sent = sum(PLOTLY in obj for obj, _ in view.handle.sent[1:])
+    assert 1 <= sent <= 2, sent                               # unpaced it would be ~40 sends
+    spent = 0.02 * (len(view.handle.sent) - 1)                # every update costs 20 ms
+    assert spent <= 0.025 * elapsed + 0.04                    # sending: ≤ 2.5 % of the time (+ the first send)
     assert view.pushes == sent
 
 
@@ -150,8 +155,8 @@ def test_probe_counts_a_core_widget_view_and_cleans_up(monkeypatch):
 
 
 def test_kernel_module_reads_cells_and_colab(monkeypatch):
-    assert ftkit.kernel.ipython_kernel() is None                                 # pytest: no kernel
-    assert ftkit.kernel.input_cells({"In": ["", "a = 1", "b = 2"]}) == ["", "a = 1", "b = 2"]
-    assert ftkit.kernel.input_cells({}) == [] and ftkit.kernel.input_cells() == []
-    assert ftkit.kernel.in_colab() is False
-    assert ftkit.kernel.can_poll(type("K6", (), {"do_one_iteration": None})()) and not ftkit.kernel.can_poll(object())
+    assert ftkit.env.ipython_kernel() is None                                 # pytest: no kernel
+    assert ftkit.env.input_cells({"In": ["", "a = 1", "b = 2"]}) == ["", "a = 1", "b = 2"]
+    assert ftkit.env.input_cells({}) == [] and ftkit.env.input_cells() == []
+    assert ftkit.env.in_colab() is False
+    assert ftkit.env.can_poll(type("K6", (), {"do_one_iteration": None})()) and not ftkit.env.can_poll(object())

@@ -91,7 +91,7 @@ def test_a_pause_is_out_of_the_epoch_time_and_rows_are_final_when_recorded(loade
 
 @pytest.mark.notebook
 def test_stop_early_in_notebook_03_then_every_later_cell_runs(run_notebook, tmp_path, monkeypatch):
-    from ftkit.data.cifar10 import write_fake_cifar10
+    from ftkit.data.fake import write_fake_cifar10
     monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "3")      # the dashboard's Stop after 3 steps of the first epoch
     write_fake_cifar10(tmp_path / "cifar10", n_train=600, n_test=200, noise=1.0)
     m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(tmp_path / "cifar10"), epochs=2, batch_size=64, lr=3e-3,

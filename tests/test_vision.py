@@ -67,3 +67,25 @@ def test_probe_freezes_the_backbone_and_its_batchnorm_statistics(monkeypatch):
         transfer_optimizer(fine, "fine-tune")   # was a bare KeyError
     with pytest.raises(FileNotFoundError, match="is not a file"):
         load_resnet18(weights_path="/nonexistent/resnet18.pth")
+
+
+def test_a_residual_block_adds_its_input_and_a_plain_block_does_not():
+    """forward = relu(F(x) + shortcut(x)): the number a block without its skip connection would change."""
+    from ftkit.vision.resnets import BasicBlock
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 8, 8)
+    for c_out, stride in ((4, 1), (8, 2)):
+        block = BasicBlock(4, c_out, stride).eval()
+        skip = x[:, :, ::stride, ::stride]
+        skip = nn.functional.pad(skip, (0, 0, 0, 0, 0, c_out - 4))
+        assert torch.allclose(block(x), torch.relu(block.branch(x) + skip), atol=1e-6)
+        plain = BasicBlock(4, c_out, stride, residual=False).eval()
+        plain.load_state_dict(block.state_dict())
+        assert torch.allclose(plain(x), torch.relu(block.branch(x)), atol=1e-6)
+        assert (block(x) - plain(x)).abs().max() > 0.1
+
+
+def test_load_resnet18_with_another_models_weights_says_it_is_not_a_resnet18(tmp_path):
+    torch.save(nn.Sequential(nn.Linear(4, 2)).state_dict(), tmp_path / "other.pth")
+    with pytest.raises(ValueError, match=r"is not a ResNet-18 state dict \(0 of its 2 tensors match ResNet-18's 122"):
+        load_resnet18(weights_path=tmp_path / "other.pth")

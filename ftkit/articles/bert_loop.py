@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from ..data import shipped
 from ..data.conll import load_conll
 from ..nlp.tiny import build_tiny_bert
-from ..deps import require
+from ..env import require
 
 __all__ = ["SEED001_CODE", "SEED001_FIXES", "SEED003_EVALUATE", "SEED004_PRINT", "tiny_classifier",
            "sentence_batches", "apply_fixes", "run_stages", "parse_prints", "unpack_batch_encoding", "output_shapes", "loss_twice",
@@ -300,7 +300,7 @@ def run_as_published(model_factory, *, lr: float = 2e-5, code: str = SEED001_COD
     return {"fixed": [f[0] for f in fixes], "error": _error(apply_fixes(code, fixes), ns, "<article 001, as published>")}
 
 
-def run_seed000_loop() -> list[str]:
+def run_seed000_loop() -> list[str | None]:
     """S0-06: 000:233–234 as written (``epochs`` undefined), then with ``epochs = 10`` (``train_dataset``
     undefined): the two NameErrors, before TensorFlow is ever called."""
     return [_error(SEED000_LOOP, {}, "<article 000:233>"), _error(SEED000_LOOP, {"epochs": 10}, "<article 000:233>")]

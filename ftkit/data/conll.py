@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..utils import check_int
-from ..deps import require
+from ..env import require
 
 __all__ = ["Sentence", "NerData", "iob1_to_iob2", "read_conll", "load_conll", "label_list_from",
            "HF_CONLL2003", "HF_CONLL2003_TAGS"]

@@ -24,7 +24,7 @@ import torch
 
 from ..utils import check_int, choose
 from . import shipped
-from ..deps import require
+from ..env import require
 
 __all__ = ["read_text", "CharTokenizer", "BPETokenizer", "TOKENIZERS", "make_tokenizer", "RandomWindows",
            "SequentialWindows", "Corpus", "load_corpus"]

@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 
 from ..utils import check_int, check_number
-from ..deps import require
+from ..env import require
 
 __all__ = ["TextSplit", "TextData", "read_text_file", "load_text", "HF_ALIASES"]
 

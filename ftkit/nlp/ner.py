@@ -38,7 +38,7 @@ from ..optim import split_decay_params
 from ..train.step import autocast as _autocast, send_to_device as _to_device
 from ..utils import check_int, check_number, get_device
 from .recipe import Recipe
-from ..deps import require
+from ..env import require
 
 __all__ = ["load_model", "Encoded", "encode", "words_from_tokens", "predict_tags", "evaluate_ner", "entity_f1",
            "entity_metrics", "NerRecipe", "NerTagger"]

@@ -28,7 +28,7 @@ from .finetune import add_lora, parameter_table as _parameter_table
 from .recipe import Recipe
 from .causal import PLAIN_TEMPLATE, use_chat, format_prompt
 from .hf import FeatureDataset
-from ..deps import require
+from ..env import require
 
 __all__ = ["PLAIN_TEMPLATE", "RECIPES", "as_examples", "check_examples", "format_prompt", "split_example", "encode", "SFTDataset",
            "token_table", "padding_share", "check_labels", "apply_lora", "apply_full", "parameter_table",
@@ -103,10 +103,10 @@ def check_examples(examples) -> str:
                              "assistant's reply, so the last message must have role 'assistant'")
         if not any(m["role"] == "user" for m in msgs[:-1]):
             raise ValueError(f"example {i}: no 'user' message before the assistant's reply")
-        blank = next((j for j, m in enumerate(msgs) if m["role"] != "system" and not m["content"].strip()), None)
-        if blank is not None:
-            raise ValueError(f"example {i}, message {blank}: the {msgs[blank]['role']}'s content is empty "
-                             f"({msgs[blank]['content']!r}); drop or fix it")
+        empty = next((j for j, m in enumerate(msgs) if m["role"] != "system" and not m["content"].strip()), None)
+        if empty is not None:
+            raise ValueError(f"example {i}, message {empty}: the {msgs[empty]['role']}'s content is empty "
+                             f"({msgs[empty]['content']!r}); drop or fix it")
     return kind
 
 
@@ -239,6 +239,7 @@ def apply_lora(model, *, r: int = 8, alpha: float = 16, dropout: float = 0.05, t
     ``q_proj``, ``v_proj``), or ``target_modules`` checked against the model. The LM head stays frozen and tied.
     A 4-bit model is first prepared for k-bit training (norms in float32, input gradients on)."""
     if getattr(model, "is_loaded_in_4bit", False):
+        require("peft")
         from peft import prepare_model_for_kbit_training
         model = prepare_model_for_kbit_training(model)
     return add_lora(model, "CAUSAL_LM", r=r, alpha=alpha, dropout=dropout, target_modules=target_modules)

@@ -8,7 +8,7 @@ import torch
 
 from ..data import shipped
 from ..data.conll import Sentence, load_conll
-from ..deps import require
+from ..env import require
 
 __all__ = ["wordpiece_vocab", "build_tiny_bert"]
 

@@ -39,7 +39,7 @@ def read_curve(trial_dir: str, column: str | None = None, metric: str | None = N
     if os.path.isfile(hist):
         with open(hist) as f:
             data = json.load(f)
-        rows = data.get("epochs") or data.get("steps") or [] if isinstance(data, dict) else []
+        rows = (data.get("epochs") or data.get("steps") or []) if isinstance(data, dict) else []
         names = [column] if column else [metric, "val_loss", "loss", "train_loss"]
         name = next((n for n in names if n and any(n in r for r in rows)), None)
         if name:
@@ -50,6 +50,7 @@ def read_curve(trial_dir: str, column: str | None = None, metric: str | None = N
     if os.path.isfile(path):
         with open(path) as f:
             data = json.load(f)
+        data = data if isinstance(data, dict) else {}
         keys = [column] if column else [k for k in data if "curve" in k]
         for k in keys:
             v = data.get(k)

@@ -63,7 +63,14 @@ class RayRunner:
         self.started = False
         if not ray.is_initialized():
             kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
-            ray.init(address=address, **kwargs) if address else ray.init(**kwargs)
+            try:
+                ray.init(address=address, **kwargs) if address else ray.init(**kwargs)
+            except Exception as e:
+                from .space import SweepError
+                raise SweepError(f"Ray did not start{' at ' + address if address else ''} ({type(e).__name__}: "
+                                 f"{str(e).strip()[:300]}). On a busy machine a local raylet can time out waiting "
+                                 "for its agent (ray-project/ray#65983): retry when the machine is quieter, start "
+                                 "one with `ray start --head` and give --address, or use --backend local") from None
             self.started = True
         self.task = ray.remote(run_task).options(num_cpus=threads, num_gpus=gpus, max_retries=0)
         self.texts: dict = {}

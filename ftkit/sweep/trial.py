@@ -72,7 +72,7 @@ def run_notebook(spec: dict) -> dict:
     out_dir = spec["output_dir"]
     os.makedirs(out_dir, exist_ok=True)
     start = time.perf_counter()
-    result = {"state": "FAIL", "value": None, "error": None}
+    result: dict = {"state": "FAIL", "value": None, "error": None}
     try:
         pm.execute_notebook(spec["notebook"], spec["output"], parameters={**spec["parameters"], "output_dir": out_dir},
                             cwd=spec["cwd"], kernel_name=spec.get("kernel") or None, progress_bar=False,

@@ -19,20 +19,28 @@ import torch
 
 from ..utils import atomic_write
 
-__all__ = ["save_checkpoint", "load_checkpoint", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
+__all__ = ["save_checkpoint", "load_checkpoint", "capture_rng", "rng_state", "restore_rng", "plain_state", "checkpoint_payload",
            "read_checkpoint", "check_fits",
            "resave_trusted", "unwrap_model"]
 
 
-def rng_state() -> dict:
-    """Every RNG's state as plain data (tensors, ints, floats, strings): safe to save and to load."""
-    kind, key, pos, has_gauss, gauss = np.random.get_state()
-    version, words, py_gauss = random.getstate()
-    return {"torch": torch.get_rng_state(),
+def capture_rng() -> tuple:
+    """Every RNG's state, taken fast (no conversion): what :func:`rng_state` turns into plain data when it is saved."""
+    return (torch.get_rng_state(), np.random.get_state(), random.getstate(),
+            torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+
+
+def rng_state(captured: tuple | None = None) -> dict:
+    """Every RNG's state (now, or as :func:`capture_rng` took it) as plain data (tensors, ints, floats, strings):
+    safe to save and to load."""
+    torch_state, np_state, py_state, cuda_state = captured or capture_rng()
+    kind, key, pos, has_gauss, gauss = np_state
+    version, words, py_gauss = py_state
+    return {"torch": torch_state,
             "numpy": {"kind": kind, "key": torch.from_numpy(key.astype(np.int64)), "pos": int(pos),
                       "has_gauss": int(has_gauss), "cached_gaussian": float(gauss)},
             "python": {"version": version, "state": list(words), "gauss": py_gauss},
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+            "cuda": cuda_state}
 
 
 def restore_rng(rng: dict) -> None:
@@ -105,10 +113,17 @@ def checkpoint_payload(state, **extra) -> dict:
         "resume": resume,
         "history": history,
         "callbacks": {cb.state_key: cb.state_dict() for cb in getattr(state, "callbacks", ()) if cb.state_dict()},
-        "rng": at_step.get("rng") or rng_state(),
+        "rng": _saved_rng(at_step.get("rng")),
         **extra,
     }
     return plain_state(payload)   # a clear error now, rather than a file that cannot be loaded safely
+
+
+def _saved_rng(rng) -> dict:
+    """The RNG of the resume point (taken by :func:`capture_rng`, or already plain), else the RNG now."""
+    if isinstance(rng, tuple):
+        return rng_state(rng)
+    return rng or rng_state()
 
 
 def unwrap_model(model):
@@ -143,6 +158,12 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     if os.path.getsize(path) == 0:
         raise ValueError(f"checkpoint {path!r} is empty (0 bytes): it was never written completely; "
                          "use another checkpoint (e.g. best.pt) or start without resume_from")
+    with open(path, "rb") as f:
+        head = f.read(2)
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):   # pickle.dump's PROTO opcode
+        raise ValueError(f"{path!r} is a bare Python pickle (written by pickle.dump), not a torch.save checkpoint: "
+                         "ftkit will not unpickle it (loading a pickle can run any code) and nothing was loaded. "
+                         "Write checkpoints with ModelCheckpoint or ftkit.train.save_checkpoint")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)   # never runs code from the file
     except pickle.UnpicklingError as e:
@@ -165,7 +186,35 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path!r} holds {what}, not an ftkit checkpoint (model + optimizer + history, written by "
                          "ModelCheckpoint or save_checkpoint); load weights with model.load_state_dict("
                          "torch.load(path)) and train without resume_from")
+    _check_contents(path, ckpt)
     return ckpt
+
+
+def _check_contents(path, ckpt: dict) -> None:
+    """One clear error for a checkpoint dict whose parts are not what ftkit writes (edited or written by hand)."""
+    def bad(what, fix="write it again with ModelCheckpoint or save_checkpoint"):
+        return ValueError(f"checkpoint {path!r} is not a complete ftkit checkpoint: {what}; nothing was loaded. "
+                          f"Use another checkpoint, or {fix}")
+    model, opt = ckpt["model"], ckpt["optimizer"]
+    if not isinstance(model, dict):
+        raise bad(f"its 'model' is a {type(model).__name__}, not a state_dict")
+    not_tensors = [k for k, v in model.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise bad(f"its model weights {not_tensors[:3]} are {type(model[not_tensors[0]]).__name__}s, not tensors")
+    if not isinstance(opt, dict) or not isinstance(opt.get("param_groups"), list) or "state" not in opt:
+        raise bad("its 'optimizer' has no 'param_groups' list and 'state' (an optimizer.state_dict() has both)")
+    rng = ckpt.get("rng")
+    if not isinstance(rng, dict) or not isinstance(rng.get("torch"), torch.Tensor) or "numpy" not in rng \
+            or "python" not in rng:
+        raise bad("it has no random-number state ('rng' with 'torch', 'numpy' and 'python'), so a resume could not "
+                  "continue the same random draws")
+    history = ckpt.get("history")
+    if not isinstance(history, dict) or not isinstance(history.get("steps"), list) or \
+            not isinstance(history.get("epochs"), list):
+        raise bad("its 'history' is not a dict with 'steps' and 'epochs' lists")
+    for key in ("epoch", "step"):
+        if isinstance(ckpt.get(key), bool) or not isinstance(ckpt.get(key), int):
+            raise bad(f"its {key!r} is {ckpt.get(key)!r}, not a whole number")
 
 
 def check_fits(path, ckpt: dict, model=None, optimizer=None) -> None:

@@ -240,7 +240,7 @@ def _cuda_initialized_message() -> str:
 def _cells_touching_cuda(cells=None, limit: int = 3) -> list[str]:
     """Input cells (of the running IPython kernel) that look like they used the GPU: ``In[4]: model.to(device)``."""
     if cells is None:
-        from ..kernel import input_cells
+        from ..env import input_cells
         cells = input_cells()
     pattern = re.compile(r"cuda|\.to\(\s*device|device\s*=\s*['\"]?(auto|cuda)|TensorLoader|make_loaders")
     found = []

@@ -1,34 +1,49 @@
-"""Loggers that write a training to files as it runs: a CSV row per epoch, TensorBoard scalars. Both run on the
-main process only, check their folder is writable before anything trains, and survive a resume."""
+"""Loggers that write a training to files as it runs: a CSV row per epoch, TensorBoard scalars, Weights & Biases.
+They run on the main process only, check their folder is writable before anything trains, and survive a resume."""
 from __future__ import annotations
 
 import csv
 import io
 import os
+import time
 import warnings
 
 from ..core import Callback, as_number
 from ..utils import atomic_write, check_writable
-from ..deps import require
+from ..env import require
 
-__all__ = ["TensorBoardLogger", "CSVLogger"]
+__all__ = ["TensorBoardLogger", "WandbLogger", "CSVLogger"]
+
+
+def _run_name(name) -> str:
+    """``<date>_<time>_<name>``: each fit in a folder of its own, sorted by time (as Lightning and HF name runs)."""
+    return f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{name or 'ftkit'}"
 
 
 class TensorBoardLogger(Callback):
-    """Scalars to TensorBoard (``torch.utils.tensorboard``): step loss/lr every ``every`` steps, epoch logs."""
+    """Scalars to TensorBoard (``torch.utils.tensorboard``): step loss/lr every ``every`` steps, epoch logs.
+
+    Each fit writes into a folder of its own, ``log_dir/<date>_<time>_<name>`` (``run_dir``), so two runs never mix
+    in one folder; ``tensorboard --logdir runs`` shows them side by side."""
 
     main_process_only = True   # writes: on the main process only when several train
 
-    def __init__(self, log_dir="runs/ftkit", every: int = 10):
-        self.log_dir, self.every, self.writer = os.fspath(log_dir), int(every), None
+    def __init__(self, log_dir="runs", name: str | None = None, every: int = 10):
+        self.log_dir, self.name, self.every, self.writer = os.fspath(log_dir), name, int(every), None
+        self.run_dir = None
 
     def check_fit(self, state):
-        check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs/run1')")
+        check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs', name='run1')")
 
     def on_fit_start(self, state):
         require("torch.utils.tensorboard")
         from torch.utils.tensorboard import SummaryWriter
-        self.writer = SummaryWriter(self.log_dir)
+        self.run_dir = os.path.join(self.log_dir, _run_name(self.name))
+        n = 1
+        while os.path.exists(self.run_dir if n == 1 else f"{self.run_dir}-{n}"):   # two fits in one second
+            n += 1
+        self.run_dir = self.run_dir if n == 1 else f"{self.run_dir}-{n}"
+        self.writer = SummaryWriter(self.run_dir)
 
     def on_batch_end(self, state):
         if state.step % self.every == 0:
@@ -44,6 +59,47 @@ class TensorBoardLogger(Callback):
     def on_fit_end(self, state):
         if self.writer is not None:
             self.writer.close()
+
+
+class WandbLogger(Callback):
+    """Logs to Weights & Biases: step loss/lr every ``every`` steps and the epoch logs, at the optimizer step.
+
+    ``WandbLogger(project="ftkit", name="run1", config={...})``; other keyword arguments go to ``wandb.init`` (e.g.
+    ``mode="offline"``, ``dir=``). Without a network or an account, ``WANDB_MODE=offline`` writes the run locally
+    (``wandb sync`` uploads it later). ``summary`` holds the last value sent for each key."""
+
+    main_process_only = True   # writes: on the main process only when several train
+
+    def __init__(self, project: str = "ftkit", name: str | None = None, config: dict | None = None, every: int = 10,
+                 **init_kwargs):
+        self.project, self.name, self.config, self.every = project, name, dict(config or {}), int(every)
+        self.init_kwargs, self.run, self.summary = init_kwargs, None, {}
+
+    def check_fit(self, state):
+        require("wandb")              # missing: one line naming pip install "ftkit[wandb]", before any training
+
+    def on_fit_start(self, state):
+        wandb = require("wandb")
+        config = {"epochs": state.epochs, "optimizer": type(state.optimizer).__name__,
+                  "lr": as_number(state.optimizer.param_groups[0]["lr"]), **self.config}
+        self.run = wandb.init(project=self.project, name=self.name or _run_name(None), config=config,
+                              **self.init_kwargs)
+
+    def _log(self, values: dict, step: int) -> None:
+        self.run.log(values, step=step)
+        self.summary.update(values)      # the last value of each key sent (what W&B shows as the run's summary)
+
+    def on_batch_end(self, state):
+        if state.step % self.every == 0:
+            self._log({"step/loss": as_number(state.loss), "step/lr": as_number(state.lr)}, state.step)
+
+    def on_epoch_end(self, state):
+        self._log({f"epoch/{k}": as_number(v) for k, v in state.logs.items()
+                   if isinstance(as_number(v), (int, float)) and not isinstance(v, bool)}, state.step)
+
+    def on_fit_end(self, state):
+        if self.run is not None:
+            self.run.finish()
 
 
 class CSVLogger(Callback):

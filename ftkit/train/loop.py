@@ -37,7 +37,7 @@ from ..utils import check_int, check_number
 from .callbacks import LRSchedule, ProgressBar
 from .replay import Replay
 from .resume import Resume, loader_settings
-from .step import autocast, count_targets, forward
+from .step import amp_dtype, autocast, count_targets, forward
 from .strategy import strategy_for
 
 __all__ = ["fit", "show_training_loop"]
@@ -120,7 +120,8 @@ class _Loop:
         self.events = strategy.events(state.callbacks)
         self.train_loader, self.val_loader, self.metrics = train_loader, val_loader, metrics
         self.amp, self.grad_clip, self.grad_accum = amp, grad_clip, grad_accum
-        self.scaler = torch.amp.GradScaler("cuda") if amp and state.device.type == "cuda" else None
+        # fp16 needs its gradients scaled (they underflow); bf16 has fp32's range and needs no scaler
+        self.scaler = torch.amp.GradScaler("cuda") if amp_dtype(state.device, amp) == torch.float16 else None
         self.tracker = MetricTracker(metrics)
         self.params = [p for g in state.optimizer.param_groups for p in g["params"]]
         self.finished = False      # max_steps reached: the epoch ends normally, then fit
@@ -293,7 +294,7 @@ def _stop_on_sigint(state: TrainState):
 
 # --------------------------------------------------------------------------- fit
 def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1, *, val_loader=None, scheduler=None,
-        callbacks=(), metrics=(), device="auto", amp: bool = False, grad_clip: float | None = None,
+        callbacks=(), metrics=(), device="auto", amp: bool | str = False, grad_clip: float | None = None,
         grad_accum: int = 1, resume_from=None, progress: bool = True, max_steps: int | None = None,
         replay=None, accelerator=None) -> History:
     """Train ``model`` and return its :class:`History` (also kept when training stops early).
@@ -307,8 +308,9 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     ``scheduler``: a name for :func:`~ftkit.schedules.make_scheduler` or a ``(name, options)`` pair
     (``("linear_warmup", {"warmup_ratio": 0.1})``; ``total_steps`` filled in, and re-counted on a resume with another
     batch size), or a scheduler object; stepped after every optimizer step by
-    :class:`~ftkit.train.callbacks.LRSchedule` (``reduce_on_plateau``: at each epoch end, on its monitored value). ``amp``: autocast (fp16 +
-    GradScaler on CUDA, bf16 on CPU). ``grad_clip``: max global gradient norm. ``grad_accum``: batches per
+    :class:`~ftkit.train.callbacks.LRSchedule` (``reduce_on_plateau``: at each epoch end, on its monitored value). ``amp``: autocast — ``True`` (fp16 +
+    GradScaler on CUDA, bf16 on CPU), ``"bf16"`` (where the device has it: CPU, Ampere+ GPUs; no scaler needed) or
+    ``"fp16"`` (CUDA). ``grad_clip``: max global gradient norm. ``grad_accum``: batches per
     optimizer step. ``max_steps``: end after that many optimizer steps (the epoch in progress is closed with its
     row and validation). ``resume_from``: a checkpoint; training continues where it stopped — after its epoch,
     or mid-epoch at the next batch — up to ``epochs`` (the total, not a number of extra epochs).
@@ -321,6 +323,7 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
     metrics, callbacks = _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum,
                                      grad_clip, metrics, callbacks)
     strategy = strategy_for(accelerator, device)   # Local on one process, Distributed on several
+    amp_dtype(strategy.device, amp)                # an amp the device cannot run: refused before anything loads
     with _unchanged_on_error(optimizer):   # a refused fit (or resume) leaves the optimizer as it was given
         state = _make_state(model, train_loader, loss, optimizer, epochs, max_steps, grad_accum, scheduler,
                             strategy.device, log_keys=_epoch_log_keys(metrics, val_loader is not None))
@@ -338,7 +341,8 @@ def fit(model: nn.Module, train_loader, loss, optimizer, epochs: int | None = 1,
         strategy.finish(state)
     except StopTraining as stop:
         state.stop, state.stop_reason = True, stop.reason
-        loop.partial_epoch()     # a stop inside an epoch: its row, marked partial
+        if not isinstance(stop, NonFiniteLoss):   # its running means are inf/NaN: the step rows say what happened
+            loop.partial_epoch()     # a stop inside an epoch: its row, marked partial
         strategy.finish(state)
     except KeyboardInterrupt:
         state.stop = True

@@ -25,7 +25,7 @@ import warnings
 import torch
 
 from ..core import TrainState
-from .checkpoint import unwrap_model, check_fits, read_checkpoint, restore_rng, rng_state
+from .checkpoint import unwrap_model, capture_rng, check_fits, read_checkpoint, restore_rng, rng_state
 
 __all__ = ["Resume", "loader_settings"]
 
@@ -66,7 +66,9 @@ class Resume:
         given = {k: v for k, v in s.optimizer.param_groups[0].items() if k != "params"}
         unwrap_model(s.model).load_state_dict(ckpt["model"])
         s.optimizer.load_state_dict(ckpt["optimizer"])
-        s.history.steps, s.history.epochs = ckpt["history"]["steps"], ckpt["history"]["epochs"]
+        s.history.steps = ckpt["history"]["steps"]
+        # a stop inside an epoch wrote that epoch's row marked partial; the resumed run finishes the epoch instead
+        s.history.epochs = [row for row in ckpt["history"]["epochs"] if not row.get("partial")]
         s.history.events = ckpt["history"].get("events", [])
         s.step = ckpt["step"]
         s.lr = s.history.steps[-1]["lr"] if s.history.steps else s.lr   # the lr of the last step, as in a straight run
@@ -210,7 +212,7 @@ class Resume:
         ``grad_accum`` group, in validation) holds exactly this point."""
         s, size, n = self.s, self.settings["batch_size"], self.settings["samples_per_epoch"]
         s.resume = {"epoch": s.epoch, "batches": batches, "samples": min(batches * size, n) if size else None,
-                    "step": s.step, "loss_sum": loss_sum, "n_seen": n_seen, "rng": rng_state(),
+                    "step": s.step, "loss_sum": loss_sum, "n_seen": n_seen, "rng": capture_rng(),
                     "rows": len(s.history.steps) + 1,   # this batch's row: History, the first callback, adds it next
                     "buffers": self._buffers(),
                     "metrics": (dict(tracker.totals), dict(tracker.counts)), "epoch_rng": s.resume.get("epoch_rng"),
@@ -219,7 +221,7 @@ class Resume:
 
     def _buffers(self) -> dict:
         if self._buffer_names is None:   # the buffers a checkpoint saves (not the non-persistent ones)
-            model = _unwrap(self.s.model)
+            model = unwrap_model(self.s.model)
             self._buffer_names = set(model.state_dict(keep_vars=True)) & {n for n, _ in model.named_buffers()}
         return _buffers(self.s.model, self._buffer_names)
 
@@ -234,7 +236,7 @@ class Resume:
 def _buffers(model, names: set) -> dict:
     """Copies of the model's saved buffers (BatchNorm's running statistics): a forward in training mode changes them
     before its optimizer step is finished."""
-    return {name: b.detach().clone() for name, b in _unwrap(model).named_buffers() if name in names}
+    return {name: b.detach().clone() for name, b in unwrap_model(model).named_buffers() if name in names}
 
 
 _NAMES = {"initial_lr": "lr (the schedule's base)", "max_lr": "lr (one-cycle's max_lr)"}

@@ -20,16 +20,38 @@ from ..losses import make_loss
 from ..metrics import MetricTracker
 from ..utils import check_int, get_device
 
-__all__ = ["send_to_device", "autocast", "forward", "count_targets", "evaluate", "evaluate_sums",
+__all__ = ["send_to_device", "AMP_CHOICES", "amp_dtype", "autocast", "forward", "count_targets", "evaluate", "evaluate_sums",
            "predict"]
 # send_to_device (Accelerate) moves a batch: tensors, tuples, lists and mappings of them (a Hugging Face
 # BatchEncoding stays one: it is a Mapping, which is what the code below checks for)
 
 
+AMP_CHOICES = (False, True, "fp16", "bf16")
+
+
+def amp_dtype(device, amp):
+    """The autocast dtype of ``amp`` on ``device`` (None: off). ``True``: fp16 on CUDA, bf16 elsewhere; ``"fp16"`` /
+    ``"bf16"``: that one, refused where the device cannot compute in it."""
+    if amp is None or amp is False:
+        return None
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of False, True, 'fp16', 'bf16', got {amp!r}")
+    device = torch.device(device)
+    if amp == "bf16" or (amp is True and device.type != "cuda"):
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("amp='bf16' needs a GPU with bfloat16 (NVIDIA Ampere or newer); this one has none: "
+                             "use amp='fp16' (or amp=True)")
+        return torch.bfloat16
+    if device.type != "cuda":
+        raise ValueError(f"amp='fp16' needs a CUDA GPU (autocast on {device.type} computes in bfloat16): use "
+                         "amp='bf16' or amp=True")
+    return torch.float16
+
+
 def autocast(device, amp):
-    if not amp:
+    dtype = amp_dtype(device, amp)
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype)
 
 

@@ -32,13 +32,13 @@ import ipywidgets as widgets
 from traitlets import TraitError, validate
 
 from ..core import Callback, History
-from ..kernel import ipython_kernel
+from ..env import ipython_kernel
 from ..plots.style import INFO, WARN
 from ..plots.training import figure_bundle, lr_find_figure, training_figure, update_training_figure
 from ..train.callbacks import ParamControl
 from ..train.lr_finder import lr_find
 from ..utils import check_number
-from .live import LiveFigure
+from .live import LiveFigure, replace_output
 
 __all__ = ["TrainingDashboard"]
 
@@ -341,7 +341,7 @@ class TrainingDashboard(Callback):
         if self._find_handle is None:
             self._find_handle = display(bundle, raw=True, display_id=True)
         else:
-            self._find_handle.update(bundle, raw=True)
+            replace_output(self._find_handle, bundle)
 
     def on_batch_end(self, state):
         self.refresh(state)

@@ -36,7 +36,7 @@ import threading
 import warnings
 
 from ..core import Callback, History
-from ..kernel import can_poll, ipython_kernel, ui_events
+from ..env import can_poll, ipython_kernel, ui_events
 from ..train import fit
 from ..train.callbacks import ParamControl
 from .dashboard import TrainingDashboard

@@ -75,7 +75,16 @@ def load_resnet18(pretrained: bool = True, *, weights_path=None, download: bool 
     else:
         path = os.path.join(torch.hub.get_dir(), "checkpoints", WEIGHTS_FILE)
     if os.path.isfile(path):
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        expected = model.state_dict()
+        found = set(state) if isinstance(state, dict) else set()
+        missing, unexpected = sorted(set(expected) - found), sorted(found - set(expected))
+        if missing or unexpected or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()
+                                        if k in found and hasattr(state[k], "shape")):
+            raise ValueError(f"{path!r} is not a ResNet-18 state dict ({len(found & set(expected))} of its "
+                             f"{len(found)} tensors match ResNet-18's {len(expected)}; missing e.g. {missing[:2]}, "
+                             f"unexpected e.g. {unexpected[:2]}): {HOW_TO_GET}")
+        model.load_state_dict(state)
         return model, {"pretrained": True, "source": path, "message": f"ImageNet weights from {path}"}
     if download and _can_reach():
         model = resnet18(weights=ResNet18_Weights.IMAGENET1K_V1)

@@ -1,4 +1,4 @@
-"""ftkit.deps: a missing optional package names the extra that installs it, a too-old one names the upgrade, and
+"""ftkit.env: a missing optional package names the extra that installs it, a too-old one names the upgrade, and
 every optional import in ftkit goes through ``require``."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.deps import EXTRAS, FLOORS, MissingExtraError, OldPackageError, check_versions, require
+from ftkit.env import EXTRAS, FLOORS, MissingExtraError, OldPackageError, check_versions, require
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_require_returns_the_module_and_names_unknown_packages():
 
 
 def test_an_old_package_is_one_line_with_the_pip_install_that_fixes_it(monkeypatch):
-    import ftkit.deps as deps
+    import ftkit.env as deps
     versions = {"plotly": "5.18.0", "ipywidgets": "7.7.1", "torch": "2.11.0+cu128", "peft": None}
     monkeypatch.setattr(deps, "version_of", lambda name: versions.get(name))
     floors = {"plotly": "5.24", "ipywidgets": "7.7", "torch": "2.6", "peft": "0.18"}
@@ -86,7 +86,7 @@ def test_this_environment_meets_the_floors():
 
 
 def test_notebook_setup_checks_versions_before_the_parameters(monkeypatch):
-    import ftkit.deps as deps
+    import ftkit.env as deps
     from ftkit.notebook import setup
     monkeypatch.setattr(deps, "version_of", lambda name: "0.1" if name == "plotly" else None)
     with pytest.raises(OldPackageError, match="plotly 0.1 is installed"):

@@ -1,5 +1,10 @@
-"""ftkit's dependencies, checked where they are used: one line that says what to install.
+"""Where ftkit runs: the IPython kernel (if any) and the installed packages, read in one place.
 
+**The kernel** — is there one, can a busy cell serve widget messages, what did the cells say, is this Colab:
+``ftkit.notebook`` (the parameters cell), ``ftkit.train.launcher`` (cells that touched CUDA) and ``ftkit.ui`` (the
+live dashboard) all ask here. IPython is imported only when it is there.
+
+**The packages** — checked where they are used, with one line that says what to install:
 * :func:`require` imports an optional package (``transformers``, ``peft``, ``tensorboard``, ...) and, where it is
   missing, raises one :class:`MissingExtraError` naming the ``pip install "ftkit[extra]"`` that fixes it.
 * :func:`check_versions` compares the installed versions with the floors in ``pyproject.toml`` (copied in
@@ -9,6 +14,8 @@
 
     transformers = require("transformers")     # transformers is not installed: pip install "ftkit[nlp]"
     check_versions()                                  # nothing, or one error listing what to upgrade
+
+Imports nothing from ftkit.
 """
 from __future__ import annotations
 
@@ -19,8 +26,64 @@ import re
 import sys
 from types import ModuleType
 
-__all__ = ["EXTRAS", "FLOORS", "MissingExtraError", "OldPackageError", "require", "check_versions", "version_of"]
+__all__ = ["ipython_shell", "ipython_kernel", "can_poll", "ui_events", "input_cells", "in_colab", "EXTRAS", "FLOORS", "MissingExtraError", "OldPackageError", "require", "check_versions", "version_of"]
 
+
+# ----------------------------------------------------------------------------------------------- the kernel
+
+def ipython_shell():
+    """The running IPython shell (a kernel's or a terminal's), or None."""
+    if "IPython" not in sys.modules:      # nothing imported IPython: no shell can be running
+        return None
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def ipython_kernel():
+    """The running ipykernel, or None (plain Python, a terminal IPython)."""
+    return getattr(ipython_shell(), "kernel", None)
+
+
+def can_poll(kernel) -> bool:
+    """True where jupyter-ui-poll can serve widget messages from a busy cell: kernels with ``do_one_iteration``
+    (ipykernel 6, Colab). ipykernel 7 removed it; there only an awaiting cell is served."""
+    return hasattr(kernel, "do_one_iteration")
+
+
+def ui_events():
+    """jupyter-ui-poll's ``ui_events`` (a sync and async context manager): serve widget messages from a busy cell."""
+    try:
+        from jupyter_ui_poll import ui_events as events
+    except ImportError:
+        raise ImportError("the dashboard needs jupyter-ui-poll on this kernel to keep widgets live while training: "
+                          "pip install jupyter-ui-poll (or ftkit[notebooks])") from None
+    return events()
+
+
+def input_cells(namespace: dict | None = None) -> list[str]:
+    """The sources of the cells run so far (IPython's ``In``), oldest first; ``[]`` outside IPython. ``namespace``:
+    a notebook's globals (their ``In``/``_ih``), else the running shell's."""
+    if namespace is None:
+        shell = ipython_shell()
+        namespace = getattr(shell, "user_ns", None) or {}
+    cells = namespace.get("In") or namespace.get("_ih")
+    return [str(c) for c in cells] if isinstance(cells, list) else []
+
+
+def in_colab() -> bool:
+    """True in a Google Colab runtime (its ``google.colab`` package is there)."""
+    if "google.colab" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("google.colab") is not None
+    except (ImportError, ValueError):     # no ``google`` package at all
+        return False
+
+
+# --------------------------------------------------------------------------------------------- the packages
 # import name -> (distribution on PyPI, the ftkit extra that installs it)
 EXTRAS: dict[str, tuple[str, str]] = {
     "transformers": ("transformers", "nlp"),
@@ -37,7 +100,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
 
 # distribution -> the lowest version ftkit supports (pyproject.toml's floors, base and extras)
 FLOORS: dict[str, str] = {
-    "torch": "2.6", "torchvision": "0.21", "numpy": "1.26", "pandas": "2.1", "tqdm": "4.66", "plotly": "5.24",
+    "torch": "2.6", "torchvision": "0.21", "numpy": "2.0", "pandas": "2.2.2", "tqdm": "4.66", "plotly": "5.24",
     "ipywidgets": "7.7", "anywidget": "0.9", "accelerate": "1.0",
     "transformers": "5.0", "tokenizers": "0.22", "peft": "0.18", "datasets": "3.0",
     "tensorboard": "2.15", "wandb": "0.17", "bitsandbytes": "0.45", "jupyter-ui-poll": "1.0", "optuna": "4.0",
@@ -64,7 +127,11 @@ def require(module: str, extra: str | None = None, *, purpose: str = "") -> Modu
         top = "tensorboard"     # torch ships the writer; the tensorboard package is what may be missing
     package, default_extra = EXTRAS.get(top, (top, None))
     extra = extra or default_extra
-    if importlib.util.find_spec(top) is None:       # looks for the package without importing it
+    try:
+        missing = importlib.util.find_spec(top) is None     # looks for the package without importing it
+    except ValueError:                                      # in sys.modules without a spec (a stand-in): present
+        missing = sys.modules.get(top) is None
+    if missing:
         fix = f'pip install "ftkit[{extra}]"' if extra else f"pip install {package}"
         what = f"{purpose} needs {package}, which is not installed" if purpose else f"{package} is not installed"
         raise MissingExtraError(f"{what}: {fix}", name=top)

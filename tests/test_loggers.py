@@ -1,0 +1,83 @@
+"""File loggers (train/loggers.py): each TensorBoard fit in its own folder, Weights & Biases in its offline mode,
+and the callbacks/loggers exported from ``ftkit``."""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import ftkit
+
+X40, Y40 = torch.randn(40, 4), torch.randint(0, 3, (40,))
+
+
+def _fit(callbacks, epochs=2):
+    ftkit.seed_everything(0)
+    model = nn.Linear(4, 3)
+    return ftkit.fit(model, DataLoader(TensorDataset(X40, Y40), batch_size=8), "cross_entropy",
+                     ftkit.make_optimizer("sgd", model, lr=0.1), epochs, callbacks=callbacks, progress=False)
+
+
+def test_callbacks_and_loggers_are_exported_from_ftkit():
+    from ftkit.train import callbacks, loggers
+    assert (ftkit.EarlyStopping, ftkit.ModelCheckpoint) == (callbacks.EarlyStopping, callbacks.ModelCheckpoint)
+    assert (ftkit.CSVLogger, ftkit.TensorBoardLogger, ftkit.WandbLogger) == (
+        loggers.CSVLogger, loggers.TensorBoardLogger, loggers.WandbLogger)
+    assert {"EarlyStopping", "ModelCheckpoint", "CSVLogger", "TensorBoardLogger", "WandbLogger"} <= set(ftkit.__all__)
+
+
+def test_each_tensorboard_fit_writes_a_folder_of_its_own(tmp_path):
+    pytest.importorskip("tensorboard")
+    first, second = ftkit.TensorBoardLogger(tmp_path, name="lr0.1", every=1), ftkit.TensorBoardLogger(tmp_path, name="lr0.1", every=1)
+    _fit([first])
+    _fit([second])
+    runs = sorted(os.listdir(tmp_path))
+    assert len(runs) == 2 and first.run_dir != second.run_dir and all("_lr0.1" in r for r in runs)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(second.run_dir)
+    events.Reload()
+    assert len(events.Scalars("step/loss")) == 10 and [e.step for e in events.Scalars("epoch/train_loss")] == [1, 2]
+
+
+def test_wandb_logger_in_offline_mode_logs_the_epoch_values(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = ftkit.WandbLogger(project="ftkit-test", name="offline-run", every=1)
+    history = _fit([logger])
+    assert logger.summary["epoch/train_loss"] == pytest.approx(history.epochs[-1]["train_loss"])
+    assert logger.summary["step/lr"] == pytest.approx(0.1)
+    run_files = [os.path.join(root, f) for root, _, files in os.walk(tmp_path) for f in files if f.endswith(".wandb")]
+    assert len(run_files) == 1 and os.path.getsize(run_files[0]) > 0    # the offline run, for `wandb sync` later
+
+
+def test_bf16_amp_computes_the_forward_in_bfloat16_on_cpu():
+    seen = []
+
+    class Probe(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(4, 3)
+
+        def forward(self, x):
+            out = self.linear(x)
+            seen.append(out.dtype)
+            return out
+
+    ftkit.seed_everything(0)
+    model = Probe()
+    history = ftkit.fit(model, DataLoader(TensorDataset(X40, Y40), batch_size=8), "cross_entropy", "sgd", 1,
+                        amp="bf16", device="cpu", progress=False)
+    assert set(seen) == {torch.bfloat16} and len(history.steps) == 5
+    assert model.linear.weight.dtype == torch.float32               # the weights stay fp32: only compute changes
+    seen.clear()
+    ftkit.fit(model, DataLoader(TensorDataset(X40, Y40), batch_size=8), "cross_entropy", "sgd", 1, device="cpu",
+              progress=False)
+    assert set(seen) == {torch.float32}
+    with pytest.raises(ValueError, match=r"amp='fp16' needs a CUDA GPU .* use amp='bf16'"):
+        ftkit.fit(model, DataLoader(TensorDataset(X40, Y40), batch_size=8), "cross_entropy", "sgd", 1, amp="fp16",
+                  device="cpu", progress=False)
