@@ -49,6 +49,8 @@ RENAME = {
     "test_plots_training.py": "test_plots_training.py",
     "test_playground.py": "test_ui_playground.py",
     "test_vision.py": "test_vision.py",
+    "test_checkpoint.py": "test_train_checkpoint.py",
+    "test_loggers.py": "test_train_loggers.py",
 }
 
 LOOP, RESUME, CKPT, CALLBACKS, LOGGERS = ("test_train_loop.py", "test_train_resume.py", "test_train_checkpoint.py",
