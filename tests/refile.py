@@ -673,8 +673,29 @@ def plan(write: bool) -> int:
         for target, text in new_texts.items():
             (path_of(target) if exists(target) else TESTS / target).write_text(text)
         fix_cross_imports()
+        rewrite_references(new_texts, removed)
         subprocess.run(["git", "add", "-A", str(TESTS)], check=True, cwd=TESTS)
     return 1 if problems else 0
+
+
+def rewrite_references(new_texts, removed):
+    """``tests/test_old.py`` named in docs, CI scripts, the package and notebooks: the file's new name (renamed
+    files only; a split file's mentions are reported)."""
+    repo = TESTS.parent
+    for path in [repo / "README.md", *repo.glob("docs/**/*.md"), *repo.glob(".ci/*"), *repo.glob("ftkit/**/*.py"),
+                 *repo.glob("notebooks/*.ipynb"), *repo.glob("benchmarks/*.py")]:
+        if not path.is_file():
+            continue
+        text = path.read_text()
+        new = text
+        for old, target in RENAME.items():
+            new = new.replace(f"tests/{old}", f"tests/{target}")
+        for src in removed:
+            if f"tests/{src}" in new:
+                print(f"PROBLEM: {path.relative_to(repo)} names tests/{src}, which was split: name its new file")
+        if new != text:
+            path.write_text(new)
+            print(f"· {path.relative_to(repo)}: test file names updated")
 
 
 def fix_cross_imports():
