@@ -178,3 +178,83 @@ def test_lora_saves_every_head_module(tiny, tmp_path, kind):
     torch.manual_seed(123)  # a head re-initialized at reload would come out different
     again = SentenceClassifier.from_pretrained(tmp_path / "saved")
     assert torch.allclose(again.predict_proba(texts, device="cpu"), before, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- exports other tools open (issue 34)
+def _moved(clf, seed=1):
+    """Stands in for training: every trainable tensor (head, LoRA A-B) moves, so a lost piece shows."""
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed)
+        for p in clf.model.parameters():
+            if p.requires_grad:
+                p.add_(0.3 * torch.randn(p.shape, generator=g))
+    return clf
+
+
+def test_a_lora_save_names_its_labels_for_transformers_and_peft(tiny, tmp_path):
+    from peft import AutoPeftModelForSequenceClassification
+    from transformers import AutoConfig
+    clf = _moved(SentenceClassifier.from_pretrained(tiny, LABELS, mode="lora", max_length=16))
+    clf.save(tmp_path / "lora")
+    assert AutoConfig.from_pretrained(tmp_path / "lora").id2label == {0: "negative", 1: "positive"}
+    opened = AutoPeftModelForSequenceClassification.from_pretrained(tmp_path / "lora")
+    texts = ["the film was great", "the match was awful"]
+    enc = clf.tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = clf.model.eval()(**enc).logits
+        assert torch.allclose(opened.eval()(**enc).logits, expected, atol=1e-5)
+
+
+def test_merged_export_opens_without_peft_with_label_names_and_the_same_predictions(tiny, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+    clf = _moved(SentenceClassifier.from_pretrained(tiny, LABELS, mode="lora", max_length=16))
+    texts = ["the film was great", "the match was awful", "the cast was weak"]
+    before = clf.predict_proba(texts, device="cpu")
+    clf.export_merged(tmp_path / "merged")
+    files = {p.name for p in (tmp_path / "merged").iterdir()}
+    assert "model.safetensors" in files and "adapter_config.json" not in files
+    plain = AutoModelForSequenceClassification.from_pretrained(tmp_path / "merged").eval()
+    assert plain.config.id2label == {0: "negative", 1: "positive"}
+    assert not any("lora" in name for name, _ in plain.named_parameters())
+    enc = clf.tokenizer(texts, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert torch.allclose(plain(**enc).logits.softmax(-1), before, atol=1e-5)
+    assert torch.allclose(clf.predict_proba(texts, device="cpu"), before)          # the classifier is untouched
+    again = SentenceClassifier.from_pretrained(tmp_path / "merged")               # ftkit reopens it as a full model
+    assert again.mode == "full" and torch.allclose(again.predict_proba(texts, device="cpu"), before, atol=1e-5)
+
+
+def test_push_to_hub_uploads_the_saved_folder_with_a_model_card(tiny, tmp_path, monkeypatch):
+    import huggingface_hub
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo",
+                        lambda self, repo_id, **kw: calls.append(("create", repo_id, kw)))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder",
+                        lambda self, **kw: calls.append(("upload", kw["repo_id"], sorted(
+                            p.name for p in Path(kw["folder_path"]).iterdir()))))
+    clf = SentenceClassifier.from_pretrained(tiny, LABELS, mode="lora", max_length=16)
+    folder = clf.push_to_hub("me/sentiment", merged=True, folder=tmp_path / "hub")
+    assert calls[0] == ("create", "me/sentiment", {"private": True, "exist_ok": True})
+    assert calls[1][:2] == ("upload", "me/sentiment") and {"README.md", "config.json", "model.safetensors"} <= set(
+        calls[1][2])
+    card = (Path(folder) / "README.md").read_text()
+    assert "Labels: negative, positive" in card and "AutoModelForSequenceClassification" in card
+    with pytest.raises(ValueError, match=r"repo_id must be 'user_or_org/name', got 'sentiment'"):
+        clf.push_to_hub("sentiment", folder=tmp_path / "x")
+
+
+def test_model_checkpoint_writes_the_best_hugging_face_model_as_a_folder(tiny, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+    from ftkit.train.callbacks import ModelCheckpoint
+    clf = SentenceClassifier.from_pretrained(tiny, LABELS, max_length=32)
+    train = clf.encode(keyword_split(64, 0))
+    ckpt = ModelCheckpoint(tmp_path / "ckpt", monitor="train_loss")
+    model = clf.model
+    ftkit.fit(model, clf.loader(train, 16), "cross_entropy", ftkit.make_optimizer("adamw", model, lr=1e-3), epochs=1,
+              callbacks=[ckpt], progress=False)
+    best = AutoModelForSequenceClassification.from_pretrained(ckpt.best_folder).eval()
+    assert best.config.id2label == {0: "negative", 1: "positive"}
+    assert (Path(ckpt.best_folder) / "model.safetensors").is_file()
+    enc = clf.tokenizer(["the plot was great"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(best(**enc).logits, model.eval()(**enc).logits, atol=1e-6)

@@ -27,7 +27,7 @@ from ..params import count_trainable
 from .finetune import check_mode, apply_mode, parameter_table, recipe_for
 from .recipe import Recipe
 from .hf import (FeatureDataset, TruncationWarning, check_head_and_length, check_texts, from_pretrained, load_config,
-                 load_tokenizer, make_loader, save_folder)
+                 load_tokenizer, make_loader, save_folder, check_save_folder)
 from ..train.step import predict as _predict
 from ..metrics import confusion_matrix
 from ..utils import check_int, get_device
@@ -285,11 +285,66 @@ class SentenceClassifier:
                 for i, row in enumerate(probs)]
 
     def save(self, folder) -> str:
-        """One folder: weights (or the LoRA adapter with the head), tokenizer and ``ftkit_classifier.json``."""
+        """One folder: weights (or the LoRA adapter with the head), tokenizer, ``ftkit_classifier.json`` and a
+        ``config.json`` whose ``id2label``/``label2id`` name the labels, so transformers and peft show them (not
+        ``LABEL_0``) whichever tool opens the folder."""
         save_folder(folder, self.model, self.tokenizer)  # checks first that folder is not a file
-        with open(os.path.join(folder, META), "w") as f:
-            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
-            json.dump({"label_list": self.label_list, "mode": self.mode, "max_length": self.max_length,
-                       "new_modules": list(getattr(base, "ftkit_new_modules", []))}, f, indent=1)
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        if hasattr(self.model, "get_base_model"):        # an adapter folder: peft writes no config of its own
+            base.config.save_pretrained(folder)
+        self._write_meta(folder, self.mode, list(getattr(base, "ftkit_new_modules", [])))
         return os.fspath(folder)
+
+    def _write_meta(self, folder, mode: str, new_modules: list) -> None:
+        with open(os.path.join(folder, META), "w") as f:
+            json.dump({"label_list": self.label_list, "mode": mode, "max_length": self.max_length,
+                       "new_modules": new_modules}, f, indent=1)
+
+    def export_merged(self, folder) -> str:
+        """A LoRA classifier as one plain transformers model: the adapters folded into the weights (W + BA·α/r),
+        saved as safetensors with the labels in its config — ``AutoModelForSequenceClassification.from_pretrained
+        (folder)`` opens it without peft, and it predicts what this classifier predicts. The classifier itself is
+        left as it is (the merge runs on a copy). A full or head-only classifier is saved as it is."""
+        import copy
+        if not hasattr(self.model, "merge_and_unload"):
+            return self.save(folder)
+        check_save_folder(folder)
+        merged = copy.deepcopy(self.model).merge_and_unload()
+        os.makedirs(folder, exist_ok=True)
+        merged.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+        self._write_meta(folder, "full", [])
+        return os.fspath(folder)
+
+    def push_to_hub(self, repo_id: str, *, merged: bool = False, folder=None, private: bool = True,
+                    token: str | None = None, commit_message: str = "ftkit: fine-tuned classifier") -> str:
+        """Save (``merged=True``: :meth:`export_merged`) to ``folder`` (a temporary one by default), add a model
+        card, and upload the folder to the Hugging Face Hub as ``repo_id`` (created if missing, private by default;
+        ``token``: a write token, else ``huggingface-cli login``'s). Returns the folder that was uploaded."""
+        import tempfile
+        require("huggingface_hub", "nlp")
+        from huggingface_hub import HfApi
+        if not isinstance(repo_id, str) or repo_id.count("/") != 1 or not all(repo_id.split("/")):
+            raise ValueError(f"repo_id must be 'user_or_org/name', got {repo_id!r}")
+        folder = os.fspath(folder) if folder is not None else tempfile.mkdtemp(prefix="ftkit-hub-")
+        (self.export_merged if merged else self.save)(folder)
+        with open(os.path.join(folder, "README.md"), "w") as f:
+            f.write(model_card(self, merged=merged))
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
+        return folder
+
+
+def model_card(clf, *, merged: bool = False) -> str:
+    """A short model card: the labels, how it was fine-tuned, how to load it."""
+    mode = "full" if merged else clf.mode
+    load = ("from peft import AutoPeftModelForSequenceClassification\n"
+            "model = AutoPeftModelForSequenceClassification.from_pretrained(REPO)") if mode == "lora" else (
+            "from transformers import AutoModelForSequenceClassification\n"
+            "model = AutoModelForSequenceClassification.from_pretrained(REPO)")
+    return (f"---\nlibrary_name: {'peft' if mode == 'lora' else 'transformers'}\npipeline_tag: text-classification\n"
+            f"tags: [ftkit]\n---\n# Sentence classifier (ftkit)\n\nLabels: {', '.join(clf.label_list)}. "
+            f"Fine-tuned with ftkit ({clf.mode}{', adapters merged' if merged and clf.mode == 'lora' else ''}), "
+            f"max_length {clf.max_length}.\n\n```python\n{load}\n```\n")
 

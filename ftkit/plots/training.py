@@ -113,7 +113,8 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
     else:      # no metric but the loss: no empty panel
         fig = make_subplots(rows=2, cols=1, row_heights=[0.68, 0.32], shared_xaxes=True, vertical_spacing=0.08,
                             subplot_titles=("loss", "learning rate"))
-    fig.update_layout(meta={"ftkit_metrics_panel": panel})
+    # "training": a static page adds a replay slider (ftkit.export); the panel flag is read by the live updates
+    fig.update_layout(meta={"ftkit": "training", "ftkit_metrics_panel": panel})
     for name, x, y, row, col, mode, *text in _series(history, metrics, smooth):
         if col == 1 or panel:
             fig.add_trace(_trace(name, x, y, mode, *text, steps=history.steps), row=row, col=col)
@@ -127,7 +128,6 @@ def training_figure(history, metrics=("loss", "accuracy"), title: str = "trainin
     _lr_axis(fig, [r["lr"] for r in history.steps])
     fig.update_yaxes(type="log" if log_loss else "linear", row=1, col=1)
     style(fig, title=title, height=480, margin=dict(l=60, r=20, t=80, b=50))
-    fig.update_layout(meta={"ftkit": "training"})       # a static page adds a replay slider (ftkit.export)
     fig.update_layout(updatemenus=[dict(
         type="buttons", direction="right", x=0.56, y=1.0, xanchor="right", yanchor="bottom", showactive=True,
         pad=dict(r=0, t=0, b=2, l=0), font=dict(size=10),

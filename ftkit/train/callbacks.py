@@ -19,7 +19,7 @@ from torch.optim import lr_scheduler
 from ..core import Callback, History, TrainState, as_number
 from ..optim import check_option
 from ..utils import check_int, check_number, check_writable, did_you_mean
-from .checkpoint import checkpoint_payload, save_checkpoint
+from .checkpoint import checkpoint_payload, save_checkpoint, unwrap_model
 
 __all__ = ["Callback", "History", "TrainState", "ProgressBar", "MonitorCallback", "EarlyStopping",
            "ModelCheckpoint", "LRMonitor", "LRSchedule",
@@ -174,15 +174,24 @@ class ModelCheckpoint(MonitorCallback):
     ``monitor`` defaults to ``val_loss`` (``train_loss`` when fit has no ``val_loader``); a name fit will not log
     fails before the first epoch. Each write is atomic (temp file + fsync + rename): a crash mid-save never leaves
     a file that fails to load. The best score travels in the checkpoint, so a resumed run replaces ``best.pt`` only when it beats it.
+
+    A Hugging Face model (one with ``save_pretrained``) also gets its best weights as a folder other tools open:
+    ``best/`` (config with its label names, safetensors weights; a peft model: its adapter) —
+    ``from_pretrained(best_folder)`` reloads it. ``save_pretrained=False`` writes ``best.pt`` only.
     """
 
     main_process_only = True   # writes: on the main process only when several train
 
     def __init__(self, dirpath, monitor: str | None = None, mode: str = "min", save_best: bool = True,
-                 save_last: bool = True):
+                 save_last: bool = True, save_pretrained: bool = True):
         super().__init__(monitor or "val_loss", mode)
         self._default_monitor = monitor is None   # val_loss with a val_loader, else train_loss
         self.dirpath, self.save_best, self.save_last = os.fspath(dirpath), save_best, save_last
+        self.save_pretrained = save_pretrained
+
+    @property
+    def best_folder(self):
+        return os.path.join(self.dirpath, "best")
 
     @property
     def last_path(self):
@@ -206,6 +215,9 @@ class ModelCheckpoint(MonitorCallback):
             if self.is_improvement(value):
                 self.best, self.best_epoch = value, state.epoch
                 save_checkpoint(self.best_path, state, best=value, monitor=self.monitor)
+                model = unwrap_model(state.model)
+                if self.save_pretrained and hasattr(model, "save_pretrained"):
+                    model.save_pretrained(self.best_folder, safe_serialization=True)
         if self.save_last:
             save_checkpoint(self.last_path, state)
             self._saved = (state.step, state.epoch)
