@@ -5,12 +5,10 @@ slider with the keyboard, resumes (the counter moves on), finds the change as an
 data, presses Stop (twice), and checks the event in the saved history. A second notebook, opened in the same tab,
 has the browser tab closed mid-training and must still run to its end and save its history.
 
-A third test opens the real notebooks 02 and 03 as their notebook tests executed them (``executed_notebook``: run
-once per session, not again here) and runs in the page only the cells a live kernel is needed for: 02's explorer
-(with the parameters, setup and imports cells before it) and 03 up to its training cell. No stderr block anywhere,
-every figure drawn, the explorer's lr slider changes its path figure, the basin map's colours agree with the status
-line, after a save and a page reload (kernel alive) the explorer's figures are drawn again and still follow the
-slider, and 03 shows its training figure once.
+A third test runs the real notebooks 02 and 03 (*Run All*, small parameters) in the same way: no stderr block
+anywhere, the explorer's lr slider changes its path figure, the basin map's colours agree with the status line,
+after a save and a page reload (kernel alive) the explorer's figures are drawn again and still follow the slider,
+and 03 shows its training figure once.
 
 Needs the Debian ``chromium`` package (``.ci/install-browser``) and the ``playwright`` Python package; it never
 downloads Playwright's own browsers. Screenshots go to ``artifacts/browser/``; with ``FTKIT_SCREENSHOTS=1`` they
@@ -312,6 +310,7 @@ def test_dashboard_with_the_static_live_figure_updates_it_in_place(lab):
 
 
 # ----------------------------------------------------------------------------- the real notebooks 02 and 03
+NOTEBOOKS = ROOT / "notebooks"
 PLOTS = """sel => Array.from(document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) ' + sel)).map(d => ({
     title: d.layout && d.layout.title ? (d.layout.title.text || '') : '',
     data: (d.data || []).map(t => ({meta: t.meta || null, name: t.name || null, visible: t.visible,
@@ -324,45 +323,13 @@ def _figures(page, selector=".js-plotly-plot") -> list[dict]:
     return page.evaluate(PLOTS, selector)
 
 
-def _reused_notebook(root: Path, executed: Path, **parameters) -> list[int]:
-    """Write the notebook a test executed (its outputs kept, its execution counts cleared, papermill's injected cell
-    replaced by one with ``parameters``) to ``root``; return the indices of the cells a live kernel needs first: the
-    parameters, the injected parameters, the setup cell and the imports cell right after it."""
+def _real_notebook(root: Path, name: str, **parameters) -> Path:
     import nbformat
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook
-    nb = parameterize_notebook(load_notebook_node(str(executed)), parameters)
-    nb.metadata.pop("widgets", None)      # the papermill kernel's widget state: its models are not this kernel's
-    head = []
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        cell.execution_count = None
-        tags = cell.metadata.get("tags", [])
-        if "parameters" in tags or "injected-parameters" in tags or "setup(globals()" in cell.source:
-            head.append(i)
-        elif head and "setup(globals()" in nb.cells[head[-1]].source and len(head) == 3:
-            head.append(i)                                       # the imports cell after the setup cell
-    nbformat.write(nb, root / executed.name)
-    assert len(head) == 4, f"{executed.name}: parameters, injected, setup and imports cells not found ({head})"
-    return head
-
-
-def _cells_with(root: Path, name: str, text: str) -> list[int]:
-    import nbformat
-    cells = nbformat.read(str(root / name), as_version=4).cells
-    return [i for i, c in enumerate(cells) if c.cell_type == "code" and text in c.source]
-
-
-def _run_cells(page, indices, timeout=120_000):
-    """Run the code cells at ``indices`` (notebook order) one after the other, as a user would: click into each and
-    press Ctrl+Enter; wait until each shows its execution count."""
-    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)   # the status bar: kernel ready
-    cells = page.locator(f"{CURRENT} .jp-Cell")
-    for i in indices:
-        cells.nth(i).locator(".jp-InputArea-editor").click()
-        page.keyboard.press("Control+Enter")
-        cells.nth(i).locator(".jp-InputPrompt", has_text=re.compile(r"\[\d+\]")).wait_for(timeout=timeout)
+    nb = parameterize_notebook(load_notebook_node(str(NOTEBOOKS / name)), parameters)
+    nbformat.write(nb, root / name)
+    return root / parameters["output_dir"] / "metrics.json"
 
 
 def _open(page, base, token, name):
@@ -411,22 +378,19 @@ def _basin_agreement(page) -> list[tuple]:
     return rows
 
 
-@pytest.mark.notebook       # executed_notebook runs 02 and 03 here if their notebook tests have not yet
-@pytest.mark.timeout(600)   # two real notebooks' live parts; the limit only guards a hang
-def test_notebooks_02_and_03_in_jupyterlab_figures_right_and_after_a_reload(lab, executed_notebook, fake_cifar10):
+@pytest.mark.timeout(600)   # two real notebooks: ~75 s on a quiet machine; the limit only guards a hang
+def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_reload(lab, tmp_path):
     from playwright.sync_api import sync_playwright
-    from conftest import TEST_PARAMETERS
+    from ftkit.data.fake import write_fake_cifar10
     base, token, root = lab
-    executed02, _ = executed_notebook("02_gradient_descent.ipynb")            # as test_nb_02 ran it
-    head02 = _reused_notebook(root, executed02, **{**TEST_PARAMETERS["02_gradient_descent.ipynb"],
-                                                   "output_dir": "out02", "explorer_basin_grid": 8})
-    explorer02 = _cells_with(root, executed02.name, "GDExplorer(")
-    executed03, _ = executed_notebook("03_cifar10_cnn.ipynb", data_dir=str(fake_cifar10))   # as test_nb_03 ran it
-    head03 = _reused_notebook(root, executed03, **{**TEST_PARAMETERS["03_cifar10_cnn.ipynb"], "output_dir": "out03",
-                                                   "data_dir": str(fake_cifar10)})
-    [training03] = _cells_with(root, executed03.name, "fit_live_async(")
-    to_training03 = [i for i in _cells_with(root, executed03.name, "") if head03[0] <= i <= training03]
-    assert len(explorer02) == 1 and set(head03) <= set(to_training03), (explorer02, head03, to_training03)
+    write_fake_cifar10(root / "cifar10", n_train=600, n_test=200, noise=1.0)
+    m02 = _real_notebook(root, "02_gradient_descent.ipynb", output_dir="out02", steps=60, grid=30, theory_steps=200,
+                         settle_steps=200, sweep_points=6, explorer_grid=20, basin_grid=6, basin_steps=150,
+                         noise_steps=600, explorer_basin_grid=8)
+    m03 = _real_notebook(root, "03_cifar10_cnn.ipynb", output_dir="out03", data_dir=str(root / "cifar10"),
+                         epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3,
+                         subset=600,   # the CPU preset asks for 10,000 images; the fake folder holds 600
+                         ddp=True, ddp_device="cpu", ddp_epochs=1)   # the multi-process section is off by default
     SHOTS.mkdir(parents=True, exist_ok=True)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     t0, times = time.monotonic(), {}
@@ -437,10 +401,11 @@ def test_notebooks_02_and_03_in_jupyterlab_figures_right_and_after_a_reload(lab,
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda e: console.append(str(e)))
             _open(page, base, token, "02_gradient_descent.ipynb")
-            _run_cells(page, head02 + explorer02)                   # the explorer, live; the rest as executed
+            _run_all(page)
+            _wait_file(m02, 120)
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=120_000)
             page.locator(f"{CURRENT} .ftkit-explorer-basins .js-plotly-plot").wait_for(timeout=120_000)
-            times["02 explorer"] = time.monotonic() - t0
+            times["02 run all"] = time.monotonic() - t0
             stderr02 = page.locator(f"{CURRENT} [data-mime-type='application/vnd.jupyter.stderr']").count()
             static02 = [f for f in _figures(page) if f["data"]]
             agree = _basin_agreement(page)
@@ -454,7 +419,6 @@ def test_notebooks_02_and_03_in_jupyterlab_figures_right_and_after_a_reload(lab,
             paths.screenshot(path=str(SHOTS / "02_gradient_descent.png"))
             page.keyboard.press("Control+s")                        # saved, as autosave would
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=10_000)
-            page.wait_for_function("() => !document.querySelector('.lm-TabBar-tab.jp-mod-dirty')", timeout=30_000)
             time.sleep(1.0)
             page.reload()                                           # the kernel stays alive
             page.locator(f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot").wait_for(timeout=60_000)
@@ -473,9 +437,10 @@ def test_notebooks_02_and_03_in_jupyterlab_figures_right_and_after_a_reload(lab,
             times["02 reload"] = time.monotonic() - t0
 
             _open(page, base, token, "03_cifar10_cnn.ipynb")
-            _run_cells(page, to_training03, timeout=180_000)          # up to its training, live; the rest as executed
+            _run_all(page)
+            _wait_file(m03, 180)
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
-            times["03 to training"] = time.monotonic() - t0
+            times["03 run all"] = time.monotonic() - t0
             stderr03 = page.locator(f"{CURRENT} [data-mime-type='application/vnd.jupyter.stderr']").count()
             text03 = page.locator(f"{CURRENT} .jp-OutputArea").all_inner_texts()
             figures03 = _figures(page)

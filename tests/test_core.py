@@ -1,142 +1,99 @@
-"""The floor plan, read from the source: imports point down the layers (top-level bases → data → train → topics →
-plots → ui), no import circle exists, counting imports inside functions and ``__getattr__``, and every module
-still imports first in a fresh interpreter."""
+"""ftkit.core: the training vocabulary (History, Callback and its hooks)."""
 from __future__ import annotations
 
-import ast
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 import ftkit
+from ftkit.core import Callback, History
 
-PACKAGE = Path(ftkit.__file__).parent
-MODULES = sorted("ftkit." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
-                 for p in PACKAGE.rglob("*.py"))
-MODULES = [m.removesuffix(".") for m in MODULES]
-
-# the layers, lowest first: a module may import its own unit (no circle) and units of a lower rank only
-RANK = {"utils": 0, "env": 0, "core": 1, "optim": 2, "schedules": 2, "metrics": 2, "models": 2, "notebook": 2, "losses": 3, "params": 3,
-        "data": 4, "train": 5, "optviz": 6, "nlp": 6, "vision": 6, "articles": 7, "plots": 8, "ui": 9,
-        "sweep": 10, "export": 10, "__main__": 11}
-TOP_LEVEL_LIMIT = 10
+from conftest import mlp
 
 
-def unit(module: str) -> str:
-    """'ftkit.train.loop' → 'train'; the package root 'ftkit' is its own unit above every layer."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "ftkit"
+# --------------------------------------------------------------------------- History files
+def test_history_from_json_names_a_bad_file(tmp_path):
+    good = History([{"epoch": 1, "step": 1, "loss": 1.0, "lr": 0.1}], [{"epoch": 1, "train_loss": 1.0}])
+    path = tmp_path / "history.json"
+    good.to_json(path)
+    assert History.from_json(path).epochs == good.epochs
+    text = path.read_text()
+    path.write_text(text[:len(text) // 2])
+    with pytest.raises(ValueError, match=r"history.json' is not valid JSON \(.* at line \d+, column \d+: "
+                                         r"truncated or edited\?\); write it again"):
+        History.from_json(path)
+    path.write_text("")
+    with pytest.raises(ValueError, match="history.json' is empty, not a History"):
+        History.from_json(path)
+    path.write_text(json.dumps({"test_accuracy": 0.9, "seconds": 3}))
+    with pytest.raises(ValueError, match=r"is not a History: it has 'test_accuracy', 'seconds', but no 'steps' or "
+                                         r"'epochs' \(a metrics file\?\)"):
+        History.from_json(path)
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="holds a JSON list, not a History"):
+        History.from_json(path)
+    with pytest.raises(ValueError, match="the JSON text holds a JSON list"):
+        History.from_json("[1, 2]")
+    with pytest.raises(ValueError, match="'epochs' must be a list of dicts"):
+        History.from_json('{"epochs": 3}')
 
 
-def path_of(module: str) -> Path:
-    rel = Path(*module.split(".")[1:])
-    return PACKAGE / rel / "__init__.py" if (PACKAGE / rel).is_dir() else PACKAGE / rel.with_suffix(".py")
+def test_history_round_trips_through_json_csv_and_frame(blobs, tmp_path):
+    train, _ = blobs
+    model = mlp(2, 32, 3, dropout=0.0)
+    history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=2,
+                        progress=False)
+    history.to_json(tmp_path / "h.json")
+    again = ftkit.History.from_json(tmp_path / "h.json")
+    assert again.epochs == history.epochs and again.steps == history.steps
+    history.to_csv(tmp_path / "steps.csv", which="step")
+    assert len((tmp_path / "steps.csv").read_text().strip().splitlines()) == len(history.steps) + 1
+    frame = history.to_frame()
+    assert list(frame["epoch"]) == [1, 2] and frame["train_loss"].notna().all()
 
 
-def imports_of(module: str) -> set[str]:
-    """Every ftkit module ``module`` imports anywhere in its source (top level, functions, ``__getattr__``,
-    ``importlib.import_module`` with a literal name)."""
-    path = path_of(module)
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    found = set()
-
-    def add(target: str, names=()):
-        if not (target == "ftkit" or target.startswith("ftkit.")):
-            return
-        for name in names:      # `from . import races` names a submodule
-            if f"{target}.{name}" in MODULES:
-                found.add(f"{target}.{name}")
-                break
-        else:
-            while target not in MODULES:
-                target = target.rsplit(".", 1)[0]
-            found.add(target)
-
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
-                base = ".".join(anchor + ([base] if base else []))
-            names = [a.name for a in node.names]
-            if any(f"{base}.{n}" in MODULES for n in names):
-                for n in names:
-                    add(base, [n])
-            else:
-                add(base)
-        elif isinstance(node, ast.Import):
-            for a in node.names:
-                add(a.name)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) == "import_module":
-            arg = node.args[0] if node.args else None
-            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
-                add(arg.value if not arg.value.startswith(".") else package + arg.value)
-    found.discard(module)
-    return found
+def data(n=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 4, generator=g)
+    return x, (x[:, 0] > 0).long()
 
 
-GRAPH = {m: imports_of(m) for m in MODULES}
+def run(callbacks=(), epochs=2, batches=None):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    x, y = data()
+    loader = batches if batches is not None else DataLoader(TensorDataset(x, y), batch_size=16)
+    return model, ftkit.fit(model, loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs,
+                            callbacks=callbacks, progress=False, device="cpu")
 
 
-def test_the_top_level_holds_only_the_shared_bases():
-    top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__"))   # __main__: the CLI
-    assert len(top) <= TOP_LEVEL_LIMIT, top
-    assert set(top) | {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()} <= set(RANK)
+def test_a_hook_set_on_an_instance_fires():
+    seen = []
+    cb = Callback()
+    cb.on_epoch_end = lambda state: seen.append(("epoch", state.epoch, state.logs["train_loss"]))
+    cb.on_step_end = lambda state: seen.append(("step", state.step))
+    _, history = run([cb])
+    assert [s for s in seen if s[0] == "step"] == [("step", i) for i in range(1, 9)]
+    assert [s[:2] for s in seen if s[0] == "epoch"] == [("epoch", 1), ("epoch", 2)]
+    assert [s[2] for s in seen if s[0] == "epoch"] == history["train_loss"]
 
 
-@pytest.mark.parametrize("module", [m for m in MODULES if m != "ftkit"])
-def test_imports_point_down_the_layers(module):
-    """The root package's lazy ``__getattr__`` is the public API over everything; every other module imports
-    its own unit or a lower layer only."""
-    mine = unit(module)
-    upward = sorted(t for t in GRAPH[module] if unit(t) != mine and (unit(t) == "ftkit" or RANK[unit(t)] >= RANK[mine]))
-    assert not upward, f"{module} (layer {mine}) imports {upward}: move the shared piece down or the caller up"
+def test_an_instance_hook_wins_over_the_class_method_and_a_non_callable_one_is_refused():
+    class Counter(Callback):
+        def __init__(self):
+            self.n = 0
 
+        def on_batch_end(self, state):
+            self.n += 1
 
-def test_no_import_circle_counting_imports_inside_functions():
-    seen, stack, cycles = set(), [], []
-
-    def visit(m):
-        if m in stack:
-            cycles.append(stack[stack.index(m):] + [m])
-            return
-        if m in seen:
-            return
-        seen.add(m)
-        stack.append(m)
-        for t in sorted(GRAPH[m]):
-            if t != "ftkit":
-                visit(t)
-        stack.pop()
-
-    for m in MODULES:
-        visit(m)
-    assert not cycles, "import circles: " + "; ".join(" → ".join(c) for c in cycles)
-
-
-def test_the_reader_sees_the_graph_the_interpreter_sees():
-    """The AST reader is not blind: it finds the imports we know are there, the lazy ones included."""
-    assert "ftkit.train.step" in GRAPH["ftkit.train.distributed"]
-    assert {"ftkit.core", "ftkit.utils"} <= GRAPH["ftkit.train.loop"] | GRAPH["ftkit.train.step"]
-    assert "ftkit.optviz.races" in GRAPH["ftkit.optviz"]
-
-
-def test_every_module_imports_first_in_a_fresh_interpreter_state():
-    """Importing any module first (no other ftkit module loaded) works."""
-    code = f"""
-import importlib, json, sys, traceback
-failed = {{}}
-for name in {MODULES!r}:
-    for loaded in [m for m in sys.modules if m == "ftkit" or m.startswith("ftkit.")]:
-        del sys.modules[loaded]
-    try:
-        importlib.import_module(name)
-    except Exception as e:
-        failed[name] = f"{{type(e).__name__}}: {{e}}"
-print(json.dumps(failed))
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
+    cb = Counter()
+    cb.on_batch_end = lambda state: None    # replaces the class's method, as Python attribute lookup says
+    run([cb])
+    assert cb.n == 0
+    bad = Callback()
+    bad.on_epoch_end = "print"
+    with pytest.raises(TypeError, match=r"Callback.on_epoch_end was set to 'print', which is not callable"):
+        run([bad])

@@ -5,7 +5,7 @@ import pytest
 
 from ftkit.data import shipped
 from ftkit.nlp.tiny import build_tiny_bert
-from test_classify import keyword_split
+from test_nlp_classify import keyword_split
 from test_seed_errors import linked_ids
 
 SAMPLE = shipped("conll2003_sample")

@@ -1,5 +1,4 @@
-"""ftkit.nlp's Hugging Face loading: a model folder's own code never runs (``trust_remote_code=False``), whichever
-ftkit class loads it."""
+"""ftkit.nlp.hf: loading and saving Hugging Face model folders."""
 from __future__ import annotations
 
 import json
@@ -32,3 +31,28 @@ def test_code_in_a_model_folder_never_runs(tiny_bert, tmp_path, kind):
     loaded = cls.from_pretrained(folder, labels)
     assert type(loaded.model).__module__.startswith("transformers.models.bert")
     assert not marker.exists()
+
+
+# --------------------------------------------------------------------------- Transformers: labels, texts, folders
+@pytest.fixture
+def tiny(tiny_bert):
+    return tiny_bert          # conftest's: one tiny BERT per session
+
+
+DATA_LABELS = ["negative", "positive"]
+
+
+def test_save_onto_a_file_fails_before_writing(tiny, tmp_path):
+    from ftkit.nlp.classify import SentenceClassifier
+    from ftkit.nlp.ner import NerTagger
+    target = tmp_path / "model"
+    target.write_text("not a folder")
+    clf = SentenceClassifier.from_pretrained(tiny, DATA_LABELS)
+    with pytest.raises(FileExistsError, match=r"cannot save to '.*model': '.*model' is a file, and a saved model "
+                                              r"is a folder"):
+        clf.save(target)
+    with pytest.raises(FileExistsError, match=r"is a file, and a saved model is a folder"):
+        clf.save(target / "inner")
+    with pytest.raises(FileExistsError, match="is a file"):
+        NerTagger.from_pretrained(tiny, ["O", "B-PER"]).save(target)
+    assert target.read_text() == "not a folder"

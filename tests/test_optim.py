@@ -2,14 +2,17 @@
 weight decay skips biases/norm layers, schedules hit their exact lr values, and bad options fail clearly."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from ftkit.optim import OPTIMIZERS, ScratchAdam, make_optimizer, split_decay_params
-from ftkit.schedules import SCHEDULERS, make_scheduler
+import ftkit
+from ftkit.optim import make_optimizer, OptimInfo, OPTIMIZERS, ScratchAdam, split_decay_params
+from ftkit.schedules import make_scheduler, SCHEDULERS
+from ftkit.utils import choose, normalize_name
 
 STEPS = 100
 
@@ -216,3 +219,65 @@ def test_empty_parameters_give_a_clear_error():
 def test_bad_scheduler_options_name_the_argument(name, options, message):
     with pytest.raises(ValueError, match=message):
         make_scheduler(name, make_optimizer("sgd", param()), **options)
+
+
+# --------------------------------------------------------------------------- param groups and options
+def two_groups():
+    torch.manual_seed(0)
+    return nn.Linear(2, 2), nn.Linear(2, 1)
+
+
+def test_param_group_typo_names_the_closest_option():
+    a, b = two_groups()
+    with pytest.raises(ValueError, match=r"param group 1 has an unknown option 'lrr': did you mean 'lr'\?"):
+        ftkit.make_optimizer("sgd", [{"params": a.parameters()}, {"params": b.parameters(), "lrr": 0.5}], lr=0.1)
+    with pytest.raises(ValueError, match=r"make_optimizer has an unknown option 'weight_decy': did you mean "
+                                         r"'weight_decay'\?"):
+        ftkit.make_optimizer("adamw", a, lr=0.1, weight_decy=0.1)
+    opt = ftkit.make_optimizer("sgd", [{"params": a.parameters(), "name": "body"},
+                                       {"params": b.parameters(), "lr": 0.5}], lr=0.1)
+    assert [g["lr"] for g in opt.param_groups] == [0.1, 0.5] and opt.param_groups[0]["name"] == "body"
+
+
+def test_param_group_values_are_range_checked_and_params_required():
+    a, b = two_groups()
+    with pytest.raises(ValueError, match=r"lr must be >= 0, got -1"):
+        ftkit.make_optimizer("sgd", [{"params": a.parameters(), "lr": -1}], lr=0.1)
+    with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\), got 5"):
+        ftkit.make_optimizer("sgd", [{"params": a.parameters(), "momentum": 5}], lr=0.1)
+    with pytest.raises(ValueError, match=r"param group 1 has no 'params' entry \(it has 'lr'\); each group is "
+                                         r"\{'params'"):
+        ftkit.make_optimizer("sgd", [{"params": a.parameters()}, {"lr": 0.5}], lr=0.1)
+    with pytest.raises(TypeError, match="param group 0 is a Parameter: pass either parameters or param-group dicts"):
+        ftkit.make_optimizer("sgd", [next(a.parameters()), {"params": b.parameters()}], lr=0.1)
+
+
+def test_betas_must_be_a_pair():
+    model = nn.Linear(2, 2)
+    with pytest.raises(ValueError, match=r"betas must be a pair \(β₁, β₂\), e.g. betas=\(0.9, 0.999\), got 0.9"):
+        ftkit.make_optimizer("adam", model, betas=0.9)
+    with pytest.raises(ValueError, match=r"betas\[1\] must be in \[0, 1\), got 1.5"):
+        ftkit.make_optimizer("adam", model, betas=(0.9, 1.5))
+    assert ftkit.make_optimizer("adam", model, betas=[0.8, 0.99]).param_groups[0]["betas"] == (0.8, 0.99)
+
+
+def test_registry_entries_are_frozen_named_records():
+    info = OPTIMIZERS["nesterov"]
+    assert isinstance(info, OptimInfo) and info.cls is torch.optim.SGD
+    assert info.defaults == {"momentum": 0.9, "nesterov": True} and info.takes_momentum and not info.takes_betas
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        info.family = "adam"
+    assert {n for n, i in OPTIMIZERS.items() if i.takes_betas} == {"adam", "adamw"}
+    assert {n for n, i in OPTIMIZERS.items() if i.family == "sgd"} == {"sgd", "gd", "momentum", "nesterov"}
+    assert OPTIMIZERS["adamw"].decoupled_decay and not OPTIMIZERS["adam"].decoupled_decay
+
+
+def test_one_normalisation_rule_for_every_factory():
+    assert normalize_name(" Linear-Warmup ") == "linear_warmup" and normalize_name(3) == 3
+    assert choose("optimizer", "AdamW", OPTIMIZERS) is OPTIMIZERS["adamw"]
+    p = [nn.Parameter(torch.zeros(2))]
+    assert isinstance(make_optimizer("AdamW", p), torch.optim.AdamW)
+    # 'linear-warmup' used to skip make_scheduler's total_steps check (only lower-cased there)
+    with pytest.raises(ValueError, match=r"scheduler 'Linear-Warmup' needs total_steps="):
+        make_scheduler("Linear-Warmup", make_optimizer("sgd", p))
+    assert make_scheduler("One-Cycle", make_optimizer("sgd", p), total_steps=10) is not None

@@ -1,6 +1,7 @@
-"""The training figure's legibility: event labels off the loss curve, the LR axis over a narrow range, whole-epoch
-ticks, a one-epoch run's metrics written beside their point, no empty metrics panel; the dashboard's finer LR
-slider and its box for an exact value."""
+"""ftkit.plots.training: the training figure's legibility (event labels off the loss curve, the LR axis, whole-epoch
+ticks, one-epoch metrics, no empty panel), event markers, smoothing and the runs-compared figure."""
+
+
 from __future__ import annotations
 
 import pytest
@@ -8,7 +9,9 @@ import pytest
 import ftkit
 from ftkit.core import History
 from ftkit.plots.training import compare_runs, training_figure, update_training_figure
-from ftkit.ui import TrainingDashboard
+from ftkit.train.callbacks import Callback
+
+from conftest import mlp
 
 
 def history(epochs=2, steps_per_epoch=5, lrs=None, metrics=True, events=()):
@@ -63,21 +66,50 @@ def test_one_epoch_metrics_are_written_and_no_metric_means_no_panel():
     assert len({t.name: t for t in bare.data}["loss (step)"].y) == 10
 
 
-def test_lr_slider_spans_four_decades_around_the_lr_and_the_box_sets_an_exact_value(monkeypatch):
-    from ftkit.data import synthetic
-    from torch import nn
-    x, y = synthetic.blobs(n=64, num_classes=3)
-    loader = synthetic.make_loaders(x, y, batch_size=32)[0]
-    model = nn.Sequential(nn.Linear(2, 3))
-    dash = TrainingDashboard()
-    ftkit.fit(model, loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.03), 1, callbacks=[dash],
-              progress=False)
-    assert (dash.slider.min, dash.slider.max) == pytest.approx((-4.523, -0.523), abs=1e-3)   # 3e-5 … 0.3
-    assert dash.slider.step == 0.001 and dash.slider.value == pytest.approx(0.03)
-    assert dash.lr_box.value == pytest.approx(0.03)                       # the box shows the slider's lr
-    dash.lr_box.value = 0.0123                                            # typed: exactly this lr
-    assert dash.slider.value == pytest.approx(0.0123) and dash.control._pending == {"lr": pytest.approx(0.0123)}
-    dash.lr_box.value = -1.0                                              # refused, named, the box goes back
-    assert "finite number &gt; 0, got -1.0" in dash.message.value and dash.lr_box.value == pytest.approx(0.0123)
-    dash.lr_box.value = 50.0                                              # clamped to the end, shown as applied
-    assert dash.lr_box.value == pytest.approx(0.3, rel=1e-3)
+def test_figure_marks_events_on_loss_and_lr_panels_with_smoothing_and_log_toggle(train_loader):
+    from ftkit.metrics import ema
+    from ftkit.plots import training_figure
+    model = mlp(2, 32, 3)
+    control = ftkit.train.callbacks.ParamControl(source="slider")
+
+    class MoveAt(Callback):
+        def on_batch_end(self, state):
+            if state.step == 5:
+                control.set(lr=0.01)
+    history = ftkit.fit(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
+                        callbacks=[MoveAt(), control], progress=False)
+    fig = training_figure(history, ("loss",), smooth=0.9, log_loss=True)
+    traces = {t.name: t for t in fig.data}
+    for name in ("events", "events (lr)"):
+        assert list(traces[name].x) == [5] and list(traces[name].text) == ["lr 0.1 → 0.01 (slider)"]
+    assert list(traces["events (lr)"].y) == [0.01] and traces["events"].y[0] == history.steps[5]["loss"]
+    assert list(traces["lr"].y) == [0.1] * 5 + [0.01] * (len(train_loader) - 5)
+    assert list(traces["loss (EMA 0.9)"].y) == pytest.approx(ema([r["loss"] for r in history.steps], 0.9))
+    assert traces["loss (EMA 0.9)"].y[0] == pytest.approx(history.steps[0]["loss"])   # debiased: starts at x_1
+    assert fig.layout.yaxis.type == "log" and [b.label for b in fig.layout.updatemenus[0].buttons] == ["linear", "log"]
+    with pytest.raises(ValueError, match=r"smoothing beta must be in \[0, 1\), got 1"):
+        ema([1.0], 1)
+
+
+def test_compare_runs_overlays_runs_with_their_parameters_in_the_legend(train_loader):
+    from ftkit.plots import compare_runs
+    runs = {}
+    for lr in (0.3, 0.01):
+        model = mlp(2, 32, 3)
+        runs[f"sgd {lr}"] = (ftkit.fit(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=lr),
+                                       2, metrics=["accuracy"], progress=False), {"lr": lr})
+    fig = compare_runs(runs, smooth=0.5)
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert names == ["sgd 0.3 (lr=0.3): loss", "sgd 0.3: train_accuracy", "sgd 0.01 (lr=0.01): loss",
+                     "sgd 0.01: train_accuracy"]
+    curves = {t.name: list(t.y) for t in fig.data}
+    assert curves["sgd 0.3: train_accuracy"] == pytest.approx(runs["sgd 0.3"][0]["train_accuracy"])
+    assert curves["sgd 0.3: train_accuracy"][-1] > curves["sgd 0.01: train_accuracy"][-1]   # the bigger lr learns faster
+    # runs that agree stay visible: the first wide and pale under the later ones; train open, validation filled
+    first, second = fig.data[0], fig.data[2]
+    assert first.line.width > second.line.width and first.opacity < second.opacity
+    assert fig.data[1].marker.symbol == "circle-open" and fig.data[1].line.dash == "dash"
+    with pytest.raises(TypeError, match=r"run 'x' is a list, not a History"):
+        compare_runs({"x": []})
+    with pytest.raises(ValueError, match="compare_runs needs at least one run"):
+        compare_runs({})

@@ -14,9 +14,10 @@ import ftkit.ui.dashboard
 import ftkit.ui.live
 import ftkit.ui.run
 from ftkit.plots.training import training_figure
-from ftkit.ui import TrainingDashboard, fit_live
+from ftkit.ui import fit_live, LivePlot, TrainingDashboard
 from ftkit.ui.live import LiveFigure
-from conftest import Pace, mlp
+
+from conftest import mlp, Pace
 
 
 PLOTLY = "application/vnd.plotly.v1+json"
@@ -160,3 +161,71 @@ def test_kernel_module_reads_cells_and_colab(monkeypatch):
     assert ftkit.env.input_cells({}) == [] and ftkit.env.input_cells() == []
     assert ftkit.env.in_colab() is False
     assert ftkit.env.can_poll(type("K6", (), {"do_one_iteration": None})()) and not ftkit.env.can_poll(object())
+
+
+def test_live_plot_without_a_frontend_draws_one_static_figure_at_the_end(blobs):
+    train, _ = blobs
+    model = mlp(2, 32, 3, dropout=0.0)
+    plot = LivePlot()
+    history = ftkit.fit(model, train, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), epochs=2,
+                        metrics=["accuracy"], callbacks=[plot], progress=False)
+    assert plot.fig is None  # no IPython kernel here
+    from ftkit.plots import training_figure
+    fig = training_figure(history)
+    names = [t.name for t in fig.data]
+    assert names[:2] == ["loss (step)", "train_loss"] and "train_accuracy" in names
+    assert len(fig.data[0].y) == len(history.steps)
+    per_epoch = len(history.steps) // 2   # epoch losses sit at each epoch's last step on the step axis
+    assert list(fig.data[1].x) == [history.steps[per_epoch - 1]["step"], history.steps[-1]["step"]]
+
+
+def test_live_plot_draws_loss_and_every_fit_metric(train_loader, monkeypatch):
+    """fit_live's LivePlot plots ('loss', *metric names): a custom metric such as NER's f1 gets its curve."""
+    import IPython.display
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+
+    def f1(outputs, targets):   # stands in for ftkit.nlp.ner.entity_f1's metric of the same name
+        return (outputs.argmax(-1) == targets).float().mean()
+    model = mlp(2, 32, 3)
+    history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 2,
+                       metrics=["accuracy", f1], progress=False)
+    [fig] = shown
+    curves = {t.name: list(t.y) for t in fig.data}
+    assert set(curves) == {"loss (step)", "train_loss", "val_loss", "lr", "events", "events (lr)", "train_accuracy",
+                           "train_f1"}
+    assert curves["train_f1"] == pytest.approx(history["train_f1"]) and len(curves["train_f1"]) == 2
+
+
+def test_probe_line_and_a_bad_dashboard_choice(train_loader, monkeypatch):
+    from ftkit.ui.live import Frontend
+    monkeypatch.delenv("FTKIT_LIVE_FIGURE", raising=False)
+    colab = Frontend(kernel=True, anywidget="0.9.21", colab=True, widgets=True, seconds=0.0)
+    assert colab.interactive and colab.figure == "static"
+    assert colab.line() == ("ftkit ui: Colab renders core widgets · Colab yes → interactive dashboard, live figure: "
+                            "static (plain plotly figure updated in place; no plotly widget JavaScript)")
+    lab = Frontend(kernel=True, anywidget="0.11.0", colab=False, widgets=True, seconds=0.04, figure_widget=True)
+    assert lab.interactive and lab.figure == "widget"
+    assert lab.line() == ("ftkit ui: widgets answered in 0.04 s · Colab no → interactive dashboard, live figure: "
+                          "widget (FigureWidget; plotly widget answered)")
+    classic = Frontend(kernel=True, anywidget=None, colab=False, widgets=True, seconds=0.3)
+    assert classic.line().endswith("live figure: static (plain plotly figure updated in place; no plotly widget "
+                                   "JavaScript (anywidget missing))")
+    papermill = Frontend(kernel=True, anywidget="0.11.0", colab=False, widgets=False, seconds=2.0)
+    assert not papermill.interactive and papermill.line() == (
+        "ftkit ui: no widget front-end answered within 2.0 s (papermill, a closed tab, or widgets off) · Colab no "
+        "→ static plot")
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "static")       # forced: the classic-Notebook browser test sets it
+    assert lab.figure == "static" and lab.line().endswith("static (plain plotly figure updated in place; "
+                                                          "FTKIT_LIVE_FIGURE=static)")
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "Widget ")
+    assert colab.figure == "widget"
+    monkeypatch.setenv("FTKIT_LIVE_FIGURE", "figurewidget")
+    with pytest.raises(ValueError, match=r"FTKIT_LIVE_FIGURE='figurewidget' is not a live-figure path; set it to "
+                                         r"'static' \(a plain plotly figure updated through a display handle\) or "
+                                         r"'widget'"):
+        colab.figure
+    model = mlp(2, 32, 3)
+    with pytest.raises(ValueError, match=r"dashboard must be 'auto' \(the dashboard where a widget front-end "
+                                         r"answers, else a plot\), True, False or a TrainingDashboard; got 'yes'"):
+        fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), dashboard="yes")

@@ -3,16 +3,20 @@ epoch is a row marked ``partial``, validated), rows are final when recorded, and
 presses Stop in a notebook run by papermill — whose later cells all run (notebooks 03 and 04)."""
 from __future__ import annotations
 
+import asyncio
 import copy
+import json
 import time
+from pathlib import Path
 
 import pytest
 
 import ftkit
 from ftkit.data import synthetic
 from ftkit.train.callbacks import Callback
-from ftkit.ui import TrainingDashboard, fit_live
-from conftest import mlp
+from ftkit.ui import fit_live, fit_live_async, TrainingDashboard
+
+from conftest import drive, mlp, Pace
 
 
 @pytest.fixture
@@ -120,3 +124,52 @@ def _outputs(path) -> str:
     import nbformat
     nb = nbformat.read(str(path), as_version=4)
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+ASSETS = Path(__file__).parent / "assets"
+
+
+def test_fit_live_async_serves_the_controls_and_returns_the_history(train_loader):
+    """``await fit_live_async(...)``: the same controls, fit in a worker thread while the caller awaits."""
+    model = mlp(2, 32, 3)
+    dash = TrainingDashboard(every_ms=0)
+    drive([(lambda: dash.progress.value >= 8, lambda: setattr(dash.slider, "value", 0.02)),
+           (lambda: dash.control.applied, dash.stop)])
+    history = asyncio.run(fit_live_async(model, train_loader, "cross_entropy",
+                                         ftkit.make_optimizer("sgd", model, lr=0.1), 50, dashboard=dash,
+                                         callbacks=[Pace()]))
+    lrs = [r["lr"] for r in history.steps]
+    k = lrs.index(0.02)
+    assert k >= 8 and set(lrs[:k]) == {0.1} and set(lrs[k:]) == {0.02}
+    assert len(lrs) < 50 * len(train_loader) and history.stop_reason.startswith("stopped by request")
+
+
+def test_sync_fit_live_on_ipykernel_7_warns_and_still_trains(train_loader, monkeypatch):
+    """ipykernel 7 has no ``do_one_iteration``: a blocking cell cannot serve widgets, so fit_live says so."""
+    dash = TrainingDashboard()                                         # built outside a kernel: no plotly widget
+    monkeypatch.setattr(ftkit.ui.run, "ipython_kernel", lambda: object())   # a kernel without do_one_iteration
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kw: type("H", (), {"update": lambda s, o: None})())
+    model = mlp(2, 32, 3)
+    with pytest.warns(UserWarning, match=r"ipykernel >= 7\) handles widget messages only while a cell awaits.*"
+                                         r"history = await fit_live_async"):
+        history = fit_live(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
+                           dashboard=dash)
+    assert len(history.steps) == len(train_loader) and history.stop_reason is None and "finished" in dash.readout.value
+
+
+@pytest.mark.notebook
+def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
+    """dashboard="auto" (the default) under papermill: the probe gets no answer from a widget front-end, so the
+    run draws the static plot, finishes on its own, and the saved notebook keeps the figure."""
+    import nbformat
+    import papermill as pm
+    out = tmp_path / "dashboard_training.ipynb"
+    pm.execute_notebook(str(ASSETS / "dashboard_training.ipynb"), str(out), kernel_name="python3", cwd=str(tmp_path),
+                        parameters={"epochs": 2, "n": 320, "output_dir": str(tmp_path)}, progress_bar=False)
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["steps"]) == 2 * 16 and history["stop_reason"] is None   # 256 train images / 16 per batch
+    assert history["epochs"][-1]["val_accuracy"] > 0.8                          # chance is 1/3
+    outputs = nbformat.read(out, 4).cells[-1].outputs
+    assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
+    text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)   # one line
+    assert text.count("ftkit ui: no widget front-end answered within 2.0 s") == 1 and "→ static plot" in text

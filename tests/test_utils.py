@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import ftkit
 from ftkit.utils import check_number, choose, get_device, seed_everything
 
 
@@ -81,3 +82,10 @@ def test_names_are_chosen_with_a_suggestion_and_gpu_points_to_cuda():
         check_keys(["lrr"], {"lr", "momentum"}, "make_optimizer", "optimizer 'sgd'")
     with pytest.raises(ValueError, match=r"unknown device 'gpu'; .*did you mean 'cuda'\?"):
         get_device("gpu")
+
+
+def test_seed_everything_refuses_what_is_not_a_whole_number():
+    for bad in ("abc", "1", 1.5, -1, None, True):
+        with pytest.raises(ValueError, match="seed must be a whole number from 0 to 2\\*\\*63 - 1"):
+            ftkit.seed_everything(bad)
+    assert ftkit.seed_everything(np.int64(3)) == 3 and torch.initial_seed() == 3

@@ -11,7 +11,7 @@ gradient call per step feeds every run.
 Each rule repeats ``torch.optim``'s single-tensor code operation by operation and in the same order (SGD
 ``buf·μ + (1-d)·g``, RMSprop's and Adam's ``addcmul``/``addcdiv``/``lerp``, bias corrections with Python's ``**``,
 the schedulers' recursive lr), with torch's own fused kernels where torch fuses, so the two paths agree to
-rounding: ``tests/test_gd_engine.py`` runs every rule on every surface from several starts for 300 steps against
+rounding: ``tests/test_optviz_gd_engine.py`` runs every rule on every surface from several starts for 300 steps against
 :func:`run_torch` and asserts ≤ 1e-10 (float64) and the same cut step.
 :func:`run_torch` is that reference (``race(..., engine="torch")``): one real optimizer per run.
 

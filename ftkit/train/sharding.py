@@ -20,7 +20,7 @@ def shard(loader, rank: int, world: int, *, train: bool):
     Written by hand, not ``accelerator.prepare(loader)``: Accelerate's loaders give each process whole per-process
     batches and fill an uneven last batch with samples repeated from the start (``even_batches``), so the last step
     is not one process's step on that batch. The case that pins this: ``test_two_processes_equal_one_with_the_same_
-    global_batch`` in tests/test_distributed.py (100 samples, batch 16, a last batch of 4; ≤ 1e-5 from one process).
+    global_batch`` in tests/test_train_distributed.py (100 samples, batch 16, a last batch of 4; ≤ 1e-5 from one process).
     It also serves ``TensorLoader`` and lists of batches, which Accelerate does not shard."""
     from torch.utils.data import DataLoader, DistributedSampler
     if isinstance(getattr(loader, "sampler", None), DistributedSampler):

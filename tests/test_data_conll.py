@@ -5,9 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from ftkit.data import shipped
-from ftkit.data import conll
-from ftkit.data.conll import Sentence, iob1_to_iob2, label_list_from, load_conll, read_conll
+from ftkit.data import conll, shipped
+from ftkit.data.conll import iob1_to_iob2, label_list_from, load_conll, read_conll, Sentence
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,3 +138,22 @@ def test_hugging_face_branch_converts_ids(tmp_path, monkeypatch):
                           Sentence(["Peter", "Blackburn"], ["B-PER", "I-PER"])]
     assert data.label_list == label_list_from(data.train) == ["O", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER",
                                                               "I-PER"]
+
+
+def test_conll_bom_bad_bytes_and_empty_files_are_named(tmp_path):
+    from ftkit.data.conll import load_conll, read_conll
+    token = "EU NNP B-NP B-ORG\nrejects VBZ B-VP O\n\n"
+    (tmp_path / "bom.txt").write_bytes("\ufeff".encode() + token.encode())
+    assert [s.words for s in read_conll(tmp_path / "bom.txt")] == [["EU", "rejects"]]
+    (tmp_path / "latin.txt").write_bytes(token.encode() + "Zürich NNP B-NP B-LOC\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.txt, line 4: byte 0xfc at column 2 is not UTF-8"):
+        read_conll(tmp_path / "latin.txt")
+    for name, empty in (("train", "train.txt"), ("test", "test.txt")):
+        folder = tmp_path / name
+        folder.mkdir()
+        for split in ("train.txt", "valid.txt", "test.txt"):
+            (folder / split).write_text("" if split == empty else token)
+        with pytest.raises(ValueError, match=rf"the {'training' if name == 'train' else 'test'} file .*{empty}' has no sentences"):
+            load_conll(folder, download=False)
+    with pytest.raises(ValueError, match="max_train_sentences must be a positive integer or None, got 'abc'"):
+        load_conll(tmp_path / "train", max_train_sentences="abc", download=False)

@@ -10,14 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ftkit.data import shipped
 import ftkit
-from ftkit.data.conll import Sentence, load_conll
-from ftkit.nlp.hf import LengthGroupedBatches, TruncationWarning, collate, make_loader
-from ftkit.schedules import make_scheduler
-from ftkit.nlp.ner import (Encoded, NerRecipe, NerTagger, entity_f1, entity_metrics, evaluate_ner,
-                           words_from_tokens)
+from ftkit.data import shipped
+from ftkit.data.conll import load_conll, Sentence
+from ftkit.nlp.hf import collate, LengthGroupedBatches, make_loader, TruncationWarning
+from ftkit.nlp.ner import Encoded, entity_f1, entity_metrics, evaluate_ner, NerRecipe, NerTagger, words_from_tokens
 from ftkit.plots.ner import highlight_html
+from ftkit.schedules import make_scheduler
 
 SAMPLE = shipped("conll2003_sample")
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -274,3 +273,37 @@ def test_bad_model_folders(tiny, tmp_path):
     with pytest.raises(ValueError, match=r"labels \['B-DATE'\] are not among the model's labels"):
         tagger.encode([Sentence(["June"], ["B-DATE"])])
 
+
+def test_ner_head_that_names_its_labels_refuses_another_order(tiny, tmp_path):
+    from ftkit.nlp.ner import NerTagger
+    labels = ["O", "B-PER", "I-PER"]
+    tagger = NerTagger.from_pretrained(tiny, labels)
+    tagger.save(tmp_path / "ner")
+    with pytest.warns(UserWarning, match=r"orders its labels \['O', 'B-PER', 'I-PER'\], the data .*mapped by name"):
+        again = NerTagger.from_pretrained(tmp_path / "ner", ["B-PER", "I-PER", "O"])
+    assert again.label_list == labels
+    with pytest.raises(ValueError, match="the model's head names its outputs"):
+        NerTagger(again.model, again.tokenizer, ["B-PER", "I-PER", "O"])
+
+
+def test_ner_max_length_empty_split_and_none_text(tiny):
+    from ftkit.nlp.ner import Encoded, NerTagger, evaluate_ner
+    with pytest.raises(ValueError, match=r"max_length must be an integer >= 3"):
+        NerTagger.from_pretrained(tiny, ["O", "B-PER"], max_length=0)
+    tagger = NerTagger.from_pretrained(tiny, ["O", "B-PER"])
+    with pytest.raises(ValueError, match=r"evaluate_ner got no sentences \(an empty split\)"):
+        evaluate_ner(tagger.model, tagger.encode([]), device="cpu")
+    with pytest.raises(TypeError, match="text 2 of 2 is None.*not a string or a list of words"):
+        tagger.tag(["Angela visited", None], device="cpu")
+
+
+def test_tagger_takes_one_string_as_one_text(tmp_path):
+    from pathlib import Path
+    from ftkit.data.conll import load_conll
+    from ftkit.nlp.ner import NerTagger
+    from ftkit.nlp.tiny import build_tiny_bert
+    sample = shipped("conll2003_sample")
+    tagger = NerTagger.from_pretrained(build_tiny_bert(tmp_path / "bert", sample), load_conll(sample).label_list)
+    text = "Angela Merkel visited Paris ."
+    assert len(tagger.tag(text)) == 5 and tagger.tag(text) == tagger.tag([text])[0]
+    assert tagger.predict(text) == tagger.predict([text])[0]

@@ -11,7 +11,7 @@ import ftkit
 from ftkit.data import synthetic
 from ftkit.optviz.landscape import (grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
                                     progressive_surface, random_direction, random_directions, slices_over_seeds)
-from ftkit.optviz.trajectory import WeightRecorder, pca_trajectory, trajectory_check
+from ftkit.optviz.trajectory import pca_trajectory, trajectory_check, WeightRecorder
 from ftkit.plots.landscape import (compare_figure, contour_figure, curve_figure, landscape_z, progressive_contour,
                                    seed_spread_figure, sharpness_figure, trajectory_check_figure)
 
@@ -344,3 +344,36 @@ def test_live_contour_ends_with_a_fresh_output_not_one_more_update(monkeypatch):
     assert [s[0] for s in shown] == ["display", "update", "update", "display"]
     assert shown[2][2] == ["text/plain"]                     # the live output emptied, the 9×9 figure shown anew
     assert final.layout.title.text == "loss (9×9 points)"
+
+
+# --------------------------------------------------------------------------- landscape
+def test_landscape_span_and_chunk_size():
+    from ftkit.optviz.landscape import loss_slice, random_directions
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    data = (torch.randn(16, 3), torch.randint(2, (16,)))
+    d = random_directions(model, seed=0)[0]
+    with pytest.raises(ValueError, match=r"slice range \(-1e\+30, 1e\+30\) reaches beyond ±10000.*use e.g. \(-1, 1\)"):
+        loss_slice(model, "cross_entropy", data, d, span=(-1e30, 1e30), verbose=False)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer.*got 0"):
+        loss_slice(model, "cross_entropy", data, d, chunk_size=0, verbose=False)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer.*got -1"):
+        loss_slice(model, "cross_entropy", data, d, chunk_size=-1, verbose=False)
+    assert np.isfinite(loss_slice(model, "cross_entropy", data, d, chunk_size=3, verbose=False,
+                                  resolution=5).losses).all()
+
+
+def test_landscape_non_finite_points_are_said():
+    from ftkit.optviz.landscape import loss_slice, random_directions
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
+    data = (torch.randn(16, 3), torch.randint(2, (16,)))
+    d = random_directions(model, seed=0)[0]
+
+    def loss(out, y):  # finite only near the trained weights
+        value = nn.functional.cross_entropy(out, y)
+        return torch.where(out.abs().max() > 50, torch.full_like(value, float("inf")), value)
+
+    with pytest.warns(RuntimeWarning, match=r"\d+ of 21 grid points gave a non-finite loss and are NaN"):
+        result = loss_slice(model, loss, data, d, span=(-9000, 9000), resolution=21, verbose=False)
+    assert np.isnan(result.losses).any() and np.isfinite(result.losses[10])

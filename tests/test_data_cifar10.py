@@ -1,5 +1,7 @@
 """ftkit.data.cifar10 (files, splits, loaders), the CIFAR models and the classification plots."""
+import json
 import math
+import os
 import pickle
 import re
 
@@ -9,12 +11,11 @@ import torch
 import torch.nn.functional as F
 
 import ftkit
-from ftkit.train.callbacks import ModelCheckpoint
-from ftkit.data import cifar10 as C, fake
-from ftkit.data import images as L
-from ftkit.models import FAST_RECIPE, FastResNet, FlipTTA, SimpleCNN, make_model
+from ftkit.data import cifar10 as C, fake, images as L
 from ftkit.metrics import confusion_matrix, per_class_accuracy
+from ftkit.models import FAST_RECIPE, FastResNet, FlipTTA, make_model, SimpleCNN
 from ftkit.plots.classification import misclassified_figure
+from ftkit.train.callbacks import ModelCheckpoint
 
 
 def pixels(n, seed=0):
@@ -297,3 +298,106 @@ def test_download_command_checks_the_md5(tmp_path, monkeypatch, capsys):
     assert len(calls) == 1
     out = capsys.readouterr().out
     assert "downloaded to" in out and "already there" in out and "Cifar10(train=18, val=2, test=10" in out
+
+
+# --------------------------------------------------------------------------- CIFAR files
+@pytest.fixture
+def cifar(tmp_path):
+    return fake.write_fake_cifar10(tmp_path / "c", 50, 10, num_batches=5)
+
+
+class Boom:
+    def __reduce__(self):  # what a crafted file does: call a function of its choice on load
+        return (os.system, (f"touch {os.environ['BOOM_FILE']}",))
+
+
+def test_a_crafted_batch_never_runs_code(cifar, tmp_path, monkeypatch):
+    marker = tmp_path / "ran"
+    monkeypatch.setenv("BOOM_FILE", str(marker))
+    with open(os.path.join(cifar, "data_batch_2"), "wb") as f:
+        pickle.dump({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1], b"x": Boom()}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"data_batch_2 was not loaded: it asks for (posix|nt).system, which a "
+                                         r"CIFAR-10 batch never holds \(a file that names other code may be crafted"):
+        C.load_cifar10(cifar.rsplit("/", 1)[0], download=False)
+    assert not marker.exists()
+    with open(os.path.join(cifar, "batches.meta"), "wb") as f:
+        pickle.dump({b"label_names": Boom()}, f, protocol=2)
+    with pytest.raises(ValueError, match="batches.meta is not a readable CIFAR-10 batches.meta"):
+        C._label_names(cifar)
+    assert not marker.exists()
+
+
+def test_real_format_batches_still_load(cifar):
+    data = C.load_cifar10(cifar.rsplit("/", 1)[0], val_fraction=0.2, download=False)
+    assert (len(data.train.labels), len(data.val.labels), len(data.test.labels)) == (40, 10, 10)
+    assert data.classes == C.CLASSES
+    # a Python-2 style pickle (what the real tarball holds): numpy.core.multiarray._reconstruct, bytes strings
+    with open(os.path.join(cifar, "test_batch"), "rb") as f:
+        raw = f.read()
+    assert b"_reconstruct" in raw
+
+
+def test_cifar_meta_and_folder_problems_are_named(cifar):
+    root = cifar.rsplit("/", 1)[0]
+    meta = os.path.join(cifar, "batches.meta")
+    with open(meta, "wb") as f:
+        f.write(b"\x80\x02}q\x00(X\x0b")  # cut short
+    with pytest.raises(ValueError, match="batches.meta is not a readable CIFAR-10 batches.meta.*delete it"):
+        C.load_cifar10(root, download=False)
+    with open(meta, "wb") as f:
+        pickle.dump({b"label_names": [b"cat", b"dog"]}, f, protocol=2)
+    with pytest.raises(ValueError, match=r"batches.meta lists 2 label names \['cat', 'dog'\], but CIFAR-10 has 10"):
+        C.load_cifar10(root, download=False)
+    os.remove(meta)
+    with open(os.path.join(cifar, "data_batch_1"), "rb") as f:
+        batch = f.read()
+    with open(os.path.join(cifar, "data_batch_6"), "wb") as f:
+        f.write(batch)
+    with pytest.raises(ValueError, match="has data_batch_6 besides data_batch_1..5.*move the extra file"):
+        C.load_cifar10(root, download=False)
+    os.remove(os.path.join(cifar, "data_batch_6"))
+    with pytest.raises(ValueError, match=r"val_fraction must be a number, got '0.1' \(a string"):
+        C.load_cifar10(root, val_fraction="0.1", download=False)
+    data = C.load_cifar10(root, download=False)
+    with pytest.raises(ValueError, match=r"std must be > 0 in every channel.*got \(0.2, 0, 0.2\)"):
+        L.TensorLoader(*data.train, 8, mean=data.mean, std=(0.2, 0, 0.2), device="cpu")
+    with pytest.raises(ValueError, match="std must be > 0 in every channel"):
+        L.make_loader(*data.train, 8, mean=data.mean, std=(0.2, 0, 0.2))
+    with pytest.raises(ValueError, match="num_batches must be 1 to 5"):
+        fake.write_fake_cifar10(root, 20, 5, num_batches=6)
+
+
+def test_cifar_or_synthetic_falls_back_only_without_cifar(cifar, tmp_path):
+    root = cifar.rsplit("/", 1)[0]
+    x, y, source = C.cifar10_or_synthetic(tmp_path / "nothing-here", 30, seed=0)
+    assert source == "synthetic" and x.shape == (30, 3, 32, 32) and len(y) == 30
+    x, y, source = C.cifar10_or_synthetic(root, 30, seed=0)
+    assert source == "CIFAR-10" and x.shape == (30, 3, 32, 32)
+    assert x.mean((0, 2, 3)).abs().max() < 1e-4  # normalized with its own statistics
+    os.remove(os.path.join(cifar, "data_batch_3"))
+    with pytest.raises(FileNotFoundError, match="lacks data_batch_3"):
+        C.cifar10_or_synthetic(root, 30, seed=0)
+    with open(os.path.join(cifar, "data_batch_3"), "wb") as f:
+        f.write(b"<html>404</html>")
+    with pytest.raises(ValueError, match="data_batch_3 is not a readable CIFAR-10 batch"):
+        C.cifar10_or_synthetic(root, 30, seed=0)
+
+
+def test_notebook_01_calls_the_loader_that_keeps_a_partial_folders_error():
+    with open(os.path.join(os.path.dirname(__file__), "..", "notebooks", "01_loss_landscapes.ipynb")) as f:
+        nb = json.load(f)
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    assert "cifar10_or_synthetic(data_dir" in code and "except FileNotFoundError" not in code
+
+
+def test_cifar_folder_with_a_missing_batch_names_it(tmp_path):
+    from ftkit.data import cifar10, fake
+    root = fake.write_fake_cifar10(tmp_path / "c", 50, 10)
+    os.remove(os.path.join(root, "data_batch_3"))
+    with pytest.raises(FileNotFoundError, match=r"lacks data_batch_3 "):
+        cifar10.load_cifar10(tmp_path / "c", download=False)
+    with pytest.raises(ValueError, match=r"subset must be a positive integer \(training images to keep\) or None, got 'abc'"):
+        cifar10.load_cifar10(tmp_path / "c", subset="abc", download=False)
+    os.remove(os.path.join(root, "test_batch"))
+    with pytest.raises(FileNotFoundError, match=r"lacks data_batch_3, test_batch"):
+        cifar10.load_cifar10(tmp_path / "c", download=False)

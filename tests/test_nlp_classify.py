@@ -2,21 +2,23 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from ftkit.data import shipped
 import ftkit
-from ftkit.nlp.classify import SentenceClassifier, evaluate_classifier, scores_from_confusion
+from ftkit.data import cifar10 as C, shipped
 from ftkit.data.text import TextSplit
+from ftkit.nlp.classify import evaluate_classifier, scores_from_confusion, SentenceClassifier
 from ftkit.nlp.finetune import lora_targets, parameter_table
-from ftkit.params import count_trainable
 from ftkit.nlp.hf import TruncationWarning
+from ftkit.params import count_trainable
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = shipped("conll2003_sample")
@@ -258,3 +260,104 @@ def test_model_checkpoint_writes_the_best_hugging_face_model_as_a_folder(tiny, t
     enc = clf.tokenizer(["the plot was great"], return_tensors="pt")
     with torch.no_grad():
         assert torch.allclose(best(**enc).logits, model.eval()(**enc).logits, atol=1e-6)
+
+
+DATA_LABELS = ["negative", "positive"]
+
+
+def test_labels_in_another_order_are_mapped_by_name(tiny):
+    from ftkit.nlp.classify import LabelOrderWarning, SentenceClassifier
+    split = TextSplit(["the film was great", "the plot was awful"], [1, 0], label_list=DATA_LABELS)
+    clf = SentenceClassifier.from_pretrained(tiny, ["positive", "negative"])
+    with pytest.warns(LabelOrderWarning, match=r"the data orders its labels \['negative', 'positive'\], the "
+                                               r"classifier \['positive', 'negative'\]: labels are mapped by name"):
+        enc = clf.encode(split)
+    # the bug: 'great' was labelled 1, which is 'negative' for this classifier
+    assert [clf.label_list[int(y)] for y in enc.labels] == ["positive", "negative"]
+    from ftkit.nlp.classify import evaluate_classifier
+    with pytest.raises(ValueError, match=r"label_list \['negative', 'positive'\] is not the order these sentences "
+                                         r"were encoded with"):
+        evaluate_classifier(clf.model, enc, DATA_LABELS, device="cpu")
+    with pytest.raises(ValueError, match=r"the data's labels \['a', 'b'\] are not the classifier's"):
+        clf.encode(TextSplit(["x y"], [0], label_list=["a", "b"]))
+
+
+def test_a_head_that_names_its_labels_refuses_another_order(tiny, tmp_path):
+    from ftkit.nlp.classify import SentenceClassifier
+    clf = SentenceClassifier.from_pretrained(tiny, DATA_LABELS, max_length=16)
+    clf.save(tmp_path / "clf")
+    again = SentenceClassifier.from_pretrained(tmp_path / "clf")
+    assert again.label_list == DATA_LABELS and again.max_length == 16
+    assert set(again.predict(["the film was great"], device="cpu")[0]["probs"]) == set(DATA_LABELS)
+    with pytest.raises(ValueError, match=r"fine-tuned for 2 labels \['negative', 'positive'\].*same order"):
+        SentenceClassifier.from_pretrained(tmp_path / "clf", ["positive", "negative"])
+    with pytest.raises(ValueError, match=r"the model's head names its outputs \['negative', 'positive'\].*but "
+                                         r"label_list is \['positive', 'negative'\]"):
+        SentenceClassifier(again.model, again.tokenizer, ["positive", "negative"])
+
+
+def test_predict_texts_are_checked(tiny):
+    from ftkit.nlp.classify import SentenceClassifier
+    from ftkit.nlp.hf import TruncationWarning
+    clf = SentenceClassifier.from_pretrained(tiny, DATA_LABELS, max_length=16)
+    with pytest.raises(ValueError, match="text 1 of 1 is empty: there is nothing to classify"):
+        clf.predict("")
+    with pytest.raises(ValueError, match="text 2 of 2 is empty"):
+        clf.predict(["a film", "   "])
+    with pytest.raises(TypeError, match=r"text 1 of 1 is None \(NoneType\), not a string"):
+        clf.predict([None])
+    assert clf.predict([]) == [] and clf.predict_proba([]).shape == (0, 2)
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        clf.predict(["a film"], batch_size=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a notebook that silenced warnings still learns it from the result
+        out = clf.predict(["great " * 2000, "a film"], device="cpu")
+    assert [p["cut"] for p in out] == [True, False]
+    with pytest.warns(TruncationWarning, match=r"1 of 1 texts are longer than max_length=16 tokens: only their "
+                                               r"start was read"):
+        clf.predict("the film was great " * 500, device="cpu")  # 10,000 characters
+    with pytest.raises(ValueError, match=r"max_length must be an integer >= 3 \(tokens per sentence"):
+        SentenceClassifier.from_pretrained(tiny, DATA_LABELS, max_length=0)
+
+
+def test_model_folders_are_named(tiny, tmp_path, monkeypatch):
+    from ftkit.nlp.classify import SentenceClassifier
+    from ftkit.nlp.hf import load_config
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in os.listdir(tiny):
+        if f != "config.json":
+            with open(os.path.join(tiny, f), "rb") as src:
+                (bare / f).write_bytes(src.read())
+    with pytest.raises(FileNotFoundError, match=r"bare' has no config.json \(it holds: .*model.safetensors"):
+        SentenceClassifier.from_pretrained(bare, DATA_LABELS)
+    with pytest.raises(FileNotFoundError, match="has no config.json"):
+        load_config(bare)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "distilbert").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no model folder at .*models/bert. \(its parent holds: distilbert\)"):
+        load_config("models/bert")
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    with pytest.raises(NotADirectoryError, match="'weights.bin' is a file; a model is a folder"):
+        load_config("weights.bin")
+
+
+# --------------------------------------------------------------------------- neighbours
+def test_neighbours_zero_sizes_seeds_and_replayed_values(tiny):
+    from ftkit.data.text import load_text
+    from ftkit.nlp.classify import SentenceClassifier
+    from ftkit.train.replay import Replay
+    with pytest.raises(ValueError, match=r"replay step 3: momentum must be in \[0, 1\), got 5"):
+        Replay({3: {"momentum": 5}})
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got 'abc'"):
+        C.load_cifar10("nowhere", seed="abc", download=False)
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got 'abc'"):
+        load_text("nowhere", seed="abc")
+    with pytest.raises(ValueError, match=r"val_fraction must be a number, got '0.1' \(a string"):
+        load_text("nowhere", val_fraction="0.1")
+    clf = SentenceClassifier.from_pretrained(tiny, DATA_LABELS, max_length=16)
+    enc = clf.encode(TextSplit(["a film", "a plot"], [0, 1]))
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+        clf.fit_args(enc, batch_size=0)  # 0 was taken for "not given" (the default, 16)
+    with pytest.raises(ValueError, match=r"2 texts but 1 pairs"):
+        clf.encode(TextSplit(["a", "b"], [0, 1], ["c"]))

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 import ftkit
 from ftkit.data.corpus import make_tokenizer, RandomWindows, SequentialWindows
-from ftkit.nlp.lm import (GPT, GPTConfig, flops_per_token, generate, lm_loss, perplexity, prepare_run, recipe,
-                      token_cross_entropy)
+from ftkit.nlp.lm import (flops_per_token, generate, GPT, GPTConfig, lm_loss, perplexity, prepare_run, recipe,
+                          token_cross_entropy)
 
 
 
@@ -132,3 +132,21 @@ def test_prepare_run_counts_steps_and_refuses_a_budget_that_is_not_a_multiple_of
     assert run["epochs"] == 3 and len(run["train_loader"]) == 10 and run["grad_clip"] == 1.0
     with pytest.raises(ValueError, match=r"max_steps=25 must be a multiple of eval_every=10 .*max_steps=20 or 30"):
         prepare_run(corpus, model.config, lr=1e-3, batch_size=4, max_steps=25, eval_every=10)
+
+
+# --------------------------------------------------------------------------- language model
+def test_generate_checks_the_prompt():
+    from ftkit.nlp.lm import GPT, GPTConfig, generate
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8))
+    with pytest.raises(ValueError, match=r"token id 11, outside the model's vocabulary 0..10"):
+        generate(model, torch.tensor([[1, 11]]), 3)
+    with pytest.raises(ValueError, match=r"token id -1, outside"):
+        generate(model, torch.tensor([[-1]]), 3)
+    with pytest.raises(ValueError, match=r"the prompt is empty \(shape \(1, 0\)\)"):
+        generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="integer token ids"):
+        generate(model, torch.zeros(1, 2), 3)
+    with pytest.raises(TypeError, match="the prompt must be a tensor of token ids, got list"):
+        generate(model, [[1, 2]], 3)
+    assert generate(model, torch.tensor([1, 2]), 3, greedy=True).shape == (1, 5)  # one 1-D prompt is one row
