@@ -113,7 +113,7 @@ def test_a_torchmetrics_value_resumed_mid_epoch_equals_the_uninterrupted_one(tmp
     def run(callbacks=(), resume_from=None):
         ftkit.seed_everything(0)
         model = mlp()
-        return ftkit.fit(model, DataLoader(TensorDataset(X, Y), batch_size=16, shuffle=True), "cross_entropy",
+        return ftkit.fit(model, DataLoader(TensorDataset(X77, Y77), batch_size=16, shuffle=True), "cross_entropy",
                          ftkit.make_optimizer("sgd", model, lr=0.5), 2, progress=False, callbacks=callbacks,
                          metrics=[torchmetrics.F1Score(task="multiclass", num_classes=3, average="macro")],
                          resume_from=resume_from)

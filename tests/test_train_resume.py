@@ -55,7 +55,7 @@ def test_real_sigint_then_resume_continues_mid_epoch_bit_for_bit(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time, torch, ftkit
         sys.path.insert(0, {os.path.dirname(__file__)!r})
-        from test_reliability import run
+        from conftest import fit_toy_adamw
         from ftkit.train.callbacks import ModelCheckpoint
         from ftkit.core import Callback
 
