@@ -270,8 +270,8 @@ def setup_cell_error(name: str, tmp_path: Path, **parameters):
     return err
 
 
-# parameters the notebook tests run with, shared by every test that needs the executed notebook (the site export, the
-# browser tests): with the same parameters a notebook runs once per session
+# parameters the notebook tests run with, shared by every test that needs the executed notebook (the site export):
+# with the same parameters a notebook runs once per session
 TEST_PARAMETERS = {
     "02_gradient_descent.ipynb": dict(steps=60, grid=30, theory_steps=200, settle_steps=200, sweep_points=6,
                                       explorer_grid=20, basin_grid=6, basin_steps=150, noise_steps=600,
@@ -317,7 +317,7 @@ def executed_notebook(shared_dir):
     """``executed_notebook(name, **parameters) -> (executed .ipynb path, metrics)``: each notebook runs once per
     session and parameter set (``TEST_PARAMETERS[name]`` under the given ones), whichever test asks first
     (pytest-xdist workers share the folder, under a lock), so a test of what is built from an executed notebook
-    (the static site, the page in a browser) does not train again."""
+    (the static site) does not train again."""
     import hashlib
 
     def run(name: str, **parameters):
