@@ -19,7 +19,10 @@ import json
 import pprint
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 import torch
 from torch import nn
@@ -44,7 +47,7 @@ class StopTraining(Exception):
     ``partial_epoch=True`` (the default) means the running epoch gets step rows only, no epoch row.
     """
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -78,14 +81,14 @@ class Callback:
         """Raise if this callback cannot do its work in this fit (an unwritable folder, an unknown monitor):
         ``fit`` calls it first, before a checkpoint is loaded or anything trains. Not an event."""
 
-    def on_fit_start(self, state): ...
-    def on_epoch_start(self, state): ...
-    def on_batch_start(self, state): ...
-    def on_step_end(self, state): ...
-    def on_batch_end(self, state): ...
-    def on_validation_end(self, state): ...
-    def on_epoch_end(self, state): ...
-    def on_fit_end(self, state): ...
+    def on_fit_start(self, state: "TrainState") -> None: ...
+    def on_epoch_start(self, state: "TrainState") -> None: ...
+    def on_batch_start(self, state: "TrainState") -> None: ...
+    def on_step_end(self, state: "TrainState") -> None: ...
+    def on_batch_end(self, state: "TrainState") -> None: ...
+    def on_validation_end(self, state: "TrainState") -> None: ...
+    def on_epoch_end(self, state: "TrainState") -> None: ...
+    def on_fit_end(self, state: "TrainState") -> None: ...
 
     @property
     def state_key(self) -> str:
@@ -103,7 +106,7 @@ class Events:
     callback's class overrides or a callable set on the instance (``cb.on_epoch_end = f``); the base class's empty
     methods are left out."""
 
-    def __init__(self, callbacks):
+    def __init__(self, callbacks) -> None:
         self.callbacks = list(callbacks)
         for event in EVENTS:
             setattr(self, event, self._fire([getattr(cb, event) for cb in self.callbacks if _has_hook(cb, event)]))
@@ -139,17 +142,18 @@ class History(Callback):
     ``history["val_loss"]`` lists an epoch column; ``to_frame("step")``, ``to_json(path)``, ``to_csv(path)``.
     """
 
-    def __init__(self, steps=None, epochs=None, stop_reason=None, events=None):
+    def __init__(self, steps: list[dict] | None = None, epochs: list[dict] | None = None,
+                 stop_reason: str | None = None, events: list[dict] | None = None) -> None:
         self.steps: list[dict] = list(steps or [])
         self.epochs: list[dict] = list(epochs or [])
         self.events: list[dict] = list(events or [])
         self.stop_reason: str | None = stop_reason
 
-    def on_batch_end(self, state):
+    def on_batch_end(self, state: "TrainState") -> None:
         self.steps.append({"epoch": state.epoch, "step": state.step, "loss": as_number(state.loss),
                            "lr": as_number(state.lr)})
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: "TrainState") -> None:
         state.logs.update({k: as_number(v) for k, v in state.logs.items()})
         self.epochs.append(state.logs)  # the live dict: later callbacks may still add columns
 
@@ -171,7 +175,7 @@ class History(Callback):
         last = {k: round(v, 4) if isinstance(v, float) else v for k, v in (self.epochs[-1] if self.epochs else {}).items()}
         return f"History({len(self.epochs)} epochs, {len(self.steps)} steps, last={last})"
 
-    def to_frame(self, which: str = "epoch"):
+    def to_frame(self, which: str = "epoch") -> "pd.DataFrame":
         import pandas as pd
         return pd.DataFrame(self.steps if _which(which) == "step" else self.epochs)
 
@@ -179,19 +183,19 @@ class History(Callback):
         """The manual changes (``events``) as code that replays them in another fit (see :mod:`ftkit.train.replay`)."""
         return events_as_schedule(self)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"steps": self.steps, "epochs": self.epochs, "events": self.events, "stop_reason": self.stop_reason}
 
-    def to_json(self, path=None) -> str:
+    def to_json(self, path: str | os.PathLike | None = None) -> str:
         text = json.dumps(self.to_dict(), indent=1, allow_nan=True, default=_json_number)
         if path is not None:
             atomic_write(path, text.encode())
         return text
 
-    def to_csv(self, path, which: str = "epoch"):
+    def to_csv(self, path: str | os.PathLike, which: str = "epoch") -> None:
         self.to_frame(which).to_csv(path, index=False)
 
-    def export_html(self, path, **kwargs):
+    def export_html(self, path: str | os.PathLike, **kwargs: Any) -> Any:
         """This run as one self-contained HTML file to share (curves with the LR events and a slider that replays
         them, parameters, metrics, environment): :func:`ftkit.export.export_run_html` writes it (needs plotly);
         ``params=`` and ``metrics=`` add the run's settings and results."""

@@ -30,6 +30,9 @@ Every loss validates its inputs and fails with one message saying what was wrong
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -194,7 +197,7 @@ LOSSES: dict[str, type[nn.Module]] = {
 }
 
 
-def make_loss(name, **options) -> nn.Module:
+def make_loss(name: str | Callable[..., torch.Tensor], **options: Any) -> nn.Module:
     """``make_loss("cross_entropy", label_smoothing=0.1)``; an ``nn.Module`` or callable passes through."""
     if not isinstance(name, str):
         if callable(name):
@@ -203,7 +206,7 @@ def make_loss(name, **options) -> nn.Module:
     return choose("loss", name, LOSSES)(**options)
 
 
-def l2_penalty(model_or_params, lam: float, skip_bias_and_norm: bool = True) -> torch.Tensor:
+def l2_penalty(model_or_params: nn.Module | Iterable[torch.Tensor], lam: float, skip_bias_and_norm: bool = True) -> torch.Tensor:
     r""":math:`\frac λ2\sum θ^2`. Add it to the loss; its gradient is :math:`λθ` (weight decay for SGD).
 
     Given a model, biases and norm-layer weights are skipped (see ``optim.split_decay_params``); a list of

@@ -24,6 +24,9 @@ in plain tensor math (tests check it against ``torch.optim`` to 1e-6).
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import inspect
 import math
 from dataclasses import dataclass, field
@@ -259,8 +262,8 @@ def _param_groups(params: list, accepted: set[str], name: str) -> list[dict]:
     return groups
 
 
-def make_optimizer(name, params_or_model, lr: float = 1e-3, *, scratch: bool = False,
-                   **options) -> torch.optim.Optimizer:
+def make_optimizer(name: str | type | torch.optim.Optimizer, params_or_model: nn.Module | Iterable[Any],
+                   lr: float = 1e-3, *, scratch: bool = False, **options: Any) -> torch.optim.Optimizer:
     """``make_optimizer("adamw", model, lr=3e-4, weight_decay=0.01)``.
 
     ``params_or_model`` is a model (biases/norm weights then skip weight decay), an iterable of parameters

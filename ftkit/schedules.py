@@ -19,9 +19,12 @@ rebuilds the schedule for the new total.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import inspect
 import math
 
+import torch
 from torch.optim import lr_scheduler
 
 from .utils import check_int, check_keys, check_number, choose, normalize_name
@@ -152,7 +155,8 @@ def _accepted(key: str) -> set[str]:
     return _TAKES.get(key) or set(inspect.signature(SCHEDULERS[key]).parameters) - {"optimizer"}
 
 
-def make_scheduler(name, optimizer, **options):
+def make_scheduler(name: str | tuple[str, dict] | Any | None, optimizer: torch.optim.Optimizer,
+                   **options: Any) -> Any:
     """``make_scheduler("linear_warmup", opt, total_steps=1000, warmup_ratio=0.1)``; stepped once per batch.
 
     ``None`` gives no scheduler; an existing scheduler passes through.

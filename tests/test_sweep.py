@@ -275,7 +275,11 @@ def test_random_sampler_draws_inside_the_ranges(tmp_path):
 def test_ray_backend_gives_the_same_table_as_the_local_one(grid_sweep, tmp_path):
     ray = pytest.importorskip("ray")
     _, local = grid_sweep
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    except Exception as e:      # a loaded machine can time the raylet out at start-up (ray-project/ray#65983)
+        ray.shutdown()
+        pytest.skip(f"Ray could not start a local instance here: {type(e).__name__}: {str(e)[:200]}")
     try:
         table = sweep(TINY, ["lr=0.05,0.1", "steps=5,10", "curvature=[1.0, 10.0]"], metric="loss", out=tmp_path,
                       workers=2, backend="ray", progress=False)

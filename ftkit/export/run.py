@@ -10,6 +10,7 @@ import os
 import platform
 from pathlib import Path
 
+from ..core import History
 from .assets import plotly_js
 from .page import figure_div, page_html
 from .statics import clean, reveal_static
@@ -57,8 +58,9 @@ def _flat_numbers(metrics: dict, prefix: str = "") -> dict:
     return out
 
 
-def export_run_html(history, path, *, params: dict | None = None, metrics: dict | None = None,
-                    title: str = "training run", plot_metrics=None) -> Path:
+def export_run_html(history: History, path: str | os.PathLike, *, params: dict | None = None,
+                    metrics: dict | None = None, title: str = "training run",
+                    plot_metrics: list[str] | None = None) -> Path:
     """Write ``history`` (a :class:`ftkit.History`) as one HTML file at ``path`` and return the path.
     ``params``: the run's settings (model, lr, epochs, …); ``metrics``: its results (a metrics.json's dict);
     ``plot_metrics``: epoch columns to draw on the right (default: every epoch column but epoch/step/time)."""

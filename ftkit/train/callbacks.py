@@ -38,10 +38,10 @@ class ProgressBar(Callback):
 
     main_process_only = True   # writes: on the main process only when several train
 
-    def __init__(self, mininterval: float = 1.0, summary: bool = True):
+    def __init__(self, mininterval: float = 1.0, summary: bool = True) -> None:
         self.mininterval, self.summary, self.bar = mininterval, summary, None
 
-    def on_fit_start(self, state):
+    def on_fit_start(self, state: TrainState) -> None:
         from tqdm.auto import tqdm
         per_epoch = state.batches_per_epoch
         total = per_epoch * state.epochs if per_epoch else None
@@ -50,16 +50,16 @@ class ProgressBar(Callback):
         self.bar = tqdm(total=total, initial=(len(state.history.steps) if total else 0), unit="batch",
                         mininterval=self.mininterval, dynamic_ncols=True, leave=True)
 
-    def on_batch_end(self, state):
+    def on_batch_end(self, state: TrainState) -> None:
         self.bar.update(1)
         if self.bar.n % 20 == 0 or state.batch_idx == 0:
             self.bar.set_postfix(epoch=state.epoch, loss=f"{state.loss:.4f}", refresh=False)
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         if self.summary:
             self.bar.write(f"epoch {state.epoch}/{state.epochs}  {_fmt(state.logs)}  ({state.logs.get('time', 0):.1f}s)")
 
-    def on_fit_end(self, state):
+    def on_fit_end(self, state: TrainState) -> None:
         if self.bar is not None:
             if state.stop_reason:
                 self.bar.write(f"stopped: {state.stop_reason}")
@@ -73,7 +73,7 @@ class MonitorCallback(Callback):
     ``mode`` or a ``monitor`` that fit will never log fails at once, naming the columns it will log.
     """
 
-    def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0):
+    def __init__(self, monitor: str = "val_loss", mode: str = "min", min_delta: float = 0.0) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if not isinstance(monitor, str):
@@ -88,7 +88,7 @@ class MonitorCallback(Callback):
             return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
-    def check_fit(self, state):
+    def check_fit(self, state: TrainState) -> None:
         known = set(getattr(state, "log_keys", ()) or ())
         for cb in getattr(state, "callbacks", ()):
             if cb is self:
@@ -114,7 +114,7 @@ class MonitorCallback(Callback):
             raise self._unknown(sorted(state.logs))
         return state.logs[self.monitor]
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {"best": self.best, "best_epoch": self.best_epoch, "monitor": self.monitor, "mode": self.mode}
 
     def load_state_dict(self, state) -> bool:
@@ -134,13 +134,13 @@ class EarlyStopping(MonitorCallback):
     weights at the end (when the run ends by itself or by this stop; see :meth:`on_fit_end`)."""
 
     def __init__(self, monitor: str = "val_loss", mode: str = "min", patience: int = 3, min_delta: float = 0.0,
-                 restore_best: bool = True):
+                 restore_best: bool = True) -> None:
         super().__init__(monitor, mode, min_delta)
         self.patience = check_int("patience", patience, 0, " (epochs without improvement before stopping)")
         self.restore_best = restore_best
         self.best_weights, self.wait = None, 0
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         value = self.value(state)
         if self.is_improvement(value):
             self.best, self.best_epoch, self.wait = value, state.epoch, 0
@@ -153,17 +153,17 @@ class EarlyStopping(MonitorCallback):
                 state.stop_reason = (f"early stopping: {self.monitor} did not improve for {self.patience} epochs "
                                      f"(best {self.best:.4g} at epoch {self.best_epoch})")
 
-    def on_fit_end(self, state):
+    def on_fit_end(self, state: TrainState) -> None:
         """Restore the best weights when the run ended by itself or by this early stop — not after Ctrl-C, another
         stop or an error: then the model keeps its last weights, those of ``last.pt``, so a resume is exact."""
         ended_here = not state.stop or (state.stop_reason or "").startswith("early stopping")
         if self.restore_best and ended_here and self.best_weights is not None and self.best_epoch != state.epoch:
             state.model.load_state_dict(self.best_weights)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {**super().state_dict(), "wait": self.wait, "best_weights": self.best_weights}
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state: dict) -> None:
         if super().load_state_dict(state):
             self.wait, self.best_weights = state.get("wait", 0), state.get("best_weights")
 
@@ -183,7 +183,7 @@ class ModelCheckpoint(MonitorCallback):
     main_process_only = True   # writes: on the main process only when several train
 
     def __init__(self, dirpath, monitor: str | None = None, mode: str = "min", save_best: bool = True,
-                 save_last: bool = True, save_pretrained: bool = True):
+                 save_last: bool = True, save_pretrained: bool = True) -> None:
         super().__init__(monitor or "val_loss", mode)
         self._default_monitor = monitor is None   # val_loss with a val_loader, else train_loss
         self.dirpath, self.save_best, self.save_last = os.fspath(dirpath), save_best, save_last
@@ -201,7 +201,7 @@ class ModelCheckpoint(MonitorCallback):
     def best_path(self):
         return os.path.join(self.dirpath, "best.pt")
 
-    def check_fit(self, state):
+    def check_fit(self, state: TrainState) -> None:
         check_writable(self.dirpath, "ModelCheckpoint", "ModelCheckpoint('checkpoints/run1')")
         if self._default_monitor and state.log_keys and "val_loss" not in state.log_keys:
             self.monitor = "train_loss"
@@ -209,7 +209,7 @@ class ModelCheckpoint(MonitorCallback):
             super().check_fit(state)
         checkpoint_payload(state)   # a callback state that cannot be saved safely fails now, not after epoch 1
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         if self.save_best:
             value = self.value(state)
             if self.is_improvement(value):
@@ -222,7 +222,7 @@ class ModelCheckpoint(MonitorCallback):
             save_checkpoint(self.last_path, state)
             self._saved = (state.step, state.epoch)
 
-    def on_fit_end(self, state):
+    def on_fit_end(self, state: TrainState) -> None:
         if not (self.save_last and state.stop and state.stop_reason) or not state.history.steps:
             return
         if getattr(self, "_saved", None) == (state.step, state.epoch):   # written at this epoch's end already
@@ -237,13 +237,13 @@ class ModelCheckpoint(MonitorCallback):
 class LRMonitor(Callback):
     """Adds every param group's lr to the step rows (``lr_0``, ``lr_1``…) and to the epoch rows."""
 
-    def on_batch_end(self, state):
+    def on_batch_end(self, state: TrainState) -> None:
         row = state.history.steps[-1] if state.history.steps else None
         if row is not None:
             for i, group in enumerate(state.optimizer.param_groups):
                 row[f"lr_{i}"] = group["lr"]
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         for i, group in enumerate(state.optimizer.param_groups):
             state.logs[f"lr_{i}"] = group["lr"]
 
@@ -263,7 +263,7 @@ class LRSchedule(Callback):
     set before the checkpoint still wins, each param group keeping its own value (and so its ratio).
     """
 
-    def __init__(self, scheduler=None, spec: dict | None = None):
+    def __init__(self, scheduler=None, spec: dict | None = None) -> None:
         self.scheduler, self.spec = scheduler, spec
         self.manual: dict = {}          # {name: value} set by hand; non-empty 'lr' means the schedule is off
 
@@ -298,7 +298,7 @@ class LRSchedule(Callback):
             return chosen
         return "val_loss" if "val_loss" in (getattr(state, "log_keys", None) or ("val_loss",)) else "train_loss"
 
-    def check_fit(self, state):
+    def check_fit(self, state: TrainState) -> None:
         if not self.on_plateau:
             return
         known = set(getattr(state, "log_keys", ()) or ())
@@ -312,17 +312,17 @@ class LRSchedule(Callback):
             raise KeyError(f"reduce_on_plateau monitors {monitor!r}, but the epoch logs will have only "
                            f"{sorted(known)}{hint}")
 
-    def on_step_end(self, state):
+    def on_step_end(self, state: TrainState) -> None:
         if self.scheduler is not None and not self.lr_is_manual and not self.on_plateau:
             self.scheduler.step()
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         if self.on_plateau and not self.lr_is_manual:
             value = state.logs.get(self.monitor(state))
             if value is not None and math.isfinite(value):
                 self.scheduler.step(value)
 
-    def state_dict(self):
+    def state_dict(self) -> dict:
         return {"manual": dict(self.manual), "spec": self.spec}
 
     def resume(self, ckpt: dict, step: int) -> None:
@@ -373,7 +373,7 @@ class ParamControl(Callback):
     ``control.stop()`` ends training after the current batch (pressing it twice is harmless). Thread-safe.
     """
 
-    def __init__(self, source: str = "control"):
+    def __init__(self, source: str = "control") -> None:
         self._lock = threading.Lock()
         self._pending: dict = {}
         self._stop_requested = False
@@ -399,10 +399,10 @@ class ParamControl(Callback):
     def stop_requested(self):
         return self._stop_requested
 
-    def on_fit_start(self, state):
+    def on_fit_start(self, state: TrainState) -> None:
         self._optimizer = state.optimizer
 
-    def on_batch_start(self, state):
+    def on_batch_start(self, state: TrainState) -> None:
         if self._stop_requested and not state.stop:
             state.stop = True
             state.stop_reason = f"stopped by request at epoch {state.epoch}, step {state.step}"

@@ -12,6 +12,9 @@ processes already exist and ``launch`` simply calls ``train_fn``. What ``fit`` d
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import importlib
 import os
 import re
@@ -28,7 +31,8 @@ from ..utils import check_int
 __all__ = ["launch", "why_not_launch", "launch_section"]
 
 
-def launch(train_fn, *args, num_processes: int | None = None, device: str = "auto", port: int | None = None):
+def launch(train_fn: Callable[..., Any], *args: Any, num_processes: int | None = None, device: str = "auto",
+           port: int | None = None) -> Any:
     """Run ``train_fn(*args)`` on ``num_processes`` processes (one per GPU, or CPU processes with ``gloo``) through
     Accelerate's ``notebook_launcher``, and return what rank 0's ``train_fn`` returned (e.g. its History).
 

@@ -7,8 +7,9 @@ import io
 import os
 import time
 import warnings
+from typing import Any
 
-from ..core import Callback, as_number
+from ..core import Callback, TrainState, as_number
 from ..utils import atomic_write, check_writable
 from ..env import require
 
@@ -28,14 +29,14 @@ class TensorBoardLogger(Callback):
 
     main_process_only = True   # writes: on the main process only when several train
 
-    def __init__(self, log_dir="runs", name: str | None = None, every: int = 10):
+    def __init__(self, log_dir="runs", name: str | None = None, every: int = 10) -> None:
         self.log_dir, self.name, self.every, self.writer = os.fspath(log_dir), name, int(every), None
         self.run_dir = None
 
-    def check_fit(self, state):
+    def check_fit(self, state: TrainState) -> None:
         check_writable(self.log_dir, "TensorBoardLogger", "TensorBoardLogger('runs', name='run1')")
 
-    def on_fit_start(self, state):
+    def on_fit_start(self, state: TrainState) -> None:
         require("torch.utils.tensorboard")
         from torch.utils.tensorboard import SummaryWriter
         self.run_dir = os.path.join(self.log_dir, _run_name(self.name))
@@ -45,18 +46,18 @@ class TensorBoardLogger(Callback):
         self.run_dir = self.run_dir if n == 1 else f"{self.run_dir}-{n}"
         self.writer = SummaryWriter(self.run_dir)
 
-    def on_batch_end(self, state):
+    def on_batch_end(self, state: TrainState) -> None:
         if state.step % self.every == 0:
             self.writer.add_scalar("step/loss", state.loss, state.step)
             self.writer.add_scalar("step/lr", state.lr, state.step)
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         for key, value in state.logs.items():
             if isinstance(value, (int, float)) and key != "epoch":
                 self.writer.add_scalar(f"epoch/{key}", value, state.epoch)
         self.writer.flush()
 
-    def on_fit_end(self, state):
+    def on_fit_end(self, state: TrainState) -> None:
         if self.writer is not None:
             self.writer.close()
 
@@ -71,14 +72,14 @@ class WandbLogger(Callback):
     main_process_only = True   # writes: on the main process only when several train
 
     def __init__(self, project: str = "ftkit", name: str | None = None, config: dict | None = None, every: int = 10,
-                 **init_kwargs):
+                 **init_kwargs) -> None:
         self.project, self.name, self.config, self.every = project, name, dict(config or {}), int(every)
         self.init_kwargs, self.run, self.summary = init_kwargs, None, {}
 
-    def check_fit(self, state):
+    def check_fit(self, state: TrainState) -> None:
         require("wandb")              # missing: one line naming pip install "ftkit[wandb]", before any training
 
-    def on_fit_start(self, state):
+    def on_fit_start(self, state: TrainState) -> None:
         wandb = require("wandb")
         config = {"epochs": state.epochs, "optimizer": type(state.optimizer).__name__,
                   "lr": as_number(state.optimizer.param_groups[0]["lr"]), **self.config}
@@ -89,15 +90,15 @@ class WandbLogger(Callback):
         self.run.log(values, step=step)
         self.summary.update(values)      # the last value of each key sent (what W&B shows as the run's summary)
 
-    def on_batch_end(self, state):
+    def on_batch_end(self, state: TrainState) -> None:
         if state.step % self.every == 0:
             self._log({"step/loss": as_number(state.loss), "step/lr": as_number(state.lr)}, state.step)
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         self._log({f"epoch/{k}": as_number(v) for k, v in state.logs.items()
                    if isinstance(as_number(v), (int, float)) and not isinstance(v, bool)}, state.step)
 
-    def on_fit_end(self, state):
+    def on_fit_end(self, state: TrainState) -> None:
         if self.run is not None:
             self.run.finish()
 
@@ -113,12 +114,12 @@ class CSVLogger(Callback):
 
     main_process_only = True   # writes: on the main process only when several train
 
-    def __init__(self, path):
+    def __init__(self, path) -> None:
         self.path = os.fspath(path)
         self._fields: list[str] = []
         self._rows: list[dict] = []
 
-    def check_fit(self, state):
+    def check_fit(self, state: TrainState) -> None:
         check_writable(os.path.dirname(os.path.abspath(self.path)), "CSVLogger", "CSVLogger('logs/run1.csv')")
         try:
             if os.path.exists(self.path):
@@ -127,12 +128,12 @@ class CSVLogger(Callback):
             raise PermissionError(f"CSVLogger cannot write {self.path!r} ({e.strerror or e}); give a file you can "
                                   "write to, e.g. CSVLogger('logs/run1.csv'). Nothing has been trained yet") from None
 
-    def on_fit_start(self, state):
+    def on_fit_start(self, state: TrainState) -> None:
         self._fields, self._rows = [], []
         if not state.history.epochs:
             return
         last = state.history.epochs[-1].get("epoch", len(state.history.epochs))   # a resume: the checkpoint's rows,
-        rows = {row.get("epoch"): dict(row) for row in state.history.epochs}       # or the file's (with the columns
+        rows: dict = {row.get("epoch"): dict(row) for row in state.history.epochs}  # or the file's (with the columns
         if os.path.exists(self.path):                                              # later callbacks added)
             with open(self.path, newline="") as f:
                 rows.update({int(r["epoch"]): r for r in csv.DictReader(f) if str(r.get("epoch") or "").isdigit()})
@@ -148,7 +149,7 @@ class CSVLogger(Callback):
         self._fields += [k for k in row if k not in self._fields]
         self._rows.append(row)
 
-    def on_epoch_end(self, state):
+    def on_epoch_end(self, state: TrainState) -> None:
         self._add(dict(state.logs))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=self._fields, restval="", lineterminator="\n")

@@ -24,6 +24,12 @@ so the training that follows is the one you would have had without it. It reuses
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
 import copy
 import math
 from dataclasses import dataclass, field
@@ -92,9 +98,9 @@ class _Ramp(Callback):
             self.stopped, state.stop, state.stop_reason = True, True, "lr_find: the loss diverged"
 
 
-def lr_find(model, train_loader, loss, optimizer, *, start_lr: float = 1e-7, end_lr: float = 10.0,
-            num_steps: int = 100, smooth: float = 0.98, diverge: float = 4.0, device="auto", **fit_kwargs
-            ) -> LRFinderResult:
+def lr_find(model: nn.Module, train_loader: Iterable[Any], loss: Any, optimizer: torch.optim.Optimizer, *,
+            start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100, smooth: float = 0.98,
+            diverge: float = 4.0, device: str | torch.device = "auto", **fit_kwargs: Any) -> LRFinderResult:
     """Run the LR range test on ``model`` (same arguments as :func:`ftkit.fit`) and restore everything after.
 
     Returns an :class:`LRFinderResult`; ``ftkit.plots.lr_find_figure(result)`` plots it. ``fit_kwargs`` go to ``fit`` (e.g.

@@ -7,6 +7,9 @@ own ``outputs.loss``). A model output with a ``.logits`` attribute (a Hugging Fa
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Any
+
 import contextlib
 from collections.abc import Mapping
 
@@ -129,7 +132,8 @@ def count_targets(targets) -> torch.Tensor | int:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader, loss=None, metrics=(), *, device="auto", amp: bool = False,
+def evaluate(model: nn.Module, loader: Iterable[Any], loss: Any = None, metrics: Sequence[Any] = (), *,
+             device: str | torch.device = "auto", amp: bool = False,
              prefix: str = "") -> dict[str, float]:
     """Mean loss and metrics over ``loader``, in eval mode; restores the mode. Batch losses are weighted by the
     targets they count (labels other than -100), so padding-only batches do not turn the mean into NaN."""
@@ -163,7 +167,7 @@ def evaluate_sums(model, loader, loss_fn, tracker, *, device, amp=False):
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data, *, device="auto", batch_size: int = 256) -> torch.Tensor:
+def predict(model: nn.Module, data: Any, *, device: str | torch.device = "auto", batch_size: int = 256) -> torch.Tensor:
     """Model outputs (logits) on CPU for a tensor, a list of same-shaped samples, or a loader of ``(inputs, …)`` /
     dict batches."""
     device = get_device(device)
