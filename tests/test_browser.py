@@ -438,7 +438,7 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
 
             _open(page, base, token, "03_cifar10_cnn.ipynb")
             _run_all(page)
-            _wait_file(m03, 180)
+            _wait_file(m03, 420)      # 03 trains three runs: a busy CI worker beside it takes longer
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
             times["03 run all"] = time.monotonic() - t0
             stderr03 = page.locator(f"{CURRENT} [data-mime-type='application/vnd.jupyter.stderr']").count()

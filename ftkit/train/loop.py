@@ -297,12 +297,12 @@ def _stop_on_sigint(state: TrainState):
 
 
 # --------------------------------------------------------------------------- fit
-def fit(model: nn.Module, train_loader: Iterable[Any], loss: str | Callable[..., torch.Tensor],
-        optimizer: torch.optim.Optimizer, epochs: int | None = 1, *, val_loader: Iterable[Any] | None = None,
-        scheduler: Any = None, callbacks: Sequence[Callback] = (), metrics: Sequence[Any] = (),
-        device: str | torch.device = "auto", amp: bool | str = False, grad_clip: float | None = None,
-        grad_accum: int = 1, resume_from: str | os.PathLike | None = None, progress: bool = True,
-        max_steps: int | None = None, replay: Any = None, accelerator: Any = None) -> History:
+def fit(model: nn.Module, train_loader: Iterable, loss: str | Callable, optimizer: torch.optim.Optimizer,
+        epochs: int | None = 1, *, val_loader: Iterable | None = None, scheduler: Any = None,
+        callbacks: Sequence[Callback] = (), metrics: Sequence = (), device: str | torch.device = "auto",
+        amp: bool | str = False, grad_clip: float | None = None, grad_accum: int = 1,
+        resume_from: str | os.PathLike | None = None, progress: bool = True, max_steps: int | None = None,
+        replay: Any = None, accelerator: Any = None) -> History:
     """Train ``model`` and return its :class:`History` (also kept when training stops early).
 
     ``loss``: a name for :func:`make_loss`, a callable, or ``None`` (HF models' own loss).
