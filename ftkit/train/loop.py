@@ -172,12 +172,12 @@ class _Loop:
         held = self.s.extra.pop("held_s", 0.0)
         return {"time": max(time.perf_counter() - t0 - held, 0.0), **({"paused_s": held} if held else {})}
 
-    def partial_epoch(self) -> None:
+    def partial_epoch(self, stop: StopTraining | None = None) -> None:
         """A stop inside an epoch: its row from the batches trained so far, marked ``partial=True`` with
         ``batches`` and ``samples``, validated like a full one, so the History reads the same as after a finished
         epoch. Not a finished epoch: no ``on_epoch_end`` (no checkpoint, no early stop), and a resume still
         continues inside it."""
-        if not self.open_epoch:
+        if not self.open_epoch or isinstance(stop, NonFiniteLoss):   # inf/NaN means: the step rows say what happened
             return
         s, self.open_epoch = self.s, False
         s.logs.update(partial=True, batches=self.batches_done, samples=self.samples)
@@ -347,8 +347,7 @@ def fit(model: nn.Module, train_loader: Iterable, loss: str | Callable, optimize
         strategy.finish(state)
     except StopTraining as stop:
         state.stop, state.stop_reason = True, stop.reason
-        if not isinstance(stop, NonFiniteLoss):   # its running means are inf/NaN: the step rows say what happened
-            loop.partial_epoch()     # a stop inside an epoch: its row, marked partial
+        loop.partial_epoch(stop)     # a stop inside an epoch: its row, marked partial
         strategy.finish(state)
     except KeyboardInterrupt:
         state.stop = True
