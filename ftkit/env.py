@@ -103,7 +103,7 @@ FLOORS: dict[str, str] = {
     "torch": "2.6", "torchvision": "0.21", "numpy": "2.0", "pandas": "2.2.2", "tqdm": "4.66", "plotly": "5.24",
     "ipywidgets": "7.7", "anywidget": "0.9", "accelerate": "1.0",
     "transformers": "5.0", "tokenizers": "0.22", "peft": "0.18", "datasets": "3.0",
-    "tensorboard": "2.15", "wandb": "0.17", "bitsandbytes": "0.45", "jupyter-ui-poll": "1.0", "optuna": "4.0",
+    "tensorboard": "2.18", "wandb": "0.17", "bitsandbytes": "0.45", "jupyter-ui-poll": "1.0", "optuna": "4.0",
 }
 
 

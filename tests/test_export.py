@@ -7,6 +7,9 @@ import re
 
 import nbformat
 import pytest
+
+pytest.importorskip("latex2mathml", reason="ftkit.export needs its extra: pip install \"ftkit[export]\"")
+pytest.importorskip("markdown_it", reason="ftkit.export needs its extra: pip install \"ftkit[export]\"")
 import torch
 from torch import nn
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+pytest.importorskip("optuna", reason='ftkit.sweep needs its extra: pip install "ftkit[sweep]"')
+
 from ftkit.sweep import SweepError, parse_param, read_metric, sweep
 from ftkit.sweep.cli import main
 from ftkit.sweep.space import Param, grid, parse_value, split_values
