@@ -3,7 +3,6 @@ as a reader would see it in Jupyter — plotly figures interactive (plotly.js lo
 inlined for a single file), a PNG of each figure inside ``<noscript>``, widgets as their static equivalents."""
 from __future__ import annotations
 
-import base64
 import html
 import json
 import re
@@ -165,6 +164,3 @@ def page_html(title: str, body: str, *, assets: str = "assets", inline_js: str |
             f"<title>{html.escape(title)}</title><style>{PAGE_CSS}</style></head>\n"
             f"<body><main>\n{body}\n</main>\n{scripts}\n</body></html>\n")
 
-
-def png_data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
