@@ -350,3 +350,39 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.xdist_group(item.module.__name__))
                 break
     items[:] = sorted(items, key=weight)     # sorted() is stable: each file's order stays
+
+
+# ------------------------------------------------------------------------------------- real-browser tests' helpers
+CHROMIUM = "/usr/bin/chromium"     # Debian's (bash .ci/install-browser), never a Playwright download
+
+
+def launch_chromium(playwright):
+    """Debian's headless Chromium, quiet: no background network or updates."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
+def stop_server(server, log) -> None:
+    """End a Jupyter server started in its own session, and its kernels (killed by pid: they run in sessions of
+    their own and hold nothing worth a clean exit)."""
+    import contextlib
+    import signal
+    import subprocess
+
+    import psutil   # an ipykernel dependency
+    try:
+        kernels = psutil.Process(server.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        kernels = []
+    for kernel in kernels:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            kernel.kill()
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    log.close()

@@ -19,12 +19,10 @@ refresh the ones the README shows, in ``docs/img/`` (``dashboard.png``, ``02_gra
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import sys
@@ -33,10 +31,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM, launch_chromium, stop_server
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSET = ROOT / "tests" / "assets" / "dashboard_training.ipynb"
-CHROMIUM = "/usr/bin/chromium"
+
 ARTIFACTS = ROOT / "artifacts" / "browser"
 SHOTS = ROOT / "docs" / "img" if os.environ.get("FTKIT_SCREENSHOTS") == "1" else ARTIFACTS   # see the module notes
 
@@ -94,29 +93,7 @@ def lab(tmp_path, request):
                 time.sleep(0.2)
         yield base, token, root
     finally:
-        import psutil   # an ipykernel dependency
-        try:   # the kernels run in their own sessions: kill them by pid (they hold nothing worth a clean exit)
-            kernels = psutil.Process(server.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            kernels = []
-        for kernel in kernels:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                kernel.kill()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-        log.close()
-
-
-def _launch(playwright):
-    """Debian's headless Chromium (never a Playwright download), quiet: no background network or updates."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"])
+        stop_server(server, log)
 
 
 def _write_notebook(root: Path, name: str, **parameters) -> Path:
@@ -178,7 +155,7 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
     shot = SHOTS / "dashboard.png"
     t0, times = time.monotonic(), {}
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch_chromium(p)
         page, console = None, []
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
@@ -271,7 +248,7 @@ def test_dashboard_with_the_static_live_figure_updates_it_in_place(lab):
     live = _write_notebook(root, "static.ipynb", epochs=200, n=320, lr=0.1, step_delay=0.03, output_dir="static")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1280, "height": 1000})
         try:
             page.goto(f"{base}/lab/tree/static.ipynb?token={token}&reset")
@@ -395,7 +372,7 @@ def test_notebooks_02_and_03_run_all_in_jupyterlab_figures_right_and_after_a_rel
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     t0, times = time.monotonic(), {}
     with sync_playwright() as p:
-        browser = _launch(p)
+        browser = launch_chromium(p)
         page, console = None, []
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})

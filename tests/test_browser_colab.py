@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
 import time
@@ -30,11 +29,12 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import CHROMIUM, launch_chromium, stop_server
 
 from test_colab_stack import colab_env
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
+
 ARTIFACTS = ROOT / "artifacts" / "browser"
 LIVE_FIGURE = os.environ.get("FTKIT_LIVE_FIGURE", "static")
 
@@ -82,28 +82,7 @@ def classic(tmp_path):
                 time.sleep(0.3)
         yield base, token, root
     finally:
-        import psutil   # an ipykernel dependency
-        try:
-            kernels = psutil.Process(server.pid).children(recursive=True)
-        except psutil.NoSuchProcess:
-            kernels = []
-        for kernel in kernels:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                kernel.kill()
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
-        log.close()
-
-
-def launch(playwright):
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"])
+        stop_server(server, log)
 
 
 def write_notebook(source: Path, root: Path, **parameters) -> Path:
@@ -201,7 +180,7 @@ def test_notebook_03_run_all_pause_slider_resume_on_colabs_widget_stack(classic)
                          num_workers=0, throughput_batches=3, subset=1200)
     t0, times, console, page = time.monotonic(), {}, [], None
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda e: console.append(str(e)))
@@ -266,7 +245,7 @@ def test_stop_ends_a_long_run_on_colabs_widget_stack(classic):
     out.mkdir()
     console, page = [], None
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda e: console.append(str(e)))
@@ -297,7 +276,7 @@ def test_gd_explorer_in_02_redraws_when_its_slider_moves_on_colabs_widget_stack(
                          basin_steps=150, noise_steps=600, explorer_basin_grid=4)
     console, page = [], None
     with sync_playwright() as p:
-        browser = launch(p)
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda e: console.append(str(e)))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import CHROMIUM, launch_chromium
 
 pytest.importorskip("latex2mathml", reason="ftkit.export needs its extra: pip install \"ftkit[export]\"")
 pytest.importorskip("markdown_it", reason="ftkit.export needs its extra: pip install \"ftkit[export]\"")
@@ -152,15 +154,6 @@ def test_site_from_an_executed_notebook_without_a_browser(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ in Chromium
-def _chromium(playwright):
-    from pathlib import Path
-    if not Path("/usr/bin/chromium").exists():
-        pytest.skip("no /usr/bin/chromium (bash .ci/install-browser installs Debian's)")
-    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"])
-
-
 @pytest.mark.browser
 @pytest.mark.notebook
 def test_site_of_notebook_02_in_chromium_offline(executed_notebook, tmp_path):
@@ -175,7 +168,9 @@ def test_site_of_notebook_02_in_chromium_offline(executed_notebook, tmp_path):
     assert page["bytes"] < 5e6, page
     assert page["figures"] >= 10
     with sync_api.sync_playwright() as p:
-        browser = _chromium(p)
+        if not Path(CHROMIUM).exists():
+            pytest.skip("no /usr/bin/chromium (bash .ci/install-browser installs Debian's)")
+        browser = launch_chromium(p)
         context = browser.new_context(offline=True)
         web = context.new_page()
         outside = []
