@@ -325,8 +325,9 @@ def _move_lr(page, before):
         page.keyboard.press("ArrowLeft")          # three 0.05 steps of log10(lr): a smaller lr, a new path
     page.wait_for_function("""([sel, before]) => { const d = document.querySelector(sel);
         const t = d && d.data && d.data.find(t => t.meta === 'path:gd');
-        return t && t.x && t.x.length > 0 && JSON.stringify(Array.from(t.x).slice(0, 400)) !== before; }""",
-                           arg=[f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot", json.dumps(before)],
+        return t && t.x && t.x.length > 0
+            && JSON.stringify(Array.from(t.x).slice(0, 400)) !== JSON.stringify(before.slice(0, 400)); }""",
+                           arg=[f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot", before],   # both sides JS's JSON
                            timeout=30_000)
 
 

@@ -289,8 +289,8 @@ def test_gd_explorer_in_02_redraws_when_its_slider_moves_on_colabs_widget_stack(
             for _ in range(3):
                 page.keyboard.press("ArrowLeft")          # a smaller lr: a new path
             page.wait_for_function(f"""before => ({FIGURES})('{PATHS}').some(f => f.data.some(t =>
-                t.meta === 'path:gd' && t.x.length > 0 && JSON.stringify(t.x) !== before))""",
-                                   arg=json.dumps(before), timeout=60_000)
+                t.meta === 'path:gd' && t.x.length > 0 && JSON.stringify(t.x) !== JSON.stringify(before)))""",
+                                   arg=before, timeout=60_000)        # both sides JS's JSON (Python's has spaces)
             after = trace(page, "path:gd", PATHS)["x"]
         except Exception:
             fail_screenshot(page, console, "colab_02_failure.png")
