@@ -13,7 +13,8 @@ def test_instruction_tuning_notebook(run_notebook, tmp_path_factory, monkeypatch
     tiny = build_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "llama",
                                 [e["prompt"] + " " + e["completion"] for e in train] + ["user assistant system"])
     m = run_notebook("08_instruction_tuning.ipynb", preset="cpu", model_name_or_path=tiny,
-                     full_model_name_or_path=tiny, offline_fallback=False, n_train=48, n_test=12, epochs=2,
+                     full_fine_tune=True, full_model_name_or_path=tiny, offline_fallback=False, n_train=48,
+                     n_test=12, epochs=2,
                      lr=2e-2, full_lr=3e-3, max_length=128, max_new_tokens=4, fresh_process=False,
                      device="cpu", dashboard=False)
     assert (m["n_train"], m["n_test"], m["epochs"], m["load_in_4bit"]) == (48, 12, 2, False)
