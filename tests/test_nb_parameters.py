@@ -131,3 +131,22 @@ def test_notebook_01_asks_for_cifar_by_default_and_synthetic_only_by_name(tmp_pa
     assert C.cifar10_or_synthetic(tmp_path / "cifar", 30, synthetic=True)[2] == "synthetic"
     params, _ = cell_sources("01_loss_landscapes.ipynb")
     assert 'task = "cifar10"' in params
+
+
+def _first_number(text: str) -> float:
+    import re
+    return float(re.search(r"\d+(?:\.\d+)?", str(text))[0])
+
+
+@pytest.mark.parametrize("nb", sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
+def test_the_readme_table_gives_each_notebooks_own_minutes(nb):
+    """The README's CPU and GPU minutes are the ones the notebook prints (its ``setup(minutes=...)``)."""
+    import ast
+    import re
+    from conftest import ROOT
+    _, setup = cell_sources(nb)
+    minutes = ast.literal_eval(re.search(r"minutes=(\{[^}]*\})", setup)[1])
+    row = next(line for line in (ROOT / "README.md").read_text().splitlines() if f"(notebooks/{nb})" in line)
+    cpu, gpu = (cell.strip() for cell in row.split("|")[3:5])
+    assert (_first_number(cpu), _first_number(gpu)) == (_first_number(minutes["cpu"]), _first_number(minutes["gpu"])), \
+        f"README: {cpu!r} / {gpu!r}; {nb}: {minutes}"
