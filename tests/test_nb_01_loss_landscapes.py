@@ -1,4 +1,8 @@
 """notebooks/01_loss_landscapes.ipynb under papermill with small parameters, on a fake CIFAR-10 folder."""
+import base64
+import json
+
+import numpy as np
 import pytest
 
 from ftkit.data.fake import write_fake_cifar10
@@ -6,13 +10,22 @@ from ftkit.data.fake import write_fake_cifar10
 pytestmark = pytest.mark.notebook
 
 
-@pytest.mark.timeout(900)   # ≈ 4 min on a loaded 2-core machine; the limit only guards a hang
+def array(value) -> np.ndarray:
+    """A plotly JSON array: a list, or plotly's typed form {"dtype", "bdata" (base64), "shape"}."""
+    if isinstance(value, dict):
+        shape = [int(n) for n in str(value.get("shape", "-1")).split(",")]
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).reshape(shape)
+    return np.array(value, dtype=float)
+
+
+@pytest.mark.timeout(900)   # ≈ 5 min on a loaded 2-core machine; the limit only guards a hang
 def test_loss_landscapes_notebook(run_notebook, tmp_path):
     write_fake_cifar10(tmp_path / "cifar", n_train=400, n_test=10, noise=2.5)
     m = run_notebook("01_loss_landscapes.ipynb", data_dir=str(tmp_path / "cifar"), train_images=384,
                      eval_images=64, epochs=2, batch_size=32, lr=3e-3, record_every=4, resolution=5,
                      coarsest=3, line_points=5, direction_seeds=2, eos_images=300, eos_width=64, eos_steps=120,
-                     sharpness_every=5)
+                     sharpness_every=5, skip_width=8, skip_images=512, skip_epochs=2, skip_resolution=9,
+                     skip_eval_images=32, skip_seeds=1)
     assert m["data"] == "CIFAR-10" and m["parameters"]["train_images"] == 384
 
     # a learnable task: both losses train the CNN well above chance (10 %)
@@ -52,3 +65,28 @@ def test_loss_landscapes_notebook(run_notebook, tmp_path):
     assert sorted(e["lr"] for e in eos.values()) == [0.6, 0.8]
     assert all(e["estimates"] == 25 and e["peak"] >= 1 for e in eos.values())
     assert m["full_setting_grid_seconds"] > m["section_seconds"]["plane"]
+
+    # skip connections: the same 20-layer net with and without them, trained alike; the plain plane is the less
+    # convex one (the notebook asserts the gap; here the numbers behind it and the figure)
+    skip = m["skip_connections"]
+    plain, residual = skip["plain"], skip["residual"]
+    assert plain["depth"] == residual["depth"] == 20 and plain["seeds"] == residual["seeds"] == [0]
+    assert residual["accuracy"][0] > plain["accuracy"][0] + 0.15 and plain["accuracy"][0] > 0.3   # 0.78 and 0.46
+    assert plain["negative_share"][0] >= residual["negative_share"][0] + 0.05
+    assert plain["mean_ratio"][0] > residual["mean_ratio"][0]
+    for run in (plain, residual):     # θ* in the middle of its 9 × 9 grid, BatchNorm recalibrated: the trained loss
+        z = np.array(run["first_losses"])
+        assert z.shape == (9, 9) and z[4, 4] == pytest.approx(run["center"][0]) and run["center"][0] < 1.6
+
+    # the figure: two contours of log10 loss on one colour scale (the range of both grids), one colour bar
+    nb = json.loads((tmp_path / "01_loss_landscapes.ipynb").read_text())
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code" and "skip_run(" in "".join(c["source"]))
+    fig = next(o["data"]["application/vnd.plotly.v1+json"] for o in cell["outputs"]
+               if "application/vnd.plotly.v1+json" in o.get("data", {}))
+    traces = [t for t in fig["data"] if t["type"] == "contour"]
+    zs = [np.log10(np.array(run["first_losses"])) for run in (plain, residual)]
+    assert len(traces) == 2 and all(np.allclose(array(t["z"]), z) for t, z in zip(traces, zs))
+    lo, hi = min(z.min() for z in zs), max(z.max() for z in zs)
+    assert all(t["zmin"] == pytest.approx(lo) and t["zmax"] == pytest.approx(hi) for t in traces)
+    assert [t.get("showscale", True) for t in traces] == [False, True]
+    assert "plain-20" in fig["layout"]["annotations"][0]["text"] and "residual-20" in fig["layout"]["annotations"][1]["text"]

@@ -3,6 +3,8 @@ import math
 
 import pytest
 
+from test_seed_errors import linked_ids
+
 pytestmark = pytest.mark.notebook
 
 
@@ -61,3 +63,4 @@ def test_gradient_descent_notebook(executed_notebook):
     assert art["near_start_highest_loss"]["no bias correction"] > 2 * art["near_start_highest_loss"]["adam"]
     assert art["bias_factor_1_10_1000"] == pytest.approx([3.1623, 6.5279, 1.2576], abs=1e-4)
     assert art["zero_gradient_step"]["eps=1e-8"] == 0.0 and math.isnan(art["zero_gradient_step"]["eps=0 (004:56)"])  # S4-06
+    assert set(art["shown"]) == linked_ids("02_gradient_descent.ipynb") == {"S4-04", "S4-05", "S4-06"}

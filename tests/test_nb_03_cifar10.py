@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from ftkit.data.cifar10 import CLASSES, FOLDER
+from test_seed_errors import linked_ids
 
 pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess]   # its ddp section: 2 gloo processes
 
@@ -50,3 +51,4 @@ def test_cifar10_notebook(executed_notebook, fake_cifar10):
     assert art["data0_as_test"]["train"]["n"] == art["data0_as_test"]["test"]["n"] == 200          # S2-13
     bias = art["selection_bias"]   # S0-07: 2 seeds × 2 epochs, chosen on one test half, scored on the other
     assert bias["candidates"] == art["article_seeds"] * 2 and bias["splits"] == 200 and "fresh_loss_choosing_on_val" in bias
+    assert set(art["shown"]) == linked_ids("03_cifar10_cnn.ipynb")      # each id recorded by the cell that ran it

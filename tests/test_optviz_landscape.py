@@ -10,7 +10,8 @@ from torch import nn
 import ftkit
 from ftkit.data import synthetic
 from ftkit.optviz.landscape import (grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
-                                    progressive_surface, random_direction, random_directions, slices_over_seeds)
+                                    progressive_surface, random_direction, random_directions, recalibrate_batchnorm,
+                                    slices_over_seeds)
 from ftkit.optviz.trajectory import pca_trajectory, trajectory_check, WeightRecorder
 from ftkit.plots.landscape import (compare_figure, contour_figure, curve_figure, landscape_z, progressive_contour,
                                    seed_spread_figure, sharpness_figure, trajectory_check_figure)
@@ -246,6 +247,10 @@ def test_seed_spread_and_comparison_figures(cnn_data):
     lands = {k: loss_surface(model, k, data, d, resolution=3, verbose=False) for k in ("cross_entropy", "combined")}
     fig = compare_figure(lands, log=True)
     np.testing.assert_allclose(np.asarray(fig.data[0].z, dtype=float), np.log10(lands["cross_entropy"].losses))
+    one = compare_figure(lands, log=True, same_scale=True)   # one colour scale: the range of both, one colour bar
+    z = np.log10(np.concatenate([land.losses.ravel() for land in lands.values()]))
+    assert [(t.zmin, t.zmax) for t in one.data] == [(pytest.approx(z.min()), pytest.approx(z.max()))] * 2
+    assert [t.showscale for t in one.data] == [False, True] and one.data[0].contours.start == one.data[1].contours.start
 
 
 # --------------------------------------------------------------------------- progressive grids, trajectory check
@@ -377,3 +382,16 @@ def test_landscape_non_finite_points_are_said():
     with pytest.warns(RuntimeWarning, match=r"\d+ of 21 grid points gave a non-finite loss and are NaN"):
         result = loss_slice(model, loss, data, d, span=(-9000, 9000), resolution=21, verbose=False)
     assert np.isnan(result.losses).any() and np.isfinite(result.losses[10])
+
+
+def test_recalibrate_batchnorm_sets_the_plain_average_at_the_current_weights(cnn_data):
+    model, (x, _) = cnn_data                        # running statistics set at random by the fixture
+    bn = model[1]
+    model.eval()
+    assert recalibrate_batchnorm(model, x, batch_size=12) == 1   # two batches of 12
+    h = model[0](x)                                 # what BatchNorm sees
+    torch.testing.assert_close(bn.running_mean, h.mean((0, 2, 3)), rtol=0, atol=1e-5)
+    batch_vars = [b.var((0, 2, 3), unbiased=True) for b in h.split(12)]
+    torch.testing.assert_close(bn.running_var, sum(batch_vars) / 2, rtol=0, atol=1e-5)
+    assert not model.training and bn.momentum == 0.1    # mode and momentum as they were
+    assert recalibrate_batchnorm(nn.Linear(3, 2), x) == 0       # nothing to do

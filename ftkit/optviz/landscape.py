@@ -16,7 +16,9 @@ network is unchanged by scaling a filter up and the next layer down).
 shifts — get a zero direction by default, i.e. they stay at their trained values; ``perturb_bias_bn=True``
 gives them a Gaussian direction scaled to their norm (the whole vector as one filter). Buffers (BatchNorm
 running mean/variance) are never perturbed, and the model is evaluated in **eval mode** (``eval_mode=True``),
-so BatchNorm uses its trained running statistics and the loss of a point does not depend on the batching.
+so BatchNorm uses its trained running statistics and the loss of a point does not depend on the batching. After a
+short run those statistics are an average over weights that have since moved; :func:`recalibrate_batchnorm`
+recomputes them at the trained weights first (so eval mode sees the network that was trained).
 
 **Batched evaluation**: each grid point is a full set of weights; ``torch.func.functional_call`` + ``vmap``
 runs a chunk of points on the same images in one call (``method="vmap"``), a plain Python loop over points
@@ -42,7 +44,7 @@ from ..utils import check_int
 
 __all__ = ["Landscape", "parameters_of", "check_data", "random_direction", "random_directions",
            "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
-           "grid_levels", "progressive_surface", "params_dot"]
+           "grid_levels", "progressive_surface", "params_dot", "recalibrate_batchnorm"]
 
 Params = dict[str, torch.Tensor]
 
@@ -146,6 +148,31 @@ def check_data(data) -> None:
     if len(data[0]) != len(data[1]) or len(data[0]) == 0:
         raise ValueError(f"data needs as many targets as inputs and at least one of each, got {len(data[0])} "
                          f"inputs and {len(data[1])} targets")
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(model: nn.Module, inputs: torch.Tensor, batch_size: int = 256) -> int:
+    """Recompute every BatchNorm layer's running mean/variance at the current weights: the plain average over
+    ``inputs`` (batches of ``batch_size``, in train mode, no gradient), instead of the exponential average over the
+    weights training went through. The model's mode and momenta come back afterwards. Returns the layers reset."""
+    check_int("batch_size", batch_size, meaning=" (images per forward pass)")
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or len(inputs) == 0:
+        return 0
+    was_training, momenta = model.training, [m.momentum for m in norms]
+    device = next(model.parameters()).device
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None                          # None: a cumulative (plain) average over the batches
+    try:
+        model.train()
+        for x in inputs.split(batch_size):
+            model(x.to(device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(norms)
 
 
 MAX_SPAN = 1e4  # grid coefficients beyond this are no landscape: weights ×10⁴ overflow the logits

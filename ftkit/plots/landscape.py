@@ -106,13 +106,23 @@ def surface3d_figure(land: Landscape, *, log: bool = False, title: str | None = 
     return fig
 
 
-def compare_figure(lands: dict[str, Landscape], *, log: bool = False, title: str | None = None) -> go.Figure:
-    """Contours side by side, each with its own colour scale (losses of different kinds differ in units)."""
+def compare_figure(lands: dict[str, Landscape], *, log: bool = False, title: str | None = None,
+                   same_scale: bool = False) -> go.Figure:
+    """Contours side by side, each with its own colour scale (losses of different kinds differ in units), or with
+    ``same_scale=True`` one scale and one colour bar for all (the same loss on two networks: equal colours, equal
+    losses; the contour levels are the same too)."""
     k = len(lands)
     fig = make_subplots(rows=1, cols=k, subplot_titles=list(lands), horizontal_spacing=0.12)
+    shared = {}
+    if same_scale:
+        z = np.concatenate([landscape_z(land.losses, log).ravel() for land in lands.values()])
+        lo, hi = float(np.nanmin(z)), float(np.nanmax(z))
+        shared = dict(zmin=lo, zmax=hi, contours=dict(start=lo, end=hi, size=(hi - lo) / 30 or 1), autocontour=False)
     for i, land in enumerate(lands.values()):
         right = (i + 1) / k - 0.12 / 2 * (i + 1 < k)
-        fig.add_trace(_contour(land, log, colorbar=dict(title=_ztitle(log), x=right, len=0.9)), row=1, col=i + 1)
+        bar = dict(colorbar=dict(title=_ztitle(log), x=1.0 if same_scale else right, len=0.9),
+                   showscale=not same_scale or i + 1 == k)
+        fig.add_trace(_contour(land, log, **bar, **shared), row=1, col=i + 1)
         fig.update_xaxes(title_text="α", row=1, col=i + 1)
         fig.update_yaxes(title_text="β", row=1, col=i + 1)
     fig.update_layout(title=title, height=450)
