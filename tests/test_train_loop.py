@@ -336,3 +336,48 @@ def test_fit_is_at_most_40_lines_of_code():
     lines = [line for i, line in enumerate(src.splitlines(), 1)
              if not doc.lineno <= i <= doc.end_lineno and line.strip() and not line.strip().startswith("#")]
     assert len(lines) <= 40, len(lines)
+
+
+def test_grad_accum_records_the_lr_each_batch_trains_with():
+    """With grad_accum=2 the first batch of a pair has no step of its own: its row holds the lr its step will use
+    (a cosine schedule's start, 0.1), never nan."""
+    model = mlp(2, 8, 2, dropout=0.0)
+    h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
+                  grad_accum=2, scheduler="cosine", progress=False)
+    lrs = [row["lr"] for row in h.steps]
+    assert len(lrs) == 4 and [row["step"] for row in h.steps] == [0, 1, 1, 2]
+    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05])   # cosine over 2 steps: 0.1, then 0.1·(1 + cos π/2)/2
+
+
+def test_epoch_rows_are_final_when_recorded():
+    """An epoch's row is state.logs once every callback's on_epoch_end ran (LRMonitor's columns included), then a
+    copy of plain numbers: a change to those logs later — in the next epoch, after fit — does not rewrite it."""
+    class Meddle(Callback):
+        kept = None
+
+        def on_epoch_end(self, state):
+            self.kept = state.logs
+
+        def on_batch_end(self, state):
+            if self.kept is not None:
+                self.kept["train_loss"] = 123.0
+
+        def on_fit_end(self, state):
+            state.logs["epoch"] = -1
+
+    from ftkit.train.callbacks import LRMonitor
+    model = mlp(2, 8, 2, dropout=0.0)
+    h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=torch.tensor(0.1)),
+                  2, callbacks=[Meddle(), LRMonitor()], progress=False)
+    assert [row["epoch"] for row in h.epochs] == [1, 2]
+    assert all(row["train_loss"] != 123.0 and type(row["train_loss"]) is float for row in h.epochs)
+    assert [row["lr_0"] for row in h.epochs] == [pytest.approx(0.1)] * 2
+    assert all(type(row["lr_0"]) is float for row in h.epochs + h.steps)
+
+
+def test_a_partial_epoch_row_holds_plain_numbers():
+    model = mlp(2, 8, 2, dropout=0.0)
+    stop = At(2, lambda s: setattr(s, "stop", True) or setattr(s, "stop_reason", "stop"))
+    h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=torch.tensor(0.1)),
+                  2, callbacks=[stop], progress=False)
+    assert h.epochs[-1]["partial"] is True and type(h.epochs[-1]["lr"]) is float
