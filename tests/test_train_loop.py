@@ -339,14 +339,14 @@ def test_fit_is_at_most_40_lines_of_code():
 
 
 def test_grad_accum_records_the_lr_each_batch_trains_with():
-    """With grad_accum=2 the first batch of a pair has no step of its own: its row holds the lr its step will use
-    (a cosine schedule's start, 0.1), never nan."""
-    model = mlp(2, 8, 2, dropout=0.0)
+    """With grad_accum=2 a row is recorded per batch, numbered by the steps finished: the first batch comes before
+    any step, and its row holds the lr the first step uses (a cosine schedule's start, 0.1), never nan."""
+    model = mlp(dropout=0.0)
     h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
                   grad_accum=2, scheduler="cosine", progress=False)
     lrs = [row["lr"] for row in h.steps]
     assert len(lrs) == 4 and [row["step"] for row in h.steps] == [0, 1, 1, 2]
-    assert lrs == pytest.approx([0.1, 0.1, 0.05, 0.05])   # cosine over 2 steps: 0.1, then 0.1·(1 + cos π/2)/2
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.05])   # cosine over 2 steps: 0.1, then 0.1·(1 + cos π/2)/2
 
 
 def test_epoch_rows_are_final_when_recorded():
@@ -366,7 +366,7 @@ def test_epoch_rows_are_final_when_recorded():
             state.logs["epoch"] = -1
 
     from ftkit.train.callbacks import LRMonitor
-    model = mlp(2, 8, 2, dropout=0.0)
+    model = mlp(dropout=0.0)
     h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=torch.tensor(0.1)),
                   2, callbacks=[Meddle(), LRMonitor()], progress=False)
     assert [row["epoch"] for row in h.epochs] == [1, 2]
@@ -376,7 +376,7 @@ def test_epoch_rows_are_final_when_recorded():
 
 
 def test_a_partial_epoch_row_holds_plain_numbers():
-    model = mlp(2, 8, 2, dropout=0.0)
+    model = mlp(dropout=0.0)
     stop = At(2, lambda s: setattr(s, "stop", True) or setattr(s, "stop_reason", "stop"))
     h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=torch.tensor(0.1)),
                   2, callbacks=[stop], progress=False)

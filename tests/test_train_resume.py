@@ -678,3 +678,18 @@ def test_resume_from_checkpoint_matches_a_straight_run(tmp_path):
     assert (a - b).abs().max() <= 1e-6
     for p, q in zip(model_a.parameters(), model_b.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_a_schedule_re_timed_on_resume_is_said_with_both_lrs(tmp_path):
+    """More epochs rebuild a named schedule for the new total: the lr jumps (cosine at step 32 of 48 → of 64:
+    0.025 → 0.05), and one warning says so with both numbers; the same epochs continue exactly, without a word."""
+    fit_toy(3, scheduler="cosine", lr=0.1, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])
+    with pytest.warns(UserWarning, match=r"resuming the 'cosine' schedule re-timed for 64 optimizer steps \(the saved "
+                                         r"run's: 48\): .* at lr 0\.05 where the saved run would have gone on at "
+                                         r"0\.025\. To continue the saved run exactly, keep its epochs"):
+        fit_toy(4, scheduler="cosine", lr=0.1, resume_from=tmp_path / "last.pt")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed, _ = fit_toy(3, scheduler="cosine", lr=0.1, resume_from=tmp_path / "last.pt")
+    assert resumed.steps[32]["lr"] == pytest.approx(0.025)
