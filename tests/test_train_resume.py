@@ -392,17 +392,24 @@ def test_a_changed_batch_size_with_a_scheduler_object_is_refused(tmp_path):
 
 
 def test_an_error_from_the_data_keeps_the_history_and_a_resumable_last_pt(tmp_path):
-    data = Flaky()
+    ftkit.seed_everything(1)
+    model, data = mlp(), Flaky()     # the model as fit_toy builds it
     with pytest.raises(OSError, match="corrupt sample 5") as err:
-        fit_toy(3, data=data, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path)])
+        fit_toy(3, data=data, model=model, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path),
+                                                      CSVLogger(tmp_path / "log.csv")])
     history = err.value.history
     assert [r["epoch"] for r in history.epochs] == [1] and 16 <= len(history.steps) < 32
     assert "OSError: corrupt sample 5" in history.stop_reason
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved["step"] == len(history.steps) and saved["resume"]["epoch"] == 2
+    # nothing else is lost either: the model keeps the weights last.pt holds, epoch 1's best.pt and log row stay
+    assert all(torch.equal(v, saved["model"][k]) for k, v in model.state_dict().items())
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+    assert [r.split(",")[0] for r in (tmp_path / "log.csv").read_text().splitlines()] == ["epoch", "1"]
     data.bad_epoch = 99                                  # the sample is fixed: the resume trains on to the end
     resumed, model_b = fit_toy(3, data=data, callbacks=[EpochOf(data)], resume_from=tmp_path / "last.pt")
-    straight, model_a = fit_toy(3, data=data, callbacks=[EpochOf(data)])
+    ftkit.seed_everything(1)
+    straight, model_a = fit_toy(3, data=data, model=mlp(), callbacks=[EpochOf(data)])   # built as the first run's
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
     assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
 
@@ -693,3 +700,17 @@ def test_a_schedule_re_timed_on_resume_is_said_with_both_lrs(tmp_path):
         warnings.simplefilter("error")
         resumed, _ = fit_toy(3, scheduler="cosine", lr=0.1, resume_from=tmp_path / "last.pt")
     assert resumed.steps[32]["lr"] == pytest.approx(0.025)
+
+
+def test_a_multi_process_stop_with_a_metric_that_cannot_merge_is_refused_naming_it(tmp_path):
+    from types import SimpleNamespace
+    from ftkit.train.resume import Resume
+    fit_toy(2, callbacks=[ModelCheckpoint(tmp_path), StopAt(step=5)])
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    ckpt["resume"]["metric_states_unmerged"] = "pearson_corr_coef (PearsonCorrCoef): not supported"
+    state = SimpleNamespace(max_steps=None, epochs=2, scheduler=None, lr_schedule=SimpleNamespace(spec=None))
+    settings = {"batch_size": 4, "samples_per_epoch": 64, "batches_per_epoch": 16, "grad_accum": 1}
+    with pytest.raises(ValueError, match=r"stopped inside epoch 1 on several processes, and the metric "
+                                         r"pearson_corr_coef \(PearsonCorrCoef\): not supported: .* Resume from a "
+                                         r"checkpoint written at an epoch end"):
+        Resume(state, SimpleNamespace(world=1), settings)._plan("last.pt", ckpt)

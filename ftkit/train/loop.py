@@ -348,11 +348,11 @@ def fit(model: nn.Module, train_loader: Iterable, loss: str | Callable, optimize
                  grad_accum=grad_accum)
     try:
         loop.run(start_epoch)
-        strategy.finish(state)
+        strategy.finish(state, loop.tracker)
     except StopTraining as stop:
         state.stop, state.stop_reason = True, stop.reason
         loop.partial_epoch(stop)     # a stop inside an epoch: its row, marked partial
-        strategy.finish(state)
+        strategy.finish(state, loop.tracker)
     except KeyboardInterrupt:
         state.stop = True
         state.stop_reason = f"interrupted at epoch {state.epoch}, step {state.step}; the model and its history are kept"

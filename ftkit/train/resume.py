@@ -102,6 +102,11 @@ class Resume:
                              "scheduler='constant' to go on at the initial lr")
         mid = not done.get("complete") and done.get("batches", 0) > 0
         samples = done.get("samples")
+        if mid and done.get("metric_states_unmerged"):
+            raise ValueError(f"{path!r} stopped inside epoch {done['epoch']} on several processes, and the metric "
+                             f"{done['metric_states_unmerged']}: its value for that epoch cannot be continued "
+                             "exactly. Resume from a checkpoint written at an epoch end, or train with metrics that "
+                             "torchmetrics can merge (full_state_update=False)")
         if mid and then.get("samples_per_epoch") not in (None, now["samples_per_epoch"]):
             raise ValueError(f"{path!r} stopped in epoch {done['epoch']} after {samples} of its "
                              f"{then['samples_per_epoch']} samples, but the train_loader now has "
