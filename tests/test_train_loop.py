@@ -381,3 +381,21 @@ def test_a_partial_epoch_row_holds_plain_numbers():
     h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=torch.tensor(0.1)),
                   2, callbacks=[stop], progress=False)
     assert h.epochs[-1]["partial"] is True and type(h.epochs[-1]["lr"]) is float
+
+
+def test_epoch_losses_are_whole_set_means_with_an_uneven_last_batch():
+    """77 samples in batches of 16 (the last one 13): each epoch loss is the mean over samples — equal to the loss
+    of the whole set at once — not a mean of batch means (which weighs the 13 like 16). lr 0 keeps the weights, so
+    the training and the validation epoch both equal it (≤ 1e-6)."""
+    ftkit.seed_everything(0)
+    model = mlp(dropout=0.0)
+    h = ftkit.fit(model, DataLoader(TensorDataset(X77, Y77), batch_size=16, shuffle=True), "cross_entropy",
+                  ftkit.make_optimizer("sgd", model, lr=0.0), 1,
+                  val_loader=DataLoader(TensorDataset(X77, Y77), batch_size=16), progress=False)
+    with torch.no_grad():
+        whole = nn.functional.cross_entropy(model(X77), Y77).item()
+        batch_means = sum(nn.functional.cross_entropy(model(X77[i:i + 16]), Y77[i:i + 16]).item()
+                          for i in range(0, 77, 16)) / 5
+    assert abs(whole - batch_means) > 1e-4      # the two means differ here, so the test tells them apart
+    assert h.epochs[0]["train_loss"] == pytest.approx(whole, abs=1e-6)
+    assert h.epochs[0]["val_loss"] == pytest.approx(whole, abs=1e-6)
