@@ -53,7 +53,8 @@ def test_csv_logger_appends_on_resume(tmp_path):
 # --------------------------------------------------------------------------- 3: mid-epoch resume after SIGINT
 def test_real_sigint_then_resume_continues_mid_epoch_bit_for_bit(tmp_path):
     script = textwrap.dedent(f"""
-        import sys, time, torch, ftkit
+        import signal, sys, time, torch, ftkit
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # a background job (CI, nohup, &) starts ignoring it
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from conftest import fit_toy_adamw
         from ftkit.train.callbacks import ModelCheckpoint
