@@ -108,7 +108,9 @@ def test_keyboard_interrupt_resume_skips_no_batch(tmp_path):
 def test_named_schedule_is_rebuilt_for_the_new_total_and_continued(tmp_path, name):
     fit_toy_adamw(2, scheduler=name, callbacks=[ModelCheckpoint(tmp_path)])
     straight, model_a = fit_toy_adamw(4, scheduler=name)
-    resumed, model_b = fit_toy_adamw(4, scheduler=name, resume_from=tmp_path / "last.pt")
+    with pytest.warns(UserWarning, match=rf"resuming with the '{name}' schedule re-timed for 16 optimizer steps \(the "
+                                         r"saved run's: 8\)"):
+        resumed, model_b = fit_toy_adamw(4, scheduler=name, resume_from=tmp_path / "last.pt")
     lrs = [r["lr"] for r in resumed.steps[8:]]
     assert lrs == pytest.approx([r["lr"] for r in straight.steps[8:]], rel=1e-9)
     assert max(lrs) > 0                       # the lr does not stay at the end of the 2-epoch schedule
@@ -129,7 +131,9 @@ def test_resume_without_the_schedule_or_with_too_few_epochs_says_what_to_pass(tm
         fit_toy_adamw(4, resume_from=tmp_path / "last.pt")
     with pytest.raises(ValueError, match=r"already finished epoch 2.*pass epochs > 2"):
         fit_toy_adamw(2, scheduler="cosine", resume_from=tmp_path / "last.pt")
-    history, _ = fit_toy_adamw(3, scheduler="constant", resume_from=tmp_path / "last.pt")
+    with pytest.warns(UserWarning, match=r"resuming with the 'constant' schedule in place of the saved run's 'cosine': "
+                                         r".* at lr 0\.01 where the saved run would have gone on at 0\. To continue"):
+        history, _ = fit_toy_adamw(3, scheduler="constant", resume_from=tmp_path / "last.pt")
     assert history.steps[-1]["lr"] == pytest.approx(1e-2)   # 'constant' goes on at the initial lr
 
 
@@ -692,9 +696,9 @@ def test_a_schedule_re_timed_on_resume_is_said_with_both_lrs(tmp_path):
     """More epochs rebuild a named schedule for the new total: the lr jumps (cosine at step 32 of 48 → of 64:
     0.025 → 0.05), and one warning says so with both numbers; the same epochs continue exactly, without a word."""
     fit_toy(3, scheduler="cosine", lr=0.1, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])
-    with pytest.warns(UserWarning, match=r"resuming the 'cosine' schedule re-timed for 64 optimizer steps \(the saved "
-                                         r"run's: 48\): .* at lr 0\.05 where the saved run would have gone on at "
-                                         r"0\.025\. To continue the saved run exactly, keep its epochs"):
+    with pytest.warns(UserWarning, match=r"resuming with the 'cosine' schedule re-timed for 64 optimizer steps \(the "
+                                         r"saved run's: 48\): .* at lr 0\.05 where the saved run would have gone on "
+                                         r"at 0\.025\. To continue the saved run exactly, keep its schedule, epochs"):
         fit_toy(4, scheduler="cosine", lr=0.1, resume_from=tmp_path / "last.pt")
     import warnings
     with warnings.catch_warnings():

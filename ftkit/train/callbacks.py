@@ -351,12 +351,13 @@ class LRSchedule(Callback):
             for group, lr in zip(groups, kept):
                 group["lr"] = lr
         elif saved.get("spec") and not math.isclose(groups[0]["lr"], kept[0], rel_tol=1e-6, abs_tol=1e-12):
-            then = saved["spec"].get("total_steps")
-            warnings.warn(f"resuming the {self.spec['name']!r} schedule re-timed for {self.spec['total_steps']} "
-                          f"optimizer steps (the saved run's: {then}): it goes on at the same point of its curve, at "
-                          f"lr {groups[0]['lr']:.3g} where the saved run would have gone on at {kept[0]:.3g}. To "
-                          "continue the saved run exactly, keep its epochs, batch size and grad_accum",
-                          stacklevel=4)
+            name, then = self.spec["name"], saved["spec"]
+            what = (f"the {name!r} schedule in place of the saved run's {then.get('name')!r}"
+                    if then.get("name") != name else f"the {name!r} schedule re-timed for {self.spec['total_steps']} "
+                    f"optimizer steps (the saved run's: {then.get('total_steps')})")
+            warnings.warn(f"resuming with {what}: it goes on at the same point of its curve, at lr "
+                          f"{groups[0]['lr']:.3g} where the saved run would have gone on at {kept[0]:.3g}. To continue "
+                          "the saved run exactly, keep its schedule, epochs, batch size and grad_accum", stacklevel=4)
 
 
 def settable(optimizer) -> str:
