@@ -176,7 +176,8 @@ class MetricTracker:
         self.totals.update(state.get("totals") or {})
         self.counts.update(state.get("counts") or {})
         for name, saved in (state.get("stateful") or {}).items():
-            _put_state(self.stateful[name], saved)
+            if name in self.stateful:      # a resume without that metric leaves its saved state out
+                _put_state(self.stateful[name], saved)
 
 
 def _put_state(metric, saved: dict) -> None:

@@ -474,3 +474,30 @@ def test_torchmetrics_on_two_processes_equal_the_whole_set_and_survive_a_mid_epo
     assert_same_run(resumed_here, straight, tol=1e-6)                                   # 2 processes → 1
     launch(torchmetrics_stop_then_resume, str(out), str(ckpt), num_processes=2, device="cpu")
     assert_same_run(per_rank(out)[0], straight, tol=1e-6)                               # 2 → 2
+
+
+class BreakOnRank0(Callback):
+    def on_batch_end(self, state):
+        if rank() == 0 and state.step == 10:
+            raise RuntimeError("rank 0 broke at step 10")
+
+
+def break_on_rank0(ckpt):
+    train("table", epochs=3, callbacks=[BreakOnRank0(), ModelCheckpoint(ckpt)])
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+def test_an_error_on_one_process_leaves_a_last_pt_whose_partial_metrics_a_resume_refuses(tmp_path):
+    """Process 0 fails alone inside epoch 2: its last.pt holds only its share of that epoch's accuracy totals.
+    Resuming from it would log a wrong train_accuracy for epoch 2, so it is refused, saying why."""
+    with pytest.raises(RuntimeError, match="rank 0 broke at step 10"):
+        launch(break_on_rank0, str(tmp_path), num_processes=2, device="cpu")
+    with pytest.raises(ValueError, match=r"written inside epoch 2 by process 0 of 2 after an error or interrupt .*"
+                                         r"\(accuracy\) hold only process 0's share.* Resume with metrics=\[\]"):
+        train("table", epochs=3, resume_from=str(tmp_path / "last.pt"))
+    resumed = train("table", epochs=3, resume_from=str(tmp_path / "last.pt"), metrics=())   # the way out it names
+    straight = train("table", epochs=3)
+    assert len(resumed["losses"]) == len(straight["losses"]) == 21
+    assert max(abs(a - b) for a, b in zip(resumed["losses"], straight["losses"])) <= 1e-5
+    assert "train_accuracy" not in resumed["epochs"][-1]

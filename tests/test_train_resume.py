@@ -719,3 +719,23 @@ def test_a_multi_process_stop_with_a_metric_that_cannot_merge_is_refused_naming_
                                          r"pearson_corr_coef \(PearsonCorrCoef\): not supported: .* Resume from a "
                                          r"checkpoint written at an epoch end"):
         Resume(state, SimpleNamespace(world=1), settings)._plan("last.pt", ckpt)
+
+
+def test_a_mid_epoch_checkpoint_of_one_process_among_several_is_refused_when_its_metrics_are_partial(tmp_path):
+    """An error on process 0 ends it alone: the last.pt it writes holds its own share of the epoch's metric totals
+    (the processes sum them only when they stop together). A resume would log wrong metrics: refused, saying why;
+    the same point after a stop of all processes (totals summed, ``merged``) resumes."""
+    from types import SimpleNamespace
+    from ftkit.train.resume import Resume
+    fit_toy(2, metrics=["accuracy"], callbacks=[ModelCheckpoint(tmp_path), StopAt(step=5)])
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["resume"]["settings"]["processes"] == 1 and ckpt["resume"]["metrics"][1] == {"accuracy": 20}
+    ckpt["resume"]["settings"]["processes"] = 2
+    state = SimpleNamespace(max_steps=None, epochs=2, scheduler=None, lr_schedule=SimpleNamespace(spec=None))
+    settings = {"batch_size": 4, "samples_per_epoch": 64, "batches_per_epoch": 16, "grad_accum": 1}
+    with pytest.raises(ValueError, match=r"written inside epoch 1 by process 0 of 2 after an error or interrupt that "
+                                         r"ended it alone: its totals of that epoch's metrics \(accuracy\) hold only "
+                                         r"process 0's share.* Resume with metrics=\[\]"):
+        Resume(state, SimpleNamespace(world=1), settings)._plan("last.pt", ckpt)
+    ckpt["resume"]["merged"] = True
+    assert Resume(state, SimpleNamespace(world=1), settings)._plan("last.pt", ckpt) == (1, 5)

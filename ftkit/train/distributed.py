@@ -214,7 +214,7 @@ class Distributed:
             resume["metric_states"] = merged
             if why:
                 resume["metric_states_unmerged"] = why
-        state.resume = resume
+        state.resume = {**resume, "merged": True}   # a checkpoint without it holds process 0's share only
 
 
 class _DeferredStops(Events):
