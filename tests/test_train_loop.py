@@ -376,11 +376,14 @@ def test_epoch_rows_are_final_when_recorded():
 
 
 def test_a_partial_epoch_row_holds_plain_numbers():
+    """A stop inside an epoch writes its row after no on_epoch_end: its lr is a float too, also from an optimizer
+    built by hand with a tensor lr (torch.optim keeps the tensor)."""
     model = mlp(dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1))
     stop = At(2, lambda s: setattr(s, "stop", True) or setattr(s, "stop_reason", "stop"))
-    h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=torch.tensor(0.1)),
-                  2, callbacks=[stop], progress=False)
+    h = ftkit.fit(model, toy_loader(16), "cross_entropy", opt, 2, callbacks=[stop], progress=False)
     assert h.epochs[-1]["partial"] is True and type(h.epochs[-1]["lr"]) is float
+    assert h.epochs[-1]["lr"] == pytest.approx(0.1)
 
 
 def test_epoch_losses_are_whole_set_means_with_an_uneven_last_batch():
