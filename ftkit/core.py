@@ -155,7 +155,13 @@ class History(Callback):
 
     def on_epoch_end(self, state: "TrainState") -> None:
         state.logs.update({k: as_number(v) for k, v in state.logs.items()})
-        self.epochs.append(state.logs)  # the live dict: later callbacks may still add columns
+        self.epochs.append(state.logs)  # the live dict while the epoch ends: later callbacks may still add columns
+
+    def close_epoch(self, state: "TrainState") -> None:
+        """After every callback's ``on_epoch_end`` (``fit`` calls it): the last row becomes a copy of plain numbers,
+        so a later change to ``state.logs`` (in the next epoch, after ``fit``) does not rewrite the record."""
+        if self.epochs and self.epochs[-1] is state.logs:
+            self.epochs[-1] = {k: as_number(v) for k, v in state.logs.items()}
 
     def columns(self, which: str = "epoch") -> list[str]:
         rows = self.steps if _which(which) == "step" else self.epochs

@@ -144,6 +144,31 @@ class MetricTracker:
                                for k, v in m.metric_state.items()}}
         return {"totals": dict(self.totals), "counts": dict(self.counts), "stateful": states}
 
+    def merged_states(self, parts: list[dict]) -> tuple[dict | None, str | None]:
+        """(one state, None): several processes' torchmetrics states (each :meth:`state`'s ``"stateful"``) merged
+        as if one process had seen every batch (torchmetrics' ``merge_state``: sums added, lists of predictions
+        joined), so a run resumed on any number of processes continues the whole-split value; or (None, why) for
+        a metric torchmetrics cannot merge (``full_state_update=True``)."""
+        merged = {}
+        for name, metric in self.stateful.items():
+            total = None
+            for part in parts:
+                one = metric.clone()
+                one.reset()
+                _put_state(one, part[name])
+                if total is None:
+                    total = one
+                    continue
+                try:
+                    total.merge_state(one)
+                except (RuntimeError, ValueError, TypeError) as e:
+                    return None, f"{name} ({type(metric).__name__}): {e}"
+                total._update_count += one._update_count
+            merged[name] = {"update_count": int(total._update_count),
+                            **{k: (v.clone() if isinstance(v, torch.Tensor) else list(v))
+                               for k, v in total.metric_state.items()}}
+        return merged, None
+
     def load_state(self, state) -> None:
         """Put back what :meth:`state` returned (or the older ``(totals, counts)`` pair)."""
         if isinstance(state, (tuple, list)):
@@ -151,12 +176,17 @@ class MetricTracker:
         self.totals.update(state.get("totals") or {})
         self.counts.update(state.get("counts") or {})
         for name, saved in (state.get("stateful") or {}).items():
-            m = self.stateful[name]
-            for k, v in saved.items():
-                if k == "update_count":
-                    m._update_count = v       # torchmetrics warns on compute() before any update otherwise
-                else:
-                    setattr(m, k, v.clone() if isinstance(v, torch.Tensor) else list(v))
+            if name in self.stateful:      # a resume without that metric leaves its saved state out
+                _put_state(self.stateful[name], saved)
+
+
+def _put_state(metric, saved: dict) -> None:
+    """Set a torchmetrics object's state from :meth:`MetricTracker.state`'s copy of it."""
+    for k, v in saved.items():
+        if k == "update_count":
+            metric._update_count = v       # torchmetrics warns on compute() before any update otherwise
+        else:
+            setattr(metric, k, v.clone() if isinstance(v, torch.Tensor) else list(v))
 
 
 # --------------------------------------------------------------------------- counts and smoothing

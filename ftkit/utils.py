@@ -46,14 +46,19 @@ DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 
 
 def parse_device(device) -> str:
-    """The device's name if it is written as ``get_device`` takes it — ``"auto"``, ``"cpu"``, ``"cuda"``,
-    ``"cuda:N"``, ``"mps"`` or a ``torch.device`` — without asking whether it is there; else one error listing
-    them, with ``"gpu"`` pointed to ``"cuda"``."""
+    """The device's name if it is written as ``get_device`` takes it — ``"auto"``, ``"cpu"``, ``"cpu:N"`` (what torch
+    prints for a tensor's device), ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device`` (any case, spaces
+    around it ignored) — without asking whether it is there; else one error listing them, with ``"gpu"`` pointed to
+    ``"cuda"`` and ``"meta"`` (shapes without data) explained."""
     text = str(device) if isinstance(device, torch.device) else device
     if isinstance(text, str):
-        base, _, index = text.partition(":")
-        if base in DEVICE_NAMES and (not index or base == "cuda" and index.isdigit()):
-            return text
+        word = text.strip().lower()
+        base, colon, index = word.partition(":")
+        if base in DEVICE_NAMES and (not colon or base in ("cpu", "cuda", "mps") and index.isdigit()):
+            return word
+        if base == "meta":
+            raise ValueError(f"device {device!r} holds no data (shapes only), so nothing can be trained or evaluated "
+                             "on it; use 'auto', 'cpu' or 'cuda'")
     hint = ""
     if isinstance(text, str):
         word = text.strip().lower()
@@ -63,20 +68,25 @@ def parse_device(device) -> str:
 
 
 def get_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks cuda → mps → cpu; ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"`` must be there."""
-    if isinstance(device, torch.device):
+    """``"auto"`` picks cuda → mps → cpu; ``"cpu"`` (or ``"cpu:N"``), ``"cuda"``, ``"cuda:N"`` or ``"mps"`` must be
+    there."""
+    if isinstance(device, torch.device) and device.type != "meta":
         return device
-    parse_device(device)
-    if device == "auto":
+    name = parse_device(device)
+    if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         mps = getattr(torch.backends, "mps", None)
         if mps is not None and mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(device)
+    dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but CUDA is not available here; use device='auto' or 'cpu'")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ValueError(f"device {device!r} asked for, but this machine has {n} CUDA GPU{'s' if n != 1 else ''} "
+                         f"(cuda:0 to cuda:{n - 1}); use one of them, or 'cuda' for the first")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device {device!r} asked for, but MPS (Apple GPU) is not available here; "
                          "use device='auto' or 'cpu'")

@@ -61,3 +61,30 @@ def test_accuracy_reads_classes_from_the_right_axis_for_sequences_and_images():
     pixels = tokens.permute(0, 2, 1).unsqueeze(-1)      # (N, C, H, W) with (N, H, W) labels
     correct, count = accuracy(pixels, torch.tensor([[[2], [0], [0], [1]]]))
     assert (int(correct), int(count)) == (3, 4)
+
+
+def test_torchmetrics_states_of_two_processes_merge_into_the_whole_split_value():
+    """What a multi-process checkpoint saves: each process's F1 / AUROC state merged is the state of one process
+    that saw every batch (sums added, predictions joined); a metric torchmetrics cannot merge is named."""
+    import torchmetrics
+    from ftkit.metrics import MetricTracker
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(40, 3, generator=g), torch.randint(0, 3, (40,), generator=g)
+    metrics = [torchmetrics.F1Score(task="multiclass", num_classes=3, average="macro"),
+               torchmetrics.AUROC(task="multiclass", num_classes=3)]
+    ranks = [MetricTracker(metrics), MetricTracker(metrics)]
+    for i in range(0, 40, 8):
+        ranks[(i // 8) % 2].update(logits[i:i + 8], y[i:i + 8])
+    merged, why = ranks[0].merged_states([r.state()["stateful"] for r in ranks])
+    assert why is None
+    resumed = MetricTracker(metrics)
+    resumed.load_state({"stateful": merged})
+    got = resumed.compute()
+    assert got["multiclass_f1_score"] == pytest.approx(torchmetrics.functional.f1_score(
+        logits, y, task="multiclass", num_classes=3, average="macro").item(), abs=1e-6)
+    assert got["multiclass_auroc"] == pytest.approx(torchmetrics.functional.auroc(
+        logits, y, task="multiclass", num_classes=3).item(), abs=1e-6)
+    pearson = MetricTracker([torchmetrics.PearsonCorrCoef()])
+    pearson.update(logits[:, 0], y.float())
+    merged, why = pearson.merged_states([pearson.state()["stateful"]] * 2)
+    assert merged is None and why.startswith("pearson_corr_coef (PearsonCorrCoef): ``merge_state`` is not supported")

@@ -85,7 +85,8 @@ def test_device_list_hint_minutes_text_and_the_expected_line(capsys):
     with pytest.raises(ParameterError, match=r"papermill's -p passes text: give a list with -y, e\.g\. "
                                              r"papermill \.\.\. -y 'lrs: \[0\.1, 0\.2\]'"):
         setup(g, {"device": Device(), "lrs": ListOf(Float(min=0))}, quiet=True)
-    for bad in ("gpu", "cuda:x", "cpu:0", 3):
+    assert setup({"preset": "cpu", "device": "cpu:0"}, {"device": Device()}, quiet=True)["device"] == "cpu:0"
+    for bad in ("gpu", "cuda:x", "meta", 3):
         with pytest.raises(ParameterError, match="expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"):
             setup({"preset": "cpu", "device": bad}, {"device": Device()}, quiet=True)
     res = setup({"preset": "cpu", "device": "cuda:1"}, {"device": Device()}, presets={"cpu": {}, "gpu": {}},

@@ -77,13 +77,14 @@ def image_loader(augment, n=N):
     return TensorLoader(x, y, BATCH, mean=(0, 0, 0), std=(1, 1, 1), shuffle=True, augment=augment, device="cpu")
 
 
-def train(kind, epochs=2, callbacks=(), grad_accum=1, scheduler=None, resume_from=None, out=None, lr=0.1, n=N):
+def train(kind, epochs=2, callbacks=(), grad_accum=1, scheduler=None, resume_from=None, out=None, lr=0.1, n=N,
+          metrics=("accuracy",)):
     """One fit on whatever processes run this; returns what the tests compare (and saves it per rank)."""
     ftkit.seed_everything(0)
     model = table_model() if kind == "table" else image_model()
     opt = ftkit.make_optimizer("sgd", model, lr=lr, momentum=0.9)
     loader, val = table_loaders(n=n) if kind == "table" else (image_loader(augment=kind == "augmented", n=n), None)
-    h = ftkit.fit(model, loader, "cross_entropy", opt, epochs, val_loader=val, metrics=["accuracy"], device="cpu",
+    h = ftkit.fit(model, loader, "cross_entropy", opt, epochs, val_loader=val, metrics=list(metrics), device="cpu",
                   callbacks=list(callbacks), grad_accum=grad_accum, scheduler=scheduler, resume_from=resume_from,
                   progress=False)
     result = {"rank": rank(), "losses": [r["loss"] for r in h.steps], "lrs": [r["lr"] for r in h.steps],
@@ -428,3 +429,75 @@ def test_launch_section_says_why_it_did_not_run(capsys):
                                        "cell)\n")
     assert launch_section(lambda: None, True, 1, "cpu") == (None, None)
     assert "num_processes=1: data-parallel training needs at least 2 processes" in capsys.readouterr().out
+
+
+def whole_split_metrics():
+    """torchmetrics objects whose value is not a mean of batch values: a macro F1 and an AUROC."""
+    import torchmetrics
+    return [torchmetrics.F1Score(task="multiclass", num_classes=2, average="macro"),
+            torchmetrics.AUROC(task="multiclass", num_classes=2)]
+
+
+def train_with_torchmetrics():
+    return train("table", epochs=3, metrics=whole_split_metrics())
+
+
+def torchmetrics_stop_then_resume(out, ckpt):
+    if not os.path.exists(os.path.join(ckpt, "last.pt")):
+        return train("table", epochs=3, callbacks=[StopOnRank0(10), ModelCheckpoint(ckpt)], out=out,
+                     metrics=whole_split_metrics())
+    return train("table", epochs=3, resume_from=os.path.join(ckpt, "last.pt"), out=out, metrics=whole_split_metrics())
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(180)
+def test_torchmetrics_on_two_processes_equal_the_whole_set_and_survive_a_mid_epoch_resume(tmp_path):
+    """A macro F1 and an AUROC on 2 processes: each epoch's value is the whole split's (equal to one process), and
+    after a stop inside epoch 2 (step 10 of 7 per epoch) the checkpoint holds both processes' metric states, so a
+    resume on 2 processes or on 1 logs the values of an uninterrupted run (≤ 1e-6)."""
+    import torchmetrics
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    out.mkdir()
+    straight = train("table", epochs=3, metrics=whole_split_metrics())
+    two = launch(train_with_torchmetrics, num_processes=2, device="cpu")
+    assert_same_run(two, straight)
+    x, y = table()
+    model = table_model().net
+    model.load_state_dict({k.removeprefix("net."): v for k, v in straight["weights"].items()})
+    with torch.no_grad():
+        logits = model(x[:30])
+    whole = torchmetrics.functional.f1_score(logits, y[:30], task="multiclass", num_classes=2, average="macro")
+    assert two["epochs"][-1]["val_multiclass_f1_score"] == pytest.approx(whole.item(), abs=1e-6)
+    launch(torchmetrics_stop_then_resume, str(out), str(ckpt), num_processes=2, device="cpu")
+    assert per_rank(out)[0]["stop_reason"] == "user stop at step 10"
+    resumed_here = train("table", epochs=3, resume_from=str(ckpt / "last.pt"), metrics=whole_split_metrics())
+    assert_same_run(resumed_here, straight, tol=1e-6)                                   # 2 processes → 1
+    launch(torchmetrics_stop_then_resume, str(out), str(ckpt), num_processes=2, device="cpu")
+    assert_same_run(per_rank(out)[0], straight, tol=1e-6)                               # 2 → 2
+
+
+class BreakOnRank0(Callback):
+    def on_batch_end(self, state):
+        if rank() == 0 and state.step == 10:
+            raise RuntimeError("rank 0 broke at step 10")
+
+
+def break_on_rank0(ckpt):
+    train("table", epochs=3, callbacks=[BreakOnRank0(), ModelCheckpoint(ckpt)])
+
+
+@pytest.mark.multiprocess
+@pytest.mark.timeout(120)
+def test_an_error_on_one_process_leaves_a_last_pt_whose_partial_metrics_a_resume_refuses(tmp_path):
+    """Process 0 fails alone inside epoch 2: its last.pt holds only its share of that epoch's accuracy totals.
+    Resuming from it would log a wrong train_accuracy for epoch 2, so it is refused, saying why."""
+    with pytest.raises(RuntimeError, match="rank 0 broke at step 10"):
+        launch(break_on_rank0, str(tmp_path), num_processes=2, device="cpu")
+    with pytest.raises(ValueError, match=r"written inside epoch 2 by process 0 of 2 after an error or interrupt .*"
+                                         r"\(accuracy\) hold only process 0's share.* Resume with metrics=\[\]"):
+        train("table", epochs=3, resume_from=str(tmp_path / "last.pt"))
+    resumed = train("table", epochs=3, resume_from=str(tmp_path / "last.pt"), metrics=())   # the way out it names
+    straight = train("table", epochs=3)
+    assert len(resumed["losses"]) == len(straight["losses"]) == 21
+    assert max(abs(a - b) for a, b in zip(resumed["losses"], straight["losses"])) <= 1e-5
+    assert "train_accuracy" not in resumed["epochs"][-1]

@@ -336,3 +336,69 @@ def test_fit_is_at_most_40_lines_of_code():
     lines = [line for i, line in enumerate(src.splitlines(), 1)
              if not doc.lineno <= i <= doc.end_lineno and line.strip() and not line.strip().startswith("#")]
     assert len(lines) <= 40, len(lines)
+
+
+def test_grad_accum_records_the_lr_each_batch_trains_with():
+    """With grad_accum=2 a row is recorded per batch, numbered by the steps finished: the first batch comes before
+    any step, and its row holds the lr the first step uses (a cosine schedule's start, 0.1), never nan."""
+    model = mlp(dropout=0.0)
+    h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.1), 1,
+                  grad_accum=2, scheduler="cosine", progress=False)
+    lrs = [row["lr"] for row in h.steps]
+    assert len(lrs) == 4 and [row["step"] for row in h.steps] == [0, 1, 1, 2]
+    assert lrs == pytest.approx([0.1, 0.1, 0.1, 0.05])   # cosine over 2 steps: 0.1, then 0.1·(1 + cos π/2)/2
+
+
+def test_epoch_rows_are_final_when_recorded():
+    """An epoch's row is state.logs once every callback's on_epoch_end ran (LRMonitor's columns included), then a
+    copy of plain numbers: a change to those logs later — in the next epoch, after fit — does not rewrite it."""
+    class Meddle(Callback):
+        kept = None
+
+        def on_epoch_end(self, state):
+            self.kept = state.logs
+
+        def on_batch_end(self, state):
+            if self.kept is not None:
+                self.kept["train_loss"] = 123.0
+
+        def on_fit_end(self, state):
+            state.logs["epoch"] = -1
+
+    from ftkit.train.callbacks import LRMonitor
+    model = mlp(dropout=0.0)
+    h = ftkit.fit(model, toy_loader(16), "cross_entropy", ftkit.make_optimizer("sgd", model, lr=torch.tensor(0.1)),
+                  2, callbacks=[Meddle(), LRMonitor()], progress=False)
+    assert [row["epoch"] for row in h.epochs] == [1, 2]
+    assert all(row["train_loss"] != 123.0 and type(row["train_loss"]) is float for row in h.epochs)
+    assert [row["lr_0"] for row in h.epochs] == [pytest.approx(0.1)] * 2
+    assert all(type(row["lr_0"]) is float for row in h.epochs + h.steps)
+
+
+def test_a_partial_epoch_row_holds_plain_numbers():
+    """A stop inside an epoch writes its row after no on_epoch_end: its lr is a float too, also from an optimizer
+    built by hand with a tensor lr (torch.optim keeps the tensor)."""
+    model = mlp(dropout=0.0)
+    opt = torch.optim.SGD(model.parameters(), lr=torch.tensor(0.1))
+    stop = At(2, lambda s: setattr(s, "stop", True) or setattr(s, "stop_reason", "stop"))
+    h = ftkit.fit(model, toy_loader(16), "cross_entropy", opt, 2, callbacks=[stop], progress=False)
+    assert h.epochs[-1]["partial"] is True and type(h.epochs[-1]["lr"]) is float
+    assert h.epochs[-1]["lr"] == pytest.approx(0.1)
+
+
+def test_epoch_losses_are_whole_set_means_with_an_uneven_last_batch():
+    """77 samples in batches of 16 (the last one 13): each epoch loss is the mean over samples — equal to the loss
+    of the whole set at once — not a mean of batch means (which weighs the 13 like 16). lr 0 keeps the weights, so
+    the training and the validation epoch both equal it (≤ 1e-6)."""
+    ftkit.seed_everything(0)
+    model = mlp(dropout=0.0)
+    h = ftkit.fit(model, DataLoader(TensorDataset(X77, Y77), batch_size=16, shuffle=True), "cross_entropy",
+                  ftkit.make_optimizer("sgd", model, lr=0.0), 1,
+                  val_loader=DataLoader(TensorDataset(X77, Y77), batch_size=16), progress=False)
+    with torch.no_grad():
+        whole = nn.functional.cross_entropy(model(X77), Y77).item()
+        batch_means = sum(nn.functional.cross_entropy(model(X77[i:i + 16]), Y77[i:i + 16]).item()
+                          for i in range(0, 77, 16)) / 5
+    assert abs(whole - batch_means) > 1e-4      # the two means differ here, so the test tells them apart
+    assert h.epochs[0]["train_loss"] == pytest.approx(whole, abs=1e-6)
+    assert h.epochs[0]["val_loss"] == pytest.approx(whole, abs=1e-6)

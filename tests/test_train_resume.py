@@ -53,7 +53,8 @@ def test_csv_logger_appends_on_resume(tmp_path):
 # --------------------------------------------------------------------------- 3: mid-epoch resume after SIGINT
 def test_real_sigint_then_resume_continues_mid_epoch_bit_for_bit(tmp_path):
     script = textwrap.dedent(f"""
-        import sys, time, torch, ftkit
+        import signal, sys, time, torch, ftkit
+        signal.signal(signal.SIGINT, signal.default_int_handler)   # a background job (CI, nohup, &) starts ignoring it
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         from conftest import fit_toy_adamw
         from ftkit.train.callbacks import ModelCheckpoint
@@ -107,7 +108,9 @@ def test_keyboard_interrupt_resume_skips_no_batch(tmp_path):
 def test_named_schedule_is_rebuilt_for_the_new_total_and_continued(tmp_path, name):
     fit_toy_adamw(2, scheduler=name, callbacks=[ModelCheckpoint(tmp_path)])
     straight, model_a = fit_toy_adamw(4, scheduler=name)
-    resumed, model_b = fit_toy_adamw(4, scheduler=name, resume_from=tmp_path / "last.pt")
+    with pytest.warns(UserWarning, match=rf"resuming with the '{name}' schedule re-timed for 16 optimizer steps \(the "
+                                         r"saved run's: 8\)"):
+        resumed, model_b = fit_toy_adamw(4, scheduler=name, resume_from=tmp_path / "last.pt")
     lrs = [r["lr"] for r in resumed.steps[8:]]
     assert lrs == pytest.approx([r["lr"] for r in straight.steps[8:]], rel=1e-9)
     assert max(lrs) > 0                       # the lr does not stay at the end of the 2-epoch schedule
@@ -128,7 +131,9 @@ def test_resume_without_the_schedule_or_with_too_few_epochs_says_what_to_pass(tm
         fit_toy_adamw(4, resume_from=tmp_path / "last.pt")
     with pytest.raises(ValueError, match=r"already finished epoch 2.*pass epochs > 2"):
         fit_toy_adamw(2, scheduler="cosine", resume_from=tmp_path / "last.pt")
-    history, _ = fit_toy_adamw(3, scheduler="constant", resume_from=tmp_path / "last.pt")
+    with pytest.warns(UserWarning, match=r"resuming with the 'constant' schedule in place of the saved run's 'cosine': "
+                                         r".* at lr 0\.01 where the saved run would have gone on at 0\. To continue"):
+        history, _ = fit_toy_adamw(3, scheduler="constant", resume_from=tmp_path / "last.pt")
     assert history.steps[-1]["lr"] == pytest.approx(1e-2)   # 'constant' goes on at the initial lr
 
 
@@ -392,17 +397,24 @@ def test_a_changed_batch_size_with_a_scheduler_object_is_refused(tmp_path):
 
 
 def test_an_error_from_the_data_keeps_the_history_and_a_resumable_last_pt(tmp_path):
-    data = Flaky()
+    ftkit.seed_everything(1)
+    model, data = mlp(), Flaky()     # the model as fit_toy builds it
     with pytest.raises(OSError, match="corrupt sample 5") as err:
-        fit_toy(3, data=data, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path)])
+        fit_toy(3, data=data, model=model, callbacks=[EpochOf(data), ModelCheckpoint(tmp_path),
+                                                      CSVLogger(tmp_path / "log.csv")])
     history = err.value.history
     assert [r["epoch"] for r in history.epochs] == [1] and 16 <= len(history.steps) < 32
     assert "OSError: corrupt sample 5" in history.stop_reason
     saved = load_checkpoint(tmp_path / "last.pt")
     assert saved["step"] == len(history.steps) and saved["resume"]["epoch"] == 2
+    # nothing else is lost either: the model keeps the weights last.pt holds, epoch 1's best.pt and log row stay
+    assert all(torch.equal(v, saved["model"][k]) for k, v in model.state_dict().items())
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == 1
+    assert [r.split(",")[0] for r in (tmp_path / "log.csv").read_text().splitlines()] == ["epoch", "1"]
     data.bad_epoch = 99                                  # the sample is fixed: the resume trains on to the end
     resumed, model_b = fit_toy(3, data=data, callbacks=[EpochOf(data)], resume_from=tmp_path / "last.pt")
-    straight, model_a = fit_toy(3, data=data, callbacks=[EpochOf(data)])
+    ftkit.seed_everything(1)
+    straight, model_a = fit_toy(3, data=data, model=mlp(), callbacks=[EpochOf(data)])   # built as the first run's
     assert [r["loss"] for r in resumed.steps] == pytest.approx([r["loss"] for r in straight.steps], abs=1e-6)
     assert torch.allclose(weights(model_a), weights(model_b), atol=1e-6)
 
@@ -678,3 +690,52 @@ def test_resume_from_checkpoint_matches_a_straight_run(tmp_path):
     assert (a - b).abs().max() <= 1e-6
     for p, q in zip(model_a.parameters(), model_b.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
+
+
+def test_a_schedule_re_timed_on_resume_is_said_with_both_lrs(tmp_path):
+    """More epochs rebuild a named schedule for the new total: the lr jumps (cosine at step 32 of 48 → of 64:
+    0.025 → 0.05), and one warning says so with both numbers; the same epochs continue exactly, without a word."""
+    fit_toy(3, scheduler="cosine", lr=0.1, callbacks=[ModelCheckpoint(tmp_path), StopAt(epoch=2)])
+    with pytest.warns(UserWarning, match=r"resuming with the 'cosine' schedule re-timed for 64 optimizer steps \(the "
+                                         r"saved run's: 48\): .* at lr 0\.05 where the saved run would have gone on "
+                                         r"at 0\.025\. To continue the saved run exactly, keep its schedule, epochs"):
+        fit_toy(4, scheduler="cosine", lr=0.1, resume_from=tmp_path / "last.pt")
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        resumed, _ = fit_toy(3, scheduler="cosine", lr=0.1, resume_from=tmp_path / "last.pt")
+    assert resumed.steps[32]["lr"] == pytest.approx(0.025)
+
+
+def test_a_multi_process_stop_with_a_metric_that_cannot_merge_is_refused_naming_it(tmp_path):
+    from types import SimpleNamespace
+    from ftkit.train.resume import Resume
+    fit_toy(2, callbacks=[ModelCheckpoint(tmp_path), StopAt(step=5)])
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    ckpt["resume"]["metric_states_unmerged"] = "pearson_corr_coef (PearsonCorrCoef): not supported"
+    state = SimpleNamespace(max_steps=None, epochs=2, scheduler=None, lr_schedule=SimpleNamespace(spec=None))
+    settings = {"batch_size": 4, "samples_per_epoch": 64, "batches_per_epoch": 16, "grad_accum": 1}
+    with pytest.raises(ValueError, match=r"stopped inside epoch 1 on several processes, and the metric "
+                                         r"pearson_corr_coef \(PearsonCorrCoef\): not supported: .* Resume from a "
+                                         r"checkpoint written at an epoch end"):
+        Resume(state, SimpleNamespace(world=1), settings)._plan("last.pt", ckpt)
+
+
+def test_a_mid_epoch_checkpoint_of_one_process_among_several_is_refused_when_its_metrics_are_partial(tmp_path):
+    """An error on process 0 ends it alone: the last.pt it writes holds its own share of the epoch's metric totals
+    (the processes sum them only when they stop together). A resume would log wrong metrics: refused, saying why;
+    the same point after a stop of all processes (totals summed, ``merged``) resumes."""
+    from types import SimpleNamespace
+    from ftkit.train.resume import Resume
+    fit_toy(2, metrics=["accuracy"], callbacks=[ModelCheckpoint(tmp_path), StopAt(step=5)])
+    ckpt = load_checkpoint(tmp_path / "last.pt")
+    assert ckpt["resume"]["settings"]["processes"] == 1 and ckpt["resume"]["metrics"][1] == {"accuracy": 20}
+    ckpt["resume"]["settings"]["processes"] = 2
+    state = SimpleNamespace(max_steps=None, epochs=2, scheduler=None, lr_schedule=SimpleNamespace(spec=None))
+    settings = {"batch_size": 4, "samples_per_epoch": 64, "batches_per_epoch": 16, "grad_accum": 1}
+    with pytest.raises(ValueError, match=r"written inside epoch 1 by process 0 of 2 after an error or interrupt that "
+                                         r"ended it alone: its totals of that epoch's metrics \(accuracy\) hold only "
+                                         r"process 0's share.* Resume with metrics=\[\]"):
+        Resume(state, SimpleNamespace(world=1), settings)._plan("last.pt", ckpt)
+    ckpt["resume"]["merged"] = True
+    assert Resume(state, SimpleNamespace(world=1), settings)._plan("last.pt", ckpt) == (1, 5)

@@ -89,3 +89,24 @@ def test_seed_everything_refuses_what_is_not_a_whole_number():
         with pytest.raises(ValueError, match="seed must be a whole number from 0 to 2\\*\\*63 - 1"):
             ftkit.seed_everything(bad)
     assert ftkit.seed_everything(np.int64(3)) == 3 and torch.initial_seed() == 3
+
+
+def test_get_device_takes_every_torch_device_string_a_user_may_pass(monkeypatch):
+    """'cpu:0' (what torch prints for a tensor's device), 'cpu:1' and a torch.device are CPU; 'cuda:1' is taken when
+    that GPU is there and refused with the count when it is not; 'meta' (no data) and others are refused."""
+    assert get_device("cpu:0") == torch.device("cpu", 0) and get_device(" CPU ") == torch.device("cpu")
+    assert get_device(torch.device("cpu", 0)).type == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert get_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"device 'cuda:2' asked for, but this machine has 2 CUDA GPUs "
+                                         r"\(cuda:0 to cuda:1\)"):
+        get_device("cuda:2")
+    with pytest.raises(ValueError, match=r"device 'meta' holds no data \(shapes only\), so nothing can be trained "
+                                         r"or evaluated on it; use 'auto', 'cpu' or 'cuda'"):
+        get_device("meta")
+    with pytest.raises(ValueError, match=r"unknown device 'cpu0'; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'; "
+                                         r"did you mean 'cpu'\?"):
+        get_device("cpu0")
+    with pytest.raises(ValueError, match=r"unknown device 'xla'"):
+        get_device("xla")

@@ -241,11 +241,11 @@ class LRMonitor(Callback):
         row = state.history.steps[-1] if state.history.steps else None
         if row is not None:
             for i, group in enumerate(state.optimizer.param_groups):
-                row[f"lr_{i}"] = group["lr"]
+                row[f"lr_{i}"] = as_number(group["lr"])
 
     def on_epoch_end(self, state: TrainState) -> None:
         for i, group in enumerate(state.optimizer.param_groups):
-            state.logs[f"lr_{i}"] = group["lr"]
+            state.logs[f"lr_{i}"] = as_number(group["lr"])
 
 
 class LRSchedule(Callback):
@@ -350,6 +350,14 @@ class LRSchedule(Callback):
         if self.lr_is_manual:             # a manual lr won before the checkpoint: it still wins, group by group
             for group, lr in zip(groups, kept):
                 group["lr"] = lr
+        elif saved.get("spec") and not math.isclose(groups[0]["lr"], kept[0], rel_tol=1e-6, abs_tol=1e-12):
+            name, then = self.spec["name"], saved["spec"]
+            what = (f"the {name!r} schedule in place of the saved run's {then.get('name')!r}"
+                    if then.get("name") != name else f"the {name!r} schedule re-timed for {self.spec['total_steps']} "
+                    f"optimizer steps (the saved run's: {then.get('total_steps')})")
+            warnings.warn(f"resuming with {what}: it goes on at the same point of its curve, at lr "
+                          f"{groups[0]['lr']:.3g} where the saved run would have gone on at {kept[0]:.3g}. To continue "
+                          "the saved run exactly, keep its schedule, epochs, batch size and grad_accum", stacklevel=4)
 
 
 def settable(optimizer) -> str:

@@ -87,10 +87,13 @@ class Distributed:
         return _DeferredStops(callbacks)
 
     def after_resume(self, state) -> None:
-        """A mid-epoch resume restores the saved metric totals once (on rank 0), not once per process."""
+        """A mid-epoch resume restores the saved metric totals and torchmetrics states once (on rank 0), not once
+        per process: the other processes start from zero, and the sums over the processes add up."""
         if not self.is_main and state.resume.get("metrics"):
             totals, counts = state.resume["metrics"]
             state.resume["metrics"] = ({k: 0.0 for k in totals}, {k: 0 for k in counts})
+        if not self.is_main:
+            state.resume.pop("metric_states", None)
 
     def sync_rng(self) -> None:
         """Every rank starts the epoch from rank 0's RNG: the same shuffle order, so the slices partition it."""
@@ -194,11 +197,24 @@ class Distributed:
             raise ValueError("evaluate got an empty loader (0 batches, or every label -100)")
         return {f"{prefix}loss": loss_sum / n_seen, **tracker.compute(prefix)}
 
-    def finish(self, state) -> None:
-        """Before ``on_fit_end`` (all ranks at the same step): a mid-epoch resume point gets the summed totals."""
+    def finish(self, state, tracker=None) -> None:
+        """Before ``on_fit_end`` (all ranks at the same step): a mid-epoch resume point gets the totals summed and
+        the torchmetrics states merged over the processes — what one process would hold — so the checkpoint (written
+        by rank 0) resumes exactly on any number of processes; a metric torchmetrics cannot merge marks the point as
+        one a resume refuses, naming it."""
         resume = state.resume
-        if resume.get("metrics") and not resume.get("complete"):
-            state.resume = {**resume, "metrics": self._sum(*resume["metrics"])}
+        if resume.get("complete"):
+            return
+        if resume.get("metrics"):
+            resume = {**resume, "metrics": self._sum(*resume["metrics"])}
+        if "metric_states" in resume and tracker is not None:
+            from accelerate.utils import gather_object
+            parts = gather_object([resume["metric_states"]])
+            merged, why = tracker.merged_states(parts)
+            resume["metric_states"] = merged
+            if why:
+                resume["metric_states_unmerged"] = why
+        state.resume = {**resume, "merged": True}   # a checkpoint without it holds process 0's share only
 
 
 class _DeferredStops(Events):

@@ -132,6 +132,8 @@ class _Loop:
         self.open_epoch = False    # an epoch started and has no row yet (a stop inside it writes a partial one)
 
     def run(self, start_epoch: int) -> None:
+        if not math.isfinite(self.s.lr):   # the rows before the first step (grad_accum) hold the lr it will use
+            self.s.lr = as_number(self.s.optimizer.param_groups[0]["lr"])
         self.events.on_fit_start(self.s)
         with _stop_on_sigint(self.s):
             for epoch in range(start_epoch, self.s.epochs + 1):
@@ -164,6 +166,7 @@ class _Loop:
         self.resume.epoch_done(epoch)   # complete once validated: a crash in validation resumes to validate again
         self.open_epoch = False
         self.events.on_epoch_end(s)
+        s.history.close_epoch(s)     # the row is final now: later changes to state.logs do not rewrite it
         self.strategy.sync_stop(s)   # a stop set on any process ends training on all
 
     def _epoch_time(self, t0: float) -> dict:
@@ -187,8 +190,9 @@ class _Loop:
         else:
             s.logs.update(train_loss=float("nan"))
         self.validate()
-        s.logs.update(lr=s.optimizer.param_groups[0]["lr"], **self._epoch_time(self.t0))
+        s.logs.update(lr=as_number(s.optimizer.param_groups[0]["lr"]), **self._epoch_time(self.t0))
         s.history.epochs.append(s.logs)
+        s.history.close_epoch(s)
 
     def batch(self, i: int, batch) -> None:
         s, strategy = self.s, self.strategy
@@ -344,11 +348,11 @@ def fit(model: nn.Module, train_loader: Iterable, loss: str | Callable, optimize
                  grad_accum=grad_accum)
     try:
         loop.run(start_epoch)
-        strategy.finish(state)
+        strategy.finish(state, loop.tracker)
     except StopTraining as stop:
         state.stop, state.stop_reason = True, stop.reason
         loop.partial_epoch(stop)     # a stop inside an epoch: its row, marked partial
-        strategy.finish(state)
+        strategy.finish(state, loop.tracker)
     except KeyboardInterrupt:
         state.stop = True
         state.stop_reason = f"interrupted at epoch {state.epoch}, step {state.step}; the model and its history are kept"

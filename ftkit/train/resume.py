@@ -51,7 +51,8 @@ class Resume:
     starts), :meth:`step_done` (after each finished optimizer step) and :meth:`epoch_done`."""
 
     def __init__(self, state: TrainState, strategy, settings: dict):
-        self.s, self.strategy, self.settings = state, strategy, settings
+        self.s, self.strategy = state, strategy
+        self.settings = {**settings, "processes": getattr(strategy, "world", 1)}
         self.cut = 0   # samples of the first batch of a resumed epoch that the saved run already trained on
         self._buffer_names = None
 
@@ -102,6 +103,21 @@ class Resume:
                              "scheduler='constant' to go on at the initial lr")
         mid = not done.get("complete") and done.get("batches", 0) > 0
         samples = done.get("samples")
+        saved_metrics = set((done.get("metrics") or ({}, {}))[0]) | set(done.get("metric_states") or ())
+        logged = getattr(s, "log_keys", None)
+        if logged is not None:   # the metrics this fit logs (a resume with metrics=[] continues without them)
+            saved_metrics &= {k.removeprefix("train_") for k in logged}
+        if mid and then.get("processes", 1) > 1 and not done.get("merged") and saved_metrics:
+            raise ValueError(f"{path!r} was written inside epoch {done['epoch']} by process 0 of "
+                             f"{then['processes']} after an error or interrupt that ended it alone: its totals of "
+                             f"that epoch's metrics ({', '.join(sorted(saved_metrics))}) hold only process 0's share, "
+                             "so they would log wrong numbers. Resume with metrics=[] (training continues exactly, "
+                             "without metric columns), or from a checkpoint written at an epoch end or by a stop")
+        if mid and done.get("metric_states_unmerged"):
+            raise ValueError(f"{path!r} stopped inside epoch {done['epoch']} on several processes, and the metric "
+                             f"{done['metric_states_unmerged']}: its value for that epoch cannot be continued "
+                             "exactly. Resume from a checkpoint written at an epoch end, or train with metrics that "
+                             "torchmetrics can merge (full_state_update=False)")
         if mid and then.get("samples_per_epoch") not in (None, now["samples_per_epoch"]):
             raise ValueError(f"{path!r} stopped in epoch {done['epoch']} after {samples} of its "
                              f"{then['samples_per_epoch']} samples, but the train_loader now has "
