@@ -405,10 +405,23 @@ class Claims:
         claims.check("held-out loss fell (nats)", before - after, above=0.3)
         claims.check("same logits after reload", diff, below=1e-5)
         claims.verify()
+
+    The claims are about full runs: give the trainings they rest on, ``Claims(history)`` or
+    ``Claims({"full": h1, "lora": h2})``, and if one was stopped early (the dashboard's Stop, the kernel's ■) every
+    claim is printed with its value as *not checked* and :meth:`verify` says once why, instead of failing::
+
+        Claims not checked: stopped by request at epoch 1, step 2. Run the training to its end to check them.
     """
 
-    def __init__(self):
+    def __init__(self, *trainings):
         self.rows: list[dict] = []
+        stopped, seen = [], set()
+        for runs in trainings:     # a History (anything with ``stop_reason``; None: no run) or a dict name → History
+            for name, h in (runs.items() if isinstance(runs, dict) else [(None, runs)]):
+                if getattr(h, "stop_reason", None) and id(h) not in seen:   # one History given twice: said once
+                    seen.add(id(h))
+                    stopped.append(f"{name}: {h.stop_reason}" if name else h.stop_reason)
+        self.stopped: str | None = "; ".join(stopped) or None
 
     def check(self, claim: str, value, *, above=None, below=None) -> bool:
         if above is None and below is None:
@@ -417,10 +430,14 @@ class Claims:
         ok = (above is None or value > above) and (below is None or value < below)
         bound = " and ".join(f"{op} {b:.4g}" for op, b in ((">", above), ("<", below)) if b is not None)
         self.rows.append({"claim": claim, "value": value, "must be": bound, "holds": ok})
-        print(f"{'holds ' if ok else 'FAILS '} {claim}: {value:.4g} (must be {bound})")
+        verdict = "not checked" if self.stopped else "holds " if ok else "FAILS "
+        print(f"{verdict} {claim}: {value:.4g} (must be {bound})")
         return ok
 
     def verify(self) -> list[dict]:
+        if self.stopped:
+            print(f"Claims not checked: {self.stopped}. Run the training to its end to check them.")
+            return self.rows
         failed = [f"{r['claim']}: got {r['value']:.4g}, must be {r['must be']}" for r in self.rows if not r["holds"]]
         if failed:
             raise AssertionError("claims that do not hold on this run: " + "; ".join(failed))

@@ -193,3 +193,22 @@ def test_claims_print_each_value_beside_its_margin_and_fail_together(capsys):
         claims.verify()
     with pytest.raises(ValueError, match="give the margin it must clear"):
         claims.check("no margin", 1.0)
+
+
+def test_claims_about_a_stopped_training_print_their_values_and_say_once_why_they_are_not_checked(capsys):
+    from ftkit.core import History
+    from ftkit.notebook import Claims
+    full, lora = History(), History(stop_reason="stopped by request at epoch 1, step 2")
+    claims = Claims(full)                                              # a finished run: checked as usual
+    claims.check("reload diff", 2e-3, below=1e-4)
+    with pytest.raises(AssertionError, match="reload diff"):
+        claims.verify()
+    capsys.readouterr()
+    interrupted = History(stop_reason="interrupted at epoch 2, step 9")
+    claims = Claims({"full": full, "lora": lora, "none": None}, lora, interrupted)     # lora twice: said once
+    assert not claims.check("reload diff", 2e-3, below=1e-4)          # a failing value: printed, not raised
+    assert claims.verify() == [{"claim": "reload diff", "value": 2e-3, "must be": "< 0.0001", "holds": False}]
+    assert capsys.readouterr().out.splitlines() == [
+        "not checked reload diff: 0.002 (must be < 0.0001)",
+        "Claims not checked: lora: stopped by request at epoch 1, step 2; interrupted at epoch 2, step 9. "
+        "Run the training to its end to check them."]

@@ -1,6 +1,6 @@
 """Stop and Pause as features: after a Stop at any moment the History reads like a finished run's (the interrupted
 epoch is a row marked ``partial``, validated), rows are final when recorded, and ``FTKIT_STOP_AFTER_STEPS``
-presses Stop in a notebook run by papermill — whose later cells all run (notebooks 03 and 04)."""
+presses Stop in a notebook run by papermill — whose later cells all run (notebooks 03 to 08)."""
 from __future__ import annotations
 
 import asyncio
@@ -173,3 +173,73 @@ def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
     assert any("application/vnd.plotly.v1+json" in o.get("data", {}) for o in outputs)
     text = "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in outputs)   # one line
     assert text.count("ftkit ui: no widget front-end answered within 2.0 s") == 1 and "→ static plot" in text
+
+
+# Stop pressed early in each other notebook that trains live (05–08): FTKIT_STOP_AFTER_STEPS presses it in every live
+# training of the run (a Stop stops the training it is pressed in); every later cell runs and the claims cell says
+# why it checked nothing. The tiniest parameters each notebook accepts; the static plot (dashboard=False).
+REASON = "stopped by request at epoch 1, step 2"
+
+
+@pytest.mark.notebook
+def test_stop_early_in_notebook_05_then_every_later_cell_runs(tmp_path_factory, monkeypatch):
+    from conftest import execute_notebook
+    from ftkit.data import shipped
+    from ftkit.nlp.tiny import build_tiny_bert
+    from test_nb_05_sentence_classification import write_tsv
+    from test_nlp_classify import keyword_split
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
+    tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", shipped("conll2003_sample"))
+    data_dir = tmp_path_factory.mktemp("sentiment")
+    for name, (n, seed) in {"train": (64, 0), "dev": (16, 1), "test": (16, 2)}.items():
+        write_tsv(data_dir / f"{name}.tsv", keyword_split(n, seed))
+    out = tmp_path_factory.mktemp("nb05")
+    m = execute_notebook("05_sentence_classification.ipynb", out, model_name_or_path=str(tiny),
+                         data_dir=str(data_dir), dataset=None, epochs=2, batch_size=16, max_length=32,
+                         device="cpu", dashboard=False, ddp=False, allow_stderr=("TruncationWarning",))
+    assert list(m["modes"]) == ["full", "head", "lora"]                          # each mode stopped, each scored
+    assert all(len(r["val_accuracy_per_epoch"]) == 1 and r["stop_reason"] == REASON for r in m["modes"].values())
+    assert (f"Claims not checked: full: {REASON}; head: {REASON}; lora: {REASON}. Run the training to its end"
+            in _outputs(out / "05_sentence_classification.ipynb"))
+
+
+@pytest.mark.notebook
+def test_stop_early_in_notebook_06_then_every_later_cell_runs(run_notebook, tmp_path, monkeypatch):
+    from conftest import NOTEBOOKS
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
+    m = run_notebook("06_language_model.ipynb", cwd=NOTEBOOKS, n_layer=1, n_head=2, n_embd=16, block_size=16,
+                     batch_size=8, max_steps=20, eval_every=10, finetune_steps=10, losses=["cross_entropy", "mse"],
+                     device="cpu", dashboard=False)
+    assert (m["steps"], m["stop_reason"], set(m["losses"])) == (2, REASON, {"cross_entropy", "mse"})
+    assert f"Claims not checked: {REASON}. Run" in _outputs(tmp_path / "06_language_model.ipynb")   # said once
+
+
+@pytest.mark.notebook
+def test_stop_early_in_notebook_07_then_every_later_cell_runs(run_notebook, tmp_path, monkeypatch):
+    from ftkit.data.fake import write_fake_cifar10
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
+    write_fake_cifar10(tmp_path / "cifar10", n_train=300, n_test=100, noise=1.0)
+    m = run_notebook("07_model_design.ipynb", data_dir=str(tmp_path / "cifar10"), preset="cpu", subset=120,
+                     batch_size=30, depths=[8, 14], width=4, depth_epochs=2, probe_images=32, transfer_modes=["probe"],
+                     transfer_epochs=1,
+                     resolution=32, resolutions=[32], resolution_mode="probe", test_images=60, download=False,
+                     device="cpu", dashboard=False)
+    assert all(len(r["train_loss"]) == 1 and r["stop_reason"] == REASON for r in m["depth_runs"].values())
+    assert (f"Claims not checked: plain-8: {REASON}; residual-8: {REASON}; plain-14: {REASON}; residual-14: {REASON}; "
+            f"probe: {REASON}. Run" in _outputs(tmp_path / "07_model_design.ipynb"))
+
+
+@pytest.mark.notebook
+def test_stop_early_in_notebook_08_then_every_later_cell_runs(run_notebook, tmp_path, tmp_path_factory, monkeypatch):
+    from ftkit.data.instructions import load_instructions
+    from ftkit.nlp.causal import build_tiny_causal_lm
+    monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
+    train, _ = load_instructions()
+    tiny = build_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "llama",
+                                [e["prompt"] + " " + e["completion"] for e in train] + ["user assistant system"])
+    m = run_notebook("08_instruction_tuning.ipynb", preset="cpu", model_name_or_path=tiny, full_fine_tune=True,
+                     full_model_name_or_path=tiny, offline_fallback=False, n_train=24, n_test=6, epochs=2,
+                     max_length=128, max_new_tokens=2, fresh_process=False, device="cpu", dashboard=False)
+    assert len(m["lora"]["val_loss_per_epoch"]) == 1 and m["lora"]["stop_reason"] == m["full"]["stop_reason"] == REASON
+    text = _outputs(tmp_path / "08_instruction_tuning.ipynb")
+    assert f"Claims not checked: LoRA: {REASON}; full: {REASON}. Run" in text
