@@ -333,12 +333,28 @@ def executed_notebook(shared_dir):
 HEAVY = ("browser", "notebook", "multiprocess")     # the slow kinds, slowest first
 
 
+def wants_colab(markexpr: str) -> bool:
+    """Whether a ``-m`` expression names the ``colab`` marker (``-m colab``, ``-m "colab and notebook"``): the
+    Colab-env tests run only then, whatever else ``-m`` says (a user's ``-m "not notebook"`` would otherwise
+    select them, since it replaces any ``-m`` in addopts)."""
+    import re
+    return re.search(r"\bcolab\b", markexpr or "") is not None     # "not colab" too: then -m itself decides
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Two things for ``pytest -n 2 --dist loadgroup`` (harmless without xdist): the slow tests (browser, notebook,
-    multiprocess) run first, so the two workers finish together instead of one waiting on a notebook started last;
-    and the tests that share a fixture of their module (a sweep, a built model) form one xdist group, so the fixture
-    is built once, on one worker. The order within each kind and each file is kept."""
+    """Three things. The Colab-env tests (marker ``colab``) are deselected unless ``-m`` names ``colab``: they need
+    the Python 3.13 env ``.ci/colab-env`` builds. And for ``pytest -n 2 --dist loadgroup`` (harmless without xdist):
+    the slow tests (browser, notebook, multiprocess) run first, so the two workers finish together instead of one
+    waiting on a notebook started last; and the tests that share a fixture of their module (a sweep, a built model)
+    form one xdist group, so the fixture is built once, on one worker. The order within each kind and each file is
+    kept."""
+    if not wants_colab(config.getoption("markexpr", "")):
+        colab = [item for item in items if item.get_closest_marker("colab")]
+        if colab:
+            config.hook.pytest_deselected(items=colab)
+            items[:] = [item for item in items if not item.get_closest_marker("colab")]
+
     def weight(item):
         return next((i for i, kind in enumerate(HEAVY) if item.get_closest_marker(kind)), len(HEAVY))
 
