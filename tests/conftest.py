@@ -323,10 +323,34 @@ def executed_notebook(shared_dir):
     def run(name: str, **parameters):
         parameters = {**TEST_PARAMETERS.get(name, {}), **parameters}
         key = hashlib.sha1(json.dumps([name, parameters], sort_keys=True, default=str).encode()).hexdigest()[:10]
-        out = make_once(shared_dir / f"{Path(name).stem}-{key}", lambda d: execute_notebook(name, d, **parameters))
+        def make(folder):
+            if name in IN_JUPYTERLAB:      # its browser test is selected and Chromium is there
+                IN_JUPYTERLAB[name](folder, **parameters)
+            else:
+                execute_notebook(name, folder, **parameters)
+        out = make_once(shared_dir / f"{Path(name).stem}-{key}", make)
         with open(out / "metrics.json") as f:
             return out / name, json.load(f)
     return run
+
+
+# The notebooks whose one execution per suite run is a Run All in JupyterLab: their browser test reads what the page
+# showed, their notebook test the metrics — where that browser test is selected and Chromium is there (filled in by
+# pytest_collection_modifyitems below: {notebook: runner}); papermill everywhere else.
+BROWSER_RUNS = {"03_cifar10_cnn.ipynb": ("tests/test_browser.py::test_notebook_03_runs_all_in_jupyterlab_with_its_"
+                                         "training_figure_once", "run_03_in_jupyterlab")}
+IN_JUPYTERLAB: dict = {}
+
+
+def pytest_collection_finish(session):
+    """After every deselection (``-m``, ``-k``): a notebook runs in JupyterLab only if its browser test will run."""
+    IN_JUPYTERLAB.clear()
+    selected = {item.nodeid for item in session.items}
+    for name, (nodeid, runner) in BROWSER_RUNS.items():
+        if nodeid in selected:
+            import test_browser
+            if test_browser.browser_ready() is None:
+                IN_JUPYTERLAB[name] = getattr(test_browser, runner)
 
 
 # ------------------------------------------------------------------------------------- order and pytest-xdist groups

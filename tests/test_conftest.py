@@ -1,7 +1,7 @@
 """The suite's own rules (tests/conftest.py): which tests a ``pytest -m`` expression selects."""
 import pytest
 
-from conftest import ROOT, wants_colab
+from conftest import IN_JUPYTERLAB, ROOT, wants_colab
 
 COLAB_FILE = "tests/test_browser_colab.py"     # three tests, all marked colab (and browser)
 
@@ -12,9 +12,13 @@ def collected(*args: str) -> int:
     class Seen:
         def pytest_collection_finish(self, session):
             self.items = list(session.items)
-    seen = Seen()
-    code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:timeout", "-p", "no:xdist",
-                        str(ROOT / COLAB_FILE), *args], plugins=[seen])
+    seen, chosen = Seen(), dict(IN_JUPYTERLAB)      # the inner session's hooks are this session's conftest's
+    try:
+        code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:timeout", "-p", "no:xdist",
+                            str(ROOT / COLAB_FILE), *args], plugins=[seen])
+    finally:
+        IN_JUPYTERLAB.clear()
+        IN_JUPYTERLAB.update(chosen)
     assert code in (0, 5), code                 # 5: none selected
     return len(seen.items)
 
