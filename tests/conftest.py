@@ -345,7 +345,7 @@ IN_JUPYTERLAB: dict = {}
 def pytest_collection_finish(session):
     """After every deselection (``-m``, ``-k``): a notebook runs in JupyterLab only if its browser test will run."""
     IN_JUPYTERLAB.clear()
-    selected = {item.nodeid for item in session.items}
+    selected = {item.nodeid.split("@")[0] for item in session.items}     # xdist adds "@group" to a grouped test's id
     for name, (nodeid, runner) in BROWSER_RUNS.items():
         if nodeid in selected:
             import test_browser

@@ -369,6 +369,10 @@ def _basin_agreement(page) -> list[tuple]:
     return rows
 
 
+BASINS_DRAWN = (f"() => {{ const d = document.querySelector('{CURRENT} .ftkit-explorer-basins .js-plotly-plot'); "
+                "return d && d.data && d.data.some(t => t.meta === 'basin:gd' && t.z && t.z.length > 0); }")
+
+
 def _trusted_copy(source: Path, root: Path, home: Path) -> Path:
     """``source`` copied into the server's root and signed with that server's notary secret, as a notebook the user
     ran there: JupyterLab renders the saved outputs of a trusted notebook as they were (an untrusted one's HTML and
@@ -441,6 +445,7 @@ def test_notebook_02_in_jupyterlab_figures_right_and_the_explorer_after_a_reload
             for count, index in enumerate(live_cells, 1):          # a fresh kernel counts from 1
                 _run_cell(page, index, count)
             page.locator(f"{CURRENT} .ftkit-explorer-basins .js-plotly-plot").wait_for(timeout=120_000)
+            page.wait_for_function(BASINS_DRAWN, timeout=60_000)       # the map's data, not only its element
             stderr_live = page.locator(f"{CURRENT} [data-mime-type='application/vnd.jupyter.stderr']").count()
             times["02 explorer live"] = time.monotonic() - t0
             agree = _basin_agreement(page)
@@ -465,10 +470,7 @@ def test_notebook_02_in_jupyterlab_figures_right_and_the_explorer_after_a_reload
                                    timeout=30_000)
             reloaded = _explorer_path(page)
             page.locator(f"{CURRENT} .ftkit-explorer-status", has_text="basins:").first.wait_for(timeout=30_000)
-            page.wait_for_function(f"() => {{ const d = document.querySelector("
-                                   f"'{CURRENT} .ftkit-explorer-basins .js-plotly-plot'); return d && d.data && "
-                                   "d.data.some(t => t.meta === 'basin:gd' && t.z && t.z.length > 0); }",
-                                   timeout=30_000)
+            page.wait_for_function(BASINS_DRAWN, timeout=30_000)
             reloaded_basins = _basin_colours(page)
             _move_lr(page, reloaded)                                # and still follows the slider
             times["02 reload"] = time.monotonic() - t0

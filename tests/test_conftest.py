@@ -6,21 +6,26 @@ from conftest import IN_JUPYTERLAB, ROOT, wants_colab
 COLAB_FILE = "tests/test_browser_colab.py"     # three tests, all marked colab (and browser)
 
 
-def collected(*args: str) -> int:
-    """How many tests of COLAB_FILE ``pytest --collect-only`` selects with ``args`` (in this process: torch and the
-    conftest are loaded already; pytest-timeout off, so the inner session leaves this test's alarm alone)."""
+def collect(path: str, *args: str) -> list[str]:
+    """The node ids ``pytest --collect-only path args`` selects (in this process: torch and the conftest are loaded
+    already; pytest-timeout off, so the inner session leaves this test's alarm alone)."""
     class Seen:
         def pytest_collection_finish(self, session):
-            self.items = list(session.items)
+            self.ids = [item.nodeid for item in session.items]
     seen, chosen = Seen(), dict(IN_JUPYTERLAB)      # the inner session's hooks are this session's conftest's
     try:
         code = pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider", "-p", "no:timeout", "-p", "no:xdist",
-                            str(ROOT / COLAB_FILE), *args], plugins=[seen])
+                            str(ROOT / path), *args], plugins=[seen])
     finally:
         IN_JUPYTERLAB.clear()
         IN_JUPYTERLAB.update(chosen)
     assert code in (0, 5), code                 # 5: none selected
-    return len(seen.items)
+    return seen.ids
+
+
+def collected(*args: str) -> int:
+    """How many tests of COLAB_FILE ``pytest --collect-only`` selects with ``args``."""
+    return len(collect(COLAB_FILE, *args))
 
 
 @pytest.mark.parametrize("markexpr, wanted", [
@@ -36,3 +41,12 @@ def test_the_inner_loops_marker_expression_leaves_the_colab_tests_out():
     assert collected("-m", "not notebook and not browser and not multiprocess") == 0  # the README's inner loop
     assert collected("-m", "browser") == 0
     assert collected("-m", "colab") == 3                                             # their own CI step
+
+
+def test_each_notebook_run_in_jupyterlab_names_a_browser_test_that_exists():
+    """conftest.BROWSER_RUNS: a renamed browser test would silently send its notebook back to papermill."""
+    import test_browser
+    from conftest import BROWSER_RUNS
+    ids = collect("tests/test_browser.py")
+    for name, (nodeid, runner) in BROWSER_RUNS.items():
+        assert nodeid in ids and callable(getattr(test_browser, runner)), (name, nodeid, runner)
