@@ -386,6 +386,21 @@ def _trusted_copy(source: Path, root: Path, home: Path) -> Path:
     return root / source.name
 
 
+def _wait_saved(path: Path, index: int, count: int, timeout: float = 60) -> None:
+    """Wait until the file on disk holds cell ``index`` as run ``count``-th in the page's kernel (JupyterLab's save
+    of a large notebook takes seconds on a busy machine; the copy opened before carries papermill's count)."""
+    import nbformat
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if nbformat.read(str(path), as_version=4).cells[index].get("execution_count") == count:
+                return
+        except Exception:          # caught mid-write
+            pass
+        assert time.monotonic() < deadline, f"JupyterLab did not save {path.name} within {timeout:.0f} s"
+        time.sleep(0.5)
+
+
 def _run_cell(page, index: int, count: int) -> None:
     """Run the notebook's cell number ``index`` (0-based, as nbformat counts) as the kernel's ``count``-th execution
     and wait until its prompt says so (``[count]:``)."""
@@ -460,8 +475,7 @@ def test_notebook_02_in_jupyterlab_figures_right_and_the_explorer_after_a_reload
             time.sleep(0.5)
             paths.screenshot(path=str(SHOTS / "02_gradient_descent.png"))
             page.keyboard.press("Control+s")                        # saved, as autosave would
-            page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=10_000)
-            time.sleep(1.0)
+            _wait_saved(root / name, live_cells[-1], len(live_cells))  # a reload mid-save reads the old file
             page.reload()                                           # the kernel stays alive
             page.locator(f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot").wait_for(timeout=60_000)
             page.wait_for_function(f"() => {{ const d = document.querySelector("
