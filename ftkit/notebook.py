@@ -25,7 +25,7 @@ import os
 import types
 from dataclasses import dataclass, field
 
-from .utils import check_writable, did_you_mean, normalize_name, parse_device
+from .utils import check_int, check_writable, did_you_mean, normalize_name, parse_device, whole_number
 from .env import input_cells
 
 __all__ = ["setup", "ParameterError", "Int", "Float", "Bool", "Str", "Choice", "Dashboard", "ListOf", "Path", "OutputDir", "Device",
@@ -70,16 +70,14 @@ class Int(Spec):
     max: int | None = None
 
     def describe(self):
-        return "a whole number" + _bounds(self.min, self.max) + (" or None" if self.optional else "")
+        return whole_number(self.min, self.max) + (" or None" if self.optional else "")
 
     def _check(self, name, value):
-        whole = _whole(value)
-        if whole is None:
+        whole = _whole(value)               # an integral float (3.0) is taken as 3 here, unlike check_int
+        try:
+            return check_int(name, whole, self.min, maximum=self.max)
+        except ValueError:
             self.fail(name, value)
-        value = whole
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            self.fail(name, value)
-        return value
 
 
 @dataclass
@@ -250,16 +248,6 @@ def _whole(value) -> int | None:
     if isinstance(value, numbers.Real) and float(value).is_integer():
         return int(float(value))
     return None
-
-
-def _bounds(low, high) -> str:
-    if low is not None and high is not None:
-        return f" from {low} to {high}"
-    if low is not None:
-        return f" >= {low}"
-    if high is not None:
-        return f" <= {high}"
-    return ""
 
 
 # --------------------------------------------------------------------------- presets

@@ -1,7 +1,7 @@
 """Small shared helpers: seeding, device choice and the package's one set of value checks.
 
 Files: ``atomic_write`` (never a torn file) and ``check_writable`` (a folder proven writable before work starts).
-The checks (``check_number``, ``check_int``, ``choose``, ``check_keys``, ``did_you_mean``) word each mistake one
+The checks (``check_number``, ``check_int`` with ``whole_number``, ``choose``, ``check_keys``, ``did_you_mean``) word each mistake one
 way; ``fit``, the factories (``make_optimizer``, ``make_loss``, ``make_scheduler``) and ``ftkit.notebook.setup``
 all use them."""
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 __all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int",
-           "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable"]
+           "whole_number", "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable"]
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
@@ -111,11 +111,23 @@ def check_number(name: str, value, *, positive: bool = False, allow_zero: bool =
     return x
 
 
-def check_int(name: str, value, minimum: int = 1, meaning: str = "") -> int:
-    """Raise ``ValueError`` naming ``name`` unless ``value`` is an integer >= ``minimum`` (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        need = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-        raise ValueError(f"{name} must be {need}{meaning}, got {value!r}")
+def whole_number(minimum: int | None = 1, maximum: int | None = None) -> str:
+    """The one wording of what a count must be: ``"a whole number >= 1"``, ``"a whole number from 1 to 5"``,
+    ``"a whole number"`` (no bound). :func:`check_int` and ``ftkit.notebook.Int`` both say it this way."""
+    if minimum is not None and maximum is not None:
+        return f"a whole number from {minimum} to {maximum}"
+    if minimum is not None:
+        return f"a whole number >= {minimum}"
+    return "a whole number" + (f" <= {maximum}" if maximum is not None else "")
+
+
+def check_int(name: str, value, minimum: int | None = 1, meaning: str = "", *, maximum: int | None = None) -> int:
+    """``value`` as an int, or ``ValueError``: ``"epochs must be a whole number >= 1, got 2.5"`` (``meaning``,
+    e.g. ``" (batches per optimizer step)"``, goes after the bound). Ints and numpy integers only: bools, floats
+    (even 3.0) and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ValueError(f"{name} must be {whole_number(minimum, maximum)}{meaning}, got {value!r}")
     return int(value)
 
 

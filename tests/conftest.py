@@ -323,22 +323,62 @@ def executed_notebook(shared_dir):
     def run(name: str, **parameters):
         parameters = {**TEST_PARAMETERS.get(name, {}), **parameters}
         key = hashlib.sha1(json.dumps([name, parameters], sort_keys=True, default=str).encode()).hexdigest()[:10]
-        out = make_once(shared_dir / f"{Path(name).stem}-{key}", lambda d: execute_notebook(name, d, **parameters))
+        def make(folder):
+            if name in IN_JUPYTERLAB:      # its browser test is selected and Chromium is there
+                IN_JUPYTERLAB[name](folder, **parameters)
+            else:
+                execute_notebook(name, folder, **parameters)
+        out = make_once(shared_dir / f"{Path(name).stem}-{key}", make)
         with open(out / "metrics.json") as f:
             return out / name, json.load(f)
     return run
+
+
+# The notebooks whose one execution per suite run is a Run All in JupyterLab: their browser test reads what the page
+# showed, their notebook test the metrics — where that browser test is selected and Chromium is there (filled in by
+# pytest_collection_modifyitems below: {notebook: runner}); papermill everywhere else.
+BROWSER_RUNS = {"03_cifar10_cnn.ipynb": ("tests/test_browser.py::test_notebook_03_runs_all_in_jupyterlab_with_its_"
+                                         "training_figure_once", "run_03_in_jupyterlab")}
+IN_JUPYTERLAB: dict = {}
+
+
+def pytest_collection_finish(session):
+    """After every deselection (``-m``, ``-k``): a notebook runs in JupyterLab only if its browser test will run."""
+    IN_JUPYTERLAB.clear()
+    selected = {item.nodeid.split("@")[0] for item in session.items}     # xdist adds "@group" to a grouped test's id
+    for name, (nodeid, runner) in BROWSER_RUNS.items():
+        if nodeid in selected:
+            import test_browser
+            if test_browser.browser_ready() is None:
+                IN_JUPYTERLAB[name] = getattr(test_browser, runner)
 
 
 # ------------------------------------------------------------------------------------- order and pytest-xdist groups
 HEAVY = ("browser", "notebook", "multiprocess")     # the slow kinds, slowest first
 
 
+def wants_colab(markexpr: str) -> bool:
+    """Whether a ``-m`` expression names the ``colab`` marker (``-m colab``, ``-m "colab and notebook"``): the
+    Colab-env tests run only then, whatever else ``-m`` says (a user's ``-m "not notebook"`` would otherwise
+    select them, since it replaces any ``-m`` in addopts)."""
+    import re
+    return re.search(r"\bcolab\b", markexpr or "") is not None     # "not colab" too: then -m itself decides
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """Two things for ``pytest -n 2 --dist loadgroup`` (harmless without xdist): the slow tests (browser, notebook,
-    multiprocess) run first, so the two workers finish together instead of one waiting on a notebook started last;
-    and the tests that share a fixture of their module (a sweep, a built model) form one xdist group, so the fixture
-    is built once, on one worker. The order within each kind and each file is kept."""
+    """Three things. The Colab-env tests (marker ``colab``) are deselected unless ``-m`` names ``colab``: they need
+    the Python 3.13 env ``.ci/colab-env`` builds. And for ``pytest -n 2 --dist loadgroup`` (harmless without xdist):
+    the slow tests (browser, notebook, multiprocess) run first, so the two workers finish together instead of one
+    waiting on a notebook started last; and the tests that share a fixture of their module (a sweep, a built model)
+    form one xdist group, so the fixture is built once, on one worker. The order within each kind and each file is
+    kept."""
+    if not wants_colab(config.getoption("markexpr", "")):
+        colab = [item for item in items if item.get_closest_marker("colab")]
+        if colab:
+            config.hook.pytest_deselected(items=colab)
+            items[:] = [item for item in items if not item.get_closest_marker("colab")]
+
     def weight(item):
         return next((i for i, kind in enumerate(HEAVY) if item.get_closest_marker(kind)), len(HEAVY))
 

@@ -155,7 +155,7 @@ def test_per_layer_losses_of_002_are_one_loss():
     torch.manual_seed(0)
     r = per_layer_loss(torch.randn(6, 10), torch.randint(0, 10, (6,)), n_layers=32)
     assert r["value_gap"] < 1e-6 and r["gradient_gap"] < 1e-7 and r["n_layers"] == 32
-    with pytest.raises(ValueError, match="n_layers must be a positive integer"):
+    with pytest.raises(ValueError, match="n_layers must be a whole number >= 1"):
         per_layer_loss(torch.randn(2, 3), torch.tensor([0, 1]), n_layers=0)
 
 

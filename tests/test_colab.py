@@ -27,8 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 COLAB_LISTS = {runtime: next((p for p in (ROOT.parent / "shared" / "colab" / name, ROOT / "tests" / "assets" / "colab"
                                           / name) if p.is_file()))
                for runtime, name in (("cpu", "pip-freeze.txt"), ("gpu", "pip-freeze.gpu.txt"))}
-# the Colab cell's installs: ftkit[colab] everywhere, ftkit[colab,qlora] on a GPU runtime (notebook 08's QLoRA)
-CELL_EXTRAS = {"cpu": ["colab"], "gpu": ["colab", "qlora"]}
+# the Colab cell's installs: ftkit[colab] everywhere, ftkit[colab,qlora] on a GPU runtime (notebook 08's QLoRA),
+# ftkit[colab,sweep] in notebook 09 (its sweeps: Optuna, Ray, papermill)
+CELL_EXTRAS = {"cpu": ["colab"], "gpu": ["colab", "qlora"], "cpu, 09": ["colab", "sweep"]}
+SWEEP_NOTEBOOK = "09_"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 # what Colab already has and pins: upgrading any of them asks for a restart ("the runtime may crash")
 COLAB_PINNED = {"jupyterlab", "notebook", "jupyter", "jupyter-server", "ipykernel", "ipython", "papermill", "torch",
@@ -185,15 +187,19 @@ def colab_envs(tmp_path_factory):
     return {runtime: colab_like_env(runtime, where) for runtime in ("cpu", "gpu")}
 
 
-@pytest.mark.parametrize("runtime", ["cpu", "gpu"])
-def test_the_colab_install_changes_no_package_colab_has(colab_envs, runtime):
+@pytest.mark.parametrize("cell", ["cpu", "gpu", "cpu, 09"])
+def test_the_colab_install_changes_no_package_colab_has(colab_envs, cell):
     """The real resolver (uv, as pip would: installed versions that fit stay) into an env with Colab's versions."""
-    changes = dry_run(colab_envs[runtime], f".[{','.join(CELL_EXTRAS[runtime])}]")
+    runtime = cell.split(",")[0]
+    changes = dry_run(colab_envs[runtime], f".[{','.join(CELL_EXTRAS[cell])}]")
     colab = colab_versions(runtime)
     touched = [c for c in changes if canonicalize_name(re.split(r"[=@ ]", c[2:].strip())[0]) in colab]
     assert not touched, f"the Colab cell would change Colab's packages: {touched}"
     added = {canonicalize_name(re.split(r"[=@ ]", c[2:].strip())[0]) for c in changes if c.startswith("+ ")}
-    assert added == {"ftkit", "jupyter-ui-poll"} | ({"bitsandbytes"} if runtime == "gpu" else set()), changes
+    if cell == "cpu, 09":       # the sweep extra's packages and whatever they need that Colab lacks
+        assert {"ftkit", "jupyter-ui-poll", "optuna", "ray", "papermill"} <= added, changes
+    else:
+        assert added == {"ftkit", "jupyter-ui-poll"} | ({"bitsandbytes"} if runtime == "gpu" else set()), changes
 
 
 def test_the_dry_run_sees_an_upgrade_when_a_floor_is_above_colab(colab_envs):
@@ -280,10 +286,11 @@ def colab_cell(path: Path, url: str) -> str:
     """What every notebook's first cell must be: install only what Colab lacks (bitsandbytes only on a GPU runtime
     and only where the GPU preset needs it), say how to get a GPU and what each preset takes."""
     cpu, gpu = gpu_minutes(path)
-    qlora = path.name.startswith("08_")
+    qlora, sweep = path.name.startswith("08_"), path.name.startswith(SWEEP_NOTEBOOK)
     head = ("# Colab only: install what Colab lacks (ftkit and jupyter-ui-poll; Colab's own torch, transformers, plotly,\n"
             "# ipywidgets and Jupyter keep their versions) and turn on third-party widgets. Does nothing anywhere else.\n"
-            "# preset \"auto\" runs the full experiment on a GPU: Runtime > Change runtime type > T4 GPU > Save, then\n"
+            + ("# The sweep extra adds what the sweeps run on: Optuna, Ray and papermill.\n" if sweep else "")
+            + "# preset \"auto\" runs the full experiment on a GPU: Runtime > Change runtime type > T4 GPU > Save, then\n"
             "# Runtime > Run all. CPU runtime (preset \"cpu\"): " + cpu + ";\n"
             "# GPU runtime (preset \"gpu\"): " + gpu + ".\n")
     install = f'%pip install -q "ftkit[{{extras}}] @ git+{url}"'
@@ -297,7 +304,7 @@ def colab_cell(path: Path, url: str) -> str:
     else:
         body = ("import sys\n"
                 "if \"google.colab\" in sys.modules:\n"
-                f"    {install.format(extras='colab')}\n")
+                f"    {install.format(extras='colab,sweep' if sweep else 'colab')}\n")
     return head + body + "    from google.colab import output\n    output.enable_custom_widget_manager()"
 
 
@@ -317,7 +324,8 @@ def test_each_notebook_installs_the_colab_extra_from_that_url_and_has_the_badge(
     assert source == colab_cell(path, repository()), "cell 0 is out of date: python tests/test_colab.py --write"
     installs = INSTALL.findall(source)
     assert {url for _, url in installs} == {repository()}
-    allowed = {"colab", "qlora"} if path.name.startswith("08_") else {"colab"}
+    allowed = ({"colab", "qlora"} if path.name.startswith("08_") else
+               {"colab", "sweep"} if path.name.startswith(SWEEP_NOTEBOOK) else {"colab"})
     assert set().union(*({e.strip() for e in extras.split(",")} for extras, _ in installs)) == allowed
     assert "Change runtime type" in source and source.count("(estimate") + source.count("not run") >= 1
     assert "import torch" not in source    # no CUDA call before accelerate's notebook_launcher (accelerate #940)

@@ -277,7 +277,7 @@ def test_unknown_model_and_bad_batch_size(folder):
         make_model("resnet50")
     data = C.load_cifar10(folder[0])
     for bad in (0, -8):
-        with pytest.raises(ValueError, match=f"batch_size must be a positive integer, got {bad}"):
+        with pytest.raises(ValueError, match=f"batch_size must be a whole number >= 1, got {bad}"):
             L.make_loaders(data, bad)
     with pytest.raises(ValueError, match="unknown loader kind 'fast'; choose one of: dataloader, tensor"):
         L.make_loaders(data, 8, kind="fast")
@@ -396,7 +396,7 @@ def test_cifar_folder_with_a_missing_batch_names_it(tmp_path):
     os.remove(os.path.join(root, "data_batch_3"))
     with pytest.raises(FileNotFoundError, match=r"lacks data_batch_3 "):
         cifar10.load_cifar10(tmp_path / "c", download=False)
-    with pytest.raises(ValueError, match=r"subset must be a positive integer \(training images to keep\) or None, got 'abc'"):
+    with pytest.raises(ValueError, match=r"subset must be a whole number >= 1 \(training images to keep\) or None, got 'abc'"):
         cifar10.load_cifar10(tmp_path / "c", subset="abc", download=False)
     os.remove(os.path.join(root, "test_batch"))
     with pytest.raises(FileNotFoundError, match=r"lacks data_batch_3, test_batch"):

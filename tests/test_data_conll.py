@@ -155,5 +155,5 @@ def test_conll_bom_bad_bytes_and_empty_files_are_named(tmp_path):
             (folder / split).write_text("" if split == empty else token)
         with pytest.raises(ValueError, match=rf"the {'training' if name == 'train' else 'test'} file .*{empty}' has no sentences"):
             load_conll(folder, download=False)
-    with pytest.raises(ValueError, match="max_train_sentences must be a positive integer or None, got 'abc'"):
+    with pytest.raises(ValueError, match="max_train_sentences must be a whole number >= 1 or None, got 'abc'"):
         load_conll(tmp_path / "train", max_train_sentences="abc", download=False)

@@ -38,7 +38,7 @@ def test_bpe_is_trained_locally_round_trips_any_utf8_and_compresses():
     assert tok.decode(tok.encode(unseen)) == unseen       # byte level: nothing is unknown
     sample = read_text(SHAKESPEARE)[50_000:60_000]
     assert len(tok.encode(sample)) < 0.6 * len(sample)    # merges learned: well under one token per character
-    with pytest.raises(ValueError, match="vocab_size must be an integer >= 257"):
+    with pytest.raises(ValueError, match="vocab_size must be a whole number >= 257"):
         make_tokenizer("bpe", text, vocab_size=100)
 
 

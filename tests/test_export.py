@@ -156,6 +156,7 @@ def test_site_from_an_executed_notebook_without_a_browser(tmp_path):
 # ------------------------------------------------------------------------------------------------ in Chromium
 @pytest.mark.browser
 @pytest.mark.notebook
+@pytest.mark.xdist_group("02_gradient_descent")   # with the tests of the same execution of 02 (test_nb_02)
 def test_site_of_notebook_02_in_chromium_offline(executed_notebook, tmp_path):
     """Every figure of 02's page renders from file:// with the network off, the explorer's static sliders redraw
     its paths, the index links work, and the page stays under 5 MB."""

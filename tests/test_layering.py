@@ -147,3 +147,45 @@ def test_train_module_imports_no_widgets_or_plotly():
            "if m.split('.')[0] in ('plotly', 'ipywidgets'))))"
     out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []
+
+
+PACKAGES = sorted(p.parent for p in PACKAGE.rglob("__init__.py"))
+
+
+@pytest.mark.parametrize("folder", PACKAGES, ids=lambda p: p.relative_to(PACKAGE.parent).as_posix())
+def test_every_package_init_has_one_shape(folder):
+    """One ``__init__`` style (ftkit.nlp and ftkit.vision are the model): a docstring saying what the package holds,
+    names imported by name (never ``import *``, so a reader sees where each comes from), and a literal ``__all__``
+    of strings (the root may add its lazy map's keys, ``*_LAZY``) whose every name is imported or defined there, a
+    key of its lazy map, or a submodule of the package (loaded on first use by ``__getattr__``)."""
+    tree = ast.parse((folder / "__init__.py").read_text())
+    assert ast.get_docstring(tree), "the package says what it holds"
+    stars = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names)]
+    assert not stars, f"import * from {stars}: import the names"
+    [value] = [n.value for n in tree.body if isinstance(n, ast.Assign) and any(
+        isinstance(t, ast.Name) and t.id == "__all__" for t in n.targets)]
+    assert isinstance(value, ast.List), "__all__ is a list written out"
+    defined, lazy = set(), set()
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(a.asname or a.name).split(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.Assign):
+            defined |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+            if any(isinstance(t, ast.Name) and t.id == "_LAZY" for t in node.targets):
+                lazy = {k.value for k in node.value.keys}
+    names = []
+    for element in value.elts:
+        if isinstance(element, ast.Starred):
+            assert folder == PACKAGE and ast.unparse(element) == "*_LAZY", ast.unparse(element)
+            names += sorted(lazy)
+        else:
+            assert isinstance(element, ast.Constant) and isinstance(element.value, str), ast.unparse(element)
+            names.append(element.value)
+    submodules = {p.stem for p in folder.glob("*.py")} | {p.parent.name for p in folder.glob("*/__init__.py")}
+    getattr_names = {c.value for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "__getattr__"
+                     for c in ast.walk(n) if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    unknown = [n for n in names if n not in defined | lazy | submodules | getattr_names]
+    assert not unknown, f"__all__ names {unknown}, which the __init__ neither imports, defines nor loads lazily"
+    assert len(names) == len(set(names)), "a name twice in __all__"

@@ -5,7 +5,9 @@ import pytest
 
 from test_seed_errors import linked_ids
 
-pytestmark = pytest.mark.notebook
+# one xdist group with the tests that read the same execution (the site export, the JupyterLab test): the worker that
+# runs them runs 02 once, and the other worker never waits on it
+pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("02_gradient_descent")]
 
 
 def test_gradient_descent_notebook(executed_notebook):

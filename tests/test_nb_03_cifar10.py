@@ -7,7 +7,8 @@ import torch
 from ftkit.data.cifar10 import CLASSES, FOLDER
 from test_seed_errors import linked_ids
 
-pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess]   # its ddp section: 2 gloo processes
+# its ddp section: 2 gloo processes; one xdist group with the JupyterLab test that reads the same execution of 03
+pytestmark = [pytest.mark.notebook, pytest.mark.multiprocess, pytest.mark.xdist_group("03_cifar10_cnn")]
 
 
 def test_cifar10_notebook(executed_notebook, fake_cifar10):

@@ -307,7 +307,7 @@ def test_predict_texts_are_checked(tiny):
     with pytest.raises(TypeError, match=r"text 1 of 1 is None \(NoneType\), not a string"):
         clf.predict([None])
     assert clf.predict([]) == [] and clf.predict_proba([]).shape == (0, 2)
-    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1"):
         clf.predict(["a film"], batch_size=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a notebook that silenced warnings still learns it from the result
@@ -316,7 +316,7 @@ def test_predict_texts_are_checked(tiny):
     with pytest.warns(TruncationWarning, match=r"1 of 1 texts are longer than max_length=16 tokens: only their "
                                                r"start was read"):
         clf.predict("the film was great " * 500, device="cpu")  # 10,000 characters
-    with pytest.raises(ValueError, match=r"max_length must be an integer >= 3 \(tokens per sentence"):
+    with pytest.raises(ValueError, match=r"max_length must be a whole number >= 3 \(tokens per sentence"):
         SentenceClassifier.from_pretrained(tiny, DATA_LABELS, max_length=0)
 
 
@@ -349,15 +349,15 @@ def test_neighbours_zero_sizes_seeds_and_replayed_values(tiny):
     from ftkit.train.replay import Replay
     with pytest.raises(ValueError, match=r"replay step 3: momentum must be in \[0, 1\), got 5"):
         Replay({3: {"momentum": 5}})
-    with pytest.raises(ValueError, match="seed must be an integer >= 0, got 'abc'"):
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0, got 'abc'"):
         C.load_cifar10("nowhere", seed="abc", download=False)
-    with pytest.raises(ValueError, match="seed must be an integer >= 0, got 'abc'"):
+    with pytest.raises(ValueError, match="seed must be a whole number >= 0, got 'abc'"):
         load_text("nowhere", seed="abc")
     with pytest.raises(ValueError, match=r"val_fraction must be a number, got '0.1' \(a string"):
         load_text("nowhere", val_fraction="0.1")
     clf = SentenceClassifier.from_pretrained(tiny, DATA_LABELS, max_length=16)
     enc = clf.encode(TextSplit(["a film", "a plot"], [0, 1]))
-    with pytest.raises(ValueError, match="batch_size must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="batch_size must be a whole number >= 1, got 0"):
         clf.fit_args(enc, batch_size=0)  # 0 was taken for "not given" (the default, 16)
     with pytest.raises(ValueError, match=r"2 texts but 1 pairs"):
         clf.encode(TextSplit(["a", "b"], [0, 1], ["c"]))

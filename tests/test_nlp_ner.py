@@ -288,7 +288,7 @@ def test_ner_head_that_names_its_labels_refuses_another_order(tiny, tmp_path):
 
 def test_ner_max_length_empty_split_and_none_text(tiny):
     from ftkit.nlp.ner import Encoded, NerTagger, evaluate_ner
-    with pytest.raises(ValueError, match=r"max_length must be an integer >= 3"):
+    with pytest.raises(ValueError, match=r"max_length must be a whole number >= 3"):
         NerTagger.from_pretrained(tiny, ["O", "B-PER"], max_length=0)
     tagger = NerTagger.from_pretrained(tiny, ["O", "B-PER"])
     with pytest.raises(ValueError, match=r"evaluate_ner got no sentences \(an empty split\)"):

@@ -123,7 +123,7 @@ def test_your_own_function_gets_autograd_gradients():
     (lambda: race("booth", ["gd"], engine="jax"), r"unknown engine 'jax'; choose one of: batched, torch"),
     (lambda: race("booth", {"gd": {"maximize": True}}), r"the batched engine does not implement \['maximize'\]"),
     (lambda: race("booth", {"adam": {"betas": (0.9, 1.2)}}), r"betas\[1\] must be in \[0, 1\)"),
-    (lambda: basins("booth", ["gd"], n=1), r"n must be an integer >= 2, got 1"),
+    (lambda: basins("booth", ["gd"], n=1), r"n must be a whole number >= 2, got 1"),
 ])
 def test_bad_input_gets_one_clear_error(call, message):
     with pytest.raises(ValueError, match=message):

@@ -162,7 +162,7 @@ def test_bad_input_messages():
         hessian_eigenvalues(model, "cross_entropy", torch.utils.data.DataLoader(data[0]))
     with pytest.raises(TypeError, match=r"data must be a tuple.*got tuple of 3 items"):
         hessian_eigenvalues(model, "cross_entropy", (*data, data[1]))
-    with pytest.raises(ValueError, match="k must be a positive integer"):
+    with pytest.raises(ValueError, match="k must be a whole number >= 1"):
         hessian_eigenvalues(model, "cross_entropy", data, k=0)
     with pytest.raises(ValueError, match="Dropout in training mode"):
         hessian_eigenvalues(nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5)), "cross_entropy", data, eval_mode=False)

@@ -172,7 +172,7 @@ def test_train_mode_batchnorm(cnn_data):
 def test_bad_input_messages(cnn_data):
     model, data = cnn_data
     d = random_directions(model, 0)
-    with pytest.raises(ValueError, match="resolution must be an integer >= 2"):
+    with pytest.raises(ValueError, match="resolution must be a whole number >= 2"):
         loss_surface(model, "cross_entropy", data, d, resolution=1)
     with pytest.raises(ValueError, match=r"min < max.*\(1, 1\)"):
         loss_slice(model, "cross_entropy", data, d[0], span=(1, 1))
@@ -360,9 +360,9 @@ def test_landscape_span_and_chunk_size():
     d = random_directions(model, seed=0)[0]
     with pytest.raises(ValueError, match=r"slice range \(-1e\+30, 1e\+30\) reaches beyond ±10000.*use e.g. \(-1, 1\)"):
         loss_slice(model, "cross_entropy", data, d, span=(-1e30, 1e30), verbose=False)
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer.*got 0"):
+    with pytest.raises(ValueError, match="chunk_size must be a whole number >= 1.*got 0"):
         loss_slice(model, "cross_entropy", data, d, chunk_size=0, verbose=False)
-    with pytest.raises(ValueError, match="chunk_size must be a positive integer.*got -1"):
+    with pytest.raises(ValueError, match="chunk_size must be a whole number >= 1.*got -1"):
         loss_slice(model, "cross_entropy", data, d, chunk_size=-1, verbose=False)
     assert np.isfinite(loss_slice(model, "cross_entropy", data, d, chunk_size=3, verbose=False,
                                   resolution=5).losses).all()

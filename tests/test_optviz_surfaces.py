@@ -106,7 +106,7 @@ def test_bad_input_gets_one_clear_error():
     with pytest.raises(ValueError, match=r"lr of 'gd' must be > 0, got -0.1"):
         optimizer_path("booth", "gd", lr=-0.1)
     for steps in (0, -5, 2.5):
-        with pytest.raises(ValueError, match=rf"steps must be a positive integer, got {steps}"):
+        with pytest.raises(ValueError, match=rf"steps must be a whole number >= 1, got {steps}"):
             optimizer_path("booth", "gd", lr=0.1, steps=steps)
     with pytest.raises(ValueError, match=r"start \(12, 0\) is outside the plotted domain x∈\[-10, 10\], "
                                          r"y∈\[-10, 10\] of 'booth'; pick a start inside it"):

@@ -29,9 +29,9 @@ def test_param_control_checks_each_option_range():
 
 
 def test_early_stopping_patience_and_min_delta():
-    with pytest.raises(ValueError, match=r"patience must be an integer >= 0 \(epochs without improvement"):
+    with pytest.raises(ValueError, match=r"patience must be a whole number >= 0 \(epochs without improvement"):
         EarlyStopping(patience=-1)
-    with pytest.raises(ValueError, match="patience must be an integer >= 0.*got 2.5"):
+    with pytest.raises(ValueError, match="patience must be a whole number >= 0.*got 2.5"):
         EarlyStopping(patience=2.5)
     with pytest.raises(ValueError, match="min_delta must be >= 0, got -0.1"):
         EarlyStopping(min_delta=-0.1)

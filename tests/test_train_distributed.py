@@ -307,7 +307,7 @@ def test_unused_parameters_name_the_ddp_option():
 
 # --------------------------------------------------------------------------- bad input, no processes started
 def test_launch_checks_num_processes():
-    with pytest.raises(ValueError, match="num_processes must be a positive integer, got 0"):
+    with pytest.raises(ValueError, match="num_processes must be a whole number >= 1, got 0"):
         launch(print, num_processes=0, device="cpu")
     cores = os.cpu_count()
     with pytest.raises(ValueError, match=rf"num_processes={cores + 1} but this machine has {cores} CPU cores"):

@@ -151,7 +151,7 @@ def test_optimizer_built_for_another_model_is_refused():
 def test_wrong_types_name_the_parameter():
     model = mlp(dropout=0.2)
     opt = ftkit.make_optimizer("sgd", model, lr=0.1)
-    with pytest.raises(ValueError, match=r"grad_accum must be a positive integer .* got 2.5"):
+    with pytest.raises(ValueError, match=r"grad_accum must be a whole number >= 1 .* got 2.5"):
         ftkit.fit(model, toy_loader(16), "cross_entropy", opt, grad_accum=2.5, progress=False)
     with pytest.raises(ValueError, match="epochs must be a whole number .* got 2.7"):
         ftkit.fit(model, toy_loader(16), "cross_entropy", opt, epochs=2.7, progress=False)
@@ -161,7 +161,7 @@ def test_wrong_types_name_the_parameter():
         ftkit.fit(model, toy_loader(16), "cross_entropy", opt, grad_clip="abc", progress=False)
     with pytest.raises(ValueError, match=r"scheduler 'step' needs step_size.*build the scheduler yourself"):
         ftkit.fit(model, toy_loader(16), "cross_entropy", opt, scheduler="step", progress=False)
-    with pytest.raises(ValueError, match=r"total_steps must be a positive integer .* got 'abc'"):
+    with pytest.raises(ValueError, match=r"total_steps must be a whole number >= 1 .* got 'abc'"):
         ftkit.make_scheduler("cosine", opt, total_steps="abc")
     with pytest.raises(ValueError, match="an iterator is used up after one epoch"):
         ftkit.fit(model, iter(toy_loader(16)), "cross_entropy", opt, epochs=2, progress=False)
@@ -302,7 +302,7 @@ def test_bad_inputs_give_one_clear_error_each():
         ftkit.fit(model, DataLoader(TensorDataset(x, y.float()), batch_size=8), "cross_entropy", opt, progress=False)
     with pytest.raises(ValueError, match=r"prediction shape \(8, 3\) differs from target shape \(8,\)"):
         ftkit.fit(model, DataLoader(TensorDataset(x, y.float()), batch_size=8), "mse", opt, progress=False)
-    with pytest.raises(ValueError, match="epochs must be >= 1"):
+    with pytest.raises(ValueError, match="epochs must be a whole number >= 1 \\(passes over train_loader\\), got 0"):
         ftkit.fit(model, [(x, y)], "cross_entropy", opt, epochs=0)
     with pytest.raises(ValueError, match="batch must be \\(inputs, targets\\)"):
         ftkit.fit(model, [x], "cross_entropy", opt, progress=False)

@@ -23,7 +23,7 @@ def test_predict_batch_size_and_numpy_input():
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
     x = np.random.default_rng(0).normal(size=(5, 3))  # float64, as NumPy makes it
-    with pytest.raises(ValueError, match=r"batch_size must be a positive integer \(samples per forward pass\), got 0"):
+    with pytest.raises(ValueError, match=r"batch_size must be a whole number >= 1 \(samples per forward pass\), got 0"):
         ftkit.predict(model, torch.zeros(5, 3), batch_size=0)
     out = ftkit.predict(model, x, batch_size=2)
     assert torch.allclose(out, model(torch.tensor(x, dtype=torch.float32)).detach())

@@ -16,7 +16,7 @@ from ftkit.data import synthetic
 from ftkit.train.callbacks import Callback
 from ftkit.ui import fit_live, fit_live_async, TrainingDashboard
 
-from conftest import drive, mlp, Pace
+from conftest import TEST_PARAMETERS, Pace, drive, mlp
 
 
 @pytest.fixture
@@ -94,27 +94,25 @@ def test_a_pause_is_out_of_the_epoch_time_and_rows_are_final_when_recorded(loade
 
 
 @pytest.mark.notebook
-def test_stop_early_in_notebook_03_then_every_later_cell_runs(run_notebook, tmp_path, monkeypatch):
-    from ftkit.data.fake import write_fake_cifar10
+def test_stop_early_in_notebook_03_then_every_later_cell_runs(run_notebook, tmp_path, monkeypatch, fake_cifar10):
     monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "3")      # the dashboard's Stop after 3 steps of the first epoch
-    write_fake_cifar10(tmp_path / "cifar10", n_train=600, n_test=200, noise=1.0)
-    m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(tmp_path / "cifar10"), epochs=2, batch_size=64, lr=3e-3,
-                     device="cpu", num_workers=0, throughput_batches=3, subset=600, ddp=False)
+    # the notebook test's small settings (conftest.TEST_PARAMETERS; the articles' experiment too: its preset trains
+    # 10 epochs), without the multi-process section
+    m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(fake_cifar10),
+                     **{**TEST_PARAMETERS["03_cifar10_cnn.ipynb"], "ddp": False})
     assert m["epochs_run"] == 1 and m["test_accuracy"] < 0.3                      # one partial epoch of 3 steps
     text = _outputs(tmp_path / "03_cifar10_cnn.ipynb")
     assert "Claims not checked: stopped by request at epoch 1, step 3." in text
 
 
 @pytest.mark.notebook
-def test_stop_in_notebook_04s_only_epoch_then_every_later_cell_runs(run_notebook, tmp_path_factory, monkeypatch):
+def test_stop_in_notebook_04s_only_epoch_then_every_later_cell_runs(tmp_path_factory, monkeypatch, tiny_bert):
     from ftkit.data import shipped
-    from ftkit.nlp.tiny import build_tiny_bert
     monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
     sample = shipped("conll2003_sample")
-    tiny = build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", sample)
     out = tmp_path_factory.mktemp("nb04")
     from conftest import execute_notebook
-    m = execute_notebook("04_bert_ner.ipynb", out, model_name_or_path=str(tiny), data_dir=str(sample), epochs=1,
+    m = execute_notebook("04_bert_ner.ipynb", out, model_name_or_path=str(tiny_bert), data_dir=str(sample), epochs=1,
                          batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu", ddp=False)
     assert len(m["val_f1_per_epoch"]) == 1                                         # the partial epoch's row
     assert "Claims not checked: stopped by request at epoch 1, step 2." in _outputs(out / "04_bert_ner.ipynb")

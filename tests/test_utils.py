@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import random
+import re
 
 import numpy as np
 import pytest
 import torch
 
 import ftkit
-from ftkit.utils import check_number, choose, get_device, seed_everything
+from ftkit.utils import check_int, check_number, choose, get_device, seed_everything
 
 
 def draws():
@@ -63,6 +64,22 @@ def test_check_number_names_the_argument():
         check_number("lr", -1)
     with pytest.raises(ValueError, match=r"kappa must be > 0, got 0"):
         check_number("kappa", 0, positive=True)
+
+
+@pytest.mark.parametrize("value", [0, -3, 2.5, 3.0, "3", True, None])
+def test_check_int_words_every_count_one_way_and_the_notebook_says_the_same(value):
+    from ftkit.notebook import Int, ParameterError
+    with pytest.raises(ValueError, match=rf"^epochs must be a whole number >= 1 \(passes\), got {re.escape(repr(value))}$"):
+        check_int("epochs", value, meaning=" (passes)")
+    with pytest.raises(ValueError, match=r"^seed must be a whole number >= 0, got -1$"):
+        check_int("seed", -1, 0)
+    with pytest.raises(ValueError, match=r"^k must be a whole number from 1 to 5, got 6$"):
+        check_int("k", 6, maximum=5)
+    assert check_int("epochs", np.int64(3)) == 3 and type(check_int("epochs", np.int64(3))) is int
+    if value is not None and value != 3.0:    # None: the notebook's own message; 3.0: taken as 3 (below)
+        with pytest.raises(ParameterError, match=rf"^parameter epochs={re.escape(repr(value))}: expected a whole number >= 1$"):
+            Int(min=1).check("epochs", value)
+    assert Int(min=1).check("epochs", 3.0) == 3
 
 
 def test_choose_forgives_case_and_dashes_and_lists_choices():

@@ -203,8 +203,6 @@ def load_conll(data_dir="data/conll2003", *, label_column: int = -1, max_train_s
     if not splits["train"]:
         raise ValueError(f"the training split from {source!r} has no sentences")
     label_list, train = label_list_from(splits["train"]), splits["train"]
-    if max_train_sentences is not None:
-        if int(max_train_sentences) < 1:
-            raise ValueError(f"max_train_sentences must be >= 1 or None, got {max_train_sentences}")
+    if max_train_sentences is not None:             # checked above, before any file was read
         train = train[:int(max_train_sentences)]
     return NerData(train, splits["valid"], splits["test"], label_list, source, files)

@@ -245,8 +245,7 @@ def load_text(data_dir=None, dataset: str | None = None, *, text_column=None, la
             split["train"] = split["train"].subset(sorted(order[k:]))
             notes.append(f"{name} = {k} sentences drawn from train (seed {seed})")
     if max_train_sentences is not None:
-        if int(max_train_sentences) < 1:
-            raise ValueError(f"max_train_sentences must be >= 1 or None, got {max_train_sentences}")
+        check_int("max_train_sentences", max_train_sentences, meaning=" or None")
         if max_train_sentences < len(split["train"]):
             keep = sorted(rng.sample(range(len(split["train"])), int(max_train_sentences)))
             split["train"] = split["train"].subset(keep)

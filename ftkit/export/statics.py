@@ -94,11 +94,8 @@ def explorer_static(figure: dict, state: dict, lr_factors=(0.1, 0.3, 1.0, 3.0, 1
     table = {}
     for i, factor in enumerate(lr_factors):
         for j, mu in enumerate(momenta):
-            explorer._quiet = True
-            explorer.lr.value = min(max(base_lr * factor, 10 ** explorer.lr.min), 10 ** explorer.lr.max)
-            explorer.momentum.value = mu
-            explorer._quiet = False
-            explorer.redraw()
+            explorer.set_controls(lr=min(max(base_lr * factor, 10 ** explorer.lr.min), 10 ** explorer.lr.max),
+                                  momentum=mu)
             by_meta = {t.meta: t for t in explorer.figure.data}
             rows = []
             for meta in metas:

@@ -5,13 +5,24 @@ Hessian sharpness (``hessian``).
 
 The common names are importable from here: ``from ftkit.optviz import make_surface, race, basins``.
 """
-from .gd_engine import *  # noqa: F401,F403
-from .hessian import *  # noqa: F401,F403
-from .landscape import *  # noqa: F401,F403
-from .races import *  # noqa: F401,F403
-from .surfaces import *  # noqa: F401,F403
-from .trajectory import *  # noqa: F401,F403
 from . import gd_engine, hessian, landscape, races, surfaces, trajectory
+from .surfaces import (Surface, SURFACES, make_surface, function_surface, convergence_rate, gd_rate, heavy_ball_rate,
+                       heavy_ball_rate_map, predicted_rate, quadratic_theory)
+from .races import OptimizerPath, BasinMap, race, optimizer_path, basins, rate_sweep, tuned_lrs, ENGINES, TUNING_LRS
+from .gd_engine import (RunSpec, GD_SCHEDULES, lr_factors, lr_table, resolve_schedule, resolve_spec, run_batched,
+                        run_torch)
+from .landscape import (Landscape, parameters_of, check_data, random_direction, random_directions, orthogonalize,
+                        evaluate_points, loss_slice, loss_surface, interpolate, slices_over_seeds, grid_levels,
+                        progressive_surface, params_dot)
+from .trajectory import WeightRecorder, Trajectory, pca_trajectory, TrajectoryCheck, trajectory_check
+from .hessian import Spectrum, hessian_eigenvalues, stability_edge, adam_preconditioner, SharpnessMonitor
 
-__all__ = [*surfaces.__all__, *races.__all__, *gd_engine.__all__, *landscape.__all__, *trajectory.__all__,
-           *hessian.__all__]
+__all__ = ["Surface", "SURFACES", "make_surface", "function_surface", "convergence_rate", "gd_rate",
+           "heavy_ball_rate", "heavy_ball_rate_map", "predicted_rate", "quadratic_theory", "OptimizerPath",
+           "BasinMap", "race", "optimizer_path", "basins", "rate_sweep", "tuned_lrs", "ENGINES", "TUNING_LRS",
+           "RunSpec", "GD_SCHEDULES", "lr_factors", "lr_table", "resolve_schedule", "resolve_spec", "run_batched",
+           "run_torch", "Landscape", "parameters_of", "check_data", "random_direction", "random_directions",
+           "orthogonalize", "evaluate_points", "loss_slice", "loss_surface", "interpolate", "slices_over_seeds",
+           "grid_levels", "progressive_surface", "params_dot", "WeightRecorder", "Trajectory", "pca_trajectory",
+           "TrajectoryCheck", "trajectory_check", "Spectrum", "hessian_eigenvalues", "stability_edge",
+           "adam_preconditioner", "SharpnessMonitor"]

@@ -75,10 +75,8 @@ def show_training_loop() -> None:
 def _check_args(model, train_loader, val_loader, optimizer, epochs, max_steps, grad_accum, grad_clip, metrics, callbacks):
     if epochs is None and max_steps is None:
         raise ValueError("give epochs= or max_steps=")
-    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int)):
-        raise ValueError(f"epochs must be a whole number (an int >= 1), got {epochs!r}")
-    if epochs is not None and epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if epochs is not None:
+        check_int("epochs", epochs, meaning=" (passes over train_loader)")
     if max_steps is not None:
         check_int("max_steps", max_steps)
     check_int("grad_accum", grad_accum, meaning=" (batches per optimizer step)")

@@ -170,6 +170,17 @@ class GDExplorer:
             self._quiet = False
         self.redraw()
 
+    def set_controls(self, **values) -> None:
+        """Set several controls by attribute name (``lr=0.01, momentum=0.5``), then redraw once — not once per
+        control, as moving them one by one would."""
+        self._quiet = True
+        try:
+            for name, value in values.items():
+                getattr(self, name).value = value
+        finally:
+            self._quiet = False
+        self.redraw()
+
     def _on_map_click(self, trace, points, state) -> None:
         if points.xs and points.ys:
             self._quiet = True
