@@ -172,7 +172,10 @@ def _cli(out, *params, env=None):
     return subprocess.Popen([sys.executable, "-m", "ftkit", "sweep", str(TINY), *sum((["-p", p] for p in params), []),
                              *options,
                              "--metric", "loss", "--no-progress", "--out", str(out)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a background job (CI, nohup, &) starts with SIGINT ignored, and a Python started so
+                            # never turns Ctrl-C into KeyboardInterrupt: give the sweep a terminal's default
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def _wait(condition, timeout=120):
