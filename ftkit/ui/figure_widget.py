@@ -6,16 +6,42 @@ page reload, the front-end rebuilds the widget from that state: a figure whose t
 comes back empty, and later restyles address traces the page no longer has (nothing moves). This subclass keeps
 the synced state pointing at the figure's live data after each change — no copy and no extra message — so a
 reload redraws the figure as it is now.
+
+On plotly >= 6 the figure is an anywidget whose front-end code (plotly.js and the widget, about 5 MB) is parsed once
+per widget, inside anywidget's start window (2 s since anywidget 0.10): on a reloaded page with three figures, or on
+a busy machine, a figure that misses it never draws and ignores every later change. Here the widget's code is a
+small loader (``figure_widget.js``): plotly's code travels as ``_plotly_esm``, is imported once per page after the
+window, and receives the changes that arrived meanwhile.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import plotly.graph_objects as go
+import traitlets
 
 __all__ = ["FigureWidget"]
 
 
+
+def _is_anywidget() -> bool:
+    """plotly >= 6: its FigureWidget is an anywidget (before: an ipywidget with its own JupyterLab extension)."""
+    try:
+        import anywidget
+    except ImportError:
+        return False
+    return issubclass(go.FigureWidget, anywidget.AnyWidget)
+
+
+_ANYWIDGET = _is_anywidget()
+
+
 class FigureWidget(go.FigureWidget):
     """``go.FigureWidget`` whose state, as a reloaded page asks for it, is the current figure."""
+
+    if _ANYWIDGET:
+        _esm = (Path(__file__).parent / "figure_widget.js").read_text(encoding="utf-8")
+        _plotly_esm = traitlets.Unicode(str(go.FigureWidget._esm)).tag(sync=True)
 
     def _keep(self):
         # set the trait values directly: assigning them would send the whole figure again to the page
@@ -45,3 +71,4 @@ class FigureWidget(go.FigureWidget):
     def _send_moveTraces_msg(self, *args, **kwargs):
         super()._send_moveTraces_msg(*args, **kwargs)
         self._keep()
+
