@@ -1,5 +1,5 @@
 // ftkit's FigureWidget: plotly's widget code (about 5 MB) is imported once per page, after anywidget's start
-// window (2 s on anywidget 0.10+): a reloaded page with several figures, or a busy machine, takes longer than that
+// window (2 s in anywidget 0.11): a reloaded page with several figures, or a busy machine, takes longer than that
 // to parse three copies, and a figure that misses the window never draws. Changes that arrive before plotly's
 // code is ready are replayed to it in order, each with the value it carried.
 const KEY = Symbol.for("ftkit.plotly-widget");

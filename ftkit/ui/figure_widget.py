@@ -8,7 +8,7 @@ the synced state pointing at the figure's live data after each change — no cop
 reload redraws the figure as it is now.
 
 On plotly >= 6 the figure is an anywidget whose front-end code (plotly.js and the widget, about 5 MB) is parsed once
-per widget, inside anywidget's start window (2 s since anywidget 0.10): on a reloaded page with three figures, or on
+per widget, inside anywidget's start window (2 s in anywidget 0.11): on a reloaded page with three figures, or on
 a busy machine, a figure that misses it never draws and ignores every later change. Here the widget's code is a
 small loader (``figure_widget.js``): plotly's code travels as ``_plotly_esm``, is imported once per page after the
 window, and receives the changes that arrived meanwhile.
@@ -21,7 +21,6 @@ import plotly.graph_objects as go
 import traitlets
 
 __all__ = ["FigureWidget"]
-
 
 
 def _is_anywidget() -> bool:
@@ -71,4 +70,3 @@ class FigureWidget(go.FigureWidget):
     def _send_moveTraces_msg(self, *args, **kwargs):
         super()._send_moveTraces_msg(*args, **kwargs)
         self._keep()
-
