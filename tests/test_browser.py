@@ -219,7 +219,7 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
             times["live stopped"] = time.monotonic() - t0
             print(f"{times}", flush=True)
 
-            page.locator(".jp-DirListing-item", has_text="closed.ipynb").dblclick()   # a second notebook tab
+            _open_from_file_list(page, "closed.ipynb")                                     # a second notebook tab
             page.locator(f"{CURRENT} .jp-Cell").first.wait_for(timeout=30_000)
             _run_all(page)
             page.wait_for_function(WAIT_STEP, arg=5, timeout=60_000)
@@ -255,6 +255,20 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
     assert len(finished["steps"]) == 8 * batches and finished["stop_reason"] is None   # …and it ran to the end
     assert finished["epochs"][-1]["val_accuracy"] > 0.8       # chance is 1/3
     assert shot.stat().st_size > 10_000
+
+
+def _open_from_file_list(page, name):
+    """Double-click ``name`` in JupyterLab's file list until its tab is the current one: the list re-renders as the
+    running notebooks write files, and a double click that lands on a node being replaced opens nothing."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    for attempt in range(3):
+        page.locator(".jp-DirListing-item", has_text=name).dblclick()
+        try:
+            page.locator("#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current", has_text=name).wait_for(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
 
 
 STATIC = ".js-plotly-plot"   # the static path's figure: the only plotly figure on the page (no FigureWidget there)
