@@ -23,16 +23,9 @@ import traitlets
 __all__ = ["FigureWidget"]
 
 
-def _is_anywidget() -> bool:
-    """plotly >= 6: its FigureWidget is an anywidget (before: an ipywidget with its own JupyterLab extension)."""
-    try:
-        import anywidget
-    except ImportError:
-        return False
-    return issubclass(go.FigureWidget, anywidget.AnyWidget)
-
-
-_ANYWIDGET = _is_anywidget()
+# plotly >= 6: its FigureWidget is an anywidget, whose front-end code is the class's ``_esm`` (before: an ipywidget
+# with its own JupyterLab extension)
+_ANYWIDGET = hasattr(go.FigureWidget, "_esm")
 
 
 class FigureWidget(go.FigureWidget):
@@ -40,7 +33,11 @@ class FigureWidget(go.FigureWidget):
 
     if _ANYWIDGET:
         _esm = (Path(__file__).parent / "figure_widget.js").read_text(encoding="utf-8")
-        _plotly_esm = traitlets.Unicode(str(go.FigureWidget._esm)).tag(sync=True)
+        _plotly_esm = traitlets.Unicode().tag(sync=True)
+
+        @traitlets.default("_plotly_esm")
+        def _plotly_code(self):        # read on the first figure, not at import (plotly caches the file's text)
+            return str(go.FigureWidget._esm)
 
     def _keep(self):
         # set the trait values directly: assigning them would send the whole figure again to the page
