@@ -1,5 +1,6 @@
 """Shared test helpers: the one torch-thread policy, deterministic CPU torch, the small models and data several
-test files train on, and a papermill runner for the notebooks (with a per-session cache of executed notebooks)."""
+test files train on, and a papermill runner for the notebooks (with a per-session cache of executed notebooks, and
+a watch for a run that hangs: tests/kernel_watch.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -13,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+import kernel_watch
 from ftkit.core import Callback
 from ftkit.data import FILES
 
@@ -29,6 +31,7 @@ DATA = FILES          # the texts ftkit ships (ftkit/data/files)
 THREADS = 1
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)
+kernel_watch.install()   # every kernel a test starts dumps its stacks on SIGUSR1 (a hung notebook run: see there)
 
 
 @contextlib.contextmanager
@@ -236,8 +239,9 @@ def execute_notebook(name: str, out_dir: Path, check: bool = True, *, cwd: Path 
     default) fail on anything :func:`notebook_problems` finds in the executed notebook."""
     import papermill as pm
     out_dir.mkdir(parents=True, exist_ok=True)
-    pm.execute_notebook(str(NOTEBOOKS / name), str(out_dir / name), cwd=str(cwd), kernel_name="python3",
-                        parameters={**parameters, "output_dir": str(out_dir)}, progress_bar=False)
+    kernel_watch.execute(pm.execute_notebook, name, str(NOTEBOOKS / name), str(out_dir / name), cwd=str(cwd),
+                         kernel_name="python3", parameters={**parameters, "output_dir": str(out_dir)},
+                         progress_bar=False)
     if check:
         problems = notebook_problems(out_dir / name, tuple(allow_stderr))
         assert not problems, f"{name}: " + "\n".join(problems)
@@ -259,8 +263,9 @@ def setup_cell_error(name: str, tmp_path: Path, **parameters):
     import papermill as pm
     out = tmp_path / name
     with pytest.raises(pm.PapermillExecutionError) as info:
-        pm.execute_notebook(str(NOTEBOOKS / name), str(out), cwd=str(ROOT), kernel_name="python3",
-                            parameters={"output_dir": str(tmp_path / "out"), **parameters}, progress_bar=False)
+        kernel_watch.execute(pm.execute_notebook, name, str(NOTEBOOKS / name), str(out), cwd=str(ROOT),
+                             kernel_name="python3", parameters={"output_dir": str(tmp_path / "out"), **parameters},
+                             progress_bar=False)
     err = info.value
     assert err.ename == "ParameterError", (err.ename, err.evalue)
     assert "setup(globals()" in err.source, err.source[:200]

@@ -16,6 +16,7 @@ from ftkit.data import synthetic
 from ftkit.train.callbacks import Callback
 from ftkit.ui import fit_live, fit_live_async, TrainingDashboard
 
+import kernel_watch
 from conftest import TEST_PARAMETERS, Pace, drive, mlp
 
 
@@ -162,8 +163,9 @@ def test_papermill_kernel_without_frontend_trains_to_the_end(tmp_path):
     import nbformat
     import papermill as pm
     out = tmp_path / "dashboard_training.ipynb"
-    pm.execute_notebook(str(ASSETS / "dashboard_training.ipynb"), str(out), kernel_name="python3", cwd=str(tmp_path),
-                        parameters={"epochs": 2, "n": 320, "output_dir": str(tmp_path)}, progress_bar=False)
+    kernel_watch.execute(pm.execute_notebook, out.name, str(ASSETS / "dashboard_training.ipynb"), str(out),
+                         kernel_name="python3", cwd=str(tmp_path),
+                         parameters={"epochs": 2, "n": 320, "output_dir": str(tmp_path)}, progress_bar=False)
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["steps"]) == 2 * 16 and history["stop_reason"] is None   # 256 train images / 16 per batch
     assert history["epochs"][-1]["val_accuracy"] > 0.8                          # chance is 1/3
