@@ -166,6 +166,23 @@ def test_a_failing_trial_is_recorded_with_its_last_line_and_the_sweep_goes_on(tm
     assert again.equals(table)
 
 
+@pytest.mark.multiprocess
+@pytest.mark.notebook
+def test_a_trial_past_its_timeout_is_stopped_with_its_kernel_and_recorded_failed(tmp_path, monkeypatch):
+    with pytest.raises(SweepError, match=r"trial_timeout=0: seconds a trial may run, a number > 0 \(or None"):
+        sweep(TINY, {"lr": 0.1}, metric="loss", out=tmp_path / "s", trial_timeout=0)
+    gate = tmp_path / "gate"
+    Path(f"{gate}-0.1").touch()                       # the trial waits on the gate: it would never end
+    monkeypatch.setenv("TINY_SWEEP_GATE", str(gate))
+    table = sweep(TINY, {"lr": 0.1, "steps": 5}, metric="loss", out=tmp_path / "s", progress=False, trial_timeout=8)
+    assert list(table.state) == ["FAIL"] and 8 <= table.seconds[0] < 30, table.T
+    assert table.error[0] == ("timed out: the trial ran past trial_timeout=8 s and was stopped (raise "
+                              "--trial-timeout, or make the trial smaller)")
+    Path(f"{gate}-0.1").unlink()                      # a kernel left running would now finish and write metrics.json
+    time.sleep(3)
+    assert not (tmp_path / "s" / "trials" / "0000" / "metrics.json").exists()
+
+
 def _cli(out, *params, env=None):
     options = [p for p in params if p.startswith("--")]
     params = [p for p in params if not p.startswith("--")]

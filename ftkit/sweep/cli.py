@@ -46,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="a Ray cluster's address (with --backend ray); default: a local Ray instance")
     p.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each Ray task reserves (default 0)")
     p.add_argument("--cwd", help="working directory of every trial's kernel (default: this one)")
+    p.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="stop a trial that runs longer (kernel start included) and record it failed (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random/TPE sampler (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--out", required=True, metavar="DIR", help="the sweep folder (study.db, results.csv, trials/)")
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         table = sweep(args.notebook, args.param, metric=args.metric, out=args.out, direction=args.direction,
                       trials=args.trials, sampler=args.sampler, workers=args.workers, backend=args.backend,
                       address=args.address, threads=args.threads, gpus_per_trial=args.gpus_per_trial, cwd=args.cwd,
-                      seed=args.seed, progress=not args.no_progress)
+                      seed=args.seed, progress=not args.no_progress, trial_timeout=args.trial_timeout)
     except SweepError as e:
         print(f"ftkit sweep: {e}", file=sys.stderr)
         return 2

@@ -175,7 +175,7 @@ def _cores() -> int:
 def sweep(notebook, params, *, metric: str, out, direction: str = "min", trials: int | None = None,
           sampler: str = "grid", workers: int = 1, backend: str = "local", address: str | None = None,
           threads: int | None = None, gpus_per_trial: float = 0, cwd=None, kernel: str | None = None,
-          seed: int = 0, progress: bool = True):
+          seed: int = 0, progress: bool = True, trial_timeout: float | None = None):
     """Run ``notebook`` once per trial with papermill and return the runs table (what ``out/results.csv`` holds).
 
     ``params``: ``["lr=1e-3,3e-3", "epochs=2", "wd=log:1e-5..1e-2"]`` or a dict (see :func:`_as_params`); one value
@@ -185,7 +185,8 @@ def sweep(notebook, params, *, metric: str, out, direction: str = "min", trials:
     points). ``workers``: trials at once; each gets ``threads`` CPU threads (default: cores // workers).
     ``backend="ray"`` runs each trial as a Ray task (``gpus_per_trial`` GPUs each) on a local Ray instance or the
     cluster at ``address``. ``cwd``: the working directory of every trial's kernel (default: this one), as
-    ``papermill --cwd``. Checks everything, and every value against the notebook's own parameter checks, before
+    ``papermill --cwd``. ``trial_timeout``: seconds a trial may run (kernel start included); one that runs longer
+    is stopped, its kernel with it, and recorded as failed ("timed out"). Checks everything, and every value against the notebook's own parameter checks, before
     the first trial; a trial that fails is recorded as failed with its error's last line, and the sweep goes on."""
     if direction not in ("min", "max"):
         raise SweepError(f"direction {direction!r}: choose 'min' or 'max'")
@@ -198,6 +199,9 @@ def sweep(notebook, params, *, metric: str, out, direction: str = "min", trials:
     for name, value, low in (("workers", workers, 1), ("trials", trials, 1), ("threads", threads, 1)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise SweepError(f"{name}={value!r}: a whole number >= {low}")
+    if trial_timeout is not None and (isinstance(trial_timeout, bool) or not isinstance(trial_timeout, (int, float))
+                                      or not trial_timeout > 0):
+        raise SweepError(f"trial_timeout={trial_timeout!r}: seconds a trial may run, a number > 0 (or None: no limit)")
     if not isinstance(metric, str) or not metric:
         raise SweepError("metric: name a key of the notebook's metrics.json, e.g. metric='val_loss'")
     params = _as_params(params)
@@ -225,7 +229,7 @@ def sweep(notebook, params, *, metric: str, out, direction: str = "min", trials:
         threads = threads or max(1, _cores() // workers)
         try:
             return _run(study, notebook, params, metric, direction, sampler, trials, workers, threads, cwd,
-                        kernel, out, runner, progress)
+                        kernel, out, runner, progress, trial_timeout)
         finally:
             runner.close()
     finally:
@@ -264,7 +268,7 @@ def _todo(study, params, sampler, trials):
 
 
 def _run(study, notebook, params, metric, direction, sampler, trials, workers, threads, cwd, kernel, out, runner,
-         progress):
+         progress, timeout):
     from optuna.trial import TrialState
     from tqdm.auto import tqdm
     todo, n_done = _todo(study, params, sampler, trials)
@@ -290,7 +294,7 @@ def _run(study, notebook, params, metric, direction, sampler, trials, workers, t
         os.makedirs(trial_dir, exist_ok=True)     # a Ray task that sees this folder writes into it
         spec = {"notebook": notebook, "output": os.path.join(trial_dir, os.path.basename(notebook)),
                 "output_dir": trial_dir, "parameters": values, "cwd": cwd, "metric": metric, "threads": threads,
-                "kernel": kernel, "number": trial.number}
+                "kernel": kernel, "number": trial.number, "timeout": timeout}
         trial.set_user_attr("notebook", os.path.relpath(spec["output"], out))
         running[trial.number] = (trial, runner.submit(spec), spec)
 

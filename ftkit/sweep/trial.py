@@ -10,12 +10,14 @@ writes ``result.json`` beside the executed notebook: ``{"state": "COMPLETE"|"FAI
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 __all__ = ["read_metric", "run_notebook", "write_result", "trial_env", "start_trial", "finish_trial", "run_trial",
@@ -66,18 +68,55 @@ def _last_line(error: BaseException) -> str:
     return lines[-1] if lines else type(error).__name__
 
 
+class _TrialTimeout(KeyboardInterrupt):
+    """The trial ran past its time limit: raised like Ctrl-C's KeyboardInterrupt, so papermill stops alike."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    """Raise :class:`_TrialTimeout` in this (the trial process's main) thread after ``seconds`` (SIGALRM)."""
+    if not seconds or not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def alarm(signum, frame):
+        raise _TrialTimeout()
+    before = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
+def _kill_children() -> None:
+    """This process's children (a kernel a stopped papermill left behind), so nothing of the trial runs on."""
+    import psutil
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+
+
 def run_notebook(spec: dict) -> dict:
-    """Execute the trial ``spec`` describes (in this process; its kernel is a child) and return its result."""
+    """Execute the trial ``spec`` describes (in this process; its kernel is a child) and return its result;
+    ``spec["timeout"]`` (seconds, optional) ends it as failed when it runs longer."""
     import papermill as pm
     out_dir = spec["output_dir"]
     os.makedirs(out_dir, exist_ok=True)
     start = time.perf_counter()
     result: dict = {"state": "FAIL", "value": None, "error": None}
+    limit = spec.get("timeout")
     try:
-        pm.execute_notebook(spec["notebook"], spec["output"], parameters={**spec["parameters"], "output_dir": out_dir},
-                            cwd=spec["cwd"], kernel_name=spec.get("kernel") or None, progress_bar=False,
-                            log_output=False)
+        with _time_limit(limit):
+            pm.execute_notebook(spec["notebook"], spec["output"],
+                                parameters={**spec["parameters"], "output_dir": out_dir}, cwd=spec["cwd"],
+                                kernel_name=spec.get("kernel") or None, progress_bar=False, log_output=False)
         result.update(state="COMPLETE", value=read_metric(out_dir, spec["metric"]))
+    except _TrialTimeout:
+        _kill_children()
+        result["error"] = (f"timed out: the trial ran past trial_timeout={limit:g} s and was stopped "
+                           "(raise --trial-timeout, or make the trial smaller)")
     except KeyboardInterrupt:
         result["error"] = "stopped (Ctrl-C)"
         result["interrupted"] = True
