@@ -20,15 +20,19 @@ def hangs_once(tmp_path):
     return tmp_path / "hang.ipynb"
 
 
+def run(tmp_path, monkeypatch, path, dump_after, timeout):
+    """kernel_watch.execute on ``path`` with short limits, its dumps under ``tmp_path``."""
+    monkeypatch.setattr(kernel_watch, "DUMPS", tmp_path / "hangs")
+    monkeypatch.setattr(kernel_watch, "DUMP_AFTER", dump_after)
+    monkeypatch.setattr(kernel_watch, "CELL_TIMEOUT", timeout)
+    kernel_watch.execute(pm.execute_notebook, path.name, str(path), str(tmp_path / "out.ipynb"),
+                         kernel_name="python3", progress_bar=False)
+
+
 @pytest.mark.notebook
 def test_a_hung_cell_is_dumped_named_and_run_once_more(tmp_path, monkeypatch):
-    monkeypatch.setattr(kernel_watch, "DUMPS", tmp_path / "hangs")
-    monkeypatch.setattr(kernel_watch, "DUMP_AFTER", 3)
-    monkeypatch.setattr(kernel_watch, "CELL_TIMEOUT", 6)
-    path = hangs_once(tmp_path)
     with pytest.warns(UserWarning, match="hang.ipynb hung") as seen:
-        kernel_watch.execute(pm.execute_notebook, "hang.ipynb", str(path), str(tmp_path / "out.ipynb"),
-                             kernel_name="python3", progress_bar=False)
+        run(tmp_path, monkeypatch, hangs_once(tmp_path), 3, 6)
     report = str(seen[0].message)
     assert "cell 1 (\"first = not os.path.exists(" in report and "had no reply after 3 s" in report, report
     kernel = report.split("\nkernel ")[1].split("this process")[0]          # the kernel's main thread, innermost first
@@ -40,13 +44,9 @@ def test_a_hung_cell_is_dumped_named_and_run_once_more(tmp_path, monkeypatch):
 
 @pytest.mark.notebook
 def test_a_run_that_hangs_twice_fails_saying_where(tmp_path, monkeypatch):
-    monkeypatch.setattr(kernel_watch, "DUMPS", tmp_path / "hangs")
-    monkeypatch.setattr(kernel_watch, "DUMP_AFTER", 2)
-    monkeypatch.setattr(kernel_watch, "CELL_TIMEOUT", 3)
     path = hangs_once(tmp_path)
     (tmp_path / "ran-once").touch()
     path.write_text(path.read_text().replace("if first:", "if True:"))
     with pytest.warns(UserWarning, match="runs once more"), \
             pytest.raises(AssertionError, match=r"hang.ipynb hung twice; the second time:\nhang.ipynb: cell 1"):
-        kernel_watch.execute(pm.execute_notebook, "hang.ipynb", str(path), str(tmp_path / "out.ipynb"),
-                             kernel_name="python3", progress_bar=False)
+        run(tmp_path, monkeypatch, path, 2, 3)
