@@ -186,8 +186,9 @@ def sweep(notebook, params, *, metric: str, out, direction: str = "min", trials:
     ``backend="ray"`` runs each trial as a Ray task (``gpus_per_trial`` GPUs each) on a local Ray instance or the
     cluster at ``address``. ``cwd``: the working directory of every trial's kernel (default: this one), as
     ``papermill --cwd``. ``trial_timeout``: seconds a trial may run (kernel start included); one that runs longer
-    is stopped, its kernel with it, and recorded as failed ("timed out"). Checks everything, and every value against the notebook's own parameter checks, before
-    the first trial; a trial that fails is recorded as failed with its error's last line, and the sweep goes on."""
+    is stopped, its kernel with it, and recorded as failed ("timed out"). Checks everything, and every value
+    against the notebook's own parameter checks, before the first trial; a trial that fails is recorded as failed
+    with its error's last line, and the sweep goes on."""
     if direction not in ("min", "max"):
         raise SweepError(f"direction {direction!r}: choose 'min' or 'max'")
     if sampler not in SAMPLERS:
