@@ -284,7 +284,9 @@ def test_gd_explorer_in_02_redraws_when_its_slider_moves_on_colabs_widget_stack(
             wait_file(out / "metrics.json", 300)
             wait_idle(page, 120_000)
             errors = stderr_blocks(page)
-            before = (trace(page, "path:gd", PATHS) or {}).get("x")
+            page.wait_for_function(f"""() => ({FIGURES})('{PATHS}').some(f => f.data.some(t =>
+                t.meta === 'path:gd' && t.x.length > 0))""", timeout=60_000)   # the kernel is idle before the
+            before = trace(page, "path:gd", PATHS)["x"]                       # page has drawn the widget's figure
             page.locator(".ftkit-explorer-lr .ui-slider-handle").focus()
             for _ in range(3):
                 page.keyboard.press("ArrowLeft")          # a smaller lr: a new path
