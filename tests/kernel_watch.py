@@ -15,8 +15,11 @@ was not caught. So:
 """
 from __future__ import annotations
 
+import atexit
+import contextlib
 import faulthandler
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -48,20 +51,19 @@ def install() -> None:
     startup = home / "profile_default" / "startup"
     startup.mkdir(parents=True)
     (startup / "00-ftkit-tests-dump.py").write_text(STARTUP)
+    atexit.register(shutil.rmtree, home, ignore_errors=True)   # a hang's dumps are copied to DUMPS first
     os.environ["IPYTHONDIR"] = str(home)
     os.environ["FTKIT_TEST_DUMPS"] = str(home / "dumps")   # one (empty) file per kernel; a hang's are copied to DUMPS
 
 
 def _kernels() -> list[int]:
-    """This process's child kernels (Linux: read from /proc; elsewhere none)."""
+    """This process's child kernels."""
+    import psutil
     found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == os.getpid() and b"ipykernel_launcher" in (stat.parent / "cmdline").read_bytes():
-                found.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
+    for child in psutil.Process().children():
+        with contextlib.suppress(psutil.Error):          # gone meanwhile
+            if "ipykernel_launcher" in " ".join(child.cmdline()):
+                found.append(child.pid)
     return found
 
 

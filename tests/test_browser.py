@@ -397,14 +397,17 @@ def _trusted_copy(source: Path, root: Path, home: Path) -> Path:
     return root / source.name
 
 
-def _wait_saved(path: Path, index: int, count: int, timeout: float = 60) -> None:
-    """Wait until the file on disk holds cell ``index`` as run ``count``-th in the page's kernel (JupyterLab's save
-    of a large notebook takes seconds on a busy machine; the copy opened before carries papermill's count)."""
+def _save(page, path: Path, saved, timeout: float = 90) -> None:
+    """Ctrl+S, then wait until the notebook on disk passes ``saved(nb)`` (JupyterLab's save of a large notebook
+    takes seconds on a busy machine; a key press lost to a re-rendering output is pressed again every 15 s)."""
     import nbformat
-    deadline = time.monotonic() + timeout
+    deadline, pressed = time.monotonic() + timeout, -15.0
     while True:
+        if time.monotonic() - pressed >= 15:
+            page.keyboard.press("Control+s")
+            pressed = time.monotonic()
         try:
-            if nbformat.read(str(path), as_version=4).cells[index].get("execution_count") == count:
+            if saved(nbformat.read(str(path), as_version=4)):
                 return
         except Exception:          # caught mid-write
             pass
@@ -412,28 +415,10 @@ def _wait_saved(path: Path, index: int, count: int, timeout: float = 60) -> None
         time.sleep(0.5)
 
 
+# every code cell of the notebook on show has run: its prompt says [n], none [*] (queued or running) or [ ]
 ALL_RUN = """() => { const p = [...document.querySelectorAll(
     '.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];
-    return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.innerText)); }"""   # every code cell run: [n], none [*] or [ ]
-
-
-def _save_all_run(page, path: Path, timeout: float = 90) -> None:
-    """Ctrl+S once every code cell has run, until the file on disk holds every cell's execution count (a save of a
-    large notebook takes seconds on a busy machine; a key press lost to a re-rendering output is pressed again)."""
-    import nbformat
-    deadline = time.monotonic() + timeout
-    while True:
-        page.keyboard.press("Control+s")
-        pressed = time.monotonic()
-        while time.monotonic() - pressed < 15:
-            try:
-                if all(c.get("execution_count") for c in nbformat.read(str(path), as_version=4).cells
-                       if c.cell_type == "code"):
-                    return
-            except Exception:          # caught mid-write
-                pass
-            assert time.monotonic() < deadline, f"JupyterLab did not save the executed {path.name} within {timeout:.0f} s"
-            time.sleep(0.5)
+    return p.length > 0 && p.every(e => /\\[\\d+\\]/.test(e.innerText)); }"""
 
 
 def _run_cell(page, index: int, count: int) -> None:
@@ -509,8 +494,8 @@ def test_notebook_02_in_jupyterlab_figures_right_and_the_explorer_after_a_reload
             paths.scroll_into_view_if_needed()                          # does not: a screenshot would be cut)
             time.sleep(0.5)
             paths.screenshot(path=str(SHOTS / "02_gradient_descent.png"))
-            page.keyboard.press("Control+s")                        # saved, as autosave would
-            _wait_saved(root / name, live_cells[-1], len(live_cells))  # a reload mid-save reads the old file
+            last, runs = live_cells[-1], len(live_cells)             # saved, as autosave would: a reload mid-save
+            _save(page, root / name, lambda nb: nb.cells[last].get("execution_count") == runs, 60)  # reads the old file
             page.reload()                                           # the kernel stays alive
             page.locator(f"{CURRENT} .ftkit-explorer-paths .js-plotly-plot").wait_for(timeout=60_000)
             page.wait_for_function(f"() => {{ const d = document.querySelector("
@@ -579,7 +564,8 @@ def run_03_in_jupyterlab(out_dir: Path, **parameters) -> dict:
                 training.scroll_into_view_if_needed()
                 time.sleep(0.5)
                 training.screenshot(path=str(SHOTS / "03_cifar10_cnn.png"))
-                _save_all_run(page, root / name)
+                _save(page, root / name, lambda nb: all(c.get("execution_count") for c in nb.cells
+                                                         if c.cell_type == "code"))
             except Exception:
                 if page is not None and not page.is_closed():
                     page.screenshot(path=str(ARTIFACTS / "failure_notebook_03.png"))

@@ -90,14 +90,6 @@ def _time_limit(seconds: float | None):
         signal.signal(signal.SIGALRM, before)
 
 
-def _kill_children() -> None:
-    """This process's children (a kernel a stopped papermill left behind), so nothing of the trial runs on."""
-    import psutil
-    for child in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.NoSuchProcess):
-            child.kill()
-
-
 def run_notebook(spec: dict) -> dict:
     """Execute the trial ``spec`` describes (in this process; its kernel is a child) and return its result;
     ``spec["timeout"]`` (seconds, optional) ends it as failed when it runs longer."""
@@ -114,7 +106,7 @@ def run_notebook(spec: dict) -> dict:
                                 kernel_name=spec.get("kernel") or None, progress_bar=False, log_output=False)
         result.update(state="COMPLETE", value=read_metric(out_dir, spec["metric"]))
     except _TrialTimeout:
-        _kill_children()
+        kill_tree(os.getpid(), keep_root=True)     # a kernel the stopped papermill left behind
         result["error"] = (f"timed out: the trial ran past trial_timeout={limit:g} s and was stopped "
                            "(raise --trial-timeout, or make the trial smaller)")
     except KeyboardInterrupt:
@@ -187,14 +179,17 @@ def stop_process(proc: subprocess.Popen, grace: float = 15.0) -> None:
     stop_processes([proc], grace)
 
 
-def kill_tree(pid: int) -> None:
-    """Kill a process and every process under it (a trial's kernel runs in a session of its own)."""
+def kill_tree(pid: int, *, keep_root: bool = False) -> None:
+    """Kill a process (unless ``keep_root``) and every process under it (a trial's kernel runs in a session of its
+    own)."""
     import psutil
     try:
         parent = psutil.Process(pid)
         for child in parent.children(recursive=True):
-            child.kill()
-        parent.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        if not keep_root:
+            parent.kill()
     except psutil.NoSuchProcess:
         pass
 
