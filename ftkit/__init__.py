@@ -1,20 +1,19 @@
 """ftkit: see how losses, optimizers and fine-tuning behave, and train real models without boilerplate.
 
-The public API lives here. Heavy or optional pieces (plots, widgets, data, NER) load on first use, so
-``import ftkit`` stays fast and needs neither plotly nor transformers.
+The public API lives here, every name loaded on first use: ``import ftkit`` imports neither torch nor plotly nor
+transformers, so the tools that only run notebooks (``ftkit sweep``, ``ftkit.notebook``'s checks) start fast.
 """
 from importlib import import_module
 
-from . import core as _core
-from .losses import LOSSES, l2_penalty, make_loss
-from .optim import OPTIMIZERS, make_optimizer
-from .schedules import SCHEDULERS, make_scheduler
-from .utils import get_device, seed_everything
+from .utils import EXPORTERS as _EXPORTERS
 
 __version__ = "0.1.0"
 
 # name -> submodule that defines it (None: the submodule itself); resolved lazily by __getattr__ below
 _LAZY = {
+    "make_loss": "losses", "l2_penalty": "losses", "LOSSES": "losses",
+    "make_optimizer": "optim", "OPTIMIZERS": "optim", "make_scheduler": "schedules", "SCHEDULERS": "schedules",
+    "seed_everything": "utils", "get_device": "utils",
     "fit": "train", "evaluate": "train", "predict": "train", "History": "core", "TrainState": "core",
     "Callback": "core", "lr_find": "train", "LRFinderResult": "train", "launch": "train",
     "EarlyStopping": "train.callbacks", "ModelCheckpoint": "train.callbacks", "CSVLogger": "train.loggers",
@@ -25,8 +24,7 @@ _LAZY = {
     "sweep": None,        # a callable module: ftkit.sweep(notebook, params, metric=..., out=...)
 }
 
-__all__ = ["make_loss", "l2_penalty", "LOSSES", "make_optimizer", "make_scheduler", "OPTIMIZERS", "SCHEDULERS",
-           "seed_everything", "get_device", *_LAZY]
+__all__ = [*_LAZY]
 
 
 def __getattr__(name):
@@ -38,9 +36,13 @@ def __getattr__(name):
     return value
 
 
+def __dir__():
+    return sorted({*globals(), *_LAZY})
+
+
 def _export_run_html(history, path, **kwargs):
     from .export import export_run_html
     return export_run_html(history, path, **kwargs)
 
 
-_core.EXPORTERS["run_html"] = _export_run_html      # History.export_html (core cannot import the export room)
+_EXPORTERS["run_html"] = _export_run_html      # History.export_html (core cannot import the export room)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 import torch
 from torch import nn
 
-from .utils import atomic_write
+from .utils import EXPORTERS, atomic_write
 
 __all__ = ["EVENTS", "Callback", "TrainState", "History", "StopTraining", "NonFiniteLoss", "NonFiniteLossWarning",
            "schedule_from_events", "events_as_schedule", "as_number", "eval_mode", "describe",
@@ -131,9 +131,6 @@ def _has_hook(callback, event: str) -> bool:
 
 
 # --------------------------------------------------------------------------- history
-# Writers that live in rooms above this module (plotly pages), registered by the package root (ftkit/__init__.py):
-# the dependency points down, History.export_html still reads as a method.
-EXPORTERS: dict = {}
 
 class History(Callback):
     """Plain data: ``steps`` (one dict per optimizer step), ``epochs`` (one dict per finished epoch) and

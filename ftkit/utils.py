@@ -1,5 +1,7 @@
 """Small shared helpers: seeding, device choice and the package's one set of value checks.
 
+torch loads on first use (seeding, a device): ``ftkit.notebook``'s checks and the sweep's processes run without it.
+
 Files: ``atomic_write`` (never a torn file) and ``check_writable`` (a folder proven writable before work starts).
 The checks (``check_number``, ``check_int`` with ``whole_number``, ``choose``, ``check_keys``, ``did_you_mean``) word each mistake one
 way; ``fit``, the factories (``make_optimizer``, ``make_loss``, ``make_scheduler``) and ``ftkit.notebook.setup``
@@ -12,13 +14,23 @@ import glob
 import math
 import os
 import random
+import sys
 import tempfile
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int",
            "whole_number", "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable"]
+
+
+# Writers that live in rooms above the bases (plotly pages), registered by the package root (ftkit/__init__.py):
+# the dependency points down, and ``History.export_html`` still reads as a method.
+EXPORTERS: dict = {}
 
 
 def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
@@ -30,6 +42,7 @@ def seed_everything(seed: int = 0, deterministic: bool = False) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
         raise ValueError(f"seed must be a whole number from 0 to 2**63 - 1, got {seed!r}; e.g. seed_everything(0)"
                          + (" (a string: write the number without quotes)" if isinstance(seed, str) else ""))
+    import torch
     seed = int(seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -50,7 +63,7 @@ def parse_device(device) -> str:
     prints for a tensor's device), ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device`` (any case, spaces
     around it ignored) — without asking whether it is there; else one error listing them, with ``"gpu"`` pointed to
     ``"cuda"`` and ``"meta"`` (shapes without data) explained."""
-    text = str(device) if isinstance(device, torch.device) else device
+    text = str(device) if _is_torch_device(device) else device
     if isinstance(text, str):
         word = text.strip().lower()
         base, colon, index = word.partition(":")
@@ -67,9 +80,16 @@ def parse_device(device) -> str:
     raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps'{hint}")
 
 
+def _is_torch_device(value) -> bool:
+    """``value`` is a ``torch.device`` (without importing torch: one can exist only once torch is loaded)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.device)
+
+
 def get_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks cuda → mps → cpu; ``"cpu"`` (or ``"cpu:N"``), ``"cuda"``, ``"cuda:N"`` or ``"mps"`` must be
     there."""
+    import torch
     if isinstance(device, torch.device) and device.type != "meta":
         return device
     name = parse_device(device)

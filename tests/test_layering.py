@@ -149,6 +149,16 @@ def test_train_module_imports_no_widgets_or_plotly():
     assert json.loads(out.stdout) == []
 
 
+def test_the_package_root_and_the_notebook_tools_start_without_torch():
+    """``import ftkit`` loads every name on first use: the checks a notebook's setup cell runs and a sweep's trial
+    process (which only runs a kernel) never import torch (1.7 s each, twice per trial); the first name that needs it
+    loads it."""
+    code = ("import sys, ftkit, ftkit.notebook, ftkit.sweep, ftkit.sweep.worker; before = 'torch' in sys.modules; "
+            "ftkit.notebook.Int(min=1); ftkit.make_optimizer; print(json.dumps([before, 'torch' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [False, True]
+
+
 PACKAGES = sorted(p.parent for p in PACKAGE.rglob("__init__.py"))
 
 
