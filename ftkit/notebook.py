@@ -321,6 +321,9 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
     missing = [n for n in spec if n not in namespace]
     if missing:
         raise ParameterError(f"parameter {missing[0]!r} is not set: the parameters cell must define it")
+    for name, kind in spec.items():     # the values set by hand first: a mistake stops before torch loads (1–2 s)
+        if name != "preset" and namespace[name] is not None:
+            kind.check(name, namespace[name])
     preset, why = choose_preset(namespace["preset"])
     if preset == "gpu" and "device" in spec:   # a notebook that trains on a device: its GPU preset needs one
         import torch
