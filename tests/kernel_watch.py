@@ -115,12 +115,12 @@ def execute(pm_execute, name: str, *args, **kwargs) -> None:
     """``pm_execute(*args, **kwargs)`` (papermill's ``execute_notebook``) with the watch above: once more after a
     cell timed out, with a warning saying where it hung.
 
-    The executed notebook is written once, when the run ends (with the error, if a cell failed), and without the
-    kernel's widget state: the tests read it only then, and papermill's default — the whole notebook re-encoded
-    before and after every cell, widget state included — costs notebook 02 about 100 writes of 17 MB (its three
-    FigureWidgets carry plotly's code), 5 s of CPU per run on a machine the other worker and the kernel share."""
+    The executed notebook is written once, when the run ends (with the error, if a cell failed): the tests read it
+    only then, and papermill's default — the whole notebook re-encoded before and after every cell, widget state
+    included — costs notebook 02 about 100 writes of 17 MB (its three FigureWidgets carry plotly's code), 5 s of
+    CPU per run on a machine the other worker and the kernel share."""
     from nbclient.exceptions import CellTimeoutError
-    kwargs = {"request_save_on_cell_execute": False, "store_widget_state": False, **kwargs}
+    kwargs = {"request_save_on_cell_execute": False, **kwargs}
     for attempt in (1, 2):
         watch = _Watch(name)
         try:
