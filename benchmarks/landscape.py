@@ -27,7 +27,8 @@ import torch
 import ftkit
 from ftkit.data import synthetic
 from ftkit.optviz.hessian import hessian_eigenvalues
-from ftkit.optviz.landscape import loss_surface, random_directions
+from ftkit.optviz.directions import random_directions
+from ftkit.optviz.landscape import loss_surface
 from ftkit.models import SimpleCNN
 
 

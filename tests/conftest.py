@@ -1,6 +1,7 @@
 """Shared test helpers: the one torch-thread policy, deterministic CPU torch, the small models and data several
-test files train on, and a papermill runner for the notebooks (with a per-session cache of executed notebooks, and
-a watch for a run that hangs: tests/kernel_watch.py)."""
+test files train on, the notebook fixtures (a per-session cache of executed notebooks; the runs themselves are in
+tests/notebook_runs.py, the watch on a hung run in tests/kernel_watch.py, Chromium in tests/chromium.py), and the
+order and pytest-xdist groups of the suite."""
 from __future__ import annotations
 
 import contextlib
@@ -17,9 +18,8 @@ from torch import nn
 import kernel_watch
 from ftkit.core import Callback
 from ftkit.data import FILES
+from notebook_runs import NOTEBOOKS, ROOT, TEST_PARAMETERS, execute_notebook, make_once
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
 DATA = FILES          # the texts ftkit ships (ftkit/data/files)
 
 # ---------------------------------------------------------------------------------------- the one thread policy
@@ -187,103 +187,11 @@ def tiny_bert(tmp_path_factory) -> str:
     return build_tiny_bert(tmp_path_factory.mktemp("tiny") / "bert", shipped("conll2003_sample"))
 
 
-PLOTLY = "application/vnd.plotly.v1+json"
-
-
-def notebook_problems(path, allow_stderr: tuple[str, ...] = ()) -> list[str]:
-    """What a user would see go wrong in an executed notebook, as sentences ([] when nothing): any stderr output
-    (a warning block, a progress bar on stderr) and every problem of every plotly figure it shows
-    (:func:`ftkit.plots.style.figure_problems`: NaN/inf, unnamed legend entries, categorical heatmaps without
-    explicit ranges, annotations outside their axes). Reusable for any notebook: ``notebook_problems(out_path)``.
-    ``allow_stderr``: warning names a test provokes on purpose with its small parameters (e.g. a tiny max_length
-    makes ``TruncationWarning`` fire): a stderr block naming only those is not a problem."""
-    import nbformat
-    from ftkit.plots.style import figure_problems
-    nb = nbformat.read(str(path), as_version=4)
-    problems, figures = [], 0
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        where = f"cell {i} ({cell.source.strip().splitlines()[0][:60] if cell.source.strip() else 'empty'!r})"
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and out.get("name") == "stderr":
-                lines = [ln for ln in out.get("text", "").splitlines() if ln.strip() and not ln.startswith("  ")]
-                if allow_stderr and lines and _only_allowed(lines, allow_stderr):
-                    continue
-                problems.append(f"{where} wrote to stderr: {out.get('text', '')[:300]!r}")
-            data = out.get("data", {})
-            if PLOTLY in data:
-                figures += 1
-                problems += [f"{where}: {p}" for p in figure_problems(data[PLOTLY])]
-    return problems
-
-
-def _only_allowed(lines: list[str], allow: tuple[str, ...]) -> bool:
-    """Every line is an allowed warning's ``file:line: Name: message``; IPython 7 (Colab's) writes the message on
-    the line after a header that ends with ``Name:``, which belongs to it."""
-    message_next = False
-    for line in lines:
-        if message_next:
-            message_next = False
-        elif any(a in line for a in allow):
-            message_next = line.rstrip().endswith(":")
-        else:
-            return False
-    return True
-
-
-def execute_notebook(name: str, out_dir: Path, check: bool = True, *, cwd: Path = ROOT, allow_stderr=(),
-                     **parameters) -> dict:
-    """Run ``notebooks/<name>`` with papermill from ``cwd`` (the repository root, as a user running
-    ``papermill notebooks/...`` would) and return the metrics JSON it wrote to ``output_dir``; with ``check`` (the
-    default) fail on anything :func:`notebook_problems` finds in the executed notebook."""
-    import papermill as pm
-    out_dir.mkdir(parents=True, exist_ok=True)
-    kernel_watch.execute(pm.execute_notebook, name, str(NOTEBOOKS / name), str(out_dir / name), cwd=str(cwd),
-                         kernel_name="python3", parameters={**parameters, "output_dir": str(out_dir)},
-                         progress_bar=False)
-    if check:
-        problems = notebook_problems(out_dir / name, tuple(allow_stderr))
-        assert not problems, f"{name}: " + "\n".join(problems)
-    with open(out_dir / "metrics.json") as f:
-        return json.load(f)
-
-
 @pytest.fixture
 def run_notebook(tmp_path):
     def run(name, *, check: bool = True, cwd: Path = ROOT, allow_stderr=(), **parameters):
         return execute_notebook(name, tmp_path, check, cwd=cwd, allow_stderr=allow_stderr, **parameters)
     return run
-
-
-def setup_cell_error(name: str, tmp_path: Path, **parameters):
-    """Run ``notebooks/<name>`` by papermill with a bad parameter; return the PapermillExecutionError after checking
-    that it came from the setup cell (the one calling ``setup(globals(), ...)``) and that nothing ran after it."""
-    import nbformat
-    import papermill as pm
-    out = tmp_path / name
-    with pytest.raises(pm.PapermillExecutionError) as info:
-        kernel_watch.execute(pm.execute_notebook, name, str(NOTEBOOKS / name), str(out), cwd=str(ROOT),
-                             kernel_name="python3", parameters={"output_dir": str(tmp_path / "out"), **parameters},
-                             progress_bar=False)
-    err = info.value
-    assert err.ename == "ParameterError", (err.ename, err.evalue)
-    assert "setup(globals()" in err.source, err.source[:200]
-    executed = [c for c in nbformat.read(out, as_version=4).cells if c.cell_type == "code"
-                and c.get("execution_count") is not None]
-    assert "setup(globals()" in executed[-1].source      # the setup cell was the last one to run
-    return err
-
-
-# parameters the notebook tests run with, shared by every test that needs the executed notebook (the site export):
-# with the same parameters a notebook runs once per session
-TEST_PARAMETERS = {
-    "02_gradient_descent.ipynb": dict(steps=60, grid=30, theory_steps=200, settle_steps=200, sweep_points=6,
-                                      explorer_grid=20, basin_grid=6, basin_steps=150, noise_steps=600,
-                                      explorer_basin_grid=4),
-    "03_cifar10_cnn.ipynb": dict(epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3,
-                                 subset=600, ddp=True, ddp_device="cpu", article_images=300, article_epochs=2),
-}
 
 
 @pytest.fixture(scope="session")
@@ -293,19 +201,6 @@ def shared_dir(tmp_path_factory) -> Path:
     root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared"
     root.mkdir(parents=True, exist_ok=True)
     return root
-
-
-def make_once(folder: Path, make) -> Path:
-    """``make(folder)`` unless another test (in any worker) already did; under a lock, so it runs once."""
-    import shutil
-
-    from filelock import FileLock
-    with FileLock(str(folder) + ".lock"):
-        if not (folder / ".done").exists():
-            shutil.rmtree(folder, ignore_errors=True)
-            make(folder)
-            (folder / ".done").write_text("ok")
-    return folder
 
 
 @pytest.fixture(scope="session")
@@ -397,37 +292,3 @@ def pytest_collection_modifyitems(config, items):
     items[:] = sorted(items, key=weight)     # sorted() is stable: each file's order stays
 
 
-# ------------------------------------------------------------------------------------- real-browser tests' helpers
-CHROMIUM = "/usr/bin/chromium"     # Debian's (bash .ci/install-browser), never a Playwright download
-
-
-def launch_chromium(playwright):
-    """Debian's headless Chromium, quiet: no background network or updates."""
-    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
-        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"])
-
-
-def stop_server(server, log) -> None:
-    """End a Jupyter server started in its own session, and its kernels (killed by pid: they run in sessions of
-    their own and hold nothing worth a clean exit)."""
-    import contextlib
-    import signal
-    import subprocess
-
-    import psutil   # an ipykernel dependency
-    try:
-        kernels = psutil.Process(server.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        kernels = []
-    for kernel in kernels:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            kernel.kill()
-    if server.poll() is None:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-    log.close()

@@ -35,7 +35,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, launch_chromium, notebook_problems, stop_server
+from chromium import CHROMIUM, launch_chromium, stop_server
+from notebook_runs import notebook_problems
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSET = ROOT / "tests" / "assets" / "dashboard_training.ipynb"
@@ -450,7 +451,7 @@ def explorer_cells(path: Path) -> list[int]:
 @pytest.mark.notebook
 @pytest.mark.timeout(600)   # the limit only guards a hang
 def test_notebook_02_in_jupyterlab_figures_right_and_the_explorer_after_a_reload(lab, executed_notebook):
-    """02 as its notebook test executed it (papermill, conftest.TEST_PARAMETERS: executed once per suite run),
+    """02 as its notebook test executed it (papermill, notebook_runs.TEST_PARAMETERS: executed once per suite run),
     opened in JupyterLab: every saved figure renders and no stderr block shows. Then only the cells the explorer
     needs (parameters, setup, imports, the explorer) run in the page's kernel, and the explorer is checked live:
     the basin map's colours agree with its status line, the lr slider redraws the path, and after a save and a page
@@ -531,7 +532,7 @@ def run_03_in_jupyterlab(out_dir: Path, **parameters) -> dict:
     ``out_dir`` and the page saved there (``out_dir/03_cifar10_cnn.ipynb``, outputs included), with what the page
     showed in ``out_dir/page.json``: the notebook test asserts on the metrics, the test below on the page. The one
     execution of 03 per suite run where Chromium is there (conftest's ``executed_notebook``); checked like a
-    papermill run (:func:`conftest.notebook_problems`) before anyone reads it."""
+    papermill run (:func:`notebook_runs.notebook_problems`) before anyone reads it."""
     from playwright.sync_api import sync_playwright
     from papermill.iorw import load_notebook_node
     from papermill.parameterize import parameterize_notebook

@@ -29,7 +29,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import CHROMIUM, launch_chromium, stop_server
+from chromium import CHROMIUM, launch_chromium, stop_server
 
 from test_colab_stack import colab_env
 

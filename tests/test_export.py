@@ -8,7 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import CHROMIUM, launch_chromium
+from chromium import CHROMIUM, launch_chromium
 
 pytest.importorskip("latex2mathml", reason="ftkit.export needs its extra: pip install \"ftkit[export]\"")
 pytest.importorskip("markdown_it", reason="ftkit.export needs its extra: pip install \"ftkit[export]\"")

@@ -11,7 +11,7 @@ pytestmark = [pytest.mark.notebook, pytest.mark.xdist_group("02_gradient_descent
 
 
 def test_gradient_descent_notebook(executed_notebook):
-    _, m = executed_notebook("02_gradient_descent.ipynb")     # conftest.TEST_PARAMETERS: small settings
+    _, m = executed_notebook("02_gradient_descent.ipynb")     # notebook_runs.TEST_PARAMETERS: small settings
     assert m["parameters"]["theory_steps"] == 200 and m["parameters"]["basin_grid"] == 6
 
     # every optimizer reaches Booth's minimum within its documented budget at its documented lr

@@ -16,7 +16,7 @@ def test_cifar10_notebook(executed_notebook, fake_cifar10):
     with open(data_dir / FOLDER / "data_batch_1", "rb") as f:
         assert set(pickle.load(f, encoding="bytes")) == {b"data", b"labels", b"batch_label", b"filenames"}
 
-    # conftest.TEST_PARAMETERS: epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3,
+    # notebook_runs.TEST_PARAMETERS: epochs=2, batch_size=64, lr=3e-3, device="cpu", num_workers=0, throughput_batches=3,
     # subset=600, ddp=True, ddp_device="cpu", article_images=300, article_epochs=2
     _, m = executed_notebook("03_cifar10_cnn.ipynb", data_dir=str(data_dir))
     assert m["parameters"]["loader"] == "tensor" and m["parameters"]["epochs"] == 2

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import NOTEBOOKS, setup_cell_error
+from notebook_runs import NOTEBOOKS, setup_cell_error
 from ftkit.notebook import ParameterError
 
 

@@ -9,9 +9,9 @@ from torch import nn
 
 import ftkit
 from ftkit.data import synthetic
-from ftkit.optviz.landscape import (grid_levels, interpolate, loss_slice, loss_surface, orthogonalize,
-                                    progressive_surface, random_direction, random_directions, recalibrate_batchnorm,
-                                    slices_over_seeds)
+from ftkit.optviz.directions import orthogonalize, random_direction, random_directions
+from ftkit.optviz.landscape import (grid_levels, interpolate, loss_slice, loss_surface, progressive_surface,
+                                    recalibrate_batchnorm, slices_over_seeds)
 from ftkit.optviz.trajectory import pca_trajectory, trajectory_check, WeightRecorder
 from ftkit.plots.landscape import (compare_figure, contour_figure, curve_figure, landscape_z, progressive_contour,
                                    seed_spread_figure, sharpness_figure, trajectory_check_figure)
@@ -353,7 +353,8 @@ def test_live_contour_ends_with_a_fresh_output_not_one_more_update(monkeypatch):
 
 # --------------------------------------------------------------------------- landscape
 def test_landscape_span_and_chunk_size():
-    from ftkit.optviz.landscape import loss_slice, random_directions
+    from ftkit.optviz.directions import random_directions
+    from ftkit.optviz.landscape import loss_slice
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
     data = (torch.randn(16, 3), torch.randint(2, (16,)))
@@ -369,7 +370,8 @@ def test_landscape_span_and_chunk_size():
 
 
 def test_landscape_non_finite_points_are_said():
-    from ftkit.optviz.landscape import loss_slice, random_directions
+    from ftkit.optviz.directions import random_directions
+    from ftkit.optviz.landscape import loss_slice
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 2))
     data = (torch.randn(16, 3), torch.randint(2, (16,)))

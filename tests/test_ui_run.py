@@ -17,7 +17,8 @@ from ftkit.train.callbacks import Callback
 from ftkit.ui import fit_live, fit_live_async, TrainingDashboard
 
 import kernel_watch
-from conftest import TEST_PARAMETERS, Pace, drive, mlp
+from conftest import Pace, drive, mlp
+from notebook_runs import TEST_PARAMETERS, execute_notebook
 
 
 @pytest.fixture
@@ -97,7 +98,7 @@ def test_a_pause_is_out_of_the_epoch_time_and_rows_are_final_when_recorded(loade
 @pytest.mark.notebook
 def test_stop_early_in_notebook_03_then_every_later_cell_runs(run_notebook, tmp_path, monkeypatch, fake_cifar10):
     monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "3")      # the dashboard's Stop after 3 steps of the first epoch
-    # the notebook test's small settings (conftest.TEST_PARAMETERS; the articles' experiment too: its preset trains
+    # the notebook test's small settings (notebook_runs.TEST_PARAMETERS; the articles' experiment too: its preset trains
     # 10 epochs), without the multi-process section
     m = run_notebook("03_cifar10_cnn.ipynb", data_dir=str(fake_cifar10),
                      **{**TEST_PARAMETERS["03_cifar10_cnn.ipynb"], "ddp": False})
@@ -112,7 +113,6 @@ def test_stop_in_notebook_04s_only_epoch_then_every_later_cell_runs(tmp_path_fac
     monkeypatch.setenv("FTKIT_STOP_AFTER_STEPS", "2")
     sample = shipped("conll2003_sample")
     out = tmp_path_factory.mktemp("nb04")
-    from conftest import execute_notebook
     m = execute_notebook("04_bert_ner.ipynb", out, model_name_or_path=str(tiny_bert), data_dir=str(sample), epochs=1,
                          batch_size=32, lr=5e-3, head_lr_mult=1.0, max_length=64, device="cpu", ddp=False)
     assert len(m["val_f1_per_epoch"]) == 1                                         # the partial epoch's row
@@ -183,7 +183,6 @@ REASON = "stopped by request at epoch 1, step 2"
 
 @pytest.mark.notebook
 def test_stop_early_in_notebook_05_then_every_later_cell_runs(tmp_path_factory, monkeypatch):
-    from conftest import execute_notebook
     from ftkit.data import shipped
     from ftkit.nlp.tiny import build_tiny_bert
     from test_nb_05_sentence_classification import write_tsv

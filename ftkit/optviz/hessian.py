@@ -35,6 +35,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .directions import Params
 from .landscape import check_data
 from ..losses import make_loss
 from ..core import Callback
@@ -42,8 +43,6 @@ from ..core import eval_mode as _eval_mode
 from ..utils import check_int, check_number
 
 __all__ = ["Spectrum", "hessian_eigenvalues", "stability_edge", "adam_preconditioner", "SharpnessMonitor"]
-
-Params = dict[str, torch.Tensor]
 
 
 @dataclass

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from ..core import Callback
-from .landscape import Params, params_dot, evaluate_points, parameters_of
+from .directions import Params, params_dot, parameters_of
+from .landscape import evaluate_points
 
 __all__ = ["WeightRecorder", "Trajectory", "pca_trajectory", "TrajectoryCheck", "trajectory_check"]
 
