@@ -131,7 +131,6 @@ def _has_hook(callback, event: str) -> bool:
 
 
 # --------------------------------------------------------------------------- history
-
 class History(Callback):
     """Plain data: ``steps`` (one dict per optimizer step), ``epochs`` (one dict per finished epoch) and
     ``events`` (one dict per manual change: step, epoch, name, old, new, source).

@@ -16,7 +16,6 @@ import os
 import random
 import sys
 import tempfile
-
 from typing import TYPE_CHECKING
 
 import numpy as np
