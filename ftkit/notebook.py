@@ -321,9 +321,8 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
     missing = [n for n in spec if n not in namespace]
     if missing:
         raise ParameterError(f"parameter {missing[0]!r} is not set: the parameters cell must define it")
-    for name, kind in spec.items():     # the values set by hand first: a mistake stops before torch loads (1–2 s)
-        if name != "preset" and namespace[name] is not None:
-            kind.check(name, namespace[name])
+    # the values set by hand are checked first: a mistake stops before the preset's choice loads torch (1–2 s)
+    by_hand = {n: kind.check(n, namespace[n]) for n, kind in spec.items() if n != "preset" and namespace[n] is not None}
     preset, why = choose_preset(namespace["preset"])
     if preset == "gpu" and "device" in spec:   # a notebook that trains on a device: its GPU preset needs one
         import torch
@@ -340,7 +339,7 @@ def setup(namespace: dict, spec: dict[str, Spec], *, presets: dict[str, dict] | 
         if name == "preset":
             continue
         value = values[name] if name in filled else namespace[name]
-        checked[name] = kind.check(name, value)
+        checked[name] = by_hand[name] if name in by_hand else kind.check(name, value)
         if name in filled and type(checked[name]) is int:
             checked[name] = FromPreset(checked[name])
     namespace.update(checked)

@@ -138,25 +138,28 @@ for name in {MODULES!r}:
         failed[name] = f"{{type(e).__name__}}: {{e}}"
 print(json.dumps(failed))
 """
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout.strip().splitlines()[-1]) == {}
+    assert fresh_interpreter(code) == {}
+
+
+def fresh_interpreter(code: str):
+    """What ``code`` prints last (as JSON) when run in a new Python process (``json`` already imported)."""
+    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_train_module_imports_no_widgets_or_plotly():
-    code = "import sys, ftkit.train, ftkit.train.callbacks; print(json.dumps(sorted(m for m in sys.modules " \
-           "if m.split('.')[0] in ('plotly', 'ipywidgets'))))"
-    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == []
+    assert fresh_interpreter("import sys, ftkit.train, ftkit.train.callbacks; print(json.dumps(sorted(m for m in "
+                             "sys.modules if m.split('.')[0] in ('plotly', 'ipywidgets'))))") == []
 
 
 def test_the_package_root_and_the_notebook_tools_start_without_torch():
     """``import ftkit`` loads every name on first use: the checks a notebook's setup cell runs and a sweep's trial
     process (which only runs a kernel) never import torch (1.7 s each, twice per trial); the first name that needs it
     loads it."""
-    code = ("import sys, ftkit, ftkit.notebook, ftkit.sweep, ftkit.sweep.worker; before = 'torch' in sys.modules; "
-            "ftkit.notebook.Int(min=1); ftkit.make_optimizer; print(json.dumps([before, 'torch' in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == [False, True]
+    assert fresh_interpreter(
+        "import sys, ftkit, ftkit.notebook, ftkit.sweep, ftkit.sweep.worker; before = 'torch' in sys.modules; "
+        "ftkit.notebook.Int(min=1); ftkit.make_optimizer; print(json.dumps([before, 'torch' in sys.modules]))"
+    ) == [False, True]
 
 
 PACKAGES = sorted(p.parent for p in PACKAGE.rglob("__init__.py"))
