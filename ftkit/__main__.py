@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; did you mean {near[0]!r}?" if near else ""
         print(f"ftkit: unknown command {name!r}{hint}\n\n{usage()}", file=sys.stderr)
         return 2
+    from .utils import skip_iri_grammar
+    skip_iri_grammar()      # every command reads or runs notebooks: nbformat's import starts 2 s sooner
     return int(import_module(COMMANDS[name][0]).main(rest) or 0)
 
 

@@ -2,6 +2,9 @@
 
 torch loads on first use (seeding, a device): ``ftkit.notebook``'s checks and the sweep's processes run without it.
 
+Processes that run notebooks: ``skip_iri_grammar`` (they start 2 s sooner), ``poll_kernels_in_slices`` (a missed
+wakeup costs a second, not a cell's timeout).
+
 Files: ``atomic_write`` (never a torn file) and ``check_writable`` (a folder proven writable before work starts).
 The checks (``check_number``, ``check_int`` with ``whole_number``, ``choose``, ``check_keys``, ``did_you_mean``) word each mistake one
 way; ``fit``, the factories (``make_optimizer``, ``make_loss``, ``make_scheduler``) and ``ftkit.notebook.setup``
@@ -16,6 +19,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,7 +28,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int",
-           "whole_number", "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable"]
+           "whole_number", "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable",
+           "skip_iri_grammar", "poll_kernels_in_slices"]
 
 
 # Writers that live in rooms above the bases (plotly pages), registered by the package root (ftkit/__init__.py):
@@ -232,3 +237,42 @@ def _alive(pid: int) -> bool:
     except OSError:
         return True
     return True
+
+
+def skip_iri_grammar() -> None:
+    """For a process that reads, writes or runs notebooks (nbformat, papermill) and nothing that checks IRIs:
+    jsonschema, which nbformat imports, builds rfc3987-syntax's IRI grammar when it is imported (about 2 s of CPU
+    here, at each such process's start) although nbformat's schema has no IRI to check. Call it before the first
+    nbformat import; jsonschema then leaves the ``iri`` format unchecked, as it does where that package is absent."""
+    sys.modules.setdefault("rfc3987_syntax", None)
+
+
+def poll_kernels_in_slices(every: float = 1.0) -> None:
+    """For a process that runs notebooks through jupyter_client's asyncio client (papermill, nbclient): wait for
+    kernel messages in slices of ``every`` seconds.
+
+    pyzmq's asyncio poll can miss the wakeup of a message that arrives while the machine is loaded (ZeroMQ signals
+    new messages on an edge-triggered descriptor); the message then waits for the poll's own timeout. Under
+    papermill that is a cell's reply waiting for the cell timeout, or an output waiting for the next message. Seen
+    here once: a cell replied in 0.04 s, and the client read the reply 120 s later, at its timeout. Each slice ends
+    with the same check of the socket that the full timeout would, so the only change is that a missed wakeup costs
+    at most ``every`` seconds. Safe to call more than once."""
+    from queue import Empty
+
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    get_msg = AsyncZMQSocketChannel.get_msg
+    if getattr(get_msg, "in_slices", False):
+        return
+
+    async def get_msg_in_slices(self, timeout: float | None = None):
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = every if end is None else max(0.0, min(every, end - time.monotonic()))
+            try:
+                return await get_msg(self, timeout=left)
+            except Empty:
+                if end is not None and time.monotonic() >= end:
+                    raise
+
+    get_msg_in_slices.in_slices = True
+    AsyncZMQSocketChannel.get_msg = get_msg_in_slices

@@ -15,10 +15,14 @@ import pytest
 import torch
 from torch import nn
 
-import kernel_watch
-from ftkit.core import Callback
-from ftkit.data import FILES
-from notebook_runs import NOTEBOOKS, ROOT, TEST_PARAMETERS, execute_notebook, make_once
+from ftkit.utils import skip_iri_grammar
+
+skip_iri_grammar()   # each worker's nbformat import (papermill, the notebook checks) 2 s sooner; no test checks an IRI
+
+import kernel_watch  # noqa: E402  (the imports below load nbformat)
+from ftkit.core import Callback  # noqa: E402
+from ftkit.data import FILES  # noqa: E402
+from notebook_runs import NOTEBOOKS, ROOT, TEST_PARAMETERS, execute_notebook, make_once  # noqa: E402
 
 DATA = FILES          # the texts ftkit ships (ftkit/data/files)
 
@@ -188,6 +192,14 @@ def tiny_bert(tmp_path_factory) -> str:
 
 
 @pytest.fixture
+def torchmetrics():
+    """The torchmetrics module, or a skip where it is absent (an extra: the floors env has none). Imported only by
+    the tests that ask for it, which form one xdist group: its import loads transformers, torchvision, scipy and
+    scikit-learn, about 8 s of CPU, which each worker paid while collecting when a test module imported it."""
+    return pytest.importorskip("torchmetrics")
+
+
+@pytest.fixture
 def run_notebook(tmp_path):
     def run(name, *, check: bool = True, cwd: Path = ROOT, allow_stderr=(), **parameters):
         return execute_notebook(name, tmp_path, check, cwd=cwd, allow_stderr=allow_stderr, **parameters)
@@ -272,7 +284,7 @@ def pytest_collection_modifyitems(config, items):
     the slow tests (browser, notebook, multiprocess) run first, so the two workers finish together instead of one
     waiting on a notebook started last; and the tests that share a fixture of their module (a sweep, a built model)
     form one xdist group, so the fixture is built once, on one worker. The order within each kind and each file is
-    kept."""
+    kept. The tests of the ``torchmetrics`` fixture form a group too: one worker imports it."""
     if not wants_colab(config.getoption("markexpr", "")):
         colab = [item for item in items if item.get_closest_marker("colab")]
         if colab:
@@ -283,6 +295,9 @@ def pytest_collection_modifyitems(config, items):
         return next((i for i, kind in enumerate(HEAVY) if item.get_closest_marker(kind)), len(HEAVY))
 
     for item in items:
+        if "torchmetrics" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group("torchmetrics"))     # one worker imports it
+            continue
         info = getattr(item, "_fixtureinfo", None)
         for name in getattr(item, "fixturenames", ()):
             defs = info.name2fixturedefs.get(name) if info is not None else None

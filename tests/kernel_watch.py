@@ -3,7 +3,11 @@
 Seen in 2 of about 10 runs of the suite on 2 cores, both in papermill's runs of notebook 05: a cell's execute reply
 never reached papermill, and the test waited for pytest-timeout (300 s). Run alone, the same test passed 10 times out
 of 10 (35–44 s each beside two busy processes), and two further whole-suite runs passed: which side lost the message
-was not caught. So:
+was not caught then. Caught later (notebook 05 again, its playground cell): the kernel sent the reply 0.04 s after the
+request (the cell's ``shell.execute_reply`` time), and papermill read it 120 s later, exactly at its timeout — a
+wakeup missed by pyzmq's asyncio poll in this process, which then sees the message only when the poll times out. The
+test process's kernel clients therefore poll in 1-s slices (:func:`ftkit.utils.poll_kernels_in_slices`, set up by
+:func:`install`), so such a miss costs a second. The watch stays, for a hang of another kind:
 
 - every kernel a test starts (papermill's, JupyterLab's) registers faulthandler for SIGUSR1 — an IPython startup file
   in a test-only IPYTHONDIR (:func:`install`) — writing its threads' stacks to a file of its own;
@@ -27,6 +31,8 @@ import time
 import warnings
 from pathlib import Path
 
+from ftkit.utils import poll_kernels_in_slices
+
 ROOT = Path(__file__).resolve().parents[1]
 DUMPS = ROOT / "artifacts" / "hangs"
 CELL_TIMEOUT = 120
@@ -46,7 +52,8 @@ del _ftkit_tests_dump_on_sigusr1
 
 
 def install() -> None:
-    """A test-only IPYTHONDIR whose startup file makes every kernel started from here on dump on SIGUSR1."""
+    """A test-only IPYTHONDIR whose startup file makes every kernel started from here on dump on SIGUSR1; and this
+    process's kernel clients poll in 1-s slices (ftkit.utils.poll_kernels_in_slices)."""
     home = Path(tempfile.mkdtemp(prefix="ftkit-ipython-"))
     startup = home / "profile_default" / "startup"
     startup.mkdir(parents=True)
@@ -54,6 +61,7 @@ def install() -> None:
     atexit.register(shutil.rmtree, home, ignore_errors=True)   # a hang's dumps are copied to DUMPS first
     os.environ["IPYTHONDIR"] = str(home)
     os.environ["FTKIT_TEST_DUMPS"] = str(home / "dumps")   # one (empty) file per kernel; a hang's are copied to DUMPS
+    poll_kernels_in_slices()     # a reply whose wakeup pyzmq missed under load waits 1 s, not CELL_TIMEOUT
 
 
 def _kernels() -> list[int]:

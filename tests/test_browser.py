@@ -261,11 +261,13 @@ def test_dashboard_in_jupyterlab_slider_pause_lr_finder_stop_then_a_closed_tab_k
 def _click_again_if_there(page, selector):
     """Click a disabled button again, as an impatient user would, while it is on the page: once the training has
     ended the dashboard gives way to its final figure, and a machine slow to click finds the button detached (the
-    click would wait for it to come back). The run stopping by request, as the first click asked, is checked after."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    click would wait for it to come back) or hidden on its way out (a forced click does not wait: Playwright raises
+    "Element is not visible", seen once under the suite's load). The run stopping by request, as the first click
+    asked, is checked after."""
+    from playwright.sync_api import Error as PlaywrightError      # TimeoutError's base class
     try:
         page.locator(selector).click(force=True, timeout=2_000)
-    except PlaywrightTimeout:
+    except PlaywrightError:
         pass
 
 
@@ -470,6 +472,8 @@ def test_notebook_02_in_jupyterlab_figures_right_and_the_explorer_after_a_reload
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.on("pageerror", lambda e: console.append(str(e)))
+            page.on("console", lambda m: console.append(f"console.{m.type}: {m.text[:300]}")   # shown on a failure
+                    if m.type in ("error", "warning") else None)
             _open(page, base, token, name)
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=60_000)
             page.wait_for_function(f"() => document.querySelectorAll('{CURRENT} .js-plotly-plot').length >= 12",
@@ -514,7 +518,13 @@ def test_notebook_02_in_jupyterlab_figures_right_and_the_explorer_after_a_reload
                 page.screenshot(path=str(ARTIFACTS / "failure_notebook_02.png"))
                 print("explorer traces:", [(t["meta"], t["name"], len(t["x"])) for f in _figures(
                     page, ".ftkit-explorer-paths .js-plotly-plot") for t in f["data"]])
-                print(f"screenshot of the failure: {ARTIFACTS / 'failure_notebook_02.png'}; page errors:\n"
+                print("explorer parts on the page:", page.evaluate("""() => ['.ftkit-explorer-paths',
+                    '.ftkit-explorer-basins', '.jupyter-widgets', '.js-plotly-plot'].map(s => s + ' ' +
+                    document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) ' + s).length)"""),
+                      [t[:200] for t in page.locator(f"{CURRENT} .jp-OutputArea-output").all_inner_texts()
+                       if "widget" in t.lower() or "error" in t.lower()])
+                print(f"screenshot of the failure: {ARTIFACTS / 'failure_notebook_02.png'}; page errors and console "
+                      "warnings:\n"
                       + "\n".join(console))
             raise
         finally:

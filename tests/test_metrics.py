@@ -63,10 +63,9 @@ def test_accuracy_reads_classes_from_the_right_axis_for_sequences_and_images():
     assert (int(correct), int(count)) == (3, 4)
 
 
-def test_torchmetrics_states_of_two_processes_merge_into_the_whole_split_value():
+def test_torchmetrics_states_of_two_processes_merge_into_the_whole_split_value(torchmetrics):
     """What a multi-process checkpoint saves: each process's F1 / AUROC state merged is the state of one process
     that saw every batch (sums added, predictions joined); a metric torchmetrics cannot merge is named."""
-    torchmetrics = pytest.importorskip("torchmetrics")  # an extra: absent from the floors env
     from ftkit.metrics import MetricTracker
     g = torch.Generator().manual_seed(0)
     logits, y = torch.randn(40, 3, generator=g), torch.randint(0, 3, (40,), generator=g)

@@ -451,11 +451,10 @@ def torchmetrics_stop_then_resume(out, ckpt):
 
 @pytest.mark.multiprocess
 @pytest.mark.timeout(180)
-def test_torchmetrics_on_two_processes_equal_the_whole_set_and_survive_a_mid_epoch_resume(tmp_path):
+def test_torchmetrics_on_two_processes_equal_the_whole_set_and_survive_a_mid_epoch_resume(tmp_path, torchmetrics):
     """A macro F1 and an AUROC on 2 processes: each epoch's value is the whole split's (equal to one process), and
     after a stop inside epoch 2 (step 10 of 7 per epoch) the checkpoint holds both processes' metric states, so a
     resume on 2 processes or on 1 logs the values of an uninterrupted run (≤ 1e-6)."""
-    torchmetrics = pytest.importorskip("torchmetrics")  # an extra: absent from the floors env
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
     out.mkdir()
     straight = train("table", epochs=3, metrics=whole_split_metrics())

@@ -53,11 +53,8 @@ def test_a_user_optimizer_with_a_tensor_lr_still_records_floats():
     json.loads(history.to_json())
 
 
-# --------------------------------------------------------------------------- torchmetrics objects
-torchmetrics = pytest.importorskip("torchmetrics")
-
-
-def test_a_torchmetrics_f1_is_the_whole_split_value_not_a_mean_of_batches():
+# --------------------------------------------------------------------------- torchmetrics objects (conftest's fixture)
+def test_a_torchmetrics_f1_is_the_whole_split_value_not_a_mean_of_batches(torchmetrics):
     """Macro F1 on 77 samples in batches of 16: the logged value is the metric of the whole split (each epoch)."""
     ftkit.seed_everything(0)
     model = mlp()
@@ -77,7 +74,7 @@ def test_a_torchmetrics_f1_is_the_whole_split_value_not_a_mean_of_batches():
     assert f1.update_count == 0                      # the object given is not changed: fit works on copies
 
 
-def test_a_torchmetrics_auroc_is_reset_each_epoch_and_per_split():
+def test_a_torchmetrics_auroc_is_reset_each_epoch_and_per_split(torchmetrics):
     """AUROC of the last epoch's validation outputs only: a state kept over 3 epochs (or shared with the training
     split) would give another number."""
     ftkit.seed_everything(0)
@@ -94,7 +91,7 @@ def test_a_torchmetrics_auroc_is_reset_each_epoch_and_per_split():
     assert history["val_multiclass_auroc"][0] != pytest.approx(float(whole), abs=1e-4)   # it changed over epochs
 
 
-def test_a_torchmetrics_value_of_several_numbers_is_refused_by_name():
+def test_a_torchmetrics_value_of_several_numbers_is_refused_by_name(torchmetrics):
     model = mlp()
     per_class = torchmetrics.F1Score(task="multiclass", num_classes=3, average=None)
     with pytest.raises(ValueError, match=r"metric 'multiclass_f1_score' computed 3 values .* average='macro'"):
@@ -102,7 +99,7 @@ def test_a_torchmetrics_value_of_several_numbers_is_refused_by_name():
                   metrics=[per_class], progress=False)
 
 
-def test_a_torchmetrics_value_resumed_mid_epoch_equals_the_uninterrupted_one(tmp_path):
+def test_a_torchmetrics_value_resumed_mid_epoch_equals_the_uninterrupted_one(tmp_path, torchmetrics):
     from ftkit.train.callbacks import ModelCheckpoint
 
     class StopAt(ftkit.Callback):

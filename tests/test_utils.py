@@ -1,8 +1,14 @@
-"""Seeding, device choice and the argument checks every factory uses."""
+"""Seeding, device choice, the argument checks every factory uses, and the set-up of processes that run notebooks."""
 from __future__ import annotations
 
+import asyncio
+import json
 import random
 import re
+import subprocess
+import sys
+import time
+from queue import Empty
 
 import numpy as np
 import pytest
@@ -127,3 +133,50 @@ def test_get_device_takes_every_torch_device_string_a_user_may_pass(monkeypatch)
         get_device("cpu0")
     with pytest.raises(ValueError, match=r"unknown device 'xla'"):
         get_device("xla")
+
+
+def test_a_notebook_process_skips_the_iri_grammar_and_still_validates_notebooks():
+    """After skip_iri_grammar, nbformat loads without rfc3987-syntax and still refuses an invalid notebook."""
+    code = ("import json, sys; from ftkit.utils import skip_iri_grammar; skip_iri_grammar(); import nbformat\n"
+            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')]); nbformat.validate(nb)\n"
+            "del nb.cells[0]['source']\n"
+            "try:\n    nbformat.validate(nb); refused = False\nexcept nbformat.ValidationError:\n    refused = True\n"
+            "print(json.dumps([sys.modules.get('rfc3987_syntax', 'absent'), refused]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out.splitlines()[-1]) == [None, True]
+
+
+def test_kernel_polls_in_slices_see_a_message_whose_wakeup_was_missed_within_a_slice(monkeypatch):
+    """A message that is there but whose wakeup the poll missed is seen only when the poll ends: with slices of
+    0.05 s it is read after one slice instead of at the 30-s timeout; with no message, Empty comes at the timeout."""
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from ftkit.utils import poll_kernels_in_slices
+    waiting = {"message": True}
+
+    async def missed_wakeup(self, timeout=None):      # sees what is there only when its timeout ends
+        await asyncio.sleep(timeout if timeout is not None else 3600)
+        if waiting["message"]:
+            return {"msg_id": "reply"}
+        raise Empty
+
+    monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", missed_wakeup)
+    poll_kernels_in_slices(every=0.05)
+    poll_kernels_in_slices(every=0.05)                # a second call does not wrap it twice
+
+    def timed(timeout):
+        t0 = time.monotonic()
+        try:
+            got = asyncio.run(AsyncZMQSocketChannel.get_msg(None, timeout=timeout))
+        except Empty:
+            got = "empty"
+        return got, time.monotonic() - t0
+
+    got, seconds = timed(30)
+    assert got == {"msg_id": "reply"} and seconds < 1.0
+    got, seconds = timed(None)                        # no timeout: still one slice
+    assert got == {"msg_id": "reply"} and seconds < 1.0
+    waiting["message"] = False
+    got, seconds = timed(0.3)
+    assert got == "empty" and 0.3 <= seconds < 1.0
+    got, seconds = timed(0)                           # a look without waiting
+    assert got == "empty" and seconds < 0.5
