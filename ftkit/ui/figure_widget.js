@@ -1,13 +1,31 @@
 // ftkit's FigureWidget: plotly's widget code (about 5 MB) is imported once per page, after anywidget's start
 // window (2 s in anywidget 0.11): a reloaded page with several figures, or a busy machine, takes longer than that
-// to parse three copies, and a figure that misses the window never draws. Changes that arrive before plotly's
-// code is ready are replayed to it in order, each with the value it carried.
+// to parse three copies, and a figure that misses the window never draws. The code travels once per kernel, as
+// bytes, in the model every figure's _plotly_code names. Changes that arrive before plotly's code is ready are
+// replayed to it in order, each with the value it carried.
 const KEY = Symbol.for("ftkit.plotly-widget");
+
+async function plotlyCode(model) {
+  const id = String(model.get("_plotly_code")).replace(/^IPY_MODEL_/, "");
+  const deadline = Date.now() + 120000;
+  for (;;) {
+    try {     // a reloaded page restores the models in any order: the code's may come after this figure's
+      const holder = await model.widget_manager.get_model(id);
+      return holder.get("code");
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  }
+}
 
 function plotlyWidget(model) {
   if (!globalThis[KEY]) {
-    const url = URL.createObjectURL(new Blob([model.get("_plotly_esm")], { type: "text/javascript" }));
-    globalThis[KEY] = import(/* webpackIgnore: true */ url).finally(() => URL.revokeObjectURL(url));
+    globalThis[KEY] = plotlyCode(model).then((code) => {
+      const url = URL.createObjectURL(new Blob([code], { type: "text/javascript" }));
+      return import(/* webpackIgnore: true */ url).finally(() => URL.revokeObjectURL(url));
+    });
+    globalThis[KEY].catch(() => { globalThis[KEY] = null; });     // the next figure tries again
   }
   return globalThis[KEY];
 }

@@ -10,17 +10,22 @@ reload redraws the figure as it is now.
 On plotly >= 6 the figure is an anywidget whose front-end code (plotly.js and the widget, about 5 MB) is parsed once
 per widget, inside anywidget's start window (2 s in anywidget 0.11): on a reloaded page with three figures, or on
 a busy machine, a figure that misses it never draws and ignores every later change. Here the widget's code is a
-small loader (``figure_widget.js``): plotly's code travels as ``_plotly_esm``, is imported once per page after the
-window, and receives the changes that arrived meanwhile.
+small loader (``figure_widget.js``): plotly's code is imported once per page after the window, and receives the
+changes that arrived meanwhile. The code itself travels once per kernel, as bytes, in one :class:`PlotlyCode`
+model every figure refers to: not as 5 MB of JSON inside each figure's state. A reloaded page asks the kernel for
+every widget's state in one reply and gives up on it after 4 s (ipywidgets 8), and a view whose model is not back
+within 2 s shows "model not found": with the explorer's three figures that reply was 15 MB of JSON, and a busy
+machine missed both limits.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
+import ipywidgets
 import plotly.graph_objects as go
 import traitlets
 
-__all__ = ["FigureWidget"]
+__all__ = ["FigureWidget", "PlotlyCode", "plotly_code"]
 
 
 # plotly >= 6: its FigureWidget is an anywidget, whose front-end code is the class's ``_esm`` (before: an ipywidget
@@ -28,16 +33,33 @@ __all__ = ["FigureWidget"]
 _ANYWIDGET = hasattr(go.FigureWidget, "_esm")
 
 
+class PlotlyCode(ipywidgets.Widget):
+    """plotly's widget code as bytes, in a model with no view: one per kernel (:func:`plotly_code`), shared by every
+    :class:`FigureWidget`."""
+    code = traitlets.Bytes().tag(sync=True)
+
+
+_CODE: list = []
+
+
+def plotly_code() -> PlotlyCode:
+    """This kernel's :class:`PlotlyCode`, made on the first figure (plotly reads its file then) and again if it was
+    closed (``Widget.close_all()``)."""
+    if not _CODE or _CODE[0].comm is None:
+        _CODE[:] = [PlotlyCode(code=str(go.FigureWidget._esm).encode("utf-8"))]
+    return _CODE[0]
+
+
 class FigureWidget(go.FigureWidget):
     """``go.FigureWidget`` whose state, as a reloaded page asks for it, is the current figure."""
 
     if _ANYWIDGET:
         _esm = (Path(__file__).parent / "figure_widget.js").read_text(encoding="utf-8")
-        _plotly_esm = traitlets.Unicode().tag(sync=True)
+        _plotly_code = traitlets.Instance(PlotlyCode).tag(sync=True, **ipywidgets.widget_serialization)
 
-        @traitlets.default("_plotly_esm")
-        def _plotly_code(self):        # read on the first figure, not at import (plotly caches the file's text)
-            return str(go.FigureWidget._esm)
+        @traitlets.default("_plotly_code")
+        def _shared_code(self):
+            return plotly_code()
 
     def _keep(self):
         # set the trait values directly: assigning them would send the whole figure again to the page
