@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["seed_everything", "DEVICE_NAMES", "parse_device", "get_device", "check_number", "check_int",
            "whole_number", "normalize_name", "did_you_mean", "choose", "check_keys", "atomic_write", "check_writable",
-           "skip_iri_grammar", "poll_kernels_in_slices"]
+           "skip_iri_grammar", "poll_kernels_in_slices", "kernel_channel_class"]
 
 
 # Writers that live in rooms above the bases (plotly pages), registered by the package root (ftkit/__init__.py):
@@ -260,8 +260,9 @@ def poll_kernels_in_slices(every: float = 1.0) -> None:
     wakeup costs at most ``every`` seconds. Safe to call more than once."""
     from queue import Empty
 
-    from jupyter_client.channels import AsyncZMQSocketChannel
-    get_msg = AsyncZMQSocketChannel.get_msg
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    channel = kernel_channel_class(AsyncKernelClient)
+    get_msg = channel.get_msg
     if getattr(get_msg, "in_slices", False):
         return
 
@@ -276,4 +277,10 @@ def poll_kernels_in_slices(every: float = 1.0) -> None:
                     raise
 
     get_msg_in_slices.in_slices = True
-    AsyncZMQSocketChannel.get_msg = get_msg_in_slices
+    channel.get_msg = get_msg_in_slices
+
+
+def kernel_channel_class(client_class) -> type:
+    """The class of a jupyter_client kernel client's channels: ``AsyncZMQSocketChannel`` for the asyncio client in
+    jupyter_client 8, ``ZMQSocketChannel`` in 7 (Colab's)."""
+    return client_class.class_traits()["shell_channel_class"].default_value

@@ -149,8 +149,9 @@ def test_a_notebook_process_skips_the_iri_grammar_and_still_validates_notebooks(
 def test_kernel_polls_in_slices_see_a_message_whose_wakeup_was_missed_within_a_slice(monkeypatch):
     """A message that is there but whose wakeup the poll missed is seen only when the poll ends: with slices of
     0.05 s it is read after one slice instead of at the 30-s timeout; with no message, Empty comes at the timeout."""
-    from jupyter_client.channels import AsyncZMQSocketChannel
-    from ftkit.utils import poll_kernels_in_slices
+    from jupyter_client.asynchronous.client import AsyncKernelClient
+    from ftkit.utils import kernel_channel_class, poll_kernels_in_slices
+    channel = kernel_channel_class(AsyncKernelClient)       # the class papermill's client waits on
     waiting = {"message": True}
 
     async def missed_wakeup(self, timeout=None):      # sees what is there only when its timeout ends
@@ -159,14 +160,14 @@ def test_kernel_polls_in_slices_see_a_message_whose_wakeup_was_missed_within_a_s
             return {"msg_id": "reply"}
         raise Empty
 
-    monkeypatch.setattr(AsyncZMQSocketChannel, "get_msg", missed_wakeup)
+    monkeypatch.setattr(channel, "get_msg", missed_wakeup)
     poll_kernels_in_slices(every=0.05)
     poll_kernels_in_slices(every=0.05)                # a second call does not wrap it twice
 
     def timed(timeout):
         t0 = time.monotonic()
         try:
-            got = asyncio.run(AsyncZMQSocketChannel.get_msg(None, timeout=timeout))
+            got = asyncio.run(channel.get_msg(None, timeout=timeout))
         except Empty:
             got = "empty"
         return got, time.monotonic() - t0
