@@ -15,14 +15,11 @@ import pytest
 import torch
 from torch import nn
 
+import kernel_watch
+from ftkit.core import Callback
+from ftkit.data import FILES
 from ftkit.utils import skip_iri_grammar
-
-skip_iri_grammar()   # each worker's nbformat import (papermill, the notebook checks) 2 s sooner; no test checks an IRI
-
-import kernel_watch  # noqa: E402  (the imports below load nbformat)
-from ftkit.core import Callback  # noqa: E402
-from ftkit.data import FILES  # noqa: E402
-from notebook_runs import NOTEBOOKS, ROOT, TEST_PARAMETERS, execute_notebook, make_once  # noqa: E402
+from notebook_runs import NOTEBOOKS, ROOT, TEST_PARAMETERS, execute_notebook, make_once
 
 DATA = FILES          # the texts ftkit ships (ftkit/data/files)
 
@@ -36,6 +33,15 @@ THREADS = 1
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 torch.set_num_threads(THREADS)
 kernel_watch.install()   # every kernel a test starts dumps its stacks on SIGUSR1 (a hung notebook run: see there)
+skip_iri_grammar()       # before any nbformat import: each worker's papermill starts 2 s sooner; no test checks an IRI
+
+
+def fresh_interpreter(code: str):
+    """What ``code`` prints last (as JSON) when run in a new Python process (``json`` already imported)."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @contextlib.contextmanager

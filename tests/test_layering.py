@@ -4,14 +4,13 @@ still imports first in a fresh interpreter."""
 from __future__ import annotations
 
 import ast
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import ftkit
+
+from conftest import fresh_interpreter
 
 PACKAGE = Path(ftkit.__file__).parent
 MODULES = sorted("ftkit." + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
@@ -139,12 +138,6 @@ for name in {MODULES!r}:
 print(json.dumps(failed))
 """
     assert fresh_interpreter(code) == {}
-
-
-def fresh_interpreter(code: str):
-    """What ``code`` prints last (as JSON) when run in a new Python process (``json`` already imported)."""
-    out = subprocess.run([sys.executable, "-c", "import json\n" + code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_train_module_imports_no_widgets_or_plotly():

@@ -2,11 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import re
-import subprocess
-import sys
 import time
 from queue import Empty
 
@@ -16,6 +13,8 @@ import torch
 
 import ftkit
 from ftkit.utils import check_int, check_number, choose, get_device, seed_everything
+
+from conftest import fresh_interpreter
 
 
 def draws():
@@ -137,13 +136,12 @@ def test_get_device_takes_every_torch_device_string_a_user_may_pass(monkeypatch)
 
 def test_a_notebook_process_skips_the_iri_grammar_and_still_validates_notebooks():
     """After skip_iri_grammar, nbformat loads without rfc3987-syntax and still refuses an invalid notebook."""
-    code = ("import json, sys; from ftkit.utils import skip_iri_grammar; skip_iri_grammar(); import nbformat\n"
-            "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')]); nbformat.validate(nb)\n"
-            "del nb.cells[0]['source']\n"
-            "try:\n    nbformat.validate(nb); refused = False\nexcept nbformat.ValidationError:\n    refused = True\n"
-            "print(json.dumps([sys.modules.get('rfc3987_syntax', 'absent'), refused]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert json.loads(out.splitlines()[-1]) == [None, True]
+    assert fresh_interpreter(
+        "import sys; from ftkit.utils import skip_iri_grammar; skip_iri_grammar(); import nbformat\n"
+        "nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell('1')]); nbformat.validate(nb)\n"
+        "del nb.cells[0]['source']\n"
+        "try:\n    nbformat.validate(nb); refused = False\nexcept nbformat.ValidationError:\n    refused = True\n"
+        "print(json.dumps([sys.modules.get('rfc3987_syntax', 'absent'), refused]))") == [None, True]
 
 
 def test_kernel_polls_in_slices_see_a_message_whose_wakeup_was_missed_within_a_slice(monkeypatch):

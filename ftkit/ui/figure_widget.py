@@ -39,15 +39,16 @@ class PlotlyCode(ipywidgets.Widget):
     code = traitlets.Bytes().tag(sync=True)
 
 
-_CODE: list = []
+_code: PlotlyCode | None = None
 
 
 def plotly_code() -> PlotlyCode:
     """This kernel's :class:`PlotlyCode`, made on the first figure (plotly reads its file then) and again if it was
     closed (``Widget.close_all()``)."""
-    if not _CODE or _CODE[0].comm is None:
-        _CODE[:] = [PlotlyCode(code=str(go.FigureWidget._esm).encode("utf-8"))]
-    return _CODE[0]
+    global _code
+    if _code is None or _code.comm is None:
+        _code = PlotlyCode(code=str(go.FigureWidget._esm).encode("utf-8"))
+    return _code
 
 
 class FigureWidget(go.FigureWidget):
