@@ -202,7 +202,7 @@ def test_notebook_03_run_all_pause_slider_resume_on_colabs_widget_stack(classic)
             held_later = step(page)
             before_lr = float(page.locator(".ftkit-lr .widget-readout").inner_text())
             page.locator(".ftkit-lr .ui-slider-handle").focus()
-            page.keyboard.press("PageUp")                # a fifth of the slider's range up: ×10^1.2, applied at Resume
+            page.keyboard.press("PageUp")       # a fifth of the range (peak/1000 … peak·10) up: ×10^0.8, at Resume
             page.wait_for_function("""before => { const r = document.querySelector('.ftkit-lr .widget-readout');
                 return r && +r.innerText > 2 * before; }""", arg=before_lr, timeout=30_000)
             new_lr = float(page.locator(".ftkit-lr .widget-readout").inner_text())

@@ -159,6 +159,24 @@ def test_lr_finder_button_mid_training_leaves_the_training_undisturbed(train_loa
     assert found.events == []                                    # the finder is no manual change of the run
 
 
+def test_lr_slider_spans_the_schedules_peak_not_its_warm_up_start(train_loader):
+    """One-cycle starts at max_lr/25: a range around that start ended at 0.4·max_lr, so the slider showed the
+    schedule's peak clamped and a drag could not reach it."""
+    model = mlp(2, 32, 3)
+    dash, shown = TrainingDashboard(every_ms=0), []
+
+    class Watch(ftkit.Callback):
+        def on_step_end(self, state):
+            shown.append((dash.slider.value, state.optimizer.param_groups[0]["lr"]))
+    history = ftkit.fit(model, train_loader, "cross_entropy", ftkit.make_optimizer("sgd", model, lr=0.3), 3,
+                        scheduler="one_cycle", callbacks=[dash, Watch()], progress=False)
+    assert history.steps[0]["lr"] == pytest.approx(0.3 / 25, rel=0.01)
+    assert (dash.slider.min, dash.slider.max) == pytest.approx((-3.523, 0.477), abs=1e-3)   # 3e-4 … 3
+    peak = max(lr for _, lr in shown)
+    assert peak == pytest.approx(0.3, rel=0.01)
+    assert [s for s, lr in shown if lr == peak][0] == pytest.approx(peak, rel=0.01)   # the peak shown, unclamped
+
+
 def test_lr_slider_spans_four_decades_around_the_lr_and_the_box_sets_an_exact_value(monkeypatch):
     from ftkit.data import synthetic
     from torch import nn

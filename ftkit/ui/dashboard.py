@@ -42,7 +42,7 @@ from .live import LiveFigure, replace_output
 
 __all__ = ["TrainingDashboard"]
 
-DECADES_BELOW, DECADES_ABOVE = 3, 1    # the slider's default range around the optimizer's lr: lr/1000 … lr·10
+DECADES_BELOW, DECADES_ABOVE = 3, 1    # the slider's default range around the schedule's peak lr: /1000 … ·10
 
 
 def _tip(text: str) -> dict:
@@ -70,12 +70,13 @@ class _LRSlider(widgets.FloatLogSlider):
 class TrainingDashboard(Callback):
     """LR slider and box, Stop, Pause/Resume, LR finder, smoothing, live plot and readout (see the module notes).
 
-    ``lr_range``: the slider's ends (log scale; widened to the decade holding the optimizer's lr if outside);
-    None (default): lr/1000 … lr·10 around the optimizer's lr at the start of each fit, so a small drag is a
-    small change. ``every_ms``: at most one readout/plot/slider refresh per interval from the training thread.
-    ``lr_find_steps``: steps of the LR finder. ``dash.widget`` is the box of controls; :meth:`show` displays it
-    with the plot; ``dash.control`` the :class:`ParamControl` it drives; ``dash.lr_find_result`` the last
-    LR-finder result.
+    ``lr_range``: the slider's ends (log scale; widened to the decades holding the optimizer's lr and the schedule's
+    peak if outside); None (default): peak/1000 … peak·10 around the schedule's peak lr (the optimizer's lr without
+    a schedule; one-cycle's ``max_lr``, not its warm-up start) at the start of each fit, so a small drag is a small
+    change. ``every_ms``: at most one readout/plot/slider refresh per interval from the training thread.
+    ``lr_find_steps``: steps of the LR finder. ``dash.widget`` is the box of controls; :meth:`show` displays it with
+    the plot; ``dash.control`` the :class:`ParamControl` it drives; ``dash.lr_find_result`` the last LR-finder
+    result.
     """
 
     main_process_only = True   # draws: on the main process only when several train
@@ -269,13 +270,13 @@ class TrainingDashboard(Callback):
     def on_fit_start(self, state):
         self._state, self._ended = state, False
         self._ensure_view()
-        lr = state.optimizer.param_groups[0]["lr"]
-        if lr > 0:
-            if self.lr_range is None and not self._manual:   # lr/1000 … lr·10: a drag of a few pixels is a few %
-                self._set_range(math.log10(lr) - DECADES_BELOW, math.log10(lr) + DECADES_ABOVE)
-            else:   # keep the optimizer's lr reachable: widen the range to the decade holding it if needed
-                self._set_range(min(self.slider.min, math.floor(math.log10(lr))),
-                                max(self.slider.max, math.ceil(math.log10(lr))))
+        lr, peak = state.optimizer.param_groups[0]["lr"], _peak_lr(state.optimizer)
+        if peak > 0:
+            if self.lr_range is None and not self._manual:   # peak/1000 … peak·10: a drag of pixels is a few %
+                self._set_range(math.log10(peak) - DECADES_BELOW, math.log10(peak) + DECADES_ABOVE)
+            else:   # keep the schedule's peak reachable: widen the range to the decade holding it if needed
+                self._set_range(min(self.slider.min, math.floor(math.log10(lr if lr > 0 else peak))),
+                                max(self.slider.max, math.ceil(math.log10(peak))))
         if not self._manual:
             self._show_lr(lr)
         self.progress.max = max(1, (state.batches_per_epoch or 0) * state.epochs)
@@ -390,6 +391,13 @@ class TrainingDashboard(Callback):
             " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
             for row in state.history.epochs[-5:])
         self._draw(state, force=True)
+
+
+def _peak_lr(optimizer) -> float:
+    """The highest lr the schedule will reach: a warm-up starts low (one-cycle at ``max_lr``/25), and a range set
+    around that start would put the peak beyond the slider's end (shown clamped, out of reach of a drag)."""
+    group = optimizer.param_groups[0]
+    return max(group.get(key) or 0.0 for key in ("lr", "initial_lr", "max_lr"))
 
 
 def _metric_names(history: History) -> tuple[str, ...]:
