@@ -69,6 +69,12 @@ def browser_ready() -> str | None:
     return None
 
 
+# the server reads and writes notebooks through nbformat: it skips jsonschema's IRI grammar as ftkit's own
+# notebook-running processes do (ftkit.utils.skip_iri_grammar: 1.9 CPU-s at each start)
+LAB_MAIN = ("import sys; from ftkit.utils import skip_iri_grammar; skip_iri_grammar(); "
+            "from jupyterlab.labapp import main; sys.exit(main())")
+
+
 @contextlib.contextmanager
 def jupyterlab(folder: Path, extra_env: dict | None = None):
     """JupyterLab on 127.0.0.1 with a token; config, runtime, settings and workspaces all inside ``folder``;
@@ -89,7 +95,7 @@ def jupyterlab(folder: Path, extra_env: dict | None = None):
     base = f"http://127.0.0.1:{port}"
     log = open(folder / "lab.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
+        [sys.executable, "-c", LAB_MAIN, "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.extension_manager=readonly",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
         env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
