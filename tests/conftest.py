@@ -286,8 +286,8 @@ def wants_colab(markexpr: str) -> bool:
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     """Three things. The Colab-env tests (marker ``colab``) are deselected unless ``-m`` names ``colab``: they need
-    the Python 3.13 env ``.ci/colab-env`` builds. And for ``pytest -n 2 --dist loadgroup`` (harmless without xdist):
-    the slow tests (browser, notebook, multiprocess) run first, so the two workers finish together instead of one
+    the Python 3.13 env ``.ci/colab-env`` builds. And for ``pytest -n 3 --dist loadgroup`` (harmless without xdist):
+    the slow tests (browser, notebook, multiprocess) run first, so the workers finish together instead of one
     waiting on a notebook started last; and the tests that share a fixture of their module (a sweep, a built model)
     form one xdist group, so the fixture is built once, on one worker. The order within each kind and each file is
     kept. The tests of the ``torchmetrics`` fixture form a group too: one worker imports it."""
