@@ -29,7 +29,7 @@ from torch.optim import lr_scheduler
 
 from .utils import check_int, check_keys, check_number, choose, normalize_name
 
-__all__ = ["SCHEDULERS", "ReduceLROnPlateau", "make_scheduler", "schedule_spec"]
+__all__ = ["SCHEDULERS", "ReduceLROnPlateau", "make_scheduler", "schedule_spec", "peak_lr"]
 
 
 def _constant(optimizer, total_steps: int | None = None):
@@ -198,3 +198,11 @@ def schedule_spec(scheduler) -> tuple[str, dict] | None:
         raise TypeError(f"scheduler must be a name, a (name, options) pair or a scheduler object, got {scheduler!r}; "
                         "e.g. scheduler=('cosine_warmup', {'warmup_ratio': 0.1})")
     return None
+
+
+def peak_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The highest lr the first param group's schedule reaches, read from what torch's schedulers write into the
+    group: a warm-up starts low (``one_cycle`` at ``max_lr``/25, its ``initial_lr``; the others below their base lr,
+    their ``initial_lr``), so the lr at the start of a fit is not the peak. Without a schedule, the group's lr."""
+    group = optimizer.param_groups[0]
+    return max(group.get(key) or 0.0 for key in ("lr", "initial_lr", "max_lr"))

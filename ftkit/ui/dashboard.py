@@ -35,6 +35,7 @@ from ..core import Callback, History
 from ..env import ipython_kernel
 from ..plots.style import INFO, WARN
 from ..plots.training import figure_bundle, lr_find_figure, training_figure, update_training_figure
+from ..schedules import peak_lr
 from ..train.callbacks import ParamControl
 from ..train.lr_finder import lr_find
 from ..utils import check_number
@@ -270,8 +271,10 @@ class TrainingDashboard(Callback):
     def on_fit_start(self, state):
         self._state, self._ended = state, False
         self._ensure_view()
-        lr, peak = state.optimizer.param_groups[0]["lr"], _peak_lr(state.optimizer)
+        lr, peak = state.optimizer.param_groups[0]["lr"], peak_lr(state.optimizer)
         if peak > 0:
+            # around the peak, not the warm-up's start: a range around one-cycle's start (max_lr/25) ended below
+            # the peak, which the slider then showed clamped and a drag could not reach
             if self.lr_range is None and not self._manual:   # peak/1000 … peak·10: a drag of pixels is a few %
                 self._set_range(math.log10(peak) - DECADES_BELOW, math.log10(peak) + DECADES_ABOVE)
             else:   # keep the schedule's peak reachable: widen the range to the decade holding it if needed
@@ -391,13 +394,6 @@ class TrainingDashboard(Callback):
             " · ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
             for row in state.history.epochs[-5:])
         self._draw(state, force=True)
-
-
-def _peak_lr(optimizer) -> float:
-    """The highest lr the schedule will reach: a warm-up starts low (one-cycle at ``max_lr``/25), and a range set
-    around that start would put the peak beyond the slider's end (shown clamped, out of reach of a drag)."""
-    group = optimizer.param_groups[0]
-    return max(group.get(key) or 0.0 for key in ("lr", "initial_lr", "max_lr"))
 
 
 def _metric_names(history: History) -> tuple[str, ...]:
